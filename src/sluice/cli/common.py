@@ -1,0 +1,90 @@
+"""Shared CLI plumbing: config and database access, time parsing, output."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.config.loader import ConfigProblems, load_config
+from sluice.config.models import SluiceConfig
+from sluice.server.state import resolve_secret
+from sluice.store.db import create_engine, migrate
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="Config file (default: $SLUICE_CONFIG, then ./sluice.yaml)."
+)
+JsonOption = typer.Option(False, "--json", help="Machine-readable JSON output.")
+
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def config_or_exit(path: Path | None) -> SluiceConfig:
+    try:
+        return load_config(path)
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            err_console.print(f"{exc.source}: {problem}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+@asynccontextmanager
+async def open_db(config: SluiceConfig) -> AsyncIterator[tuple[AsyncEngine, bytes]]:
+    engine = create_engine(config.database)
+    try:
+        await migrate(engine)
+        yield engine, await resolve_secret(config, engine)
+    finally:
+        await engine.dispose()
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await coro_fn()
+
+    return asyncio.run(main())
+
+
+def parse_when(text: str, now_ms: int, *, future: bool) -> int:
+    """``2026-12-31``, an ISO datetime, or a duration (``30d``, ``12h``) from now."""
+    match = _DURATION.fullmatch(text.strip())
+    if match:
+        seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+        return now_ms + seconds * 1000 if future else now_ms - seconds * 1000
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is neither a date nor a duration like 30d") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -1,0 +1,242 @@
+"""``sluice keys``: mint and manage virtual keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+import yaml
+from rich.table import Table
+
+from sluice.cli.common import (
+    ConfigOption,
+    JsonOption,
+    config_or_exit,
+    console,
+    fail,
+    iso,
+    open_db,
+    parse_when,
+    print_json,
+    run,
+)
+from sluice.config.loader import ConfigProblems
+from sluice.config.vk import VirtualKeyConfig, set_path
+from sluice.core.clock import SystemClock
+from sluice.governance.key_admin import KeyAdmin, KeyAdminError, MintedKey
+from sluice.store.keys_repo import KeysRepo, VirtualKey
+
+app = typer.Typer(help="Mint and manage virtual keys.", no_args_is_help=True)
+
+
+async def _with_admin(config_path: Path | None, action: Any) -> Any:
+    config = config_or_exit(config_path)
+    async with open_db(config) as (engine, secret):
+        admin = KeyAdmin(KeysRepo(engine), secret, SystemClock())
+        try:
+            return await action(admin)
+        except KeyAdminError as exc:
+            fail(str(exc))
+        except ConfigProblems as exc:
+            fail("; ".join(str(p) for p in exc.problems))
+    return None
+
+
+def _show(key: VirtualKey, as_json: bool, secret: str | None = None) -> None:
+    payload = key.public_dict()
+    if secret is not None:
+        payload["key"] = secret
+    if as_json:
+        print_json(payload)
+        return
+    table = Table(show_header=False, box=None)
+    for name in (
+        "id",
+        "name",
+        "display_prefix",
+        "status",
+        "environment",
+        "principal",
+        "project",
+        "team",
+        "organization",
+        "description",
+    ):
+        table.add_row(name, str(payload[name] if payload[name] is not None else "-"))
+    for name in ("expires_at", "created_at", "last_used_at", "rotation_grace_until"):
+        table.add_row(name, iso(payload[name]))
+    table.add_row("config", orjson.dumps(payload["config"]).decode())
+    console.print(table)
+    if secret is not None:
+        console.print("\n[bold]Key (shown once, store it now):[/bold]")
+        console.print(secret, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def create(
+    name: str = typer.Option(..., "--name", help="A name for the key."),
+    description: str | None = typer.Option(None, "--description"),
+    project: str | None = typer.Option(None, "--project"),
+    principal: str | None = typer.Option(None, "--principal", help="The user id it belongs to."),
+    team: str | None = typer.Option(None, "--team"),
+    organization: str | None = typer.Option(None, "--organization"),
+    expires: str | None = typer.Option(None, "--expires", help="A date, or a duration like 30d."),
+    test: bool = typer.Option(False, "--test", help="Mint an lw_vk_test_ key."),
+    config_file: Path | None = typer.Option(None, "--config-file", help="YAML/JSON key config."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a key; its secret is printed this once."""
+
+    async def action(admin: KeyAdmin) -> MintedKey:
+        now = SystemClock().now_ms()
+        vk_config = _load_vk_config(config_file) if config_file else None
+        return await admin.create(
+            name=name,
+            description=description,
+            project=project,
+            principal=principal,
+            team=team,
+            organization=organization,
+            expires_at=parse_when(expires, now, future=True) if expires else None,
+            test=test,
+            config=vk_config,
+        )
+
+    minted: MintedKey = run(lambda: _with_admin(config, action))
+    _show(minted.key, as_json, minted.secret)
+
+
+@app.command("list")
+def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """List keys (never their secrets)."""
+
+    async def action(admin: KeyAdmin) -> list[VirtualKey]:
+        return await admin.list_all()
+
+    keys: list[VirtualKey] = run(lambda: _with_admin(config, action))
+    if as_json:
+        print_json([k.public_dict() for k in keys])
+        return
+    table = Table("id", "prefix", "name", "status", "principal", "project", "expires", "last used")
+    for k in keys:
+        table.add_row(
+            k.id,
+            k.display_prefix,
+            k.name,
+            k.status,
+            k.principal or "-",
+            k.project or "-",
+            iso(k.expires_at),
+            iso(k.last_used_at),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    key_id: str = typer.Argument(..., metavar="ID"),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one key by id or display prefix."""
+    key: VirtualKey = run(lambda: _with_admin(config, lambda admin: admin.resolve(key_id)))
+    _show(key, as_json)
+
+
+@app.command()
+def rotate(
+    key_id: str = typer.Argument(..., metavar="ID"),
+    grace: str = typer.Option("24h", "--grace", help="How long the old secret keeps working."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Issue a new secret; the old one stays valid for --grace."""
+    grace_s = (parse_when(grace, 0, future=True) // 1000) if grace != "0" else 0
+    minted: MintedKey = run(
+        lambda: _with_admin(config, lambda admin: admin.rotate(key_id, grace_s or 0))
+    )
+    _show(minted.key, as_json, minted.secret)
+
+
+def _status_command(status: str, doc: str) -> None:
+    def command(
+        key_id: str = typer.Argument(..., metavar="ID"),
+        config: Path | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        key: VirtualKey = run(lambda: _with_admin(config, lambda a: a.set_status(key_id, status)))
+        _show(key, as_json)
+
+    command.__doc__ = doc
+    app.command({"active": "enable", "disabled": "disable", "revoked": "revoke"}[status])(command)
+
+
+_status_command("disabled", "Disable a key (reversible).")
+_status_command("active", "Re-enable a disabled key.")
+_status_command("revoked", "Revoke a key. Final.")
+
+
+def _load_vk_config(path: Path) -> VirtualKeyConfig:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        fail(f"{path}: the top level must be a mapping")
+    return VirtualKeyConfig.parse(data, str(path))
+
+
+@app.command()
+def update(
+    key_id: str = typer.Argument(..., metavar="ID"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="path=JSON, e.g. policy_rules.tools.deny='[\"^Bash$\"]'"
+    ),
+    config_file: Path | None = typer.Option(
+        None, "--config-file", help="Replace the whole key config."
+    ),
+    name: str | None = typer.Option(None, "--name"),
+    description: str | None = typer.Option(None, "--description"),
+    project: str | None = typer.Option(None, "--project"),
+    principal: str | None = typer.Option(None, "--principal"),
+    team: str | None = typer.Option(None, "--team"),
+    organization: str | None = typer.Option(None, "--organization"),
+    expires: str | None = typer.Option(None, "--expires"),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Edit a key's fields or its config document (validated before it is saved)."""
+
+    async def action(admin: KeyAdmin) -> VirtualKey:
+        key = await admin.resolve(key_id)
+        document = (
+            _load_vk_config(config_file).to_document() if config_file else key.config.to_document()
+        )
+        for item in set_:
+            path, sep, raw = item.partition("=")
+            if not sep:
+                fail(f"--set {item!r}: expected path=JSON")
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = raw  # a bare word is taken as a string
+            document = set_path(document, path.strip(), value)
+        fields: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "name": name,
+                "description": description,
+                "project": project,
+                "principal": principal,
+                "team": team,
+                "organization": organization,
+            }.items()
+            if v is not None
+        }
+        if expires is not None:
+            fields["expires_at"] = parse_when(expires, SystemClock().now_ms(), future=True)
+        new_config = VirtualKeyConfig.parse(document, "config") if (set_ or config_file) else None
+        return await admin.update(key.id, config=new_config, fields=fields)
+
+    key: VirtualKey = run(lambda: _with_admin(config, action))
+    _show(key, as_json)

@@ -1,0 +1,108 @@
+"""The ``sluice`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+import typer
+
+from sluice.cli import keys_cmd, spend_cmd
+from sluice.cli.common import ConfigOption, config_or_exit, console, err_console
+from sluice.config.loader import ConfigProblems, default_config_path, load_config
+
+app = typer.Typer(help="Sluice: a self-hosted AI gateway for Claude Code.", no_args_is_help=True)
+config_app = typer.Typer(help="Check configuration.", no_args_is_help=True)
+mock_app = typer.Typer(
+    help="Built-in fake upstreams (for tests, demos and benchmarks).", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(mock_app, name="mock")
+app.command("spend")(spend_cmd.spend)
+
+
+@app.command()
+def serve(
+    config: Path | None = ConfigOption,
+    host: str | None = typer.Option(None, "--host"),
+    port: int | None = typer.Option(None, "--port"),
+    workers: int | None = typer.Option(None, "--workers"),
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from sluice.logs import configure_logging
+    from sluice.server.app import SluiceApp
+
+    cfg = config_or_exit(config)
+    configure_logging(cfg.server.log_level)
+    bind_host = host or cfg.server.host
+    bind_port = port if port is not None else cfg.server.port
+    n_workers = workers or cfg.server.workers
+    options = dict(
+        host=bind_host,
+        port=bind_port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        server_header=False,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+    console.print(
+        f"Sluice listening on http://{bind_host}:{bind_port} (workers={n_workers})", highlight=False
+    )
+    if n_workers > 1:
+        # Workers import the app by name; each builds its own state from the same file.
+        chosen = config or default_config_path()
+        if chosen is not None:
+            os.environ["SLUICE_CONFIG"] = str(chosen.resolve())
+        uvicorn.run("sluice.server.app:create_app", factory=True, workers=n_workers, **options)  # type: ignore[arg-type]
+        return
+    uvicorn.run(SluiceApp(cfg), **options)  # type: ignore[arg-type]
+
+
+@config_app.command("check")
+def config_check(config: Path | None = ConfigOption) -> None:
+    """Validate the config file; print every problem with its path; exit non-zero on any."""
+    chosen = config or default_config_path()
+    try:
+        cfg = load_config(chosen)
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            err_console.print(f"{exc.source}: {problem}", highlight=False)
+        raise typer.Exit(1) from exc
+    source = str(chosen) if chosen else "(defaults)"
+    console.print(
+        f"{source}: OK ({len(cfg.providers)} provider(s), database {cfg.database.split(':')[0]})",
+        highlight=False,
+    )
+
+
+@mock_app.command("anthropic")
+def mock_anthropic(
+    port: int = typer.Option(8090, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    scenario: str = typer.Option(
+        "text", "--scenario", help="text, tool_bash, thinking, err529, ..."
+    ),
+) -> None:
+    """Start the built-in fake Anthropic upstream."""
+    from sluice.testing import SCENARIO_NAMES
+    from sluice.testing.fake_anthropic import serve_forever
+
+    if scenario not in SCENARIO_NAMES:
+        raise typer.BadParameter(f"unknown scenario; one of: {', '.join(SCENARIO_NAMES)}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(port, scenario, host=host))
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "config_or_exit", "load_config", "main"]

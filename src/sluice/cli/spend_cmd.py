@@ -1,0 +1,84 @@
+"""``sluice spend``: totals from the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+
+from sluice.cli.common import (
+    ConfigOption,
+    JsonOption,
+    config_or_exit,
+    console,
+    open_db,
+    parse_when,
+    print_json,
+    run,
+)
+from sluice.core.clock import SystemClock
+from sluice.store.tables import ledger
+
+GROUPS = {
+    "key": ledger.c.vk_id,
+    "principal": ledger.c.principal,
+    "project": ledger.c.project,
+    "model": ledger.c.model_sent,
+    "session": ledger.c.session_id,
+}
+
+
+def spend(
+    by: str = typer.Option("key", "--by", help="key | principal | project | model | session"),
+    since: str | None = typer.Option(None, "--since", help="A date, or a duration back like 7d."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Token totals per key, principal, project, model or session."""
+    if by not in GROUPS:
+        raise typer.BadParameter(f"--by must be one of {', '.join(GROUPS)}")
+    cfg = config_or_exit(config)
+    column = GROUPS[by]
+    query = (
+        select(
+            column.label("group"),
+            func.count().label("requests"),
+            func.coalesce(func.sum(ledger.c.input_tokens), 0).label("input_tokens"),
+            func.coalesce(func.sum(ledger.c.output_tokens), 0).label("output_tokens"),
+            func.coalesce(func.sum(ledger.c.cache_read_tokens), 0).label("cache_read_tokens"),
+            func.coalesce(func.sum(ledger.c.cache_creation_tokens), 0).label(
+                "cache_creation_tokens"
+            ),
+        )
+        .group_by(column)
+        .order_by(column)
+    )
+    if since:
+        query = query.where(
+            ledger.c.created_at >= parse_when(since, SystemClock().now_ms(), future=False)
+        )
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with open_db(cfg) as (engine, _secret), engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+    rows = run(fetch)
+    if as_json:
+        print_json(
+            [{by: r["group"], **{k: int(v) for k, v in r.items() if k != "group"}} for r in rows]
+        )
+        return
+    table = Table(by, "requests", "input", "output", "cache read", "cache write")
+    for r in rows:
+        table.add_row(
+            str(r["group"] or "-"),
+            str(r["requests"]),
+            str(r["input_tokens"]),
+            str(r["output_tokens"]),
+            str(r["cache_read_tokens"]),
+            str(r["cache_creation_tokens"]),
+        )
+    console.print(table)

@@ -1,0 +1,99 @@
+"""YAML loading with ``${ENV}`` expansion, reporting every problem with its path in the file."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from sluice.config.models import SluiceConfig
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigProblems(Exception):
+    """Raised with every problem found, not just the first."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        super().__init__(f"{source}: " + "; ".join(str(p) for p in problems))
+        self.source = source
+        self.problems = problems
+
+
+def _expand(node: Any, env: Mapping[str, str]) -> Any:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` in strings; a string that was only an unset
+    variable becomes null, so optional secrets can be left unset."""
+    if isinstance(node, dict):
+        return {k: _expand(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, env) for v in node]
+    if isinstance(node, str):
+        whole = _ENV.fullmatch(node)
+        if whole and whole.group(1) not in env and whole.group(2) is None:
+            return None
+        return _ENV.sub(lambda m: env.get(m.group(1), m.group(2) or ""), node)
+    return node
+
+
+def problems_from_validation(err: ValidationError) -> list[ConfigProblem]:
+    out = []
+    for item in err.errors():
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        out.append(ConfigProblem(path, message))
+    return out
+
+
+def parse_config(
+    text: str, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> SluiceConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        raise ConfigProblems(source, [ConfigProblem(where, f"invalid YAML: {exc}")]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigProblems(source, [ConfigProblem("", "the top level must be a mapping")])
+    expanded = _expand(raw, os.environ if env is None else env)
+    try:
+        return SluiceConfig.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigProblems(source, problems_from_validation(exc)) from exc
+
+
+def default_config_path() -> Path | None:
+    """``$SLUICE_CONFIG``, then ``./sluice.yaml``; None when neither exists."""
+    env_path = os.environ.get("SLUICE_CONFIG")
+    if env_path:
+        return Path(env_path)
+    local = Path("sluice.yaml")
+    return local if local.exists() else None
+
+
+def load_config(path: Path | str | None = None) -> SluiceConfig:
+    chosen = Path(path) if path is not None else default_config_path()
+    if chosen is None:
+        return SluiceConfig()
+    if not chosen.exists():
+        raise ConfigProblems(str(chosen), [ConfigProblem("", "file not found")])
+    return parse_config(chosen.read_text(encoding="utf-8"), str(chosen))

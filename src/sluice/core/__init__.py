@@ -1,0 +1,1 @@
+"""The request path: context, pipeline steps, relay."""

@@ -1,0 +1,49 @@
+"""RequestContext: the one object that travels along the request path.
+
+It holds the request id, the raw body bytes, the few peeked fields, the resolved key, the
+chosen route, and the usage and outcome collected so far. Pipeline steps read and write it;
+nothing else travels between steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice.core.usage import ResponseFacts
+from sluice.store.keys_repo import VirtualKey
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    endpoint: str  # messages | count_tokens | models
+    path: str
+    query: str
+    headers: list[tuple[bytes, bytes]]
+    started: float  # monotonic seconds
+    started_ms: int  # wall clock, for the ledger
+    body: bytes = b""
+    # Peeked from a parsed copy of the body; the body itself is never re-serialized.
+    model_requested: str | None = None
+    model_sent: str | None = None
+    stream: bool = False
+    max_tokens: int | None = None
+    session_id: str | None = None
+    key: VirtualKey | None = None
+    provider_id: str | None = None
+    attempts: int = 0
+    status: int = 0
+    error_code: str | None = None
+    upstream_request_id: str | None = None
+    upstream_headers_at: float | None = None
+    client_disconnected: bool = False
+    facts: ResponseFacts = field(default_factory=ResponseFacts.empty)
+    parsed: dict[str, Any] | None = None
+
+    def header(self, name: bytes) -> bytes | None:
+        """First value of a request header; ``name`` must be lower-case."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None

@@ -1,0 +1,151 @@
+"""Relay an upstream response to the client, bytes unchanged, while a tap reads a copy.
+
+Streams: response headers are committed only once the first whole event is in hand, so a
+failure before that is still a proper HTTP error. After that the stream is sticky: an
+upstream failure becomes an Anthropic ``event: error`` frame and the stream ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import orjson
+
+from sluice.core.context import RequestContext
+from sluice.errors import ProviderError
+from sluice.providers.base import UpstreamResponse
+from sluice.server.responses import (
+    JSON_CT,
+    Send,
+    request_id_headers,
+    send_bytes,
+    send_error,
+    sse_error_frame,
+)
+from sluice.streaming.tap import AnthropicFactsObserver, SseObserver, StreamTap
+
+_SNIPPET = 300
+
+
+def _response_headers(ctx: RequestContext, upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+    headers = [*upstream.headers, *request_id_headers(ctx.request_id)]
+    if upstream.upstream_request_id:
+        headers.append((b"upstream-request-id", upstream.upstream_request_id.encode("latin-1")))
+    return headers
+
+
+def _is_json(content_type: str) -> bool:
+    return "json" in content_type
+
+
+async def relay(
+    ctx: RequestContext,
+    upstream: UpstreamResponse,
+    send: Send,
+    observers: list[SseObserver] | None = None,
+) -> None:
+    ctx.upstream_request_id = upstream.upstream_request_id
+    ctx.upstream_headers_at = time.perf_counter()
+    ok = False
+    try:
+        if upstream.status == 200 and upstream.is_sse:
+            await _relay_stream(ctx, upstream, send, observers or [])
+        else:
+            await _relay_whole(ctx, upstream, send)
+        ok = True
+    finally:
+        upstream.close(not ok)
+
+
+async def _relay_whole(ctx: RequestContext, upstream: UpstreamResponse, send: Send) -> None:
+    body = await upstream.read_all()
+    ctx.status = upstream.status
+    if upstream.status < 400:
+        if _is_json(upstream.content_type):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                ctx.facts.apply_message(orjson.loads(body))
+        await send_bytes(send, upstream.status, body, _response_headers(ctx, upstream))
+        return
+    if _is_json(upstream.content_type):
+        # Forwarded unmodified: Claude Code's recovery matches the upstream's wording.
+        try:
+            error = orjson.loads(body).get("error", {})
+            ctx.error_code = str(error.get("type")) if isinstance(error, dict) else "upstream_error"
+        except (orjson.JSONDecodeError, AttributeError):
+            ctx.error_code = "upstream_error"
+        await send_bytes(send, upstream.status, body, _response_headers(ctx, upstream))
+        return
+    # An HTML page (a proxy's 502, say) would be printed verbatim by Claude Code: wrap it.
+    snippet = body[:_SNIPPET].decode("utf-8", "replace").strip()
+    err = ProviderError(
+        f"Upstream {ctx.provider_id} answered HTTP {upstream.status} with a non-JSON body "
+        f"({upstream.content_type or 'no content-type'}): {snippet}",
+        meta={"provider": ctx.provider_id, "upstream_status": upstream.status},
+    )
+    ctx.error_code = err.code
+    passthrough = [(k, v) for k, v in upstream.headers if k in (b"retry-after", b"x-should-retry")]
+    err.headers.update({k.decode(): v.decode("latin-1") for k, v in passthrough})
+    # Keep the upstream's status, so a 5xx stays retryable for the client.
+    err.status = upstream.status
+    await send_error(send, err, ctx.request_id)
+
+
+async def _relay_stream(
+    ctx: RequestContext, upstream: UpstreamResponse, send: Send, observers: list[SseObserver]
+) -> None:
+    tap = StreamTap([AnthropicFactsObserver(ctx.facts), *observers])
+    body = upstream.body
+    started = False
+    try:
+        async for chunk in body:
+            out = tap.feed(chunk)
+            if not started:
+                if not out and tap.verdict is None:
+                    continue
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": _response_headers(ctx, upstream),
+                    }
+                )
+                started = True
+                ctx.status = 200
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            if tap.verdict is not None:
+                ctx.error_code = tap.verdict.code
+                frame = sse_error_frame(tap.verdict, ctx.request_id)
+                await send({"type": "http.response.body", "body": frame, "more_body": False})
+                return
+    except ProviderError as err:
+        if not started:
+            raise
+        ctx.error_code = err.code
+        frame = sse_error_frame(err, ctx.request_id, error_type="api_error")
+        await send({"type": "http.response.body", "body": frame, "more_body": False})
+        raise _StreamBroken from err
+    if not started:
+        raise ProviderError(
+            f"Upstream {ctx.provider_id} ended the stream before sending any event.",
+            meta={"provider": ctx.provider_id},
+        )
+    await send({"type": "http.response.body", "body": tap.finish(), "more_body": False})
+
+
+class _StreamBroken(Exception):
+    """The stream failed after it started and the client was told; close the upstream hard."""
+
+
+async def relay_error_safe(
+    ctx: RequestContext, upstream: UpstreamResponse, send: Send, observers: list[SseObserver]
+) -> None:
+    """``relay`` that treats a post-start failure as handled (the client got an error frame)."""
+    try:
+        await relay(ctx, upstream, send, observers)
+    except _StreamBroken:
+        return
+
+
+__all__ = ["JSON_CT", "relay", "relay_error_safe"]

@@ -1,0 +1,31 @@
+"""Choosing the provider for a request.
+
+For now: the key's allowed providers, in config order, and the first one serves. Fallback
+chains and circuit breaking build on this (they live here, outside the providers).
+"""
+
+from __future__ import annotations
+
+from sluice.core.context import RequestContext
+from sluice.errors import NoProviderConfigured
+from sluice.providers.base import Provider
+
+
+class Router:
+    def __init__(self, providers: dict[str, Provider]) -> None:
+        self.providers = providers
+
+    def allowed(self, ctx: RequestContext) -> list[Provider]:
+        allowed = ctx.key.config.providers_allowed if ctx.key else None
+        return [p for pid, p in self.providers.items() if allowed is None or pid in allowed]
+
+    def pick(self, ctx: RequestContext) -> Provider:
+        candidates = self.allowed(ctx)
+        if not candidates:
+            raise NoProviderConfigured(
+                "No provider is configured that this key may use.",
+                tips=[
+                    "Add a provider under `providers:` in sluice.yaml, or check providers_allowed."
+                ],
+            )
+        return candidates[0]

@@ -1,0 +1,99 @@
+"""Token usage as Anthropic reports it, accumulated the way the official SDKs do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(slots=True)
+class Usage:
+    """``input_tokens`` excludes cached tokens, as on Anthropic's wire."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_creation_5m_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
+    seen: bool = False
+
+    def apply(self, usage: Any) -> None:
+        """Overwrite with every field present. ``message_delta.usage`` holds cumulative totals
+        for the whole message, so values replace earlier ones and are never added."""
+        if not isinstance(usage, dict):
+            return
+        self.seen = True
+        if (v := _int(usage.get("input_tokens"))) is not None:
+            self.input_tokens = v
+        if (v := _int(usage.get("output_tokens"))) is not None:
+            self.output_tokens = v
+        if (v := _int(usage.get("cache_read_input_tokens"))) is not None:
+            self.cache_read_tokens = v
+        if (v := _int(usage.get("cache_creation_input_tokens"))) is not None:
+            self.cache_creation_tokens = v
+        split = usage.get("cache_creation")
+        if isinstance(split, dict):
+            if (v := _int(split.get("ephemeral_5m_input_tokens"))) is not None:
+                self.cache_creation_5m_tokens = v
+            if (v := _int(split.get("ephemeral_1h_input_tokens"))) is not None:
+                self.cache_creation_1h_tokens = v
+
+    @property
+    def total_input_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_creation_tokens
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    block_type: str  # tool_use | server_tool_use
+
+
+@dataclass(slots=True)
+class ResponseFacts:
+    """What the gateway learnt from a (copy of the) response, streamed or not."""
+
+    usage: Usage
+    response_id: str | None = None
+    response_model: str | None = None
+    stop_reason: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    stream_error_type: str | None = None
+    first_token_at: float | None = None  # monotonic seconds
+    events: int = 0
+
+    @classmethod
+    def empty(cls) -> ResponseFacts:
+        return cls(Usage())
+
+    def add_tool_call(self, block: dict[str, Any]) -> None:
+        kind = block.get("type")
+        if kind in ("tool_use", "server_tool_use"):
+            if self.tool_calls is None:
+                self.tool_calls = []
+            self.tool_calls.append(
+                ToolCall(str(block.get("id", "")), str(block.get("name", "")), str(kind))
+            )
+
+    def apply_message(self, message: Any) -> None:
+        """From a non-streaming Message body, or ``message_start.message``."""
+        if not isinstance(message, dict):
+            return
+        if isinstance(message.get("id"), str):
+            self.response_id = message["id"]
+        if isinstance(message.get("model"), str):
+            self.response_model = message["model"]
+        if isinstance(message.get("stop_reason"), str):
+            self.stop_reason = message["stop_reason"]
+        self.usage.apply(message.get("usage"))
+        content = message.get("content")
+        if isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict):
+                    self.add_tool_call(block)

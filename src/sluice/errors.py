@@ -1,0 +1,99 @@
+"""One error tree for everything Sluice refuses or fails at.
+
+Each error knows its HTTP status, its code (which is also the Anthropic ``error.type``),
+whether the client may retry, and whether a fallback to another provider may help.
+Rendering to a client's API shape happens in :mod:`sluice.server.responses`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    """Base class. Subclasses set ``http_status`` and ``code``; instances carry the message."""
+
+    http_status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    should_retry: ClassVar[bool | None] = None  # None: let the client decide by status
+    fallbackable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        tips: list[str] | None = None,
+        meta: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        # An instance may carry another status (an upstream's, when wrapping its error).
+        self.status = status or self.http_status
+        self.param = param
+        self.tips = tips or []
+        self.meta = meta or {}
+        self.headers = headers or {}
+
+
+class InvalidApiKey(GatewayError):
+    http_status = 401
+    code = "invalid_api_key"
+    # Claude Code retries a 401 ten times over three minutes unless told not to.
+    should_retry = False
+
+
+class VirtualKeyDisabled(GatewayError):
+    http_status = 403
+    code = "virtual_key_disabled"
+
+
+class VirtualKeyRevoked(GatewayError):
+    http_status = 403
+    code = "virtual_key_revoked"
+
+
+class VirtualKeyExpired(GatewayError):
+    http_status = 403
+    code = "virtual_key_expired"
+
+
+class InvalidRequest(GatewayError):
+    http_status = 400
+    code = "invalid_request_error"
+
+
+class NotFound(GatewayError):
+    http_status = 404
+    code = "not_found_error"
+
+
+class PayloadTooLarge(GatewayError):
+    http_status = 413
+    code = "payload_too_large"
+
+
+class ProviderError(GatewayError):
+    """The upstream could not be reached or broke the connection before answering."""
+
+    http_status = 502
+    code = "provider_error"
+    fallbackable = True
+
+
+class ProviderTimeout(GatewayError):
+    http_status = 504
+    code = "provider_timeout"
+    fallbackable = True
+
+
+class NoProviderConfigured(GatewayError):
+    http_status = 400
+    code = "no_provider_configured"
+
+
+class InternalError(GatewayError):
+    http_status = 500
+    code = "internal_error"

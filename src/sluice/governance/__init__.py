@@ -1,0 +1,1 @@
+"""Keys, policy, budgets, rate limits."""

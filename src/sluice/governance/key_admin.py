@@ -1,0 +1,131 @@
+"""Key lifecycle for admins: create, rotate, disable, enable, revoke, update config.
+
+Every write bumps ``updated_at``; serving processes poll for that, so a change made here is
+seen everywhere within ``server.key_refresh_seconds``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.config.vk import VirtualKeyConfig
+from sluice.core.clock import Clock
+from sluice.governance import vk_format
+from sluice.store.keys_repo import KeysRepo, VirtualKey
+
+DEFAULT_ROTATION_GRACE_S = 24 * 3600
+
+
+class KeyAdminError(Exception):
+    """A refused admin action, with a message fit for the terminal."""
+
+
+@dataclass(frozen=True)
+class MintedKey:
+    key: VirtualKey
+    secret: str  # shown once, never stored
+
+
+class KeyAdmin:
+    def __init__(self, repo: KeysRepo, server_secret: bytes, clock: Clock) -> None:
+        self._repo = repo
+        self._secret = server_secret
+        self._clock = clock
+
+    async def create(
+        self,
+        *,
+        name: str,
+        description: str | None = None,
+        project: str | None = None,
+        principal: str | None = None,
+        team: str | None = None,
+        organization: str | None = None,
+        expires_at: int | None = None,
+        test: bool = False,
+        config: VirtualKeyConfig | None = None,
+    ) -> MintedKey:
+        now = self._clock.now_ms()
+        if expires_at is not None and expires_at <= now:
+            raise KeyAdminError("--expires is in the past")
+        key_id = vk_format.new_key_id()
+        secret = vk_format.mint_key(key_id, test=test)
+        record = VirtualKey(
+            id=key_id,
+            name=name,
+            description=description,
+            project=project,
+            principal=principal,
+            team=team,
+            organization=organization,
+            environment="test" if test else "live",
+            display_prefix=vk_format.display_prefix(secret),
+            key_hash=vk_format.hash_key(self._secret, secret),
+            status="active",
+            expires_at=expires_at,
+            created_at=now,
+            updated_at=now,
+            config=config or VirtualKeyConfig(),
+        )
+        await self._repo.insert(record)
+        return MintedKey(record, secret)
+
+    async def list_all(self) -> list[VirtualKey]:
+        return await self._repo.list_all()
+
+    async def resolve(self, id_or_prefix: str) -> VirtualKey:
+        found = await self._repo.find(id_or_prefix)
+        if not found:
+            raise KeyAdminError(f"no key with id or display prefix {id_or_prefix!r}")
+        if len(found) > 1:
+            ids = ", ".join(k.id for k in found)
+            raise KeyAdminError(
+                f"display prefix {id_or_prefix!r} matches several keys ({ids}); use the id"
+            )
+        return found[0]
+
+    async def _write(self, key: VirtualKey, **changes: Any) -> VirtualKey:
+        updated = dataclasses.replace(key, updated_at=self._clock.now_ms(), **changes)
+        await self._repo.save(updated)
+        return updated
+
+    async def rotate(self, id_or_prefix: str, grace_s: int = DEFAULT_ROTATION_GRACE_S) -> MintedKey:
+        key = await self.resolve(id_or_prefix)
+        if key.status == "revoked":
+            raise KeyAdminError("a revoked key cannot be rotated")
+        secret = vk_format.mint_key(key.id, test=key.environment == "test")
+        updated = await self._write(
+            key,
+            key_hash=vk_format.hash_key(self._secret, secret),
+            previous_key_hash=key.key_hash if grace_s > 0 else None,
+            previous_valid_until=self._clock.now_ms() + grace_s * 1000 if grace_s > 0 else None,
+            display_prefix=vk_format.display_prefix(secret),
+        )
+        return MintedKey(updated, secret)
+
+    async def set_status(self, id_or_prefix: str, status: str) -> VirtualKey:
+        key = await self.resolve(id_or_prefix)
+        if key.status == "revoked" and status != "revoked":
+            raise KeyAdminError("revocation is final; create a new key instead")
+        extra: dict[str, Any] = {}
+        if status == "revoked":
+            extra = {"previous_key_hash": None, "previous_valid_until": None}
+        return await self._write(key, status=status, **extra)
+
+    async def update(
+        self,
+        id_or_prefix: str,
+        *,
+        config: VirtualKeyConfig | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> VirtualKey:
+        key = await self.resolve(id_or_prefix)
+        changes = dict(fields or {})
+        if config is not None:
+            changes["config"] = config
+        expires_at = changes.get("expires_at")
+        if expires_at is not None and expires_at <= self._clock.now_ms():
+            raise KeyAdminError("--expires is in the past")
+        return await self._write(key, **changes)

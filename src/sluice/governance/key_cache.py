@@ -1,0 +1,129 @@
+"""Authenticating presented keys from memory.
+
+After a key's first use there is no database round trip per request. A background poll of
+``updated_at`` keeps every process within ``key_refresh_seconds`` of the database, so a disable,
+revoke or rotation made by any process takes effect everywhere within that bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sluice.core.clock import Clock
+from sluice.errors import InvalidApiKey, VirtualKeyDisabled, VirtualKeyExpired, VirtualKeyRevoked
+from sluice.governance import vk_format
+from sluice.store.keys_repo import KeysRepo, VirtualKey
+
+log = logging.getLogger("sluice.keys")
+
+_NEGATIVE_TTL_MS = 2_000  # an unknown id is asked of the DB at most this often
+_FULL_RESYNC_EVERY = 30  # polls; covers clock skew larger than the overlap margin
+
+
+def _invalid() -> InvalidApiKey:
+    # Never echo what was presented: the message is logged and shown to clients.
+    return InvalidApiKey(
+        "Invalid API key: this virtual key is not known to the gateway.",
+        tips=["Check ANTHROPIC_AUTH_TOKEN / ANTHROPIC_API_KEY against `sluice keys list`."],
+    )
+
+
+class KeyCache:
+    def __init__(
+        self, repo: KeysRepo, server_secret: bytes, clock: Clock, refresh_s: float
+    ) -> None:
+        self._repo = repo
+        self._secret = server_secret
+        self._clock = clock
+        self._refresh_s = refresh_s
+        self._keys: dict[str, VirtualKey] = {}
+        self._unknown: dict[str, int] = {}  # key id -> ms when it was found missing
+        self._task: asyncio.Task[None] | None = None
+
+    async def authenticate(self, presented: str | None) -> VirtualKey:
+        if not presented:
+            raise InvalidApiKey(
+                "Missing API key: send the virtual key as `Authorization: Bearer <key>` "
+                "or `x-api-key`.",
+                tips=["export ANTHROPIC_AUTH_TOKEN=<virtual key> before starting claude"],
+            )
+        parsed = vk_format.parse_key(presented)
+        if parsed is None:
+            raise _invalid()
+        key = self._keys.get(parsed.key_id) or await self._load(parsed.key_id)
+        if key is None or key.environment != parsed.environment:
+            raise _invalid()
+        now = self._clock.now_ms()
+        presented_hash = vk_format.hash_key(self._secret, presented)
+        if not vk_format.hashes_match(presented_hash, key.key_hash):
+            in_grace = key.previous_valid_until is not None and now < key.previous_valid_until
+            if not (
+                in_grace
+                and key.previous_key_hash
+                and vk_format.hashes_match(presented_hash, key.previous_key_hash)
+            ):
+                raise _invalid()
+        if key.status == "revoked":
+            raise VirtualKeyRevoked(f"Virtual key {key.display_prefix}… has been revoked.")
+        if key.status == "disabled":
+            raise VirtualKeyDisabled(
+                f"Virtual key {key.display_prefix}… is disabled.",
+                tips=["An admin can re-enable it with `sluice keys enable`."],
+            )
+        if key.expires_at is not None and now >= key.expires_at:
+            raise VirtualKeyExpired(
+                "This key has expired. Extend its expiration date, or create a new key."
+            )
+        return key
+
+    async def _load(self, key_id: str) -> VirtualKey | None:
+        missing_since = self._unknown.get(key_id)
+        if missing_since is not None and self._clock.now_ms() - missing_since < _NEGATIVE_TTL_MS:
+            return None
+        key = await self._repo.get(key_id)
+        if key is None:
+            self._unknown[key_id] = self._clock.now_ms()
+            if len(self._unknown) > 10_000:  # bounded: junk ids must not grow memory
+                self._unknown.clear()
+            return None
+        self._unknown.pop(key_id, None)
+        self._keys[key_id] = key
+        return key
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self, since_ms: int | None) -> None:
+        """Apply changes made since ``since_ms`` (None: re-read every cached key)."""
+        if since_ms is None:
+            changed = await self._repo.get_many(list(self._keys))
+        else:
+            changed = await self._repo.changed_since(since_ms)
+        for key in changed:
+            self._unknown.pop(key.id, None)
+            if key.id in self._keys:
+                self._keys[key.id] = key
+
+    async def _poll_forever(self) -> None:
+        # Overlap each window by two intervals: writers stamp updated_at with their own clock.
+        margin_ms = int(self._refresh_s * 2000)
+        last = self._clock.now_ms()
+        polls = 0
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            started = self._clock.now_ms()
+            polls += 1
+            try:
+                full = polls % _FULL_RESYNC_EVERY == 0
+                await self.refresh(None if full else last - margin_ms)
+                last = started
+            except Exception:  # keep serving from memory; try again next tick
+                log.exception("key refresh failed")

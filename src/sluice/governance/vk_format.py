@@ -1,0 +1,58 @@
+"""Virtual key format, generation and keyed hashing.
+
+A key is ``lw_vk_live_<26-char ULID><secret>`` (or ``lw_vk_test_``). The ULID is the key's id,
+so a lookup needs no hash index; only HMAC-SHA256(server secret, key) is stored, and it is
+compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+from ulid import ULID
+
+LIVE_PREFIX = "lw_vk_live_"
+TEST_PREFIX = "lw_vk_test_"
+DISPLAY_PREFIX_LEN = 18
+SECRET_LEN = 32
+_ALPHABET = string.ascii_letters + string.digits
+_SHAPE = re.compile(r"lw_vk_(live|test)_([0-9A-HJKMNP-TV-Z]{26})([A-Za-z0-9]{24,128})")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    environment: str
+    key_id: str
+
+
+def parse_key(presented: str) -> ParsedKey | None:
+    match = _SHAPE.fullmatch(presented)
+    if match is None:
+        return None
+    return ParsedKey(environment=match.group(1), key_id=match.group(2))
+
+
+def new_key_id() -> str:
+    return str(ULID())
+
+
+def mint_key(key_id: str, *, test: bool = False) -> str:
+    secret = "".join(secrets.choice(_ALPHABET) for _ in range(SECRET_LEN))
+    return f"{TEST_PREFIX if test else LIVE_PREFIX}{key_id}{secret}"
+
+
+def display_prefix(key: str) -> str:
+    return key[:DISPLAY_PREFIX_LEN]
+
+
+def hash_key(server_secret: bytes, key: str) -> str:
+    return hmac.new(server_secret, key.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def hashes_match(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))

@@ -1,0 +1,1 @@
+"""Upstream providers behind one small interface (see base.Provider)."""

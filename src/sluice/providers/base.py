@@ -1,0 +1,57 @@
+"""The provider seam.
+
+A provider turns a request context into an ``UpstreamResponse``: a status, client-facing
+headers, and an async iterator of body bytes already in the client's wire format (Anthropic
+SSE or JSON). Auth signing, URL shapes and translation live behind it; fallback and circuit
+breaking live in the router, outside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sluice.core.context import RequestContext
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    display_name: str
+    created_at: str = "1970-01-01T00:00:00Z"
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    content_type: str
+    body: AsyncIterator[bytes]
+    read_all: Callable[[], Awaitable[bytes]]
+    # Release the connection. ``abort=True`` closes it: used when the client went away or the
+    # stream failed, so an upstream that is still sending is cancelled at once.
+    close: Callable[[bool], None]
+    upstream_request_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_sse(self) -> bool:
+        return self.content_type.startswith("text/event-stream")
+
+
+class Provider(Protocol):
+    id: str
+    kind: str
+    # True when the upstream speaks the Anthropic wire natively (the raw lane).
+    native_anthropic: bool
+
+    async def send(self, ctx: RequestContext) -> UpstreamResponse:
+        """Send ``ctx.body`` to ``ctx.endpoint``; raise ``ProviderError``/``ProviderTimeout``
+        when no response headers could be had."""
+        ...
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    async def close(self) -> None: ...

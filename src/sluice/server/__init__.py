@@ -1,0 +1,1 @@
+"""ASGI app assembly, lifespan, and the inbound routes."""

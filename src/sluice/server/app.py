@@ -1,0 +1,98 @@
+"""The ASGI app: lifespan plus a small path router over plain handlers.
+
+The hot path is raw ASGI on purpose (reference/stack-measurements.md): a framework's
+streaming response costs a third of the relay's throughput.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from sluice import __version__
+from sluice.config.loader import load_config
+from sluice.config.models import SluiceConfig
+from sluice.core.clock import Clock, new_request_id
+from sluice.errors import NotFound
+from sluice.server.models_route import handle_models
+from sluice.server.proxy_route import handle_proxy
+from sluice.server.responses import Receive, Scope, Send, send_error, send_json
+from sluice.server.state import AppState
+
+log = logging.getLogger("sluice")
+
+
+class SluiceApp:
+    def __init__(self, config: SluiceConfig, clock: Clock | None = None) -> None:
+        self.state = AppState(config) if clock is None else AppState(config, clock=clock)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.state.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.state.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        state = self.state
+        if method == "POST":
+            if path == "/v1/messages":
+                await handle_proxy(state, scope, receive, send, "messages")
+                return
+            if path == "/v1/messages/count_tokens":
+                await handle_proxy(state, scope, receive, send, "count_tokens")
+                return
+        elif method in ("GET", "HEAD"):
+            if path == "/v1/models" or path.startswith("/v1/models/"):
+                await handle_models(state, scope, receive, send)
+                return
+            if path == "/":
+                # Claude Code sends HEAD / at start as a warm-up: answer at once, no auth.
+                await send_json(send, 200, {"name": "sluice", "status": "ok"}, new_request_id())
+                return
+            if path == "/healthz":
+                await send_json(send, 200, self._health(), new_request_id())
+                return
+            if path == "/readyz":
+                ok = await state.db_ready()
+                body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "database": ok}
+                await send_json(send, 200 if ok else 503, body, new_request_id())
+                return
+        await send_error(
+            send,
+            NotFound(f"No route for {method} {path}.", tips=["Sluice serves /v1/messages."]),
+            new_request_id(),
+        )
+
+    def _health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(time.time() - self.state.started_at, 3),
+            "demo": self.state.demo is not None,
+        }
+
+
+def create_app() -> SluiceApp:
+    """Factory for ``uvicorn --factory`` (multi-worker serve): config from ``SLUICE_CONFIG``."""
+    return SluiceApp(load_config(os.environ.get("SLUICE_CONFIG") or None))

@@ -1,0 +1,123 @@
+"""POST /v1/messages and /v1/messages/count_tokens: the hot path, as a plain ASGI handler.
+
+Order: size (declared) -> auth -> body -> peek -> provider -> relay -> settle. Every request
+gets a ledger row, including refusals and client disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sluice.core.clock import new_request_id
+from sluice.core.context import RequestContext
+from sluice.core.peek import peek_messages_body
+from sluice.core.relay import relay_error_safe
+from sluice.core.settle import ledger_row
+from sluice.errors import GatewayError, InternalError
+from sluice.server.asgi_io import check_content_length, presented_key, read_body
+from sluice.server.responses import Receive, Scope, Send, send_error
+from sluice.server.state import AppState
+
+access_log = logging.getLogger("sluice.access")
+log = logging.getLogger("sluice")
+
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the response ended
+
+
+class _Disconnect:
+    """Watches ``receive`` once the body is read; cancels the handler when the client goes,
+    so an upstream that is still working (or hanging) is cancelled at once."""
+
+    __slots__ = ("ctx", "finished", "task")
+
+    def __init__(self, ctx: RequestContext, task: asyncio.Task[object]) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.finished = False
+
+    async def watch(self, receive: Receive) -> None:
+        message = await receive()
+        if message["type"] == "http.disconnect" and not self.finished:
+            self.ctx.client_disconnected = True
+            self.task.cancel("client disconnected")
+
+
+async def handle_proxy(
+    state: AppState, scope: Scope, receive: Receive, send: Send, endpoint: str
+) -> None:
+    assert state.keys is not None and state.ledger is not None
+    ctx = RequestContext(
+        request_id=new_request_id(),
+        endpoint=endpoint,
+        path=scope["path"],
+        query=scope["query_string"].decode("latin-1"),
+        headers=scope["headers"],
+        started=time.perf_counter(),
+        started_ms=state.clock.now_ms(),
+    )
+    task = asyncio.current_task()
+    assert task is not None
+    watcher: asyncio.Task[None] | None = None
+    guard = _Disconnect(ctx, task)
+    limit = state.config.server.max_body_bytes
+    try:
+        try:
+            check_content_length(scope, limit)
+            ctx.key = await state.keys.authenticate(presented_key(scope)[0])
+            ctx.body = await read_body(receive, limit)
+            watcher = asyncio.get_running_loop().create_task(guard.watch(receive))
+            peek_messages_body(ctx)
+            provider = state.router.pick(ctx)
+            ctx.provider_id = provider.id
+            ctx.attempts = 1
+            upstream = await provider.send(ctx)
+            await relay_error_safe(ctx, upstream, send, [])
+        except GatewayError as err:
+            ctx.status = err.status
+            ctx.error_code = err.code
+            await send_error(send, err, ctx.request_id)
+    except asyncio.CancelledError:
+        if not ctx.client_disconnected:
+            raise
+        task.uncancel()
+    except ConnectionResetError:
+        ctx.client_disconnected = True
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": ctx.request_id})
+        if ctx.status == 0:
+            internal = InternalError("Sluice hit an internal error; see its logs for this request id.")
+            ctx.status, ctx.error_code = internal.status, internal.code
+            await send_error(send, internal, ctx.request_id)
+    finally:
+        guard.finished = True
+        if watcher is not None:
+            watcher.cancel()
+        if ctx.client_disconnected and ctx.status in (0, 200):
+            ctx.status = CLIENT_CLOSED if ctx.status == 0 else 200
+        _settle(state, ctx)
+
+
+def _settle(state: AppState, ctx: RequestContext) -> None:
+    assert state.ledger is not None
+    row = ledger_row(ctx, time.perf_counter())
+    state.ledger.record(row)
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(
+            "request",
+            extra={
+                "request_id": ctx.request_id,
+                "endpoint": ctx.endpoint,
+                "key_prefix": ctx.key.display_prefix if ctx.key else None,
+                "principal": row["principal"],
+                "provider": ctx.provider_id,
+                "model": ctx.model_sent,
+                "status": ctx.status,
+                "error_code": ctx.error_code,
+                "input_tokens": row["input_tokens"],
+                "output_tokens": row["output_tokens"],
+                "duration_ms": row["duration_ms"],
+                "client_disconnected": ctx.client_disconnected,
+            },
+        )

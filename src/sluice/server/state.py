@@ -1,0 +1,139 @@
+"""The app's container: everything long-lived, built in lifespan and torn down in order.
+
+No module-level mutable state anywhere: handlers reach all of this through the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.config.models import ProviderConfig, SluiceConfig
+from sluice.core.clock import Clock, SystemClock
+from sluice.core.router import Router
+from sluice.governance.key_cache import KeyCache
+from sluice.providers.anthropic import AnthropicProvider
+from sluice.providers.base import Provider
+from sluice.store.db import create_engine, migrate
+from sluice.store.keys_repo import KeysRepo
+from sluice.store.ledger import LedgerWriter
+from sluice.store.settings_repo import get_or_create_secret
+from sluice.testing.fake_anthropic import FakeAnthropic
+from sluice.testing.scenarios import Reply, Scenario, TextBlock
+
+log = logging.getLogger("sluice")
+
+DEMO_TEXT = (
+    "Hello from Sluice's DEMO upstream. This reply is canned, not from a real model: "
+    "no provider key is configured. Set ANTHROPIC_API_KEY (or add a provider to sluice.yaml) "
+    "and restart to relay to Anthropic."
+)
+
+
+async def resolve_secret(config: SluiceConfig, engine: AsyncEngine) -> bytes:
+    if config.secret_key is not None:
+        return config.secret_key.get_secret_value().encode()
+    secret, created = await get_or_create_secret(engine)
+    if created:
+        log.warning(
+            "secret_key is not set: generated one and stored it in the database. "
+            "Set SLUICE_SECRET_KEY to manage it yourself."
+        )
+    return secret.encode()
+
+
+def effective_providers(config: SluiceConfig) -> dict[str, ProviderConfig]:
+    """Configured providers; else ANTHROPIC_API_KEY from the environment; else none (demo)."""
+    if config.providers:
+        return dict(config.providers)
+    api_key = os.environ.get("ANTHROPIC_API_KEY")
+    if api_key and not config.demo:
+        primary = ProviderConfig.model_validate({"type": "anthropic", "api_key": api_key})
+        return {"anthropic-primary": primary}
+    return {}
+
+
+@dataclass
+class AppState:
+    config: SluiceConfig
+    clock: Clock = field(default_factory=SystemClock)
+    engine: AsyncEngine | None = None
+    keys: KeyCache | None = None
+    ledger: LedgerWriter | None = None
+    router: Router = field(default_factory=lambda: Router({}))
+    session: aiohttp.ClientSession | None = None
+    demo: FakeAnthropic | None = None
+    started_at: float = field(default_factory=time.time)
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.engine = create_engine(cfg.database)
+        await migrate(self.engine)
+        secret = await resolve_secret(cfg, self.engine)
+        repo = KeysRepo(self.engine)
+        self.keys = KeyCache(repo, secret, self.clock, cfg.server.key_refresh_seconds)
+        self.keys.start()
+        self.ledger = LedgerWriter(
+            self.engine,
+            repo,
+            batch_size=cfg.ledger.batch_size,
+            flush_interval_ms=cfg.ledger.flush_interval_ms,
+            max_queue=cfg.ledger.max_queue,
+        )
+        self.ledger.start()
+        # One pooled client session per process; no total timeout (streams run long).
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10),
+            auto_decompress=True,
+        )
+        providers_cfg = effective_providers(cfg)
+        if not providers_cfg:
+            self.demo = FakeAnthropic(Scenario(Reply([TextBlock(DEMO_TEXT, chunks=6)])))
+            await self.demo.start()
+            providers_cfg = {
+                "demo": ProviderConfig(
+                    type="anthropic",
+                    base_url=self.demo.url,
+                    models=["claude-opus-4-8", "claude-sonnet-5", "claude-haiku-4-5-20251001"],
+                )
+            }
+            log.warning(
+                "DEMO MODE: no provider key configured; replies come from a canned "
+                "fake upstream at %s, not a real model",
+                self.demo.url,
+            )
+        providers: dict[str, Provider] = {}
+        for provider_id, pcfg in providers_cfg.items():
+            providers[provider_id] = AnthropicProvider(provider_id, pcfg, self.session)
+        self.router = Router(providers)
+
+    async def stop(self) -> None:
+        if self.keys is not None:
+            await self.keys.stop()
+        if self.ledger is not None:
+            await self.ledger.stop()
+        for provider in self.router.providers.values():
+            await provider.close()
+        if self.session is not None:
+            await self.session.close()
+        if self.demo is not None:
+            await self.demo.stop()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def db_ready(self) -> bool:
+        if self.engine is None:
+            return False
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True

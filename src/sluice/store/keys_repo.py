@@ -1,0 +1,135 @@
+"""Virtual key rows: read and write. No business rules here (see governance.key_admin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.config.vk import VirtualKeyConfig
+from sluice.store.tables import virtual_keys
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKey:
+    id: str
+    name: str
+    environment: str
+    display_prefix: str
+    key_hash: str
+    status: str
+    created_at: int
+    updated_at: int
+    description: str | None = None
+    project: str | None = None
+    principal: str | None = None
+    team: str | None = None
+    organization: str | None = None
+    previous_key_hash: str | None = None
+    previous_valid_until: int | None = None
+    expires_at: int | None = None
+    last_used_at: int | None = None
+    config: VirtualKeyConfig = field(default_factory=VirtualKeyConfig)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Everything an admin may see; never the hashes."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "display_prefix": self.display_prefix,
+            "environment": self.environment,
+            "status": self.status,
+            "project": self.project,
+            "principal": self.principal,
+            "team": self.team,
+            "organization": self.organization,
+            "expires_at": self.expires_at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "last_used_at": self.last_used_at,
+            "rotation_grace_until": self.previous_valid_until,
+            "config": self.config.to_document(),
+        }
+
+
+def _from_row(row: RowMapping) -> VirtualKey:
+    values = dict(row)
+    values["config"] = VirtualKeyConfig.model_validate(orjson.loads(values["config"] or "{}"))
+    return VirtualKey(**values)
+
+
+def _to_row(key: VirtualKey) -> dict[str, Any]:
+    row = {name: getattr(key, name) for name in VirtualKey.__slots__ if name != "config"}
+    row["config"] = orjson.dumps(key.config.to_document()).decode()
+    return row
+
+
+class KeysRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert(self, key: VirtualKey) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(virtual_keys.insert().values(**_to_row(key)))
+
+    async def get(self, key_id: str) -> VirtualKey | None:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(select(virtual_keys).where(virtual_keys.c.id == key_id)))
+                .mappings()
+                .first()
+            )
+        return _from_row(row) if row is not None else None
+
+    async def find(self, id_or_prefix: str) -> list[VirtualKey]:
+        """By exact id, or by display prefix (which may match several keys)."""
+        query = select(virtual_keys).where(
+            or_(virtual_keys.c.id == id_or_prefix, virtual_keys.c.display_prefix == id_or_prefix)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_from_row(r) for r in rows]
+
+    async def list_all(self) -> list[VirtualKey]:
+        query = select(virtual_keys).order_by(virtual_keys.c.created_at)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_from_row(r) for r in rows]
+
+    async def changed_since(self, since_ms: int) -> list[VirtualKey]:
+        query = select(virtual_keys).where(virtual_keys.c.updated_at >= since_ms)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_from_row(r) for r in rows]
+
+    async def get_many(self, ids: list[str]) -> list[VirtualKey]:
+        if not ids:
+            return []
+        query = select(virtual_keys).where(virtual_keys.c.id.in_(ids))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_from_row(r) for r in rows]
+
+    async def save(self, key: VirtualKey) -> None:
+        row = _to_row(key)
+        row.pop("id")
+        row.pop("last_used_at")  # owned by the ledger writer
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(virtual_keys).where(virtual_keys.c.id == key.id).values(**row)
+            )
+
+    async def touch_last_used(self, last_used: dict[str, int]) -> None:
+        """Batched: one statement per key seen in a ledger batch, never per request."""
+        if not last_used:
+            return
+        async with self._engine.begin() as conn:
+            for key_id, at in last_used.items():
+                await conn.execute(
+                    update(virtual_keys).where(virtual_keys.c.id == key_id).values(last_used_at=at)
+                )

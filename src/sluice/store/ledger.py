@@ -1,0 +1,99 @@
+"""The ledger writer: one row per request, written off the response path in batches.
+
+``record`` never blocks and never awaits. A background task drains the buffer every
+``flush_interval_ms`` (or sooner when a batch fills) with one multi-row insert, idempotent on
+the request id. ``stop`` flushes what is left, so a clean shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.store.keys_repo import KeysRepo
+from sluice.store.tables import ledger
+
+log = logging.getLogger("sluice.ledger")
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keys: KeysRepo,
+        *,
+        batch_size: int = 200,
+        flush_interval_ms: int = 200,
+        max_queue: int = 100_000,
+    ) -> None:
+        self._engine = engine
+        self._keys = keys
+        self._batch_size = batch_size
+        self._interval = flush_interval_ms / 1000
+        self._max_queue = max_queue
+        self._buffer: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.dropped = 0
+        self.written = 0
+
+    def record(self, row: dict[str, Any]) -> None:
+        if len(self._buffer) >= self._max_queue:
+            # Bounded memory when the database is down for long; counted and logged.
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.error("ledger queue full (%d rows); dropped %d", self._max_queue, self.dropped)
+            return
+        self._buffer.append(row)
+        if len(self._buffer) >= self._batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # keep rows; try again next tick
+                log.exception("ledger flush failed; %d rows kept for retry", len(self._buffer))
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while self._buffer:
+                batch = self._buffer[: self._batch_size]
+                await self._insert(batch)
+                del self._buffer[: len(batch)]
+                self.written += len(batch)
+                last_used: dict[str, int] = {}
+                for row in batch:
+                    if row.get("vk_id") and row["status"] < 400:
+                        last_used[row["vk_id"]] = row["created_at"]
+                await self._keys.touch_last_used(last_used)
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        dialect = self._engine.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
+        async with self._engine.begin() as conn:
+            await conn.execute(statement, rows)

@@ -1,0 +1,84 @@
+"""SQLAlchemy Core tables. Timestamps are integer milliseconds since the epoch (UTC): one
+representation that sorts, compares and windows the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+virtual_keys = Table(
+    "virtual_keys",
+    metadata,
+    Column("id", String(26), primary_key=True),  # the ULID inside the key itself
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("project", String(200), nullable=True),
+    Column("principal", String(200), nullable=True),
+    Column("team", String(200), nullable=True),
+    Column("organization", String(200), nullable=True),
+    Column("environment", String(8), nullable=False),  # live | test
+    Column("display_prefix", String(18), nullable=False, index=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("previous_key_hash", String(64), nullable=True),
+    Column("previous_valid_until", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),  # active | disabled | revoked
+    Column("expires_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False, index=True),
+    Column("last_used_at", BigInteger, nullable=True),
+    Column("config", Text, nullable=False, server_default="{}"),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("vk_id", String(26), nullable=True),
+    Column("principal", String(200), nullable=True),
+    Column("project", String(200), nullable=True),
+    Column("team", String(200), nullable=True),
+    Column("organization", String(200), nullable=True),
+    Column("session_id", String(200), nullable=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("provider", String(100), nullable=True),
+    Column("model_requested", String(200), nullable=True),
+    Column("model_sent", String(200), nullable=True),
+    Column("streaming", Boolean, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("error_code", String(64), nullable=True),
+    Column("stop_reason", String(64), nullable=True),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_creation_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_creation_5m_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_creation_1h_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("upstream_request_id", String(200), nullable=True),
+    Column("upstream_latency_ms", Integer, nullable=True),
+    Column("ttft_ms", Integer, nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Column("client_disconnected", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+)
+
+Index("ix_ledger_created_at", ledger.c.created_at)
+Index("ix_ledger_vk_id", ledger.c.vk_id)

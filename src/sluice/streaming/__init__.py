@@ -1,0 +1,1 @@
+"""Incremental SSE parsing and the relay tap."""

@@ -1,0 +1,365 @@
+"""A faithful fake Anthropic Messages API: a real HTTP server (aiohttp) with fault injection.
+
+Async use::
+
+    async with FakeAnthropic() as fake:          # or: await fake.start() ... await fake.stop()
+        fake.script(Scenario(fault=Fault(status=529)), Scenario())   # next two POST /v1/messages
+        ...  # point a client at fake.url
+        assert fake.messages_requests()[0].header("anthropic-version") == "2023-06-01"
+
+Sync use (tests without an event loop, the CLI)::
+
+    fake = FakeAnthropic()
+    with ServerThread(fake.start, fake.stop):    # or: with ServerThread.for_fake(fake):
+        urllib.request.urlopen(fake.url + "/v1/models")
+
+Routes: ``POST /v1/messages`` (query ignored; SSE when the body has ``"stream": true``, else a
+``Message`` JSON), ``POST /v1/messages/count_tokens``, ``GET /v1/models``,
+``GET /v1/models/{id}``, ``GET|HEAD /``; anything else is an Anthropic-shaped 404. Every request
+is recorded before it is answered. Every response carries ``request-id: req_fake_<n>``, where
+n counts all requests; ``msg_fake_<n>`` and ``toolu_fake_<n>_<index>`` use the same n, so the same
+scenarios in the same order give the same bytes.
+
+Faults (``Fault``) apply only to ``POST /v1/messages``, in this order: ``hang_before_headers``;
+``first_byte_delay``; ``status`` (an HTTP error, JSON or the given body); then, for streaming
+requests only, ``event_delay`` and one of ``drop_after_events`` (TCP abort, no chunked
+terminator), ``error_after_events`` (an ``event: error`` frame, then a normal end) or
+``hang_after_events`` (silence until the client leaves). Non-streaming requests ignore the
+stream-only faults. A client that goes away mid-response increments ``cancelled_streams``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from sluice.testing.scenarios import (
+    Fault,
+    Scenario,
+    error_body,
+    message_json,
+    scenario_by_name,
+    sse_event,
+    stream_events,
+)
+
+__all__ = ["DEFAULT_MODELS", "FakeAnthropic", "RecordedRequest", "serve_forever"]
+
+DEFAULT_MODELS: Final = ("claude-opus-4-8", "claude-sonnet-5", "claude-haiku-4-5-20251001")
+_NO_FAULT: Final = Fault()
+_SSE_CONTENT_TYPE: Final = "text/event-stream; charset=utf-8"
+# http.HTTPStatus has no phrase for Anthropic's 529.
+_REASONS: Final = {529: "Overloaded"}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as it arrived: raw path and query, headers in wire order and case, body."""
+
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, matched case-insensitively."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def _display_name(model_id: str) -> str:
+    """'claude-haiku-4-5-20251001' -> 'Claude Haiku 4.5'."""
+    parts = [p for p in model_id.split("-") if not (p.isdigit() and len(p) == 8)]
+    words = [p.capitalize() for p in parts if not p.isdigit()]
+    version = ".".join(p for p in parts if p.isdigit())
+    return " ".join([*words, version]) if version else " ".join(words)
+
+
+def _model_info(model_id: str) -> dict[str, str]:
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": _display_name(model_id),
+        "created_at": "2025-01-01T00:00:00Z",
+    }
+
+
+def _json_response(payload: Any, request_id: str, status: int = 200) -> web.Response:
+    headers = {"request-id": request_id, "content-type": "application/json"}
+    return web.Response(status=status, body=orjson.dumps(payload), headers=headers)
+
+
+def _error_response(status: int, request_id: str, message: str | None = None) -> web.Response:
+    headers = {"request-id": request_id, "content-type": "application/json"}
+    body = error_body(status, request_id, message=message)
+    return web.Response(status=status, body=body, headers=headers)
+
+
+def _stop_point(fault: Fault, n_events: int) -> tuple[int, str | None]:
+    """How many events to send, and what happens after them (drop, error, hang or nothing)."""
+    cut, action = n_events, None
+    for name, after in (
+        ("drop", fault.drop_after_events),
+        ("error", fault.error_after_events),
+        ("hang", fault.hang_after_events),
+    ):
+        if after is not None and (action is None or after < cut):
+            cut, action = min(after, n_events), name
+    return cut, action
+
+
+class FakeAnthropic:
+    def __init__(
+        self,
+        default: Scenario | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: list[str] | None = None,
+        count_tokens_value: int | None = None,
+    ) -> None:
+        self._default = default if default is not None else Scenario()
+        self._host = host
+        self._port = port
+        self._models = list(models) if models is not None else list(DEFAULT_MODELS)
+        self._count_tokens_value = count_tokens_value
+        self._queue: deque[Scenario] = deque()
+        self._counter = 0
+        self._runner: web.ServerRunner | None = None
+        self._closing = asyncio.Event()
+        self._cancel_event = asyncio.Event()
+        self.requests: list[RecordedRequest] = []
+        self.active_streams = 0
+        self.cancelled_streams = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("FakeAnthropic is already running")
+        self._closing = asyncio.Event()
+        self._cancel_event = asyncio.Event()
+        # handler_cancellation: a client that disconnects cancels its handler, which is how
+        # cancelled_streams sees a gateway abandoning the upstream. aiohttp sets TCP_NODELAY on
+        # every accepted connection (base_protocol.connection_made), so small SSE writes don't
+        # stall on Nagle + delayed ACK.
+        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = int(runner.addresses[0][1])
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._closing.set()  # releases hanging handlers, and their end is not a client cancel
+        await runner.cleanup()
+
+    async def __aenter__(self) -> FakeAnthropic:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    # --- scripting and inspection ---------------------------------------------------------
+
+    def script(self, *scenarios: Scenario) -> None:
+        """Queue scenarios for the next POST /v1/messages requests, one each, in order."""
+        self._queue.extend(scenarios)
+
+    def set_default(self, scenario: Scenario) -> None:
+        self._default = scenario
+
+    def clear(self) -> None:
+        self.requests.clear()
+
+    def messages_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST" and r.path == "/v1/messages"]
+
+    async def wait_cancelled(self, n: int = 1, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+        """Wait until `n` responses were abandoned by their client. Call on the server's loop."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.cancelled_streams < n:
+                    self._cancel_event.clear()
+                    await self._cancel_event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _note_cancel(self) -> None:
+        if not self._closing.is_set():
+            self.cancelled_streams += 1
+            self._cancel_event.set()
+
+    # --- request handling -----------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            # The low-level server has no expect handler; curl waits 1 s without this.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = await request.content.read()  # no client_max_size: real bodies exceed 1 MB
+        self._counter += 1
+        n = self._counter
+        method = request.method
+        path, _, query = request.raw_path.partition("?")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        self.requests.append(RecordedRequest(method, path, query, headers, body))
+        rid = f"req_fake_{n}"
+
+        if path == "/v1/messages" and method == "POST":
+            return await self._messages(request, body, n, rid)
+        if path == "/v1/messages/count_tokens" and method == "POST":
+            value = self._count_tokens_value
+            tokens = value if value is not None else max(1, len(body) // 4)
+            return _json_response({"input_tokens": tokens}, rid)
+        if method == "GET" and path == "/v1/models":
+            data = [_model_info(m) for m in self._models]
+            first, last = (self._models[0], self._models[-1]) if self._models else (None, None)
+            page = {"data": data, "has_more": False, "first_id": first, "last_id": last}
+            return _json_response(page, rid)
+        if method == "GET" and path.startswith("/v1/models/"):
+            model_id = urllib.parse.unquote(path.removeprefix("/v1/models/"))
+            if model_id in self._models:
+                return _json_response(_model_info(model_id), rid)
+            return _error_response(404, rid, f"model: {model_id}")
+        if path == "/" and method in ("GET", "HEAD"):
+            return web.Response(text="ok", headers={"request-id": rid})
+        return _error_response(404, rid, f"Not found: {method} {path}")
+
+    async def _messages(
+        self, request: web.BaseRequest, body: bytes, n: int, rid: str
+    ) -> web.StreamResponse:
+        scenario = self._queue.popleft() if self._queue else self._default
+        fault = scenario.fault or _NO_FAULT
+        self.active_streams += 1
+        try:
+            if fault.hang_before_headers:
+                await self._closing.wait()
+                return self._abort(request)
+            if fault.first_byte_delay:
+                await asyncio.sleep(fault.first_byte_delay)
+            if fault.status is not None:
+                return self._fault_response(fault, rid)
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                payload = None
+            if not isinstance(payload, dict):
+                return _error_response(400, rid, "Request body must be a JSON object.")
+            model = payload.get("model")
+            model = model if isinstance(model, str) else "claude-unknown"
+            if payload.get("stream") is True:
+                events = stream_events(scenario.reply, model=model, n=n)
+                return await self._stream(request, events, fault, rid)
+            return _json_response(message_json(scenario.reply, model=model, n=n), rid)
+        except asyncio.CancelledError:
+            self._note_cancel()
+            raise
+        finally:
+            self.active_streams -= 1
+
+    @staticmethod
+    def _fault_response(fault: Fault, rid: str) -> web.Response:
+        assert fault.status is not None
+        body = fault.body if fault.body is not None else error_body(fault.status, rid)
+        headers = {"request-id": rid, "content-type": fault.content_type}
+        if fault.retry_after is not None:
+            headers["retry-after"] = fault.retry_after
+        if fault.should_retry is not None:
+            headers["x-should-retry"] = fault.should_retry
+        reason = _REASONS.get(fault.status)
+        return web.Response(status=fault.status, reason=reason, body=body, headers=headers)
+
+    @staticmethod
+    def _abort(request: web.BaseRequest) -> web.StreamResponse:
+        """Cut the TCP connection: the client sees a reset / an incomplete chunked body."""
+        if request.transport is not None:
+            request.transport.abort()
+        # aiohttp's write_eof on the dead transport raises ConnectionError, which it swallows.
+        return web.Response()
+
+    async def _stream(
+        self, request: web.BaseRequest, events: list[bytes], fault: Fault, rid: str
+    ) -> web.StreamResponse:
+        headers = {
+            "content-type": _SSE_CONTENT_TYPE,
+            "cache-control": "no-cache",
+            "request-id": rid,
+        }
+        resp = web.StreamResponse(status=200, headers=headers)
+        resp.enable_chunked_encoding()
+        cut, action = _stop_point(fault, len(events))
+        delay = fault.event_delay
+        try:
+            await resp.prepare(request)  # StreamResponse sends the headers right away
+            # One write per event: each event is its own chunk, sent as soon as it is ready.
+            for i in range(cut):
+                if delay and i:
+                    await asyncio.sleep(delay)
+                await resp.write(events[i])
+            if action == "drop":
+                if request.transport is not None:
+                    request.transport.abort()
+                return resp
+            if action == "hang":
+                await self._closing.wait()
+                if request.transport is not None:
+                    request.transport.abort()
+                return resp
+            if action == "error":
+                if delay:
+                    await asyncio.sleep(delay)
+                error = {"type": fault.error_type, "message": fault.error_message}
+                await resp.write(sse_event("error", {"type": "error", "error": error}))
+            await resp.write_eof()
+        except ConnectionResetError:  # the client went away while we were writing
+            self._note_cancel()
+        return resp
+
+
+async def serve_forever(port: int, scenario_name: str, host: str = "127.0.0.1") -> None:
+    """Run a fake upstream with a named scenario until cancelled (`sluice mock anthropic`)."""
+    fake = FakeAnthropic(scenario_by_name(scenario_name), host=host, port=port)
+    async with fake:
+        print(
+            f"Fake Anthropic upstream (DEMO, not a real model) listening on {fake.url} "
+            f"scenario={scenario_name}",
+            flush=True,
+        )
+        await asyncio.Event().wait()
