@@ -1,0 +1,111 @@
+"""Shared test plumbing: configs, a running gateway with a minted key, ledger reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from sluice.config import SluiceConfig, parse_config
+from sluice.config.vk import VirtualKeyConfig
+from sluice.core.clock import SystemClock
+from sluice.governance.key_admin import KeyAdmin, MintedKey
+from sluice.store.keys_repo import KeysRepo
+from sluice.store.tables import ledger
+from sluice.testing.gateway import GatewayServer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "claude-code"
+SECRET = "test-hmac-secret"
+PROVIDER_KEY = "sk-ant-upstream-provider-key-0123456789"
+
+
+def make_config(db_path: Path, upstream_url: str, extra_yaml: str = "") -> SluiceConfig:
+    return parse_config(
+        f"""
+server: {{host: 127.0.0.1, port: 0, key_refresh_seconds: 0.5}}
+database: sqlite:///{db_path}
+secret_key: {SECRET}
+ledger: {{flush_interval_ms: 20}}
+providers:
+  anthropic-primary:
+    type: anthropic
+    api_key: {PROVIDER_KEY}
+    base_url: "{upstream_url}"
+    models: [claude-opus-4-8, claude-sonnet-5, claude-haiku-4-5-20251001]
+{extra_yaml}
+"""
+    )
+
+
+def fixture_request(name: str) -> tuple[list[tuple[str, str]], bytes]:
+    """(headers, body bytes) of a captured Claude Code request, re-encoded compactly."""
+    data = json.loads((FIXTURES / name).read_text())
+    body = data.get("body")
+    raw = (
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        if body is not None
+        else b""
+    )
+    return [(h[0], h[1]) for h in data["headers"]], raw
+
+
+def fixture_names() -> list[str]:
+    return sorted(p.name for p in FIXTURES.glob("*.json"))
+
+
+@dataclass
+class Gateway:
+    server: GatewayServer
+    admin: KeyAdmin
+    minted: MintedKey
+    db_path: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def key(self) -> str:
+        return self.minted.secret
+
+    async def mint(self, **fields: Any) -> MintedKey:
+        fields.setdefault("name", "extra")
+        return await self.admin.create(**fields)
+
+    async def ledger_rows(self) -> list[dict[str, Any]]:
+        state = self.server.app.state
+        assert state.ledger is not None and state.engine is not None
+        await state.ledger.flush()
+        async with state.engine.connect() as conn:
+            rows = (await conn.execute(select(ledger).order_by(ledger.c.created_at))).mappings()
+            return [dict(r) for r in rows.all()]
+
+    async def ledger_row(self, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The row for one request; waits because settling may follow the response."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for row in await self.ledger_rows():
+                if row["request_id"] == request_id:
+                    return row
+            if loop.time() > deadline:
+                raise AssertionError(f"no ledger row for {request_id}")
+            await asyncio.sleep(0.02)
+
+
+async def start_gateway(
+    db_path: Path, upstream_url: str, extra_yaml: str = "", key_config: VirtualKeyConfig | None = None
+) -> Gateway:
+    server = GatewayServer(make_config(db_path, upstream_url, extra_yaml))
+    await server.start()
+    state = server.app.state
+    assert state.engine is not None
+    admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), SystemClock())
+    minted = await admin.create(
+        name="alice-laptop", principal="alice", project="web", team="core", config=key_config
+    )
+    return Gateway(server, admin, minted, db_path)
