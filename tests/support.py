@@ -23,7 +23,10 @@ SECRET = "test-hmac-secret"
 PROVIDER_KEY = "sk-ant-upstream-provider-key-0123456789"
 
 
-def make_config(db_path: Path, upstream_url: str, extra_yaml: str = "") -> SluiceConfig:
+def make_config(
+    db_path: Path, upstream_url: str, extra_yaml: str = "", provider_yaml: str = ""
+) -> SluiceConfig:
+    """``provider_yaml``: extra lines for the provider (4-space indent), ``extra_yaml``: top level."""
     return parse_config(
         f"""
 server: {{host: 127.0.0.1, port: 0, key_refresh_seconds: 0.5}}
@@ -36,6 +39,7 @@ providers:
     api_key: {PROVIDER_KEY}
     base_url: "{upstream_url}"
     models: [claude-opus-4-8, claude-sonnet-5, claude-haiku-4-5-20251001]
+{provider_yaml}
 {extra_yaml}
 """
     )
@@ -98,9 +102,13 @@ class Gateway:
 
 
 async def start_gateway(
-    db_path: Path, upstream_url: str, extra_yaml: str = "", key_config: VirtualKeyConfig | None = None
+    db_path: Path,
+    upstream_url: str,
+    extra_yaml: str = "",
+    key_config: VirtualKeyConfig | None = None,
+    provider_yaml: str = "",
 ) -> Gateway:
-    server = GatewayServer(make_config(db_path, upstream_url, extra_yaml))
+    server = GatewayServer(make_config(db_path, upstream_url, extra_yaml, provider_yaml))
     await server.start()
     state = server.app.state
     assert state.engine is not None

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
+
+from aiohttp.payload import TOO_LARGE_BYTES_BODY, BytesPayload
 
 from sluice.config.models import ProviderConfig
 from sluice.errors import ProviderError, ProviderTimeout
@@ -27,6 +30,17 @@ log = logging.getLogger("sluice.providers.anthropic")
 
 _MODELS_TTL_S = 600.0
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
+
+
+def body_payload(body: bytes) -> bytes | BytesPayload:
+    """aiohttp warns on bodies over 1 MiB sent as bytes; Claude Code sends up to 32 MB. The
+    bytes are written to the socket buffer in one go either way, so build the payload
+    ourselves with that warning muted (synchronously: no other task runs meanwhile)."""
+    if len(body) <= TOO_LARGE_BYTES_BODY:
+        return body
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        return BytesPayload(body, content_type="application/json")
 
 
 def display_name_for(model_id: str) -> str:
@@ -72,7 +86,7 @@ class AnthropicProvider:
                 resp = await self._session.request(
                     "POST",
                     url,
-                    data=ctx.body,
+                    data=body_payload(ctx.body),
                     headers=headers,
                     skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
                     allow_redirects=False,
