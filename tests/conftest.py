@@ -8,9 +8,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import Gateway, start_gateway  # noqa: E402
-
-from sluice.testing import FakeAnthropic  # noqa: E402
+from sluice.testing import FakeAnthropic
+from support import Gateway, start_gateway
 
 
 @pytest.fixture

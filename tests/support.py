@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sluice.config import SluiceConfig, parse_config
 from sluice.config.vk import VirtualKeyConfig
-from sluice.core.clock import SystemClock
+from sluice.core.clock import Clock, SystemClock
 from sluice.governance.key_admin import KeyAdmin, MintedKey
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.tables import ledger
@@ -24,12 +24,16 @@ PROVIDER_KEY = "sk-ant-upstream-provider-key-0123456789"
 
 
 def make_config(
-    db_path: Path, upstream_url: str, extra_yaml: str = "", provider_yaml: str = ""
+    db_path: Path,
+    upstream_url: str,
+    extra_yaml: str = "",
+    provider_yaml: str = "",
+    refresh_s: float = 0.5,
 ) -> SluiceConfig:
-    """``provider_yaml``: extra lines for the provider (4-space indent), ``extra_yaml``: top level."""
+    """``provider_yaml``: extra provider lines (4-space indent); ``extra_yaml``: top level."""
     return parse_config(
         f"""
-server: {{host: 127.0.0.1, port: 0, key_refresh_seconds: 0.5}}
+server: {{host: 127.0.0.1, port: 0, key_refresh_seconds: {refresh_s}}}
 database: sqlite:///{db_path}
 secret_key: {SECRET}
 ledger: {{flush_interval_ms: 20}}
@@ -107,12 +111,15 @@ async def start_gateway(
     extra_yaml: str = "",
     key_config: VirtualKeyConfig | None = None,
     provider_yaml: str = "",
+    clock: Clock | None = None,
+    refresh_s: float = 0.5,
 ) -> Gateway:
-    server = GatewayServer(make_config(db_path, upstream_url, extra_yaml, provider_yaml))
+    config = make_config(db_path, upstream_url, extra_yaml, provider_yaml, refresh_s)
+    server = GatewayServer(config, clock=clock)
     await server.start()
     state = server.app.state
     assert state.engine is not None
-    admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), SystemClock())
+    admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), clock or SystemClock())
     minted = await admin.create(
         name="alice-laptop", principal="alice", project="web", team="core", config=key_config
     )

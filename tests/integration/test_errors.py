@@ -11,11 +11,14 @@ import aiohttp
 import orjson
 import pytest
 from multidict import CIMultiDict
+
+from sluice.testing import FakeAnthropic, Fault, Scenario, scenario_by_name
 from support import Gateway, start_gateway
 
-from sluice.testing import Fault, FakeAnthropic, Scenario, scenario_by_name
-
-SMALL = b'{"model":"claude-opus-4-8","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+SMALL = (
+    b'{"model":"claude-opus-4-8","max_tokens":64,"stream":true,'
+    b'"messages":[{"role":"user","content":"hi"}]}'
+)
 
 
 async def post(
@@ -179,7 +182,7 @@ async def test_mid_stream_drop_becomes_error_event(gateway: Gateway, fake: FakeA
 
 async def test_upstream_sse_error_event_relayed(gateway: Gateway, fake: FakeAnthropic) -> None:
     fake.script(scenario_by_name("sse_error"))
-    _, headers, body = await post(gateway, SMALL, key=gateway.key)
+    _, _, body = await post(gateway, SMALL, key=gateway.key)
     assert body.endswith(
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
         b'"message":"Overloaded"}}\n\n'

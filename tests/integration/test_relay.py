@@ -6,9 +6,9 @@ import hashlib
 
 import aiohttp
 import orjson
-from support import PROVIDER_KEY, Gateway
 
 from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock, scenario_by_name
+from support import PROVIDER_KEY, Gateway
 
 BODY = (
     b'{"model":"claude-haiku-4-5-20251001","max_tokens":256,  "stream":true,'
@@ -22,7 +22,9 @@ def client_headers(key: str) -> dict[str, str]:
     return {
         "authorization": f"Bearer {key}",
         "anthropic-version": "2023-06-01",
-        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,context-1m-2025-08-07",
+        "anthropic-beta": (
+            "claude-code-20250219,interleaved-thinking-2025-05-14,context-1m-2025-08-07"
+        ),
         "content-type": "application/json",
         "user-agent": "claude-cli/2.1.197 (external, sdk-cli)",
         "x-app": "cli",
@@ -49,14 +51,16 @@ async def test_stream_bytes_headers_and_ledger(gateway: Gateway, fake: FakeAnthr
         cache_creation_1h=200,
     )
     fake.set_default(Scenario(Reply([TextBlock("Hi there, friend.", chunks=4)], usage=usage)))
-    async with aiohttp.ClientSession() as s:
-        async with s.post(
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
             f"{gateway.url}/v1/messages?beta=true", data=BODY, headers=client_headers(gateway.key)
-        ) as r:
-            assert r.status == 200
-            assert r.headers["content-type"].startswith("text/event-stream")
-            rid = r.headers["request-id"]
-            got = await r.read()
+        ) as r,
+    ):
+        assert r.status == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        rid = r.headers["request-id"]
+        got = await r.read()
     assert rid.startswith("req_")
     assert r.headers["x-request-id"] == rid == r.headers["x-langwatch-request-id"]
     assert r.headers["upstream-request-id"].startswith("req_fake_")
@@ -111,11 +115,13 @@ async def test_stream_is_byte_identical_to_direct(gateway: Gateway, fake: FakeAn
         )
         fake.set_default(scenario)
         direct = await direct_bytes(fake, BODY)
-        async with aiohttp.ClientSession() as s:
-            async with s.post(
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
                 f"{gateway.url}/v1/messages", data=BODY, headers=client_headers(gateway.key)
-            ) as r:
-                via = await r.read()
+            ) as r,
+        ):
+            via = await r.read()
         # Tool ids carry the fake's request counter; normalise only that.
         direct_n = _strip_counters(direct)
         via_n = _strip_counters(via)
@@ -131,13 +137,13 @@ def _strip_counters(data: bytes) -> bytes:
 async def test_non_streaming_passthrough(gateway: Gateway, fake: FakeAnthropic) -> None:
     fake.set_default(scenario_by_name("tool_bash"))
     body = BODY.replace(b'"stream":true,', b"")
-    async with aiohttp.ClientSession() as s:
-        async with s.post(
-            f"{gateway.url}/v1/messages", data=body, headers=client_headers(gateway.key)
-        ) as r:
-            assert r.status == 200
-            got = await r.read()
-            rid = r.headers["request-id"]
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{gateway.url}/v1/messages", data=body, headers=client_headers(gateway.key)) as r,
+    ):
+        assert r.status == 200
+        got = await r.read()
+        rid = r.headers["request-id"]
     message = orjson.loads(got)
     assert message["type"] == "message"
     assert fake.messages_requests()[-1].body == body
@@ -150,15 +156,17 @@ async def test_non_streaming_passthrough(gateway: Gateway, fake: FakeAnthropic) 
 
 async def test_count_tokens_forwarded(gateway: Gateway, fake: FakeAnthropic) -> None:
     body = b'{"model":"claude-opus-4-8","messages":[{"role":"user","content":"hello"}]}'
-    async with aiohttp.ClientSession() as s:
-        async with s.post(
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
             f"{gateway.url}/v1/messages/count_tokens?beta=true",
             data=body,
             headers=client_headers(gateway.key),
-        ) as r:
-            assert r.status == 200
-            assert orjson.loads(await r.read()) == {"input_tokens": max(1, len(body) // 4)}
-            rid = r.headers["request-id"]
+        ) as r,
+    ):
+        assert r.status == 200
+        assert orjson.loads(await r.read()) == {"input_tokens": max(1, len(body) // 4)}
+        rid = r.headers["request-id"]
     upstream = fake.requests[-1]
     assert upstream.path == "/v1/messages/count_tokens"
     assert upstream.body == body

@@ -8,9 +8,9 @@ import re
 import aiohttp
 import orjson
 import pytest
-from support import FIXTURES, PROVIDER_KEY, Gateway, fixture_names, fixture_request
 
 from sluice.testing import FakeAnthropic, Reply, Scenario, scenario_by_name
+from support import FIXTURES, PROVIDER_KEY, Gateway, fixture_names, fixture_request
 
 _HOP = {"host", "content-length", "connection", "accept-encoding"}
 _FORWARDED_AS_SENT = re.compile(
@@ -46,12 +46,12 @@ async def test_replay_fixture(name: str, gateway: Gateway, fake: FakeAnthropic) 
     sent_headers = _with_vk(headers, gateway.key)
     scenario = scenario_by_name("tool_bash" if "turn1" in name else "cache")
     fake.set_default(Scenario(Reply(scenario.reply.blocks, usage=scenario.reply.usage)))
-    async with aiohttp.ClientSession(skip_auto_headers=("User-Agent", "Accept")) as s:
-        async with s.request(
-            method, gateway.url + path, data=body or None, headers=sent_headers
-        ) as r:
-            got = await r.read()
-            status = r.status
+    async with (
+        aiohttp.ClientSession(skip_auto_headers=("User-Agent", "Accept")) as s,
+        s.request(method, gateway.url + path, data=body or None, headers=sent_headers) as r,
+    ):
+        got = await r.read()
+        status = r.status
     assert status == 200
     if method == "HEAD":
         assert fake.messages_requests() == []
@@ -67,9 +67,8 @@ async def test_replay_fixture(name: str, gateway: Gateway, fake: FakeAnthropic) 
     assert upstream.header("authorization") is None
     assert all(gateway.key not in v for _, v in upstream.headers)
     # The client got the fake's bytes exactly: replay directly and compare digests.
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{fake.url}/v1/messages", data=body) as r:
-            direct = await r.read()
+    async with aiohttp.ClientSession() as s, s.post(f"{fake.url}/v1/messages", data=body) as r:
+        direct = await r.read()
     assert (
         hashlib.sha256(_normalise(got)).hexdigest()
         == hashlib.sha256(_normalise(direct)).hexdigest()

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import anthropic
 import pytest
-from support import Gateway
 
-from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock, ThinkingBlock
-from sluice.testing import ToolUseBlock
+from sluice.testing import (
+    FakeAnthropic,
+    FakeUsage,
+    Reply,
+    Scenario,
+    TextBlock,
+    ThinkingBlock,
+    ToolUseBlock,
+)
+from support import Gateway
 
 
 def _client(gateway: Gateway, **kw: object) -> anthropic.AsyncAnthropic:
@@ -26,14 +33,16 @@ REPLY = Reply(
 
 async def test_sdk_stream_accumulates(gateway: Gateway, fake: FakeAnthropic) -> None:
     fake.set_default(Scenario(REPLY))
-    async with _client(gateway, api_key=gateway.key) as client:
-        async with client.messages.stream(
+    async with (
+        _client(gateway, api_key=gateway.key) as client,
+        client.messages.stream(
             model="claude-sonnet-5",
             max_tokens=1024,
             messages=[{"role": "user", "content": "weather?"}],
-        ) as stream:
-            text = "".join([t async for t in stream.text_stream])
-            message = await stream.get_final_message()
+        ) as stream,
+    ):
+        text = "".join([t async for t in stream.text_stream])
+        message = await stream.get_final_message()
     assert text == "Checking the weather in Paris."
     kinds = [b.type for b in message.content]
     assert kinds == ["thinking", "text", "tool_use"]
