@@ -437,7 +437,7 @@ async def test_revoked_key_is_refused_before_the_upstream(
     assert (error["type"], error["message"]) == ("virtual_key_revoked", message)
     row = await gateway.ledger_row(sent.response_header("request-id") or "")
     assert (row["status"], row["error_code"]) == (403, "virtual_key_revoked")
-    assert row["vk_id"] is None  # refused at authentication: the row names no key
+    assert row["vk_id"] == gateway.minted.key.id  # a refused known key is still charged
 
 
 async def test_unknown_key_fails_fast_without_client_retries(

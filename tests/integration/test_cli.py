@@ -33,9 +33,26 @@ def sluice(*args: str) -> dict | list:  # type: ignore[type-arg]
 
 def test_keys_lifecycle(config_file: Path) -> None:
     cfg = str(config_file)
-    created = sluice("keys", "create", "--name", "alice-laptop", "--principal", "alice",
-                     "--project", "web", "--team", "core", "--organization", "acme",
-                     "--description", "Alice's laptop", "--expires", "30d", "--config", cfg)
+    created = sluice(
+        "keys",
+        "create",
+        "--name",
+        "alice-laptop",
+        "--principal",
+        "alice",
+        "--project",
+        "web",
+        "--team",
+        "core",
+        "--organization",
+        "acme",
+        "--description",
+        "Alice's laptop",
+        "--expires",
+        "30d",
+        "--config",
+        cfg,
+    )
     assert isinstance(created, dict)
     secret = created["key"]
     assert secret.startswith("lw_vk_live_") and len(secret) >= 11 + 26 + 24
@@ -51,10 +68,19 @@ def test_keys_lifecycle(config_file: Path) -> None:
     shown = sluice("keys", "show", created["display_prefix"], "--config", cfg)
     assert shown["name"] == "alice-laptop"  # type: ignore[call-overload]
 
-    updated = sluice("keys", "update", created["id"], "--set",
-                     'policy_rules.tools.deny=["^Bash$"]', "--set", "cache.mode=disable",
-                     "--set", 'model_aliases={"fast":"claude-haiku-4-5-20251001"}',
-                     "--config", cfg)
+    updated = sluice(
+        "keys",
+        "update",
+        created["id"],
+        "--set",
+        'policy_rules.tools.deny=["^Bash$"]',
+        "--set",
+        "cache.mode=disable",
+        "--set",
+        'model_aliases={"fast":"claude-haiku-4-5-20251001"}',
+        "--config",
+        cfg,
+    )
     assert updated["config"] == {  # type: ignore[call-overload]
         "policy_rules": {"tools": {"deny": ["^Bash$"]}},
         "cache": {"mode": "disable"},
@@ -76,13 +102,33 @@ def test_keys_lifecycle(config_file: Path) -> None:
 def test_update_refuses_invalid_config(config_file: Path) -> None:
     cfg = str(config_file)
     created = sluice("keys", "create", "--name", "k", "--config", cfg)
-    bad_regex = runner.invoke(app, ["keys", "update", created["id"], "--set",  # type: ignore[call-overload]
-                                    'policy_rules.tools.deny=["(unclosed"]', "--config", cfg])
+    bad_regex = runner.invoke(
+        app,
+        [
+            "keys",
+            "update",
+            created["id"],
+            "--set",  # type: ignore[call-overload]
+            'policy_rules.tools.deny=["(unclosed"]',
+            "--config",
+            cfg,
+        ],
+    )
     assert bad_regex.exit_code == 1
     assert "policy_rules.tools.deny" in bad_regex.output
     assert "invalid regular expression" in bad_regex.output
-    unknown = runner.invoke(app, ["keys", "update", created["id"], "--set", "nonsense.x=1",  # type: ignore[call-overload]
-                                  "--config", cfg])
+    unknown = runner.invoke(
+        app,
+        [
+            "keys",
+            "update",
+            created["id"],
+            "--set",
+            "nonsense.x=1",  # type: ignore[call-overload]
+            "--config",
+            cfg,
+        ],
+    )
     assert unknown.exit_code == 1 and "nonsense: unknown field" in unknown.output
     assert sluice("keys", "show", created["id"], "--config", cfg)["config"] == {}  # type: ignore[call-overload]
 
@@ -93,10 +139,18 @@ def test_update_from_config_file(config_file: Path, tmp_path: Path) -> None:
     assert created["key"].startswith("lw_vk_test_")  # type: ignore[call-overload]
     vk_yaml = tmp_path / "vk.yaml"
     vk_yaml.write_text("providers_allowed: [anthropic-primary]\nrate_limits: {rpm: 60}\n")
-    updated = sluice("keys", "update", created["id"], "--config-file", str(vk_yaml),  # type: ignore[call-overload]
-                     "--config", cfg)
+    updated = sluice(
+        "keys",
+        "update",
+        created["id"],
+        "--config-file",
+        str(vk_yaml),  # type: ignore[call-overload]
+        "--config",
+        cfg,
+    )
     assert updated["config"] == {  # type: ignore[call-overload]
-        "providers_allowed": ["anthropic-primary"], "rate_limits": {"rpm": 60}
+        "providers_allowed": ["anthropic-primary"],
+        "rate_limits": {"rpm": 60},
     }
 
 

@@ -22,8 +22,10 @@ BODY = b'{"model":"claude-opus-4-8","max_tokens":8,"messages":[{"role":"user","c
 
 async def call(url: str, key: str, *, bearer: bool = False) -> tuple[int, dict[str, object]]:
     headers = {"authorization": f"Bearer {key}"} if bearer else {"x-api-key": key}
-    async with aiohttp.ClientSession() as s, s.post(f"{url}/v1/messages", data=BODY,
-                                                    headers=headers) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{url}/v1/messages", data=BODY, headers=headers) as r,
+    ):
         return r.status, await r.json()
 
 
@@ -47,10 +49,14 @@ async def test_disable_enable_revoke(gateway: Gateway, fake: FakeAnthropic) -> N
     with pytest.raises(Exception, match="final"):
         await gateway.admin.set_status(key_id, "active")
     assert len(fake.messages_requests()) == 2
+    refused = [r for r in await gateway.ledger_rows() if r["status"] == 403]
+    assert [r["error_code"] for r in refused] == ["virtual_key_disabled", "virtual_key_revoked"]
+    assert {r["vk_id"] for r in refused} == {key_id}  # refusals are charged to the key
 
 
-async def test_expiry_and_rotation_grace_follow_the_clock(tmp_path: Path,
-                                                          fake: FakeAnthropic) -> None:
+async def test_expiry_and_rotation_grace_follow_the_clock(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
     clock = ManualClock()
     gw = await start_gateway(tmp_path / "s.db", fake.url, clock=clock)
     try:
@@ -98,16 +104,21 @@ async def test_key_stored_only_as_hmac(gateway: Gateway) -> None:
         data = path.read_bytes()
         assert gateway.key.encode() not in data, path
         assert secret_part.encode() not in data, path
-    row = sqlite3.connect(gateway.db_path).execute(
-        "select key_hash, display_prefix from virtual_keys where id = ?",
-        (gateway.minted.key.id,),
-    ).fetchone()
+    row = (
+        sqlite3.connect(gateway.db_path)
+        .execute(
+            "select key_hash, display_prefix from virtual_keys where id = ?",
+            (gateway.minted.key.id,),
+        )
+        .fetchone()
+    )
     expected = hmac.new(SECRET.encode(), gateway.key.encode(), hashlib.sha256).hexdigest()
     assert row == (expected, gateway.key[:18])
 
 
-async def test_disable_from_another_process_propagates_within_5s(tmp_path: Path,
-                                                                 fake: FakeAnthropic) -> None:
+async def test_disable_from_another_process_propagates_within_5s(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
     """A `sluice keys disable` run as a separate process reaches a serving gateway in <5 s,
     with the default refresh interval."""
     db = tmp_path / "shared.db"
@@ -121,9 +132,16 @@ async def test_disable_from_another_process_propagates_within_5s(tmp_path: Path,
         assert (await call(gw.url, gw.key))[0] == 200  # now cached in memory
         sluice = Path(sys.executable).parent / "sluice"
         proc = await asyncio.create_subprocess_exec(
-            str(sluice), "keys", "disable", gw.minted.key.display_prefix, "--config",
-            str(config_file), "--json", stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"},
+            str(sluice),
+            "keys",
+            "disable",
+            gw.minted.key.display_prefix,
+            "--config",
+            str(config_file),
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1"},
         )
         out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()

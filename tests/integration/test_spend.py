@@ -15,18 +15,32 @@ from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock
 
 async def run_sluice(*args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "sluice"), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(Path(sys.executable).parent / "sluice"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode()
 
 
-async def test_spend_by_principal_model_and_session(gateway: Gateway, fake: FakeAnthropic,
-                                                    tmp_path: Path) -> None:
-    fake.set_default(Scenario(Reply([TextBlock("ok")], usage=FakeUsage(
-        input_tokens=10, output_tokens=5, cache_read_input_tokens=100, cache_creation_5m=20))))
+async def test_spend_by_principal_model_and_session(
+    gateway: Gateway, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake.set_default(
+        Scenario(
+            Reply(
+                [TextBlock("ok")],
+                usage=FakeUsage(
+                    input_tokens=10,
+                    output_tokens=5,
+                    cache_read_input_tokens=100,
+                    cache_creation_5m=20,
+                ),
+            )
+        )
+    )
     bob = await gateway.mint(name="bob", principal="bob")
     async with aiohttp.ClientSession() as s:
         for key, model, session in [
@@ -34,34 +48,63 @@ async def test_spend_by_principal_model_and_session(gateway: Gateway, fake: Fake
             (gateway.key, "claude-opus-4-8", "s1"),
             (bob.secret, "claude-haiku-4-5-20251001", "s2"),
         ]:
-            body = json.dumps({"model": model, "max_tokens": 5, "stream": True,
-                               "messages": [{"role": "user", "content": "x"}]})
-            async with s.post(f"{gateway.url}/v1/messages", data=body,
-                              headers={"x-api-key": key, "x-claude-code-session-id": session}) as r:
+            body = json.dumps(
+                {
+                    "model": model,
+                    "max_tokens": 5,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "x"}],
+                }
+            )
+            async with s.post(
+                f"{gateway.url}/v1/messages",
+                data=body,
+                headers={"x-api-key": key, "x-claude-code-session-id": session},
+            ) as r:
                 assert r.status == 200
                 await r.read()
     assert len(await gateway.ledger_rows()) == 3
     cfg = tmp_path / "spend.yaml"
     cfg.write_text(f"database: sqlite:///{gateway.db_path}\nsecret_key: {SECRET}\n")
-    by_principal = json.loads(await run_sluice("spend", "--by", "principal", "--json",
-                                               "--config", str(cfg)))
+    by_principal = json.loads(
+        await run_sluice("spend", "--by", "principal", "--json", "--config", str(cfg))
+    )
     assert by_principal == [
-        {"principal": "alice", "requests": 2, "input_tokens": 20, "output_tokens": 10,
-         "cache_read_tokens": 200, "cache_creation_tokens": 40},
-        {"principal": "bob", "requests": 1, "input_tokens": 10, "output_tokens": 5,
-         "cache_read_tokens": 100, "cache_creation_tokens": 20},
+        {
+            "principal": "alice",
+            "requests": 2,
+            "input_tokens": 20,
+            "output_tokens": 10,
+            "cache_read_tokens": 200,
+            "cache_creation_tokens": 40,
+        },
+        {
+            "principal": "bob",
+            "requests": 1,
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "cache_read_tokens": 100,
+            "cache_creation_tokens": 20,
+        },
     ]
-    by_model = json.loads(await run_sluice("spend", "--by", "model", "--since", "1d", "--json",
-                                           "--config", str(cfg)))
+    by_model = json.loads(
+        await run_sluice("spend", "--by", "model", "--since", "1d", "--json", "--config", str(cfg))
+    )
     assert {r["model"]: r["requests"] for r in by_model} == {
-        "claude-haiku-4-5-20251001": 1, "claude-opus-4-8": 2}
-    by_session = json.loads(await run_sluice("spend", "--by", "session", "--json",
-                                             "--config", str(cfg)))
+        "claude-haiku-4-5-20251001": 1,
+        "claude-opus-4-8": 2,
+    }
+    by_session = json.loads(
+        await run_sluice("spend", "--by", "session", "--json", "--config", str(cfg))
+    )
     assert {r["session"]: r["requests"] for r in by_session} == {"s1": 2, "s2": 1}
     by_key = json.loads(await run_sluice("spend", "--by", "key", "--json", "--config", str(cfg)))
     assert {r["key"]: r["requests"] for r in by_key} == {gateway.minted.key.id: 2, bob.key.id: 1}
     table = await run_sluice("spend", "--by", "principal", "--config", str(cfg))
     assert "alice" in table and "bob" in table and "cache read" in table
-    future = json.loads(await run_sluice("spend", "--by", "key", "--since", "2999-01-01",
-                                         "--json", "--config", str(cfg)))
+    future = json.loads(
+        await run_sluice(
+            "spend", "--by", "key", "--since", "2999-01-01", "--json", "--config", str(cfg)
+        )
+    )
     assert future == []

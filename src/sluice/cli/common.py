@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.loader import ConfigProblems, load_config
 from sluice.config.models import SluiceConfig
-from sluice.server.state import resolve_secret
 from sluice.store.db import create_engine, migrate
+from sluice.store.settings_repo import resolve_secret
 
 T = TypeVar("T")
 console = Console()

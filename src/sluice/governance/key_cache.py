@@ -43,6 +43,12 @@ class KeyCache:
         self._task: asyncio.Task[None] | None = None
 
     async def authenticate(self, presented: str | None) -> VirtualKey:
+        key = await self.identify(presented)
+        self.check_usable(key)
+        return key
+
+    async def identify(self, presented: str | None) -> VirtualKey:
+        """The key whose secret (or, within its rotation grace, previous secret) was presented."""
         if not presented:
             raise InvalidApiKey(
                 "Missing API key: send the virtual key as `Authorization: Bearer <key>` "
@@ -65,6 +71,11 @@ class KeyCache:
                 and vk_format.hashes_match(presented_hash, key.previous_key_hash)
             ):
                 raise _invalid()
+        return key
+
+    def check_usable(self, key: VirtualKey) -> None:
+        """Refuse a known key that is revoked, disabled or expired."""
+        now = self._clock.now_ms()
         if key.status == "revoked":
             raise VirtualKeyRevoked(f"Virtual key {key.display_prefix}… has been revoked.")
         if key.status == "disabled":
@@ -76,7 +87,6 @@ class KeyCache:
             raise VirtualKeyExpired(
                 "This key has expired. Extend its expiration date, or create a new key."
             )
-        return key
 
     async def _load(self, key_id: str) -> VirtualKey | None:
         missing_since = self._unknown.get(key_id)

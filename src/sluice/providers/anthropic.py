@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
-
 from aiohttp.payload import TOO_LARGE_BYTES_BODY, BytesPayload
 
 from sluice.config.models import ProviderConfig

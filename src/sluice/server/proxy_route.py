@@ -65,7 +65,9 @@ async def handle_proxy(
     try:
         try:
             check_content_length(scope, limit)
-            ctx.key = await state.keys.authenticate(presented_key(scope)[0])
+            # Identify first, so a refusal of a known key is still charged to it in the ledger.
+            ctx.key = await state.keys.identify(presented_key(scope)[0])
+            state.keys.check_usable(ctx.key)
             ctx.body = await read_body(receive, limit)
             watcher = asyncio.get_running_loop().create_task(guard.watch(receive))
             peek_messages_body(ctx)
@@ -87,7 +89,9 @@ async def handle_proxy(
     except Exception:
         log.exception("unhandled error", extra={"request_id": ctx.request_id})
         if ctx.status == 0:
-            internal = InternalError("Sluice hit an internal error; see its logs for this request id.")
+            internal = InternalError(
+                "Sluice hit an internal error; see its logs for this request id."
+            )
             ctx.status, ctx.error_code = internal.status, internal.code
             await send_error(send, internal, ctx.request_id)
     finally:

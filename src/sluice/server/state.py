@@ -23,7 +23,7 @@ from sluice.providers.base import Provider
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
-from sluice.store.settings_repo import get_or_create_secret
+from sluice.store.settings_repo import resolve_secret
 from sluice.testing.fake_anthropic import FakeAnthropic
 from sluice.testing.scenarios import Reply, Scenario, TextBlock
 
@@ -34,18 +34,6 @@ DEMO_TEXT = (
     "no provider key is configured. Set ANTHROPIC_API_KEY (or add a provider to sluice.yaml) "
     "and restart to relay to Anthropic."
 )
-
-
-async def resolve_secret(config: SluiceConfig, engine: AsyncEngine) -> bytes:
-    if config.secret_key is not None:
-        return config.secret_key.get_secret_value().encode()
-    secret, created = await get_or_create_secret(engine)
-    if created:
-        log.warning(
-            "secret_key is not set: generated one and stored it in the database. "
-            "Set SLUICE_SECRET_KEY to manage it yourself."
-        )
-    return secret.encode()
 
 
 def effective_providers(config: SluiceConfig) -> dict[str, ProviderConfig]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.config.models import SluiceConfig
 from sluice.store.tables import settings
+
+log = logging.getLogger("sluice")
 
 SECRET_KEY_SETTING = "vk_hmac_secret"  # noqa: S105 - a setting name, not a secret
 
@@ -30,3 +34,15 @@ async def get_or_create_secret(engine: AsyncEngine) -> tuple[str, bool]:
     except IntegrityError:
         return await get_or_create_secret(engine)
     return candidate, True
+
+
+async def resolve_secret(config: SluiceConfig, engine: AsyncEngine) -> bytes:
+    if config.secret_key is not None:
+        return config.secret_key.get_secret_value().encode()
+    secret, created = await get_or_create_secret(engine)
+    if created:
+        log.warning(
+            "secret_key is not set: generated one and stored it in the database. "
+            "Set SLUICE_SECRET_KEY to manage it yourself."
+        )
+    return secret.encode()
