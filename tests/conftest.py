@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from sluice.testing import FakeAnthropic
+
 from support import Gateway, start_gateway
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from claude_cli import ClaudeResult, run_claude
 
 from sluice.testing import (
     FakeAnthropic,
@@ -29,6 +28,8 @@ from sluice.testing import (
     TextBlock,
     scenario_by_name,
 )
+
+from claude_cli import ClaudeResult, run_claude
 from support import PROVIDER_KEY, Gateway
 
 pytestmark = pytest.mark.e2e

@@ -13,6 +13,7 @@ import pytest
 from multidict import CIMultiDict
 
 from sluice.testing import FakeAnthropic, Fault, Scenario, scenario_by_name
+
 from support import Gateway, start_gateway
 
 SMALL = (

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support import SECRET, Gateway, start_gateway
 
 from sluice.core.clock import ManualClock
 from sluice.testing import FakeAnthropic
+
+from support import SECRET, Gateway, start_gateway
 
 BODY = b'{"model":"claude-opus-4-8","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}'
 

@@ -8,6 +8,7 @@ import aiohttp
 import orjson
 
 from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock, scenario_by_name
+
 from support import PROVIDER_KEY, Gateway
 
 BODY = (

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from sluice.testing import FakeAnthropic, Reply, Scenario, scenario_by_name
+
 from support import FIXTURES, PROVIDER_KEY, Gateway, fixture_names, fixture_request
 
 _HOP = {"host", "content-length", "connection", "accept-encoding"}

@@ -14,6 +14,7 @@ from sluice.testing import (
     ThinkingBlock,
     ToolUseBlock,
 )
+
 from support import Gateway
 
 

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from support import SECRET, Gateway
 
 from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock
+
+from support import SECRET, Gateway
 
 
 async def run_sluice(*args: str) -> str:
