@@ -39,6 +39,8 @@ def serve(
 
     cfg = config_or_exit(config)
     configure_logging(cfg.server.log_level)
+    # Migrate once here, so workers (or the app) start on a schema already at head.
+    asyncio.run(_migrate(cfg.database))
     bind_host = host or cfg.server.host
     bind_port = port if port is not None else cfg.server.port
     n_workers = workers or cfg.server.workers
@@ -64,6 +66,16 @@ def serve(
         uvicorn.run("sluice.server.app:create_app", factory=True, workers=n_workers, **options)  # type: ignore[arg-type]
         return
     uvicorn.run(SluiceApp(cfg), **options)  # type: ignore[arg-type]
+
+
+async def _migrate(url: str) -> None:
+    from sluice.store.db import create_engine, migrate
+
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
 
 
 @config_app.command("check")

@@ -41,6 +41,7 @@ class KeyCache:
         self._keys: dict[str, VirtualKey] = {}
         self._unknown: dict[str, int] = {}  # key id -> ms when it was found missing
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def authenticate(self, presented: str | None) -> VirtualKey:
         key = await self.identify(presented)
@@ -106,10 +107,10 @@ class KeyCache:
         self._task = asyncio.get_running_loop().create_task(self._poll_forever())
 
     async def stop(self) -> None:
+        # Let a refresh in flight finish rather than cutting a database read off midway.
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
 
     async def refresh(self, since_ms: int | None) -> None:
         """Apply changes made since ``since_ms`` (None: re-read every cached key)."""
@@ -127,8 +128,11 @@ class KeyCache:
         margin_ms = int(self._refresh_s * 2000)
         last = self._clock.now_ms()
         polls = 0
-        while True:
-            await asyncio.sleep(self._refresh_s)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._refresh_s)
+            if self._stopping.is_set():
+                return
             started = self._clock.now_ms()
             polls += 1
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -51,8 +53,20 @@ def _upgrade(connection: Connection) -> None:
 
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision; creates the database on first start."""
-    async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
             # Replicas starting together must not race each other's DDL.
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7415021)")
-        await conn.run_sync(_upgrade)
+            await conn.run_sync(_upgrade)
+        return
+    # SQLite has no advisory lock: two processes starting on a fresh file may collide; the
+    # loser retries and then finds the schema already at head.
+    for attempt in range(5):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
