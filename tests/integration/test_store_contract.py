@@ -1,0 +1,98 @@
+"""One contract suite for the store on every backend: SQLite and PostgreSQL (real servers)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from services import ensure_postgres
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.config.vk import VirtualKeyConfig
+from sluice.core.clock import ManualClock
+from sluice.governance.key_admin import KeyAdmin
+from sluice.governance.key_cache import KeyCache
+from sluice.store.db import create_engine, migrate
+from sluice.store.keys_repo import KeysRepo
+from sluice.store.ledger import LedgerWriter
+from sluice.store.settings_repo import get_or_create_secret
+from sluice.store.tables import ledger
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        eng = create_engine(f"sqlite:///{tmp_path / 'contract.db'}")
+        await migrate(eng)
+        yield eng
+        await eng.dispose()
+        return
+    ensure_postgres()
+    name = f"sluice_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    eng = create_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    try:
+        await migrate(eng)
+        await migrate(eng)  # idempotent: a second replica starting finds the schema at head
+        yield eng
+    finally:
+        await eng.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_secret_is_created_once(engine: AsyncEngine) -> None:
+    first, created = await get_or_create_secret(engine)
+    again, created_again = await get_or_create_secret(engine)
+    assert created and not created_again and first == again and len(first) == 64
+
+
+async def test_keys_roundtrip_and_changes(engine: AsyncEngine) -> None:
+    clock = ManualClock()
+    repo = KeysRepo(engine)
+    admin = KeyAdmin(repo, b"k", clock)
+    minted = await admin.create(name="a", principal="p", config=VirtualKeyConfig(
+        model_aliases={"fast": "claude-haiku-4-5-20251001"}))
+    loaded = await repo.get(minted.key.id)
+    assert loaded == minted.key
+    assert [k.id for k in await repo.find(minted.key.display_prefix)] == [minted.key.id]
+    clock.advance(10)
+    since = clock.now_ms()
+    assert await repo.changed_since(since) == []
+    await admin.set_status(minted.key.id, "disabled")
+    changed = await repo.changed_since(since)
+    assert [(k.id, k.status) for k in changed] == [(minted.key.id, "disabled")]
+
+    cache = KeyCache(repo, b"k", clock, refresh_s=1.0)
+    with pytest.raises(Exception, match="disabled"):
+        await cache.authenticate(minted.secret)
+    await admin.set_status(minted.key.id, "active")
+    await cache.refresh(since)
+    assert (await cache.authenticate(minted.secret)).id == minted.key.id
+
+
+async def test_ledger_batches_are_idempotent(engine: AsyncEngine) -> None:
+    repo = KeysRepo(engine)
+    minted = await KeyAdmin(repo, b"k", ManualClock()).create(name="a")
+    writer = LedgerWriter(engine, repo, batch_size=2, flush_interval_ms=10_000)
+    row = {
+        "request_id": "req_1", "created_at": 1, "vk_id": minted.key.id, "endpoint": "messages",
+        "streaming": True, "status": 200, "duration_ms": 5, "client_disconnected": False,
+        "input_tokens": 3, "output_tokens": 4,
+    }
+    for rid in ("req_1", "req_2", "req_3"):
+        writer.record({**row, "request_id": rid})
+    writer.record(row)  # the same request id again: written once
+    await writer.flush()
+    async with engine.connect() as conn:
+        ids = (await conn.execute(select(ledger.c.request_id).order_by(ledger.c.request_id))).all()
+    assert [r[0] for r in ids] == ["req_1", "req_2", "req_3"]
+    assert writer.pending == 0
+    assert (await repo.get(minted.key.id)).last_used_at == 1  # type: ignore[union-attr]
