@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 
 import aiohttp
 import orjson
@@ -202,3 +204,32 @@ async def test_query_is_ignored_for_routing(gateway: Gateway, fake: FakeAnthropi
                 assert r.status == 200
                 await r.read()
     assert len(fake.messages_requests()) == 3
+
+
+async def test_events_flow_as_they_arrive(gateway: Gateway, fake: FakeAnthropic) -> None:
+    """No buffering: each event reaches the client while the upstream is still sending."""
+    from sluice.testing import Fault
+
+    fake.set_default(
+        Scenario(
+            Reply([TextBlock("one two three four", chunks=4)], pings=False), Fault(event_delay=0.15)
+        )
+    )
+    loop = asyncio.get_running_loop()
+    arrivals: list[tuple[float, bytes]] = []
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{gateway.url}/v1/messages", data=BODY, headers=client_headers(gateway.key)) as r,
+    ):
+        buf = b""
+        async for chunk in r.content.iter_any():
+            buf += chunk
+            while b"\n\n" in buf:
+                ev, buf = buf.split(b"\n\n", 1)
+                arrivals.append((loop.time(), ev.split(b"\n", 1)[0]))
+    names = [name for _, name in arrivals]
+    assert names[0] == b"event: message_start" and names[-1] == b"event: message_stop"
+    assert b"event: ping" not in names  # nothing injected
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals)]
+    # Upstream waits 0.15 s between events; the client sees the same spacing, event by event.
+    assert len(gaps) >= 8 and sum(g > 0.1 for g in gaps) >= len(gaps) - 1

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from services import ensure_postgres
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +20,8 @@ from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
 from sluice.store.settings_repo import get_or_create_secret
 from sluice.store.tables import ledger
+
+from services import ensure_postgres
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -58,8 +59,11 @@ async def test_keys_roundtrip_and_changes(engine: AsyncEngine) -> None:
     clock = ManualClock()
     repo = KeysRepo(engine)
     admin = KeyAdmin(repo, b"k", clock)
-    minted = await admin.create(name="a", principal="p", config=VirtualKeyConfig(
-        model_aliases={"fast": "claude-haiku-4-5-20251001"}))
+    minted = await admin.create(
+        name="a",
+        principal="p",
+        config=VirtualKeyConfig(model_aliases={"fast": "claude-haiku-4-5-20251001"}),
+    )
     loaded = await repo.get(minted.key.id)
     assert loaded == minted.key
     assert [k.id for k in await repo.find(minted.key.display_prefix)] == [minted.key.id]
@@ -83,9 +87,16 @@ async def test_ledger_batches_are_idempotent(engine: AsyncEngine) -> None:
     minted = await KeyAdmin(repo, b"k", ManualClock()).create(name="a")
     writer = LedgerWriter(engine, repo, batch_size=2, flush_interval_ms=10_000)
     row = {
-        "request_id": "req_1", "created_at": 1, "vk_id": minted.key.id, "endpoint": "messages",
-        "streaming": True, "status": 200, "duration_ms": 5, "client_disconnected": False,
-        "input_tokens": 3, "output_tokens": 4,
+        "request_id": "req_1",
+        "created_at": 1,
+        "vk_id": minted.key.id,
+        "endpoint": "messages",
+        "streaming": True,
+        "status": 200,
+        "duration_ms": 5,
+        "client_disconnected": False,
+        "input_tokens": 3,
+        "output_tokens": 4,
     }
     for rid in ("req_1", "req_2", "req_3"):
         writer.record({**row, "request_id": rid})
