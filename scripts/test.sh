@@ -27,8 +27,8 @@ export SLUICE_CLAUDE_BIN="$PWD/$CLAUDE_DIR/node_modules/.bin/claude"
 "$SLUICE_CLAUDE_BIN" --version
 
 echo "== Lint and types"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 
 echo "== Tests"
