@@ -97,3 +97,23 @@ class NoProviderConfigured(GatewayError):
 class InternalError(GatewayError):
     http_status = 500
     code = "internal_error"
+
+
+class ToolNotAllowed(GatewayError):
+    http_status = 403
+    code = "tool_not_allowed"
+
+
+class UrlNotAllowed(GatewayError):
+    http_status = 403
+    code = "url_not_allowed"
+
+
+class ModelNotAllowed(GatewayError):
+    http_status = 403
+    code = "model_not_allowed"
+
+
+class ModelNotRecognized(GatewayError):
+    http_status = 400
+    code = "model_not_recognized"

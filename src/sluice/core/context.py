@@ -40,6 +40,9 @@ class RequestContext:
     client_disconnected: bool = False
     facts: ResponseFacts = field(default_factory=ResponseFacts.empty)
     parsed: dict[str, Any] | None = None
+    policy_violation: str | None = None  # the rule that refused or cut this request
+    fingerprint: bytes | None = None  # body hash without `stream`, when tool policy applies
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; ``name`` must be lower-case."""

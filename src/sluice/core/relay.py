@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any, Protocol
 
 import orjson
 
 from sluice.core.context import RequestContext
-from sluice.errors import ProviderError
+from sluice.errors import GatewayError, ProviderError
 from sluice.providers.base import UpstreamResponse
 from sluice.server.responses import (
     JSON_CT,
@@ -29,7 +30,7 @@ _SNIPPET = 300
 
 
 def _response_headers(ctx: RequestContext, upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
-    headers = [*upstream.headers, *request_id_headers(ctx.request_id)]
+    headers = [*upstream.headers, *request_id_headers(ctx.request_id), *ctx.response_headers]
     if upstream.upstream_request_id:
         headers.append((b"upstream-request-id", upstream.upstream_request_id.encode("latin-1")))
     return headers
@@ -39,32 +40,49 @@ def _is_json(content_type: str) -> bool:
     return "json" in content_type
 
 
+class MessageGuard(SseObserver, Protocol):
+    """A response-side policy: sees each streamed event, or the whole non-streaming Message."""
+
+    def check_message(self, message: Any) -> GatewayError | None: ...
+
+
 async def relay(
     ctx: RequestContext,
     upstream: UpstreamResponse,
     send: Send,
-    observers: list[SseObserver] | None = None,
+    guard: MessageGuard | None = None,
 ) -> None:
     ctx.upstream_request_id = upstream.upstream_request_id
     ctx.upstream_headers_at = time.perf_counter()
     ok = False
     try:
         if upstream.status == 200 and upstream.is_sse:
-            await _relay_stream(ctx, upstream, send, observers or [])
+            # A verdict ends the stream early: the upstream connection is closed, not reused.
+            ok = not await _relay_stream(ctx, upstream, send, [guard] if guard else [])
         else:
-            await _relay_whole(ctx, upstream, send)
-        ok = True
+            await _relay_whole(ctx, upstream, send, guard)
+            ok = True
     finally:
         upstream.close(not ok)
 
 
-async def _relay_whole(ctx: RequestContext, upstream: UpstreamResponse, send: Send) -> None:
+async def _relay_whole(
+    ctx: RequestContext, upstream: UpstreamResponse, send: Send, guard: MessageGuard | None
+) -> None:
     body = await upstream.read_all()
     ctx.status = upstream.status
     if upstream.status < 400:
+        message = None
         if _is_json(upstream.content_type):
             with contextlib.suppress(orjson.JSONDecodeError):
-                ctx.facts.apply_message(orjson.loads(body))
+                message = orjson.loads(body)
+                ctx.facts.apply_message(message)
+        verdict = guard.check_message(message) if guard is not None else None
+        if verdict is not None:
+            # The usage was consumed and is recorded; the answer itself is withheld.
+            ctx.status, ctx.error_code = verdict.status, verdict.code
+            await send_error(send, verdict, ctx.request_id)
+            return
         await send_bytes(send, upstream.status, body, _response_headers(ctx, upstream))
         return
     if _is_json(upstream.content_type):
@@ -93,7 +111,8 @@ async def _relay_whole(ctx: RequestContext, upstream: UpstreamResponse, send: Se
 
 async def _relay_stream(
     ctx: RequestContext, upstream: UpstreamResponse, send: Send, observers: list[SseObserver]
-) -> None:
+) -> bool:
+    """Relay a stream; True when a verdict ended it early."""
     tap = StreamTap([AnthropicFactsObserver(ctx.facts), *observers])
     body = upstream.body
     started = False
@@ -118,7 +137,7 @@ async def _relay_stream(
                 ctx.error_code = tap.verdict.code
                 frame = sse_error_frame(tap.verdict, ctx.request_id)
                 await send({"type": "http.response.body", "body": frame, "more_body": False})
-                return
+                return True
     except ProviderError as err:
         if not started:
             raise
@@ -132,6 +151,7 @@ async def _relay_stream(
             meta={"provider": ctx.provider_id},
         )
     await send({"type": "http.response.body", "body": tap.finish(), "more_body": False})
+    return False
 
 
 class _StreamBroken(Exception):
@@ -139,11 +159,11 @@ class _StreamBroken(Exception):
 
 
 async def relay_error_safe(
-    ctx: RequestContext, upstream: UpstreamResponse, send: Send, observers: list[SseObserver]
+    ctx: RequestContext, upstream: UpstreamResponse, send: Send, guard: MessageGuard | None
 ) -> None:
     """``relay`` that treats a post-start failure as handled (the client got an error frame)."""
     try:
-        await relay(ctx, upstream, send, observers)
+        await relay(ctx, upstream, send, guard)
     except _StreamBroken:
         return
 

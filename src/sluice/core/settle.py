@@ -46,4 +46,5 @@ def ledger_row(ctx: RequestContext, finished: float) -> dict[str, Any]:
         "duration_ms": _ms(finished - ctx.started) or 0,
         "client_disconnected": ctx.client_disconnected,
         "attempts": ctx.attempts,
+        "policy_violation": ctx.policy_violation,
     }

@@ -21,15 +21,24 @@ from sluice.store.keys_repo import VirtualKey
 
 
 async def visible_models(state: AppState, key: VirtualKey) -> list[ModelInfo]:
-    allowed = key.config.providers_allowed
+    """The key's aliases (those that resolve to a model it may use), then every model its
+    allowed providers serve, minus what its policy denies."""
     seen: dict[str, ModelInfo] = {}
-    for provider_id, provider in state.router.providers.items():
-        if allowed is not None and provider_id not in allowed:
-            continue
+    resolver = state.pipeline.resolver
+    policy = state.pipeline.policies.for_key(key)
+    for alias in key.config.model_aliases:
+        try:
+            resolution = await resolver.resolve(key, alias)
+        except GatewayError:
+            continue  # an alias to a model this key may not use is not listed
+        if policy.models.violation(alias) is None:
+            seen[alias] = ModelInfo(alias, f"{alias} (alias for {resolution.model})")
+    for provider in state.router.allowed_for(key):
         for info in await provider.list_models():
             if info.id not in seen and model_permitted(key, info.id):
                 seen[info.id] = info
     return list(seen.values())
+
 
 
 def _anthropic(info: ModelInfo) -> dict[str, Any]:

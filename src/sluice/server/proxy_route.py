@@ -60,7 +60,7 @@ async def handle_proxy(
     task = asyncio.current_task()
     assert task is not None
     watcher: asyncio.Task[None] | None = None
-    guard = _Disconnect(ctx, task)
+    disconnect = _Disconnect(ctx, task)
     limit = state.config.server.max_body_bytes
     try:
         try:
@@ -69,13 +69,15 @@ async def handle_proxy(
             ctx.key = await state.keys.identify(presented_key(scope)[0])
             state.keys.check_usable(ctx.key)
             ctx.body = await read_body(receive, limit)
-            watcher = asyncio.get_running_loop().create_task(guard.watch(receive))
+            watcher = asyncio.get_running_loop().create_task(disconnect.watch(receive))
             peek_messages_body(ctx)
+            guard = await state.pipeline.admit(ctx)
             provider = state.router.pick(ctx)
             ctx.provider_id = provider.id
             ctx.attempts = 1
             upstream = await provider.send(ctx)
-            await relay_error_safe(ctx, upstream, send, [])
+            await relay_error_safe(ctx, upstream, send, guard)
+            state.pipeline.remember(ctx, guard)
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_code = err.code
@@ -95,7 +97,7 @@ async def handle_proxy(
             ctx.status, ctx.error_code = internal.status, internal.code
             await send_error(send, internal, ctx.request_id)
     finally:
-        guard.finished = True
+        disconnect.finished = True
         if watcher is not None:
             watcher.cancel()
         if ctx.client_disconnected and ctx.status in (0, 200):

@@ -16,8 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.models import ProviderConfig, SluiceConfig
 from sluice.core.clock import Clock, SystemClock
+from sluice.core.pipeline import Pipeline
+from sluice.core.resolve import ModelResolver
 from sluice.core.router import Router
 from sluice.governance.key_cache import KeyCache
+from sluice.governance.policy import PolicyBook
+from sluice.governance.verdicts import VerdictCache
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import Provider
 from sluice.store.db import create_engine, migrate
@@ -55,6 +59,7 @@ class AppState:
     keys: KeyCache | None = None
     ledger: LedgerWriter | None = None
     router: Router = field(default_factory=lambda: Router({}))
+    pipeline: Pipeline = field(init=False)
     session: aiohttp.ClientSession | None = None
     demo: FakeAnthropic | None = None
     started_at: float = field(default_factory=time.time)
@@ -101,6 +106,7 @@ class AppState:
         for provider_id, pcfg in providers_cfg.items():
             providers[provider_id] = AnthropicProvider(provider_id, pcfg, self.session)
         self.router = Router(providers)
+        self.pipeline = Pipeline(ModelResolver(self.router), PolicyBook(), VerdictCache(self.clock))
 
     async def stop(self) -> None:
         if self.keys is not None:

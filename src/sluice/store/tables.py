@@ -78,6 +78,7 @@ ledger = Table(
     Column("duration_ms", Integer, nullable=False),
     Column("client_disconnected", Boolean, nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("policy_violation", Text, nullable=True),
 )
 
 Index("ix_ledger_created_at", ledger.c.created_at)

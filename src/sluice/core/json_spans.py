@@ -1,0 +1,173 @@
+"""Locate JSON members and array elements by byte offset, so a body can be edited in place.
+
+The gateway never re-serializes a relayed body: an alias is spliced into ``model``, a denied
+tool is cut out of ``tools``, a ``cache_control`` is cut out of a block, and every other byte
+stays where it was. Strings are skipped with the C scanner from the standard library, so only
+structural characters cost a Python step. Callers use this for opt-in edits, not per request.
+"""
+
+from __future__ import annotations
+
+import json.decoder
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_STRUCT_S = re.compile(r'["{}\[\]]')
+_SCALAR = re.compile(r"-?[0-9][0-9eE.+-]*|true|false|null")
+_scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+class SpanError(ValueError):
+    """The bytes are not the JSON shape the caller expected."""
+
+
+def as_text(body: bytes) -> str:
+    """A latin-1 view: one char per byte, so str offsets are byte offsets. Quotes, escapes
+    and structure are ASCII, so scanning it finds the same structure as scanning UTF-8."""
+    return body.decode("latin-1")
+
+
+def end_of_value(text: str, pos: int) -> int:
+    """Index after the JSON value starting at ``pos`` in ``text`` (a latin-1 view)."""
+    pos = _skip_ws_s(text, pos)
+    first = text[pos]
+    if first == '"':
+        return int(_scanstring(text, pos + 1, False)[1])
+    if first not in "{[":
+        match = _SCALAR.match(text, pos)
+        if match is None:
+            raise SpanError(f"unexpected byte at {pos}")
+        return match.end()
+    depth = 0
+    i = pos
+    while True:
+        match = _STRUCT_S.search(text, i)
+        if match is None:
+            raise SpanError("unterminated container")
+        ch = match.group()
+        i = match.end()
+        if ch == '"':
+            i = int(_scanstring(text, i, False)[1])
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return i
+
+
+def _skip_ws_s(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    key_start: int  # the opening quote of the key
+    value_start: int
+    value_end: int
+
+
+def iter_members(text: str, start: int) -> Iterator[tuple[str, Member]]:
+    """Members of the object whose ``{`` is at ``start``, in order, scanned lazily (stop early
+    to find a leading key such as ``model`` without scanning the rest of the body)."""
+    pos = _skip_ws_s(text, start)
+    if text[pos] != "{":
+        raise SpanError("not an object")
+    pos = _skip_ws_s(text, pos + 1)
+    if text[pos] == "}":
+        return
+    while True:
+        if text[pos] != '"':
+            raise SpanError(f"expected a key at {pos}")
+        key, after = _scanstring(text, pos + 1, False)
+        colon = _skip_ws_s(text, after)
+        if text[colon] != ":":
+            raise SpanError(f"expected ':' at {colon}")
+        value_start = _skip_ws_s(text, colon + 1)
+        value_end = end_of_value(text, value_start)
+        yield key, Member(pos, value_start, value_end)
+        pos = _skip_ws_s(text, value_end)
+        if text[pos] == "}":
+            return
+        if text[pos] != ",":
+            raise SpanError(f"expected ',' at {pos}")
+        pos = _skip_ws_s(text, pos + 1)
+
+
+def object_members(text: str, start: int) -> list[tuple[str, Member]]:
+    return list(iter_members(text, start))
+
+
+def find_member(text: str, start: int, key: str) -> Member | None:
+    for name, member in iter_members(text, start):
+        if name == key:
+            return member
+    return None
+
+
+def array_elements(text: str, start: int) -> list[tuple[int, int]]:
+    """(start, end) of each element of the array whose ``[`` is at ``start``."""
+    pos = _skip_ws_s(text, start)
+    if text[pos] != "[":
+        raise SpanError("not an array")
+    out: list[tuple[int, int]] = []
+    pos = _skip_ws_s(text, pos + 1)
+    if text[pos] == "]":
+        return out
+    while True:
+        end = end_of_value(text, pos)
+        out.append((pos, end))
+        pos = _skip_ws_s(text, end)
+        if text[pos] == "]":
+            return out
+        if text[pos] != ",":
+            raise SpanError(f"expected ',' at {pos}")
+        pos = _skip_ws_s(text, pos + 1)
+
+
+def cut_spans(body: bytes, spans: list[tuple[int, int]]) -> bytes:
+    """Remove the given (start, end) ranges; ranges must not overlap."""
+    out = []
+    last = 0
+    for start, end in sorted(spans):
+        out.append(body[last:start])
+        last = end
+    out.append(body[last:])
+    return b"".join(out)
+
+
+def member_cut(text: str, members: list[tuple[str, Member]], index: int) -> tuple[int, int]:
+    """The span to delete member ``index`` together with one separating comma."""
+    member = members[index][1]
+    if index + 1 < len(members):
+        return member.key_start, members[index + 1][1].key_start
+    if index > 0:
+        prev_end = members[index - 1][1].value_end
+        return prev_end, member.value_end
+    return member.key_start, member.value_end
+
+
+def element_cuts(elements: list[tuple[int, int]], drop: set[int]) -> list[tuple[int, int]]:
+    """Spans that delete the elements at indexes ``drop`` with their separators, keeping every
+    other byte (kept elements and the separators between them) as it was."""
+    cuts: list[tuple[int, int]] = []
+    i = 0
+    n = len(elements)
+    while i < n:
+        if i not in drop:
+            i += 1
+            continue
+        first = i
+        while i < n and i in drop:
+            i += 1
+        last = i - 1
+        if i < n:  # a kept element follows: cut up to where it starts
+            cuts.append((elements[first][0], elements[i][0]))
+        elif first > 0:  # the run ends the array: cut from the end of the kept one before
+            cuts.append((elements[first - 1][1], elements[last][1]))
+        else:  # everything goes
+            cuts.append((elements[0][0], elements[last][1]))
+    return cuts

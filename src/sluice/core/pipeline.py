@@ -1,0 +1,76 @@
+"""The request-side pipeline, cheapest check first: request policy (models, URLs, declared
+tools), the remembered tool verdict, model resolution, then body edits (alias splice, cache
+mode). It returns the response-side guard, if the key's policy needs one."""
+
+from __future__ import annotations
+
+from sluice.core.body_edit import splice_model, strip_cache_control, strip_named
+from sluice.core.context import RequestContext
+from sluice.core.resolve import ModelResolver
+from sluice.errors import ModelNotAllowed
+from sluice.governance.policy import PolicyBook
+from sluice.governance.tool_guard import ToolGuard
+from sluice.governance.verdicts import VerdictCache, body_fingerprint
+
+
+class Pipeline:
+    def __init__(
+        self, resolver: ModelResolver, policies: PolicyBook, verdicts: VerdictCache
+    ) -> None:
+        self.resolver = resolver
+        self.policies = policies
+        self.verdicts = verdicts
+
+    async def admit(self, ctx: RequestContext) -> ToolGuard | None:
+        key, body = ctx.key, ctx.parsed
+        assert key is not None and body is not None and ctx.model_requested is not None
+        policy = self.policies.for_key(key)
+        messages_call = ctx.endpoint == "messages"
+
+        if (reason := policy.models.violation(ctx.model_requested)) is not None:
+            raise ModelNotAllowed(
+                f"Model '{ctx.model_requested}' is not allowed for this key ({reason}).",
+                param="model",
+                meta={"model": ctx.model_requested, "rule": reason},
+            )
+        policy.check_urls(body)
+        guard: ToolGuard | None = None
+        if policy.guards_tools:
+            declared = policy.check_declared(body)
+            if declared and policy.tool_mode == "reject_declared":
+                name, reason = declared[0]
+                ctx.policy_violation = reason
+                raise policy.tool_error(name, reason)
+            if declared and policy.tool_mode == "strip":
+                tools = {n for n, _ in declared if not n.startswith("mcp_servers[")}
+                servers = {n[12:-1] for n, _ in declared if n.startswith("mcp_servers[")}
+                ctx.body = strip_named(
+                    strip_named(ctx.body, "tools", tools), "mcp_servers", servers
+                )
+            if messages_call:
+                ctx.fingerprint = body_fingerprint(body)
+                remembered = self.verdicts.get(key.id, ctx.fingerprint)
+                if remembered is not None:
+                    ctx.policy_violation = str(remembered.meta.get("rule"))
+                    raise remembered
+                guard = ToolGuard(policy)
+
+        resolution = await self.resolver.resolve(key, ctx.model_requested)
+        ctx.provider_id = resolution.provider_id
+        if resolution.model != ctx.model_requested:
+            ctx.body = splice_model(ctx.body, resolution.model)
+            ctx.model_sent = resolution.model
+
+        mode = key.config.cache.mode
+        if mode == "disable" and messages_call:
+            ctx.body, _removed = strip_cache_control(ctx.body)
+        ctx.response_headers.append((b"x-langwatch-cache-mode", mode.encode()))
+        return guard
+
+    def remember(self, ctx: RequestContext, guard: ToolGuard | None) -> None:
+        """After the response: keep a tool verdict for Claude Code's non-streaming retry."""
+        if guard is None or guard.violation is None:
+            return
+        ctx.policy_violation = str(guard.violation.meta.get("rule"))
+        if ctx.key is not None and ctx.fingerprint is not None:
+            self.verdicts.put(ctx.key.id, ctx.fingerprint, guard.violation)

@@ -1,0 +1,93 @@
+"""Model resolution: which provider serves a request, under which model name.
+
+Order: the key's alias, then ``provider-id/model``, then a model a provider declares (its
+``models`` list, or what its ``/v1/models`` reports), then a dated ``claude-…-YYYYMMDD`` name on
+an Anthropic provider (and any ``claude-`` name on one whose list is unknown). Nothing matched
+is a 400 ``model_not_recognized`` that lists names this key can use, never a 504.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sluice.core.router import Router
+from sluice.errors import ModelNotAllowed, ModelNotRecognized
+from sluice.governance.model_access import model_permitted
+from sluice.providers.base import Provider
+from sluice.store.keys_repo import VirtualKey
+
+_DATED = re.compile(r"^claude-[a-z0-9.-]+-\d{8}$")
+_SUGGESTIONS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    provider_id: str
+    model: str
+    alias: str | None  # the alias the client used, when one resolved
+
+
+def _named(alias: str | None) -> str:
+    return f' (named "{alias}" by this key)' if alias else ""
+
+
+class ModelResolver:
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def usable_names(self, key: VirtualKey, providers: list[Provider]) -> list[str]:
+        names = [a for a in key.config.model_aliases if a]
+        for provider in providers:
+            names += [m.id for m in await provider.list_models() if model_permitted(key, m.id)]
+        return list(dict.fromkeys(names))
+
+    async def resolve(self, key: VirtualKey, requested: str) -> Resolution:
+        allowed = self._router.allowed_for(key)
+        alias = requested if requested in key.config.model_aliases else None
+        target = key.config.model_aliases[requested] if alias else requested
+        found = await self._find(target, allowed)
+        if found is None:
+            names = await self.usable_names(key, allowed)
+            listed = ", ".join(names[:_SUGGESTIONS]) or "none"
+            raise ModelNotRecognized(
+                f"Model '{requested}' is not recognized by this gateway{_named(alias)}. "
+                f"Models this key can use: {listed}.",
+                param="model",
+                meta={"model": requested, "suggestions": names[:_SUGGESTIONS]},
+                tips=["Use a dated model name, or ask an admin for an alias (model_aliases)."],
+            )
+        provider_id, model = found
+        if not model_permitted(key, model):
+            raise ModelNotAllowed(
+                f"Model '{model}' is not allowed for this key{_named(alias)}.",
+                param="model",
+                meta={"model": model, "alias": alias},
+                tips=["See models_allowed and policy_rules.models on the key."],
+            )
+        return Resolution(provider_id, model, alias)
+
+    async def _find(self, target: str, allowed: list[Provider]) -> tuple[str, str] | None:
+        handle, slash, rest = target.partition("/")
+        if slash and handle in self._router.providers:
+            if all(p.id != handle for p in allowed):
+                raise ModelNotAllowed(
+                    f"Provider '{handle}' is not in this key's providers_allowed.",
+                    param="model",
+                    meta={"provider": handle},
+                )
+            return handle, rest
+        unknown_lists: list[Provider] = []
+        for provider in allowed:
+            models = await provider.list_models()
+            if any(m.id == target for m in models):
+                return provider.id, target
+            if not models:
+                unknown_lists.append(provider)
+        for provider in allowed:
+            if provider.kind == "anthropic" and _DATED.match(target):
+                return provider.id, target
+        for provider in unknown_lists:
+            if provider.kind == "anthropic" and target.startswith("claude-"):
+                return provider.id, target
+        return None

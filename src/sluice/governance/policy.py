@@ -1,0 +1,160 @@
+"""Per-key regex policy: tools, MCP servers, URLs and models.
+
+Patterns match unanchored (``re.search``), so ``^Bash$`` is exact and ``Bash`` matches any tool
+containing it. Deny wins; a non-empty allow list makes that dimension an allowlist. Patterns
+were validated when the key config was saved; here they are compiled once per key revision.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.config.vk import AllowDeny, VirtualKeyConfig
+from sluice.errors import ToolNotAllowed, UrlNotAllowed
+from sluice.store.keys_repo import VirtualKey
+
+_URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    dimension: str  # tools | mcp | urls | models
+    allow: tuple[re.Pattern[str], ...]
+    deny: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def compile(cls, dimension: str, rules: AllowDeny) -> Rules:
+        return cls(
+            dimension,
+            tuple(re.compile(p) for p in rules.allow),
+            tuple(re.compile(p) for p in rules.deny),
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.allow or self.deny)
+
+    def violation(self, value: str) -> str | None:
+        """Why ``value`` is refused (the rule, for messages and the ledger), or None."""
+        for pattern in self.deny:
+            if pattern.search(value):
+                return f"policy_rules.{self.dimension}.deny: {pattern.pattern}"
+        if self.allow and not any(p.search(value) for p in self.allow):
+            allowed = ", ".join(p.pattern for p in self.allow)
+            return f"policy_rules.{self.dimension}.allow: {allowed}"
+        return None
+
+
+def mcp_server_of(tool_name: str) -> str | None:
+    """Claude Code names MCP tools ``mcp__<server>__<tool>``."""
+    if not tool_name.startswith("mcp__"):
+        return None
+    server, _, _ = tool_name[5:].partition("__")
+    return server or None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    tools: Rules
+    mcp: Rules
+    urls: Rules
+    models: Rules
+    tool_mode: str
+
+    @classmethod
+    def compile(cls, config: VirtualKeyConfig) -> KeyPolicy:
+        rules = config.policy_rules
+        return cls(
+            Rules.compile("tools", rules.tools),
+            Rules.compile("mcp", rules.mcp),
+            Rules.compile("urls", rules.urls),
+            Rules.compile("models", rules.models),
+            rules.tools.mode,
+        )
+
+    @property
+    def guards_tools(self) -> bool:
+        return self.tools.active or self.mcp.active
+
+    def tool_violation(self, name: str) -> str | None:
+        reason = self.tools.violation(name)
+        if reason is None and (server := mcp_server_of(name)) is not None:
+            reason = self.mcp.violation(server)
+        return reason
+
+    def tool_error(self, name: str, reason: str) -> ToolNotAllowed:
+        return ToolNotAllowed(
+            f"Tool '{name}' is blocked by this key's policy ({reason})",
+            meta={"tool": name, "rule": reason},
+            tips=["Ask an admin to change this key's policy_rules if the tool should be allowed."],
+        )
+
+    def check_declared(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(tool name, reason) for each declared tool and MCP server the policy refuses."""
+        found: list[tuple[str, str]] = []
+        tools = body.get("tools")
+        if isinstance(tools, list):
+            for tool in tools:
+                name = tool.get("name") if isinstance(tool, dict) else None
+                if isinstance(name, str) and (reason := self.tool_violation(name)):
+                    found.append((name, reason))
+        servers = body.get("mcp_servers")
+        if isinstance(servers, list) and self.mcp.active:
+            for server in servers:
+                name = server.get("name") if isinstance(server, dict) else None
+                if isinstance(name, str) and (reason := self.mcp.violation(name)):
+                    found.append((f"mcp_servers[{name}]", reason))
+        return found
+
+    def check_urls(self, body: dict[str, Any]) -> None:
+        """URLs in this turn's content (the last message) and in ``mcp_servers[].url``.
+
+        Earlier turns are not rescanned: a URL that came back in an old tool result would
+        otherwise block the session for good.
+        """
+        if not self.urls.active:
+            return
+        candidates: list[str] = []
+        messages = body.get("messages")
+        if isinstance(messages, list) and messages:
+            candidates.extend(_URL.findall(_text_of(messages[-1])))
+        servers = body.get("mcp_servers")
+        if isinstance(servers, list):
+            candidates.extend(
+                s["url"] for s in servers if isinstance(s, dict) and isinstance(s.get("url"), str)
+            )
+        for url in candidates:
+            reason = self.urls.violation(url)
+            if reason is not None:
+                raise UrlNotAllowed(
+                    f"URL '{url}' is blocked by this key's policy ({reason})",
+                    meta={"url": url, "rule": reason},
+                )
+
+
+def _text_of(node: Any) -> str:
+    """All string values in a message, joined (URLs are looked for in any of them)."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict):
+        return "\n".join(_text_of(v) for v in node.values())
+    if isinstance(node, list):
+        return "\n".join(_text_of(v) for v in node)
+    return ""
+
+
+class PolicyBook:
+    """Compiled policies, one per key revision (recompiled when the key's config changes)."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, tuple[int, KeyPolicy]] = {}
+
+    def for_key(self, key: VirtualKey) -> KeyPolicy:
+        cached = self._compiled.get(key.id)
+        if cached is not None and cached[0] == key.updated_at:
+            return cached[1]
+        policy = KeyPolicy.compile(key.config)
+        self._compiled[key.id] = (key.updated_at, policy)
+        return policy
