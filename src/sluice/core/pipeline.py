@@ -37,8 +37,15 @@ class Pipeline:
         guard: ToolGuard | None = None
         if policy.guards_tools:
             declared = policy.check_declared(body)
-            if declared and policy.tool_mode == "reject_declared":
-                name, reason = declared[0]
+            # A denied MCP server in mcp_servers[] runs on the provider's side, where no
+            # response guard can stop its calls: refuse it unless the mode strips it.
+            refused = [
+                (n, r)
+                for n, r in declared
+                if policy.tool_mode == "reject_declared" or n.startswith("mcp_servers[")
+            ]
+            if refused and policy.tool_mode != "strip":
+                name, reason = refused[0]
                 ctx.policy_violation = reason
                 raise policy.tool_error(name, reason)
             if declared and policy.tool_mode == "strip":

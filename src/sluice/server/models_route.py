@@ -40,7 +40,6 @@ async def visible_models(state: AppState, key: VirtualKey) -> list[ModelInfo]:
     return list(seen.values())
 
 
-
 def _anthropic(info: ModelInfo) -> dict[str, Any]:
     return {
         "type": "model",
