@@ -67,6 +67,12 @@ class AnthropicProvider:
         self._base = config.base_url
         self._api_key = config.api_key.get_secret_value() if config.api_key else None
         self._header_timeout = config.header_timeout_ms / 1000
+        # Declared models are fixed: build their entries once, not per request.
+        self._declared = (
+            [ModelInfo(m, display_name_for(m)) for m in config.models]
+            if config.models is not None
+            else None
+        )
         self._models: list[ModelInfo] | None = None
         self._models_at = 0.0
 
@@ -143,8 +149,8 @@ class AnthropicProvider:
         )
 
     async def list_models(self) -> list[ModelInfo]:
-        if self._config.models is not None:
-            return [ModelInfo(m, display_name_for(m)) for m in self._config.models]
+        if self._declared is not None:
+            return self._declared
         loop = asyncio.get_running_loop()
         if self._models is not None and loop.time() - self._models_at < _MODELS_TTL_S:
             return self._models

@@ -1,0 +1,285 @@
+"""Sluice's overhead benchmark: direct vs bare relay vs the full Sluice pipeline, in one run.
+
+    .venv/bin/python bench/overhead.py [--quick] [--out bench/results/latest.json]
+
+The fake upstream, the load generators and this driver run on core 1; the proxy under test on
+core 0 (taskset). For each body (small, Claude Code 76 KB, Claude Code 124 KB) the proxies are
+started fresh, warmed up, and then each round measures every target in turn (rotating the
+order): req/s at c=1/16/64 (wrk, or the Python client without wrk), p50/p99 latency at c=1 and
+SSE time to first body byte at c=1 (Python aiohttp client). Medians of the rounds are reported;
+"added" numbers are paired with direct within each round. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import report
+from bodies import BodyCase, body_cases
+from loadgen import ensure_wrk, scratch_dir, write_wrk_script
+from measure import Plan, measure_cell, python_rps, warm_up
+from procs import (
+    Proc,
+    free_port,
+    kernel_threads_cpu_seconds,
+    own_cpu_seconds,
+    start,
+    start_spinner,
+    system_busy_seconds,
+)
+
+BENCH = Path(__file__).resolve().parent
+PROXY_CPU, LOADGEN_CPU = 0, 1
+MODELS = ("claude-opus-4-8", "claude-haiku-4-5-20251001")  # the models the bodies ask for
+FULL = Plan(rounds=3, rps_seconds=3, latency_seconds=2.0, use_wrk=True, loadgen_cpu=LOADGEN_CPU)
+QUICK = Plan(rounds=1, rps_seconds=1, latency_seconds=1.0, use_wrk=True, loadgen_cpu=LOADGEN_CPU)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def sluice_cmd() -> list[str]:
+    script = Path(sys.executable).with_name("sluice")
+    found = str(script) if script.exists() else shutil.which("sluice")
+    if found is None:
+        raise SystemExit("the `sluice` console script is not installed (pip install -e .)")
+    return [found]
+
+
+def write_config(tmp: Path, upstream_url: str) -> Path:
+    cfg = tmp / "sluice.yaml"
+    cfg.write_text(
+        "server: {host: 127.0.0.1, port: 4000, log_level: warning}\n"
+        f"database: sqlite:///{tmp}/sluice.db\n"
+        "secret_key: bench-secret\n"
+        "providers:\n"
+        "  anthropic-primary: {type: anthropic, api_key: sk-ant-bench, "
+        f'base_url: "{upstream_url}", models: [{", ".join(MODELS)}]}}\n'
+    )
+    return cfg
+
+
+def mint_key(cfg: Path) -> str:
+    cmd = [*sluice_cmd(), "keys", "create", "--name", "bench", "--config", str(cfg), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    return str(json.loads(out.stdout)["key"])
+
+
+def machine_info(wrk: str | None) -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    versions = {p: metadata.version(p) for p in ("sluice", "aiohttp", "uvicorn", "uvloop")}
+    versions["httptools"] = metadata.version("httptools")
+    if wrk:
+        out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
+        versions["wrk"] = (out.stdout or out.stderr).split("[")[0].strip()
+    commit = subprocess.run(
+        ["git", "-C", str(BENCH), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(BENCH.parent), "status", "--porcelain", "--", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "git_commit": commit or None,
+        "uncommitted_src": [line[3:] for line in dirty],
+    }
+
+
+def measure_body(
+    case: BodyCase,
+    upstream: Proc,
+    cfg: Path,
+    plan: Plan,
+    scripts: dict[str, Path],
+    tmp: Path,
+    procs: list[Proc],
+    pin: int | None,
+) -> dict[str, Any]:
+    bare_port, sluice_port = free_port(), free_port()
+    bare_cmd = [sys.executable, str(BENCH / "bare_relay.py"), "--port", str(bare_port)]
+    bare = start("bare", [*bare_cmd, "--upstream", upstream.url], bare_port, pin, tmp)
+    procs.append(bare)
+    serve = [*sluice_cmd(), "serve", "--config", str(cfg), "--port", str(sluice_port)]
+    sluice = start("sluice", serve, sluice_port, pin, tmp)
+    procs.append(sluice)
+    bare.wait_ready()
+    sluice.wait_ready("/healthz")
+    targets: dict[str, tuple[str, Proc | None]] = {
+        "direct": (upstream.url, None),
+        "bare": (bare.url, bare),
+        "sluice": (sluice.url, sluice),
+    }
+    for url, _ in targets.values():
+        warm_up(url, case)
+    rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in report.TARGETS}
+    for r in range(plan.rounds):
+        order = report.TARGETS[r % 3 :] + report.TARGETS[: r % 3]
+        for target in order:
+            url, proc = targets[target]
+            started = time.monotonic()
+            busy, own = system_busy_seconds(), own_cpu_seconds(procs) + kernel_threads_cpu_seconds()
+            cell = measure_cell(url, case, proc, plan, scripts)
+            wall = (time.monotonic() - started) * (os.cpu_count() or 1)
+            own_after = own_cpu_seconds(procs) + kernel_threads_cpu_seconds()
+            others = (system_busy_seconds() - busy) - (own_after - own)
+            cell["background_cpu_pct"] = round(100 * max(0.0, others) / wall, 1)
+            rounds[target].append(cell)
+            log(
+                f"  round {r + 1} {target:6} c1={cell['rps_c1']:7.0f} c16={cell['rps_c16']:7.0f} "
+                f"c64={cell['rps_c64']:7.0f} req/s  p50={cell['p50_ms']:.3f} ms  "
+                f"ttfb={cell['ttfb_p50_ms']:.3f} ms  errors={cell['errors']}  "
+                f"background={cell['background_cpu_pct']:.0f}%  "
+                f"({time.monotonic() - started:.0f}s)"
+            )
+    rss = {name: proc.memory_kib() for name, (_, proc) in targets.items() if proc is not None}
+    for proc in (bare, sluice):
+        proc.stop()
+    summary = report.summarize_body(rounds)
+    return {
+        "label": case.label,
+        "bytes": {"json": len(case.json.body), "sse": len(case.sse.body)},
+        "path": case.json.path,
+        "rounds": rounds,
+        "summary": summary,
+        "ratios": report.ratios(summary),
+        "rss_kib": {name: mem.get("VmRSS") for name, mem in rss.items()},
+        "peak_rss_kib": {name: mem.get("VmHWM") for name, mem in rss.items()},
+    }
+
+
+def loadgen_ceiling(upstream: Proc, case: BodyCase, plan: Plan) -> dict[str, Any]:
+    """What the Python client alone can drive against the fake upstream (same core as it)."""
+    runs: dict[str, list[float]] = {"python_c16": [], "python_c64": []}
+    for _ in range(plan.rounds):
+        for conc in (16, 64):
+            res = python_rps(upstream.url, case.json, conc, plan.rps_seconds)
+            runs[f"python_c{conc}"].append(res["rps"])
+    return {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
+
+
+def run(plan: Plan, out: Path, keep: bool, keep_awake: bool) -> dict[str, Any]:
+    pin = PROXY_CPU if (os.cpu_count() or 1) >= 2 else None
+    loadgen_pin = LOADGEN_CPU if pin is not None else None
+    if loadgen_pin is not None:
+        os.sched_setaffinity(0, {loadgen_pin})  # the Python client runs in this process
+    wrk = ensure_wrk() if plan.use_wrk else None
+    if plan.use_wrk and wrk is None:
+        log("wrk is not available: measuring req/s with the Python client (see its ceiling)")
+    plan = replace(plan, use_wrk=wrk is not None, loadgen_cpu=loadgen_pin)
+    tmp = scratch_dir()
+    procs: list[Proc] = []
+    began = time.monotonic()
+    try:
+        if keep_awake and pin is not None and loadgen_pin is not None:
+            procs += [start_spinner(pin, tmp), start_spinner(loadgen_pin, tmp)]
+        up_port = free_port()
+        up_cmd = [sys.executable, str(BENCH / "upstream.py"), "--port", str(up_port)]
+        upstream = start("upstream", up_cmd, up_port, loadgen_pin, tmp)
+        procs.append(upstream)
+        upstream.wait_ready()
+        cfg = write_config(tmp, upstream.url)
+        key = mint_key(cfg)
+        cases = body_cases(key)
+        scripts = {}
+        if plan.use_wrk:
+            for case in cases:
+                for work in (case.json, case.sse):
+                    scripts[work.name] = write_wrk_script(work, tmp)
+        result: dict[str, Any] = {
+            "meta": {
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "machine": machine_info(wrk),
+                "plan": plan.__dict__,
+                "rps_tool": "wrk (1 thread, keep-alive)" if plan.use_wrk else "Python aiohttp",
+                "pinning": {"proxy_cpu": pin, "upstream_and_loadgen_cpu": loadgen_pin},
+                "keep_awake": keep_awake,
+            },
+            "bodies": {},
+        }
+        log("load generator ceiling (Python client -> fake upstream, small body)")
+        result["loadgen_ceiling"] = loadgen_ceiling(upstream, cases[0], plan)
+        for case in cases:
+            log(f"{case.label}: {len(case.json.body):,} B")
+            result["bodies"][case.name] = measure_body(
+                case, upstream, cfg, plan, scripts, tmp, procs, pin
+            )
+        small_direct = result["bodies"]["small"]["summary"]["direct"]
+        if plan.use_wrk:
+            for conc in (16, 64):
+                result["loadgen_ceiling"][f"wrk_c{conc}"] = small_direct.get(f"rps_c{conc}")
+        background = [
+            c["background_cpu_pct"]
+            for body in result["bodies"].values()
+            for cells in body["rounds"].values()
+            for c in cells
+        ]
+        result["meta"]["background_cpu_pct"] = {
+            "median": sorted(background)[len(background) // 2],
+            "max": max(background),
+        }
+        result["meta"]["upstream_rss_kib"] = upstream.memory_kib().get("VmRSS")
+        result["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log(f"kept {tmp}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    table = report.markdown(result)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    log(f"wrote {out} and {out.with_suffix('.md')} in {result['meta']['elapsed_s']:.0f}s")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s runs (~1 minute)")
+    parser.add_argument("--out", type=Path, default=BENCH / "results" / "latest.json")
+    parser.add_argument("--rounds", type=int, help="override the number of rounds")
+    parser.add_argument("--no-wrk", action="store_true", help="req/s from the Python client")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, DB)")
+    parser.add_argument(
+        "--no-keep-awake",
+        action="store_true",
+        help="no SCHED_IDLE spinners: let idle vCPUs halt (c=1 numbers then include wake-ups)",
+    )
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    plan = replace(plan, rounds=args.rounds or plan.rounds, use_wrk=not args.no_wrk)
+    run(plan, args.out, args.keep, keep_awake=not args.no_keep_awake)
+
+
+if __name__ == "__main__":
+    main()

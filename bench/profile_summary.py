@@ -1,0 +1,119 @@
+"""Summarize a py-spy profile of the gateway by where the time goes.
+
+Record one while load runs (py-spy is not a dependency: ``.venv/bin/pip install py-spy``)::
+
+    taskset -c 1 wrk -t1 -c16 -d20s -s LUA http://127.0.0.1:PORT/v1/messages &
+    py-spy record --pid PID --duration 15 --rate 400 --nonblocking --format raw -o prof.txt
+    python bench/profile_summary.py prof.txt [--cpu-us-per-req 550]
+
+Each sample is put in the first bucket that matches, walking from the innermost frame out, so
+``orjson.loads`` called from the body peek counts as "body parse", and aiohttp called from the
+provider counts as "aiohttp client". Shares are of all non-idle samples (every thread). With
+``--cpu-us-per-req`` (the CPU µs/req column of overhead.py) each share is also shown in µs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import linecache
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+# (bucket, pattern over one frame "func (file:line)"), tried in order for each frame.
+BUCKETS: list[tuple[str, re.Pattern[str]]] = [
+    ("body parse (peek: orjson.loads of the whole body)", re.compile(r"peek_messages_body")),
+    ("ledger: SQLite thread (aiosqlite, sqlite3)", re.compile(r"aiosqlite/")),
+    ("ledger: SQLAlchemy on the event loop", re.compile(r"LedgerWriter|sqlalchemy/|greenlet")),
+    ("key auth (parse, HMAC)", re.compile(r"KeyCache\.authenticate|vk_format|hmac\.py")),
+    ("request id (ULID)", re.compile(r"ulid/|new_request_id")),
+    ("settle (ledger row, access log)", re.compile(r"ledger_row|_settle|settle\.py")),
+    ("header filtering", re.compile(r"sluice/providers/headers\.py")),
+    ("SSE tap", re.compile(r"streaming/")),
+    (
+        "governance (policy, model resolution, body edits)",
+        re.compile(
+            r"sluice/core/(pipeline|resolve|body_edit|json_spans)|"
+            r"sluice/governance/(policy|tool_guard|verdicts|model_access)|"
+            r"list_models|display_name_for"
+        ),
+    ),
+    ("aiohttp client", re.compile(r"aiohttp/|multidict|yarl/")),
+    ("uvicorn server", re.compile(r"uvicorn/(protocols|middleware)")),
+    ("sluice glue (routing, relay, context)", re.compile(r"sluice/")),
+    ("asyncio (tasks, timeouts)", re.compile(r"asyncio/(?!runners)")),
+    ("threads (other)", re.compile(r"threading\.py")),
+]
+_LOOP = "event loop C code (uvloop I/O, callbacks)"
+_FRAME = re.compile(r"^(?P<func>.+) \((?P<file>[^()]+):(?P<line>\d+)\)$")
+# Blocking waits py-spy sometimes reports as active: (function, text of the source line).
+_WAITS = (("_connection_worker_thread", "tx.get("),)
+
+
+def _source_line(file: str, line: int) -> str:
+    for root in map(Path, sys.path):
+        candidate = root / file
+        if candidate.is_file():
+            return linecache.getline(str(candidate), line)
+    return ""
+
+
+def is_wait(frame: str) -> bool:
+    match = _FRAME.match(frame)
+    if match is None:
+        return False
+    for func, text in _WAITS:
+        if match["func"] == func:
+            return text in _source_line(match["file"], int(match["line"]))
+    return False
+
+
+def bucket_of(frames: list[str]) -> str | None:
+    """The bucket of one sample, or None for a thread that is only waiting."""
+    if not frames or is_wait(frames[-1]):
+        return None
+    if "runners.py" in frames[-1]:
+        return _LOOP
+    for frame in reversed(frames):
+        for name, pattern in BUCKETS:
+            if pattern.search(frame):
+                return name
+    return "other"
+
+
+def summarize(path: Path) -> tuple[Counter[str], int]:
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        bucket = bucket_of(frames)
+        if bucket is not None:
+            counts[bucket] += int(n)
+            total += int(n)
+    return counts, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("profile", type=Path, help="py-spy record --format raw output")
+    parser.add_argument("--cpu-us-per-req", type=float, help="to convert shares into µs/req")
+    args = parser.parse_args()
+    counts, total = summarize(args.profile)
+    head = "| where | share |" + (" µs/req |" if args.cpu_us_per_req else "")
+    print(head)
+    print("|---|---|" + ("---|" if args.cpu_us_per_req else ""))
+    for name, n in counts.most_common():
+        share = n / total if total else 0.0
+        row = f"| {name} | {100 * share:.1f}% |"
+        if args.cpu_us_per_req:
+            row += f" {share * args.cpu_us_per_req:.0f} |"
+        print(row)
+    print(f"\n{total} samples")
+
+
+if __name__ == "__main__":
+    main()
