@@ -85,7 +85,7 @@ async def test_keys_roundtrip_and_changes(engine: AsyncEngine) -> None:
 async def test_ledger_batches_are_idempotent(engine: AsyncEngine) -> None:
     repo = KeysRepo(engine)
     minted = await KeyAdmin(repo, b"k", ManualClock()).create(name="a")
-    writer = LedgerWriter(engine, repo, batch_size=2, flush_interval_ms=10_000)
+    writer = LedgerWriter(engine, batch_size=2, flush_interval_ms=10_000)
     row = {
         "request_id": "req_1",
         "created_at": 1,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from sluice.core.usage import ResponseFacts
 from sluice.store.keys_repo import VirtualKey
 
@@ -43,6 +45,13 @@ class RequestContext:
     policy_violation: str | None = None  # the rule that refused or cut this request
     fingerprint: bytes | None = None  # body hash without `stream`, when tool policy applies
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def parsed_body(self) -> dict[str, Any]:
+        """The request body as parsed JSON, parsed on first use (only policies need it)."""
+        if self.parsed is None:
+            parsed = orjson.loads(self.body)
+            self.parsed = parsed if isinstance(parsed, dict) else {}
+        return self.parsed
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; ``name`` must be lower-case."""

@@ -1,18 +1,35 @@
-"""Peek the few fields the pipeline needs from a parsed copy of the request body."""
+"""Peek the few fields the pipeline needs from the request body, without a full parse.
+
+A Claude Code body is 76-125 KB, mostly tool schemas and history. A full ``orjson.loads``
+builds every object in it (and feeds the garbage collector) on every request; msgspec decodes
+just ``model``, ``stream``, ``max_tokens`` and ``metadata``, validates the rest as JSON and
+skips it. The full parse happens only when a key's policy needs it (``ctx.parsed_body()``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 
 from sluice.core.context import RequestContext
 from sluice.errors import InvalidRequest
 
 
-def _session_from_metadata(body: dict[str, Any]) -> str | None:
+class _Peek(msgspec.Struct):
+    model: Any = None
+    messages: msgspec.Raw = msgspec.Raw()  # kept as raw bytes: validated, never built
+    stream: Any = None
+    max_tokens: Any = None
+    metadata: Any = None
+
+
+_DECODER = msgspec.json.Decoder(_Peek)
+
+
+def _session_from_metadata(metadata: Any) -> str | None:
     """Claude Code puts a JSON string in ``metadata.user_id`` that carries ``session_id``."""
-    metadata = body.get("metadata")
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     if not isinstance(user_id, str) or not user_id.startswith("{"):
         return None
@@ -25,31 +42,31 @@ def _session_from_metadata(body: dict[str, Any]) -> str | None:
 
 
 def peek_messages_body(ctx: RequestContext) -> None:
-    """Validate the minimum (JSON object with ``model`` and ``messages``) and fill ``ctx``.
+    """Validate the minimum (a JSON object with ``model`` and ``messages``) and fill ``ctx``.
 
     Everything else is the upstream's to judge: unknown fields pass through untouched.
     """
     try:
-        body = orjson.loads(ctx.body)
-    except orjson.JSONDecodeError as exc:
+        peek = _DECODER.decode(ctx.body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest("The request body must be a JSON object.") from exc
+    except msgspec.DecodeError as exc:
         raise InvalidRequest(
             f"The request body is not valid JSON: {exc}",
             tips=["Send a JSON object with `model`, `max_tokens` and `messages`."],
         ) from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
+    model = peek.model
     if not isinstance(model, str) or not model:
         raise InvalidRequest("`model`: field required (a model name string).", param="model")
-    if not isinstance(body.get("messages"), list):
+    if bytes(memoryview(peek.messages)[:1]) != b"[":
         raise InvalidRequest("`messages`: field required (an array of messages).", param="messages")
-    ctx.parsed = body
     ctx.model_requested = model
     ctx.model_sent = model
-    ctx.stream = body.get("stream") is True
-    max_tokens = body.get("max_tokens")
-    ctx.max_tokens = max_tokens if isinstance(max_tokens, int) else None
+    ctx.stream = peek.stream is True
+    ctx.max_tokens = peek.max_tokens if isinstance(peek.max_tokens, int) else None
     header_session = ctx.header(b"x-claude-code-session-id")
     ctx.session_id = (
-        header_session.decode("latin-1") if header_session else _session_from_metadata(body)
+        header_session.decode("latin-1")
+        if header_session
+        else _session_from_metadata(peek.metadata)
     )

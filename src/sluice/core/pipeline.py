@@ -22,8 +22,8 @@ class Pipeline:
         self.verdicts = verdicts
 
     async def admit(self, ctx: RequestContext) -> ToolGuard | None:
-        key, body = ctx.key, ctx.parsed
-        assert key is not None and body is not None and ctx.model_requested is not None
+        key = ctx.key
+        assert key is not None and ctx.model_requested is not None
         policy = self.policies.for_key(key)
         messages_call = ctx.endpoint == "messages"
 
@@ -33,9 +33,11 @@ class Pipeline:
                 param="model",
                 meta={"model": ctx.model_requested, "rule": reason},
             )
-        policy.check_urls(body)
+        if policy.urls.active:
+            policy.check_urls(ctx.parsed_body())
         guard: ToolGuard | None = None
         if policy.guards_tools:
+            body = ctx.parsed_body()
             declared = policy.check_declared(body)
             # A denied MCP server in mcp_servers[] runs on the provider's side, where no
             # response guard can stop its calls: refuse it unless the mode strips it.

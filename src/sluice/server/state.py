@@ -74,7 +74,6 @@ class AppState:
         self.keys.start()
         self.ledger = LedgerWriter(
             self.engine,
-            repo,
             batch_size=cfg.ledger.batch_size,
             flush_interval_ms=cfg.ledger.flush_interval_ms,
             max_queue=cfg.ledger.max_queue,

@@ -118,18 +118,8 @@ class KeysRepo:
     async def save(self, key: VirtualKey) -> None:
         row = _to_row(key)
         row.pop("id")
-        row.pop("last_used_at")  # owned by the ledger writer
+        row.pop("last_used_at")  # owned by the ledger writer (batched with its inserts)
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(virtual_keys).where(virtual_keys.c.id == key.id).values(**row)
             )
-
-    async def touch_last_used(self, last_used: dict[str, int]) -> None:
-        """Batched: one statement per key seen in a ledger batch, never per request."""
-        if not last_used:
-            return
-        async with self._engine.begin() as conn:
-            for key_id, at in last_used.items():
-                await conn.execute(
-                    update(virtual_keys).where(virtual_keys.c.id == key_id).values(last_used_at=at)
-                )

@@ -12,11 +12,11 @@ import contextlib
 import logging
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.store.keys_repo import KeysRepo
-from sluice.store.tables import ledger
+from sluice.store.tables import ledger, virtual_keys
 
 log = logging.getLogger("sluice.ledger")
 
@@ -25,14 +25,12 @@ class LedgerWriter:
     def __init__(
         self,
         engine: AsyncEngine,
-        keys: KeysRepo,
         *,
         batch_size: int = 200,
         flush_interval_ms: int = 200,
         max_queue: int = 100_000,
     ) -> None:
         self._engine = engine
-        self._keys = keys
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue
@@ -82,21 +80,32 @@ class LedgerWriter:
                 log.exception("ledger flush failed; %d rows kept for retry", len(self._buffer))
 
     async def flush(self) -> None:
+        """Write what is buffered now, in one transaction. Rows that arrive meanwhile wait for
+        the next tick: looping until empty would keep the writer busy under load, costing
+        the request path far more than it saves."""
         async with self._lock:
-            while self._buffer:
-                batch = self._buffer[: self._batch_size]
-                await self._insert(batch)
-                del self._buffer[: len(batch)]
-                self.written += len(batch)
-                last_used: dict[str, int] = {}
-                for row in batch:
-                    if row.get("vk_id") and row["status"] < 400:
-                        last_used[row["vk_id"]] = row["created_at"]
-                await self._keys.touch_last_used(last_used)
+            batch, self._buffer = self._buffer, []
+            if not batch:
+                return
+            try:
+                await self._write(batch)
+            except BaseException:
+                self._buffer[:0] = batch  # keep them for the next attempt
+                raise
+            self.written += len(batch)
 
-    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
         dialect = self._engine.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
+        last_used: dict[str, int] = {}
+        for row in rows:
+            if row.get("vk_id") and row["status"] < 400:
+                last_used[row["vk_id"]] = max(row["created_at"], last_used.get(row["vk_id"], 0))
         async with self._engine.begin() as conn:
-            await conn.execute(statement, rows)
+            for start in range(0, len(rows), self._batch_size):
+                await conn.execute(statement, rows[start : start + self._batch_size])
+            for key_id, at in last_used.items():
+                await conn.execute(
+                    update(virtual_keys).where(virtual_keys.c.id == key_id).values(last_used_at=at)
+                )
