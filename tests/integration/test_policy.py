@@ -214,3 +214,23 @@ async def test_policy_change_applies_without_restart(
     await gateway.server.app.state.keys.refresh(None)  # type: ignore[union-attr]
     _, _, got = await post(gateway.url, gateway.key, make_body(text="now"))
     assert error_frame(got)["error"]["code"] == "tool_not_allowed"
+
+
+async def test_retry_is_caught_when_an_alias_was_spliced(
+    gateway: Gateway, fake: FakeAnthropic
+) -> None:
+    minted = await gateway.mint(
+        config=VirtualKeyConfig.parse(
+            {
+                "policy_rules": {"tools": {"deny": ["^Bash$"]}},
+                "model_aliases": {"claude-opus-4-8": "claude-sonnet-5"},
+            }
+        )
+    )
+    fake.set_default(reply_calling("Bash", None))
+    _, _, got = await post(gateway.url, minted.secret, make_body())
+    assert error_frame(got)["error"]["code"] == "tool_not_allowed"
+    assert fake.messages_requests()[-1].json()["model"] == "claude-sonnet-5"
+    status, _, _ = await post(gateway.url, minted.secret, make_body(stream=False))
+    assert status == 403
+    assert len(fake.messages_requests()) == 1

@@ -25,7 +25,8 @@ class RequestContext:
     headers: list[tuple[bytes, bytes]]
     started: float  # monotonic seconds
     started_ms: int  # wall clock, for the ledger
-    body: bytes = b""
+    body: bytes = b""  # what goes upstream (edited in place by aliases, strip, cache mode)
+    received_body: bytes = b""  # exactly what the client sent
     # Peeked from a parsed copy of the body; the body itself is never re-serialized.
     model_requested: str | None = None
     model_sent: str | None = None
@@ -43,7 +44,7 @@ class RequestContext:
     facts: ResponseFacts = field(default_factory=ResponseFacts.empty)
     parsed: dict[str, Any] | None = None
     policy_violation: str | None = None  # the rule that refused or cut this request
-    fingerprint: bytes | None = None  # body hash without `stream`, when tool policy applies
+    fingerprint: bytes | None = None  # body hash without `stream` (tool verdict lookups)
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def parsed_body(self) -> dict[str, Any]:

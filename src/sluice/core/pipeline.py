@@ -37,8 +37,12 @@ class Pipeline:
             policy.check_urls(ctx.parsed_body())
         guard: ToolGuard | None = None
         if policy.guards_tools:
-            body = ctx.parsed_body()
-            declared = policy.check_declared(body)
+            # Declared tools matter only to the opt-in modes and to provider-side MCP servers;
+            # block_calls needs no parse of the (large) body at all.
+            needs_parse = policy.tool_mode != "block_calls" or (
+                policy.mcp.active and b'"mcp_servers"' in ctx.body
+            )
+            declared = policy.check_declared(ctx.parsed_body()) if needs_parse else []
             # A denied MCP server in mcp_servers[] runs on the provider's side, where no
             # response guard can stop its calls: refuse it unless the mode strips it.
             refused = [
@@ -57,11 +61,14 @@ class Pipeline:
                     strip_named(ctx.body, "tools", tools), "mcp_servers", servers
                 )
             if messages_call:
-                ctx.fingerprint = body_fingerprint(body)
-                remembered = self.verdicts.get(key.id, ctx.fingerprint)
-                if remembered is not None:
-                    ctx.policy_violation = str(remembered.meta.get("rule"))
-                    raise remembered
+                # Claude Code's retry after a mid-stream error comes without `stream`: only
+                # those requests look for a remembered verdict (streams skip the hashing).
+                if not ctx.stream:
+                    ctx.fingerprint = body_fingerprint(ctx.received_body)
+                    remembered = self.verdicts.get(key.id, ctx.fingerprint)
+                    if remembered is not None:
+                        ctx.policy_violation = str(remembered.meta.get("rule"))
+                        raise remembered
                 guard = ToolGuard(policy)
 
         resolution = await self.resolver.resolve(key, ctx.model_requested)
@@ -81,5 +88,6 @@ class Pipeline:
         if guard is None or guard.violation is None:
             return
         ctx.policy_violation = str(guard.violation.meta.get("rule"))
-        if ctx.key is not None and ctx.fingerprint is not None:
-            self.verdicts.put(ctx.key.id, ctx.fingerprint, guard.violation)
+        if ctx.key is not None:
+            fingerprint = ctx.fingerprint or body_fingerprint(ctx.received_body)
+            self.verdicts.put(ctx.key.id, fingerprint, guard.violation)

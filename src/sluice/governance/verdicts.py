@@ -9,10 +9,8 @@ In-process for now; the shared counters backend will hold it across replicas.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
-from typing import Any
-
-import orjson
 
 from sluice.core.clock import Clock
 from sluice.errors import GatewayError
@@ -21,10 +19,43 @@ DEFAULT_TTL_S = 120.0
 MAX_ENTRIES = 10_000
 
 
-def body_fingerprint(parsed: dict[str, Any]) -> bytes:
-    """Stable over key order and the ``stream`` flag (hashes a copy, never the relayed body)."""
-    rest = {k: v for k, v in parsed.items() if k != "stream"}
-    return hashlib.sha256(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)).digest()
+_STREAM_VALUE = re.compile(rb'"stream"\s*:\s*(?:true|false)')
+_WS = b" \t\r\n"
+
+
+def _without_stream(body: bytes) -> bytes:
+    """``body`` minus each ``"stream": true|false`` member and one adjacent comma."""
+    parts: list[bytes] = []
+    last = 0
+    at = body.find(b'"stream"')
+    while at != -1:
+        match = _STREAM_VALUE.match(body, at)
+        if match is not None:
+            start, end = at, match.end()
+            before = at - 1
+            while before >= 0 and body[before] in _WS:
+                before -= 1
+            if before >= 0 and body[before] == 0x2C:  # a comma before it
+                start = before
+            else:
+                after = end
+                while after < len(body) and body[after] in _WS:
+                    after += 1
+                if after < len(body) and body[after] == 0x2C:
+                    end = after + 1
+            parts.append(body[last:start])
+            last = end
+        at = body.find(b'"stream"', at + 1)
+    parts.append(body[last:])
+    return b"".join(parts)
+
+
+def body_fingerprint(body: bytes) -> bytes:
+    """A hash of the body bytes with the ``stream`` member cut out: Claude Code's retry is the
+    same bytes minus ``,"stream":true``. Finding it in the raw bytes costs a fraction of a full
+    parse; a nested ``"stream"`` key is cut too, which only makes two bodies that differ in
+    nothing else share a verdict."""
+    return hashlib.sha256(_without_stream(body)).digest()
 
 
 class VerdictCache:

@@ -68,7 +68,7 @@ async def handle_proxy(
             # Identify first, so a refusal of a known key is still charged to it in the ledger.
             ctx.key = await state.keys.identify(presented_key(scope)[0])
             state.keys.check_usable(ctx.key)
-            ctx.body = await read_body(receive, limit)
+            ctx.body = ctx.received_body = await read_body(receive, limit)
             watcher = asyncio.get_running_loop().create_task(disconnect.watch(receive))
             peek_messages_body(ctx)
             guard = await state.pipeline.admit(ctx)
