@@ -106,6 +106,23 @@ async def test_stream_bytes_headers_and_ledger(gateway: Gateway, fake: FakeAnthr
     assert row["upstream_request_id"] == r.headers["upstream-request-id"]
     assert row["ttft_ms"] is not None and row["duration_ms"] >= row["ttft_ms"]
     assert row["client_disconnected"] is False and row["error_code"] is None
+    # haiku-4-5 per MTok: $1 in, $5 out, $0.10 read, $1.25 5m write, $2 1h write
+    assert row["cost_micros"] == 40 * 1 + 9 * 5 + 1000 * 0.1 + 300 * 1.25 + 200 * 2
+
+
+async def test_unpriced_model_cost_is_unknown_not_zero(
+    gateway: Gateway, fake: FakeAnthropic
+) -> None:
+    body = BODY.replace(b"claude-haiku-4-5-20251001", b"claude-unreleased-20991231")
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{gateway.url}/v1/messages", data=body, headers=client_headers(gateway.key)) as r,
+    ):
+        assert r.status == 200
+        await r.read()
+        rid = r.headers["request-id"]
+    row = await gateway.ledger_row(rid)
+    assert row["input_tokens"] > 0 and row["cost_micros"] is None
 
 
 async def test_stream_is_byte_identical_to_direct(gateway: Gateway, fake: FakeAnthropic) -> None:

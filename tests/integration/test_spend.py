@@ -78,6 +78,9 @@ async def test_spend_by_principal_model_and_session(
             "output_tokens": 10,
             "cache_read_tokens": 200,
             "cache_creation_tokens": 40,
+            # opus-4-8 per call: 10x$5 + 5x$25 + 100x$0.5 + 20x$6.25 per MTok = 350 micro-USD
+            "cost_micros": 700,
+            "unpriced_requests": 0,
         },
         {
             "principal": "bob",
@@ -86,6 +89,9 @@ async def test_spend_by_principal_model_and_session(
             "output_tokens": 5,
             "cache_read_tokens": 100,
             "cache_creation_tokens": 20,
+            # haiku-4-5: 10x$1 + 5x$5 + 100x$0.1 + 20x$1.25 = 70 micro-USD
+            "cost_micros": 70,
+            "unpriced_requests": 0,
         },
     ]
     by_model = json.loads(
@@ -102,7 +108,7 @@ async def test_spend_by_principal_model_and_session(
     by_key = json.loads(await run_sluice("spend", "--by", "key", "--json", "--config", str(cfg)))
     assert {r["key"]: r["requests"] for r in by_key} == {gateway.minted.key.id: 2, bob.key.id: 1}
     table = await run_sluice("spend", "--by", "principal", "--config", str(cfg))
-    assert "alice" in table and "bob" in table and "cache read" in table
+    assert "alice" in table and "bob" in table and "0.000700" in table
     future = json.loads(
         await run_sluice(
             "spend", "--by", "key", "--since", "2999-01-01", "--json", "--config", str(cfg)

@@ -52,6 +52,11 @@ def spend(
             func.coalesce(func.sum(ledger.c.cache_creation_tokens), 0).label(
                 "cache_creation_tokens"
             ),
+            func.coalesce(func.sum(ledger.c.cost_micros), 0).label("cost_micros"),
+            # Rows whose model has no known price: their cost is unknown, not zero.
+            func.count(ledger.c.request_id)
+            .filter(ledger.c.cost_micros.is_(None))
+            .label("unpriced_requests"),
         )
         .group_by(column)
         .order_by(column)
@@ -71,11 +76,15 @@ def spend(
             [{by: r["group"], **{k: int(v) for k, v in r.items() if k != "group"}} for r in rows]
         )
         return
-    table = Table(by, "requests", "input", "output", "cache read", "cache write")
+    table = Table(by, "requests", "cost USD", "input", "output", "cache read", "cache write")
     for r in rows:
+        cost = f"{int(r['cost_micros']) / 1e6:.6f}"
+        if r["unpriced_requests"]:
+            cost += f" (+{r['unpriced_requests']} unpriced)"
         table.add_row(
             str(r["group"] or "-"),
             str(r["requests"]),
+            cost,
             str(r["input_tokens"]),
             str(r["output_tokens"]),
             str(r["cache_read_tokens"]),

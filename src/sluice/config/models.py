@@ -50,12 +50,35 @@ class ProviderConfig(_Closed):
     _url = field_validator("base_url")(_check_url)
 
 
+class PriceOverride(_Closed):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cache_read_per_mtok: float = Field(default=0.0, ge=0)
+    cache_write_5m_per_mtok: float = Field(default=0.0, ge=0)
+    cache_write_1h_per_mtok: float = Field(default=0.0, ge=0)
+
+
+class PricingConfig(_Closed):
+    overrides: dict[str, PriceOverride] = Field(default_factory=dict)
+    # What an unpriced model counts against budgets (its ledger cost stays unknown).
+    unknown_model_price: PriceOverride = PriceOverride(
+        input_per_mtok=15,
+        output_per_mtok=75,
+        cache_read_per_mtok=1.5,
+        cache_write_5m_per_mtok=18.75,
+        cache_write_1h_per_mtok=30,
+    )
+
+
 class SluiceConfig(_Closed):
     server: ServerConfig = ServerConfig()
     database: str = "sqlite:///./sluice.db"
     secret_key: SecretStr | None = None
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     ledger: LedgerConfig = LedgerConfig()
+    pricing: PricingConfig = PricingConfig()
     # Starts the built-in fake upstream and routes to it when no provider is configured.
     demo: bool = False
 

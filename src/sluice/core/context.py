@@ -35,6 +35,7 @@ class RequestContext:
     session_id: str | None = None
     key: VirtualKey | None = None
     provider_id: str | None = None
+    provider_kind: str | None = None
     attempts: int = 0
     status: int = 0
     error_code: str | None = None

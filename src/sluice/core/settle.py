@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.core.context import RequestContext
+from sluice.pricing import Pricing
 
 
 def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else max(0, round(seconds * 1000))
 
 
-def ledger_row(ctx: RequestContext, finished: float) -> dict[str, Any]:
+def ledger_row(ctx: RequestContext, finished: float, pricing: Pricing) -> dict[str, Any]:
     key = ctx.key
     usage = ctx.facts.usage
+    cost = (
+        pricing.cost_micros(ctx.provider_kind, ctx.model_sent, usage)
+        if ctx.provider_kind and ctx.model_sent and usage.seen
+        else (0 if not usage.seen else None)
+    )
     first_token = ctx.facts.first_token_at
     return {
         "request_id": ctx.request_id,
@@ -47,4 +53,5 @@ def ledger_row(ctx: RequestContext, finished: float) -> dict[str, Any]:
         "client_disconnected": ctx.client_disconnected,
         "attempts": ctx.attempts,
         "policy_violation": ctx.policy_violation,
+        "cost_micros": cost,
     }

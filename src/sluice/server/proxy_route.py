@@ -73,7 +73,7 @@ async def handle_proxy(
             peek_messages_body(ctx)
             guard = await state.pipeline.admit(ctx)
             provider = state.router.pick(ctx)
-            ctx.provider_id = provider.id
+            ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
             ctx.attempts = 1
             upstream = await provider.send(ctx)
             await relay_error_safe(ctx, upstream, send, guard)
@@ -107,7 +107,7 @@ async def handle_proxy(
 
 def _settle(state: AppState, ctx: RequestContext) -> None:
     assert state.ledger is not None
-    row = ledger_row(ctx, time.perf_counter())
+    row = ledger_row(ctx, time.perf_counter(), state.pricing)
     state.ledger.record(row)
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
@@ -123,6 +123,7 @@ def _settle(state: AppState, ctx: RequestContext) -> None:
                 "error_code": ctx.error_code,
                 "input_tokens": row["input_tokens"],
                 "output_tokens": row["output_tokens"],
+                "cost_micros": row["cost_micros"],
                 "duration_ms": row["duration_ms"],
                 "client_disconnected": ctx.client_disconnected,
             },

@@ -22,6 +22,7 @@ from sluice.core.router import Router
 from sluice.governance.key_cache import KeyCache
 from sluice.governance.policy import PolicyBook
 from sluice.governance.verdicts import VerdictCache
+from sluice.pricing import Pricing
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import Provider
 from sluice.store.db import create_engine, migrate
@@ -60,12 +61,14 @@ class AppState:
     ledger: LedgerWriter | None = None
     router: Router = field(default_factory=lambda: Router({}))
     pipeline: Pipeline = field(init=False)
+    pricing: Pricing = field(init=False)
     session: aiohttp.ClientSession | None = None
     demo: FakeAnthropic | None = None
     started_at: float = field(default_factory=time.time)
 
     async def start(self) -> None:
         cfg = self.config
+        self.pricing = Pricing(cfg.pricing)
         self.engine = create_engine(cfg.database)
         await migrate(self.engine)
         secret = await resolve_secret(cfg, self.engine)
@@ -104,6 +107,7 @@ class AppState:
         providers: dict[str, Provider] = {}
         for provider_id, pcfg in providers_cfg.items():
             providers[provider_id] = AnthropicProvider(provider_id, pcfg, self.session)
+            self.pricing.warm(pcfg.type, pcfg.models or [])
         self.router = Router(providers)
         self.pipeline = Pipeline(ModelResolver(self.router), PolicyBook(), VerdictCache(self.clock))
 

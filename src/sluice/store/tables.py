@@ -79,6 +79,7 @@ ledger = Table(
     Column("client_disconnected", Boolean, nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("policy_violation", Text, nullable=True),
+    Column("cost_micros", BigInteger, nullable=True),  # null: no known price (never 0)
 )
 
 Index("ix_ledger_created_at", ledger.c.created_at)

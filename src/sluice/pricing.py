@@ -1,0 +1,137 @@
+"""Prices from genai-prices, with operator overrides. An unknown price is unknown, never 0.
+
+Costs are integer micro-USD: a rate of $X per million tokens is X micro-USD per token.
+Anthropic's ``input_tokens`` excludes cached tokens; genai-prices expects the total, so the
+usage is converted here. Flat prices (no tiers) are reduced once per model to five rates and
+applied with integer-exact Decimal arithmetic; tiered ones go through genai-prices each time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from genai_prices import Usage as PriceUsage
+from genai_prices import calc_price
+from genai_prices.types import ModelPrice
+
+from sluice.config.models import PriceOverride, PricingConfig
+from sluice.core.usage import Usage
+
+log = logging.getLogger("sluice.pricing")
+
+# Our provider kinds -> genai-prices provider ids.
+_PROVIDER_IDS = {"anthropic": "anthropic", "bedrock": "aws", "vertex": "google"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per million tokens (= micro-USD per token)."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+
+    @classmethod
+    def from_override(cls, o: PriceOverride) -> Rates:
+        return cls(
+            Decimal(str(o.input_per_mtok)),
+            Decimal(str(o.output_per_mtok)),
+            Decimal(str(o.cache_read_per_mtok)),
+            Decimal(str(o.cache_write_5m_per_mtok)),
+            Decimal(str(o.cache_write_1h_per_mtok)),
+        )
+
+    def micros(self, usage: Usage) -> Decimal:
+        write_1h = usage.cache_creation_1h_tokens
+        write_5m = max(0, usage.cache_creation_tokens - write_1h)
+        return (
+            usage.input_tokens * self.input
+            + usage.output_tokens * self.output
+            + usage.cache_read_tokens * self.cache_read
+            + write_5m * self.cache_write_5m
+            + write_1h * self.cache_write_1h
+        )
+
+
+def _flat_rates(price: ModelPrice) -> Rates | None:
+    """The five rates when every one is a plain number; None when any has tiers."""
+    values = [
+        price.input_mtok,
+        price.output_mtok,
+        price.cache_read_mtok if price.cache_read_mtok is not None else price.input_mtok,
+        price.cache_write_mtok if price.cache_write_mtok is not None else price.input_mtok,
+        price.cache_write_1h_mtok
+        if price.cache_write_1h_mtok is not None
+        else (price.cache_write_mtok if price.cache_write_mtok is not None else price.input_mtok),
+    ]
+    if not all(isinstance(v, Decimal) for v in values):
+        return None
+    return Rates(*values)  # type: ignore[arg-type]
+
+
+def _to_micros(amount: Decimal) -> int:
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class Pricing:
+    def __init__(self, config: PricingConfig | None = None) -> None:
+        cfg = config or PricingConfig()
+        self._overrides = {m: Rates.from_override(o) for m, o in cfg.overrides.items()}
+        self._fallback = Rates.from_override(cfg.unknown_model_price)
+        self._cache: dict[tuple[str, str], Rates | ModelPrice | None] = {}
+
+    def _lookup(self, provider_kind: str, model: str) -> Rates | ModelPrice | None:
+        key = (provider_kind, model)
+        if key in self._cache:
+            return self._cache[key]
+        found: Rates | ModelPrice | None = self._overrides.get(model)
+        if found is None:
+            try:
+                result = calc_price(
+                    PriceUsage(input_tokens=1, output_tokens=1),
+                    model,
+                    provider_id=_PROVIDER_IDS.get(provider_kind, provider_kind),
+                )
+                found = _flat_rates(result.model_price) or result.model_price
+            except LookupError:
+                # Once per model: an unpriced model is recorded as unknown, not as free.
+                log.warning(
+                    "no price for %s model %r: cost recorded as unknown", provider_kind, model
+                )
+                found = None
+        self._cache[key] = found
+        return found
+
+    def warm(self, provider_kind: str, models: list[str]) -> None:
+        """Look prices up at start-up, not on a first request (the first lookup loads the
+        genai-prices snapshot)."""
+        for model in models:
+            self._lookup(provider_kind, model)
+
+    def cost_micros(self, provider_kind: str, model: str, usage: Usage) -> int | None:
+        """The exact cost in micro-USD, or None when the model has no known price."""
+        found = self._lookup(provider_kind, model)
+        if found is None:
+            return None
+        if isinstance(found, Rates):
+            return _to_micros(found.micros(usage))
+        total_input = usage.input_tokens + usage.cache_read_tokens + usage.cache_creation_tokens
+        priced = found.calc_price(
+            PriceUsage(
+                input_tokens=total_input,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_creation_tokens,
+                cache_write_1h_tokens=usage.cache_creation_1h_tokens,
+            )
+        )
+        return _to_micros(priced["total_price"] * 1_000_000)
+
+    def budget_micros(self, provider_kind: str, model: str, usage: Usage) -> int:
+        """What a budget counts: the known cost, else the configured fallback price."""
+        known = self.cost_micros(provider_kind, model, usage)
+        return known if known is not None else _to_micros(self._fallback.micros(usage))

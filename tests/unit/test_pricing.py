@@ -1,0 +1,81 @@
+"""Prices: hand-computed costs for Anthropic, Bedrock and Vertex ids; unknown is unknown."""
+
+from __future__ import annotations
+
+import pytest
+
+from sluice.config.models import PriceOverride, PricingConfig
+from sluice.core.usage import Usage
+from sluice.pricing import Pricing
+
+# 1,000 uncached input, 500 output, 2,000 cache read, 512 5m writes + 256 1h writes.
+USAGE = Usage(
+    input_tokens=1000,
+    output_tokens=500,
+    cache_read_tokens=2000,
+    cache_creation_tokens=768,
+    cache_creation_5m_tokens=512,
+    cache_creation_1h_tokens=256,
+    seen=True,
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "micros"),
+    [
+        # $5 in, $25 out, $0.50 read, $6.25 5m write, $10 1h write per MTok
+        ("anthropic", "claude-opus-4-8", 1000 * 5 + 500 * 25 + 2000 * 0.5 + 512 * 6.25 + 256 * 10),
+        # $1, $5, $0.10, $1.25, $2 (dated id resolves to claude-haiku-4-5)
+        (
+            "anthropic",
+            "claude-haiku-4-5-20251001",
+            1000 + 500 * 5 + 2000 * 0.1 + 512 * 1.25 + 256 * 2,
+        ),
+        # Bedrock cross-region profile: list price +10 % ($3.30, $16.50, $0.33, $4.125, $6.60)
+        (
+            "bedrock",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            1000 * 3.3 + 500 * 16.5 + 2000 * 0.33 + 512 * 4.125 + 256 * 6.6,
+        ),
+        # Vertex id with @date
+        ("vertex", "claude-haiku-4-5@20251001", 1000 + 500 * 5 + 2000 * 0.1 + 512 * 1.25 + 256 * 2),
+        # Tiered (Sonnet 4.5 below 200k input): $3, $15, $0.30, $3.75, $6
+        (
+            "anthropic",
+            "claude-sonnet-4-5-20250929",
+            1000 * 3 + 500 * 15 + 2000 * 0.3 + 512 * 3.75 + 256 * 6,
+        ),
+    ],
+)
+def test_known_models(kind: str, model: str, micros: float) -> None:
+    assert Pricing().cost_micros(kind, model, USAGE) == round(micros)
+
+
+def test_unknown_model_is_unknown_but_counts_for_budgets(caplog: pytest.LogCaptureFixture) -> None:
+    pricing = Pricing(
+        PricingConfig(unknown_model_price=PriceOverride(input_per_mtok=10, output_per_mtok=20))
+    )
+    assert pricing.cost_micros("anthropic", "claude-mystery-9", USAGE) is None
+    assert pricing.cost_micros("anthropic", "claude-mystery-9", USAGE) is None
+    assert sum("claude-mystery-9" in r.getMessage() for r in caplog.records) == 1  # warned once
+    assert pricing.budget_micros("anthropic", "claude-mystery-9", USAGE) == 1000 * 10 + 500 * 20
+
+
+def test_override_wins() -> None:
+    pricing = Pricing(
+        PricingConfig(
+            overrides={
+                "claude-opus-4-8": PriceOverride(
+                    input_per_mtok=1,
+                    output_per_mtok=2,
+                    cache_read_per_mtok=0.5,
+                    cache_write_5m_per_mtok=1,
+                    cache_write_1h_per_mtok=4,
+                )
+            }
+        )
+    )
+    assert pricing.cost_micros("anthropic", "claude-opus-4-8", USAGE) == (
+        1000 + 500 * 2 + 2000 * 0.5 + 512 + 256 * 4
+    )
+    assert pricing.cost_micros("anthropic", "my-local-model", USAGE) is None
