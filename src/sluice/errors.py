@@ -117,3 +117,18 @@ class ModelNotAllowed(GatewayError):
 class ModelNotRecognized(GatewayError):
     http_status = 400
     code = "model_not_recognized"
+
+
+class BudgetExceeded(GatewayError):
+    http_status = 402
+    code = "budget_exceeded"
+
+
+class BudgetUnavailable(GatewayError):
+    http_status = 503
+    code = "budget_unavailable"
+
+
+class RateLimited(GatewayError):
+    http_status = 429
+    code = "rate_limited"

@@ -215,3 +215,68 @@ def test_config_check_bad_yaml(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "check", "--config", str(bad)])
     assert result.exit_code == 1
     assert "invalid YAML" in result.output
+
+
+def test_budgets_lifecycle(config_file: Path) -> None:
+    cfg = str(config_file)
+    created = sluice(
+        "budgets",
+        "create",
+        "--scope",
+        "principal",
+        "--target",
+        "alice",
+        "--window",
+        "month",
+        "--limit",
+        "200",
+        "--on-breach",
+        "block",
+        "--webhook",
+        "https://hooks.example/x",
+        "--webhook-format",
+        "slack",
+        "--name",
+        "alice-monthly",
+        "--config",
+        cfg,
+    )
+    assert created["limit_usd"] == 200.0 and created["spent_usd"] == 0  # type: ignore[call-overload]
+    assert created["window_start"] < created["window_end"]  # type: ignore[call-overload]
+    listed = sluice("budgets", "list", "--config", cfg)
+    assert [b["name"] for b in listed] == ["alice-monthly"]  # type: ignore[index]
+    updated = sluice(
+        "budgets",
+        "update",
+        "alice-monthly",
+        "--limit",
+        "250.5",
+        "--on-breach",
+        "warn",
+        "--config",
+        cfg,
+    )
+    assert (updated["limit_usd"], updated["on_breach"]) == (250.5, "warn")  # type: ignore[call-overload]
+    reset = sluice("budgets", "reset", created["id"], "--config", cfg)  # type: ignore[call-overload]
+    assert reset["reset_at"] > 0  # type: ignore[call-overload]
+    assert sluice("budgets", "show", "alice-monthly", "--config", cfg)["window"] == "month"  # type: ignore[call-overload]
+    assert sluice("budgets", "delete", "alice-monthly", "--config", cfg)["deleted"] is True  # type: ignore[call-overload]
+    assert sluice("budgets", "list", "--config", cfg) == []
+    bad = runner.invoke(
+        app,
+        [
+            "budgets",
+            "create",
+            "--scope",
+            "galaxy",
+            "--target",
+            "x",
+            "--window",
+            "month",
+            "--limit",
+            "1",
+            "--config",
+            cfg,
+        ],
+    )
+    assert bad.exit_code != 0 and "--scope" in bad.output

@@ -76,6 +76,8 @@ class SluiceConfig(_Closed):
     server: ServerConfig = ServerConfig()
     database: str = "sqlite:///./sluice.db"
     secret_key: SecretStr | None = None
+    # Signs budget webhooks (HMAC-SHA256 in x-sluice-signature); give receivers this value.
+    webhook_secret: SecretStr | None = None
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     ledger: LedgerConfig = LedgerConfig()
     pricing: PricingConfig = PricingConfig()

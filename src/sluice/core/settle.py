@@ -15,10 +15,16 @@ def _ms(seconds: float | None) -> int | None:
 def ledger_row(ctx: RequestContext, finished: float, pricing: Pricing) -> dict[str, Any]:
     key = ctx.key
     usage = ctx.facts.usage
+    priced = bool(ctx.provider_kind and ctx.model_sent and usage.seen)
     cost = (
-        pricing.cost_micros(ctx.provider_kind, ctx.model_sent, usage)
-        if ctx.provider_kind and ctx.model_sent and usage.seen
+        pricing.cost_micros(ctx.provider_kind or "", ctx.model_sent or "", usage)
+        if priced
         else (0 if not usage.seen else None)
+    )
+    counted = (
+        cost
+        if cost is not None
+        else pricing.budget_micros(ctx.provider_kind or "", ctx.model_sent or "", usage)
     )
     first_token = ctx.facts.first_token_at
     return {
@@ -54,4 +60,5 @@ def ledger_row(ctx: RequestContext, finished: float, pricing: Pricing) -> dict[s
         "attempts": ctx.attempts,
         "policy_violation": ctx.policy_violation,
         "cost_micros": cost,
+        "budget_micros": counted,
     }

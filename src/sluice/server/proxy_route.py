@@ -16,6 +16,8 @@ from sluice.core.peek import peek_messages_body
 from sluice.core.relay import relay_error_safe
 from sluice.core.settle import ledger_row
 from sluice.errors import GatewayError, InternalError
+from sluice.governance.budgets import BYTES_PER_TOKEN, Admitted
+from sluice.governance.rate_limits import Lease
 from sluice.server.asgi_io import check_content_length, presented_key, read_body
 from sluice.server.responses import Receive, Scope, Send, send_error
 from sluice.server.state import AppState
@@ -60,6 +62,8 @@ async def handle_proxy(
     task = asyncio.current_task()
     assert task is not None
     watcher: asyncio.Task[None] | None = None
+    lease: Lease | None = None
+    admitted: Admitted | None = None
     disconnect = _Disconnect(ctx, task)
     limit = state.config.server.max_body_bytes
     try:
@@ -71,9 +75,21 @@ async def handle_proxy(
             ctx.body = ctx.received_body = await read_body(receive, limit)
             watcher = asyncio.get_running_loop().create_task(disconnect.watch(receive))
             peek_messages_body(ctx)
+            billable = endpoint == "messages"
+            if billable:
+                estimate = len(ctx.body) // BYTES_PER_TOKEN + (ctx.max_tokens or 0)
+                lease = state.rate_limits.admit(ctx.key, estimate)
             guard = await state.pipeline.admit(ctx)
             provider = state.router.pick(ctx)
             ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
+            if billable:
+                worst = state.budgets.worst_case_micros(
+                    provider.kind, ctx.model_sent or "", len(ctx.body), ctx.max_tokens
+                )
+                admitted = await state.budgets.admit(ctx.request_id, ctx.key, worst)
+                if admitted is not None and admitted.warnings:
+                    warning = ",".join(admitted.warnings).encode()
+                    ctx.response_headers.append((b"x-langwatch-budget-warning", warning))
             ctx.attempts = 1
             upstream = await provider.send(ctx)
             await relay_error_safe(ctx, upstream, send, guard)
@@ -102,13 +118,21 @@ async def handle_proxy(
             watcher.cancel()
         if ctx.client_disconnected and ctx.status in (0, 200):
             ctx.status = CLIENT_CLOSED if ctx.status == 0 else 200
-        _settle(state, ctx)
+        _settle(state, ctx, lease, admitted)
 
 
-def _settle(state: AppState, ctx: RequestContext) -> None:
+def _settle(
+    state: AppState, ctx: RequestContext, lease: Lease | None, admitted: Admitted | None
+) -> None:
+    """Runs for every request, whatever happened: the ledger row, then the counters."""
     assert state.ledger is not None
     row = ledger_row(ctx, time.perf_counter(), state.pricing)
     state.ledger.record(row)
+    if admitted is not None:
+        state.budgets.settle(admitted, row["budget_micros"])
+    if lease is not None:
+        usage = ctx.facts.usage
+        state.rate_limits.release(lease, usage.total_input_tokens + usage.output_tokens)
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
             "request",

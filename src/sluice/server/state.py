@@ -19,12 +19,16 @@ from sluice.core.clock import Clock, SystemClock
 from sluice.core.pipeline import Pipeline
 from sluice.core.resolve import ModelResolver
 from sluice.core.router import Router
+from sluice.governance.budgets import BudgetGate
 from sluice.governance.key_cache import KeyCache
 from sluice.governance.policy import PolicyBook
+from sluice.governance.rate_limits import RateLimiter
 from sluice.governance.verdicts import VerdictCache
+from sluice.governance.webhooks import WebhookSender
 from sluice.pricing import Pricing
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import Provider
+from sluice.store.budgets_repo import BudgetsRepo
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
@@ -62,6 +66,9 @@ class AppState:
     router: Router = field(default_factory=lambda: Router({}))
     pipeline: Pipeline = field(init=False)
     pricing: Pricing = field(init=False)
+    budgets: BudgetGate = field(init=False)
+    rate_limits: RateLimiter = field(init=False)
+    webhooks: WebhookSender = field(init=False)
     session: aiohttp.ClientSession | None = None
     demo: FakeAnthropic | None = None
     started_at: float = field(default_factory=time.time)
@@ -110,10 +117,24 @@ class AppState:
             self.pricing.warm(pcfg.type, pcfg.models or [])
         self.router = Router(providers)
         self.pipeline = Pipeline(ModelResolver(self.router), PolicyBook(), VerdictCache(self.clock))
+        signing = cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else secret
+        self.webhooks = WebhookSender(self.session, signing)
+        self.budgets = BudgetGate(
+            BudgetsRepo(self.engine),
+            self.pricing,
+            self.clock,
+            self.webhooks,
+            cfg.server.key_refresh_seconds,
+        )
+        await self.budgets.start()
+        self.rate_limits = RateLimiter(self.clock)
 
     async def stop(self) -> None:
         if self.keys is not None:
             await self.keys.stop()
+        if hasattr(self, "budgets"):
+            await self.budgets.stop()
+            await self.webhooks.drain()
         if self.ledger is not None:
             await self.ledger.stop()
         for provider in self.router.providers.values():

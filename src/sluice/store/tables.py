@@ -80,7 +80,26 @@ ledger = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("policy_violation", Text, nullable=True),
     Column("cost_micros", BigInteger, nullable=True),  # null: no known price (never 0)
+    Column("budget_micros", BigInteger, nullable=True),  # what budgets count (fallback price)
 )
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("name", String(200), nullable=True),
+    Column("scope", String(20), nullable=False),  # organization|team|project|virtual_key|principal
+    Column("target", String(200), nullable=False),
+    Column("window", String(10), nullable=False),  # minute|hour|day|week|month|total
+    Column("limit_micros", BigInteger, nullable=False),
+    Column("on_breach", String(10), nullable=False),  # block | warn
+    Column("webhook_url", Text, nullable=True),
+    Column("webhook_format", String(10), nullable=False, server_default="json"),
+    Column("reset_at", BigInteger, nullable=False, server_default="0"),  # spend before is ignored
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+Index("ix_budgets_scope_target", budgets.c.scope, budgets.c.target)
 
 Index("ix_ledger_created_at", ledger.c.created_at)
 Index("ix_ledger_vk_id", ledger.c.vk_id)

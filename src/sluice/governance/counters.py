@@ -1,0 +1,87 @@
+"""Counters for budgets: settled spend and in-flight reservations per budget window.
+
+``reserve`` is all-or-nothing across every budget a request touches: when any blocking budget
+would go over its limit, nothing is reserved. ``settle`` is idempotent per request id.
+Reservations carry a deadline, so those of a request that never settles are reclaimed.
+
+This is the in-process implementation: exact within one process (the event loop runs each
+call to completion). The shared implementation for several replicas keeps the same contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CounterKey = tuple[str, int]  # (budget id, window start ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    counter: CounterKey
+    amount: int
+    limit: int | None  # None: counted, never refused (warn budgets)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    counter: CounterKey
+    used: int  # settled + reserved before this request
+
+
+@dataclass
+class _Reservation:
+    deadline_ms: int
+    asks: list[Ask]
+
+
+@dataclass
+class MemoryCounters:
+    settled: dict[CounterKey, int] = field(default_factory=dict)
+    reserved: dict[CounterKey, int] = field(default_factory=dict)
+    _open: dict[str, _Reservation] = field(default_factory=dict)
+    _done: dict[str, int] = field(default_factory=dict)  # settled request ids -> deadline
+
+    def seeded(self, counter: CounterKey) -> bool:
+        return counter in self.settled
+
+    def seed(self, counter: CounterKey, spent: int) -> None:
+        self.settled.setdefault(counter, spent)
+
+    def used(self, counter: CounterKey) -> int:
+        return self.settled.get(counter, 0) + self.reserved.get(counter, 0)
+
+    def reserve(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | None:
+        for ask in asks:
+            used = self.used(ask.counter)
+            if ask.limit is not None and used + ask.amount > ask.limit:
+                return Refusal(ask.counter, used)
+        for ask in asks:
+            self.reserved[ask.counter] = self.reserved.get(ask.counter, 0) + ask.amount
+        self._open[request_id] = _Reservation(deadline_ms, asks)
+        return None
+
+    def settle(self, request_id: str, actual: int, now_ms: int) -> list[CounterKey]:
+        """Release the reservation and add the actual amount; a repeat is a no-op."""
+        if request_id in self._done:
+            return []
+        reservation = self._open.pop(request_id, None)
+        if reservation is None:
+            return []
+        self._done[request_id] = reservation.deadline_ms
+        for ask in reservation.asks:
+            self.reserved[ask.counter] -= ask.amount
+            self.settled[ask.counter] = self.settled.get(ask.counter, 0) + actual
+        self._forget_done(now_ms)
+        return [ask.counter for ask in reservation.asks]
+
+    def reclaim(self, now_ms: int) -> int:
+        """Drop reservations past their deadline (their request never settled)."""
+        expired = [rid for rid, r in self._open.items() if r.deadline_ms <= now_ms]
+        for rid in expired:
+            for ask in self._open.pop(rid).asks:
+                self.reserved[ask.counter] -= ask.amount
+        return len(expired)
+
+    def _forget_done(self, now_ms: int) -> None:
+        if len(self._done) > 50_000:  # bounded: ids past their deadline can't come back
+            self._done = {rid: d for rid, d in self._done.items() if d > now_ms}
