@@ -33,3 +33,33 @@ def ensure_postgres(host: str = "127.0.0.1", port: int = 5432) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError("PostgreSQL did not come up on 127.0.0.1:5432")
+
+
+def ensure_redis(host: str = "127.0.0.1", port: int = 6379) -> None:
+    """Start a local Redis if it is down (the machine's own start command)."""
+    if _reachable(host, port):
+        return
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("Redis is not reachable on 127.0.0.1:6379 and cannot be started")
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=False,
+    )
+    for _ in range(100):
+        if _reachable(host, port):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("Redis did not come up on 127.0.0.1:6379")

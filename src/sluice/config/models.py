@@ -75,6 +75,8 @@ class PricingConfig(_Closed):
 class SluiceConfig(_Closed):
     server: ServerConfig = ServerConfig()
     database: str = "sqlite:///./sluice.db"
+    # Shared budget counters for several replicas (redis://host:6379/0); in-process when unset.
+    redis: str | None = None
     secret_key: SecretStr | None = None
     # Signs budget webhooks (HMAC-SHA256 in x-sluice-signature); give receivers this value.
     webhook_secret: SecretStr | None = None

@@ -14,10 +14,12 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from sluice.core.clock import Clock
 from sluice.core.usage import Usage
-from sluice.errors import BudgetExceeded
-from sluice.governance.counters import Ask, CounterKey, MemoryCounters
+from sluice.errors import BudgetExceeded, BudgetUnavailable
+from sluice.governance.counters import Ask, BudgetCounters, CounterKey, MemoryCounters
 from sluice.governance.webhooks import WebhookSender
 from sluice.governance.windows import window_bounds
 from sluice.pricing import Pricing
@@ -56,13 +58,14 @@ class BudgetGate:
         clock: Clock,
         webhooks: WebhookSender,
         refresh_s: float = 2.0,
+        counters: BudgetCounters | None = None,
     ) -> None:
         self._repo = repo
         self._pricing = pricing
         self._clock = clock
         self._webhooks = webhooks
         self._refresh_s = refresh_s
-        self.counters = MemoryCounters()
+        self.counters: BudgetCounters = counters or MemoryCounters()
         self._budgets: list[Budget] = []
         self._seed_locks: dict[CounterKey, asyncio.Lock] = {}
         self._stopping = asyncio.Event()
@@ -83,7 +86,7 @@ class BudgetGate:
                 await asyncio.wait_for(self._stopping.wait(), self._refresh_s)
             try:
                 self._budgets = await self._repo.list_all()
-                self.counters.reclaim(self._clock.now_ms())
+                await self.counters.reclaim(self._clock.now_ms())
             except Exception:
                 log.exception("budget refresh failed")
 
@@ -102,45 +105,66 @@ class BudgetGate:
     async def _counter(self, budget: Budget, now_ms: int) -> CounterKey:
         start, _ = window_bounds(budget.window, now_ms)
         counter = (budget.id, max(start, budget.reset_at))
-        if not self.counters.seeded(counter):
+        if not await self.counters.seeded(counter):
             lock = self._seed_locks.setdefault(counter, asyncio.Lock())
             async with lock:
-                if not self.counters.seeded(counter):
-                    self.counters.seed(counter, await self._repo.spent_micros(budget, start))
+                if not await self.counters.seeded(counter):
+                    await self.counters.seed(counter, await self._repo.spent_micros(budget, start))
         return counter
 
     async def admit(self, request_id: str, key: VirtualKey, worst_micros: int) -> Admitted | None:
         budgets = self.applicable(key)
         if not budgets:
             return None
+        try:
+            return await self._admit(request_id, budgets, worst_micros)
+        except (RedisError, OSError) as exc:
+            # The shared counters are unreachable: fail closed for block budgets (we cannot
+            # prove the request fits), open for warn-only ones.
+            log.error("budget counters unavailable: %s", type(exc).__name__)
+            if any(b.on_breach == "block" for b in budgets):
+                raise BudgetUnavailable(
+                    "Budgets cannot be checked right now (the shared counter store is "
+                    "unreachable), so requests under a blocking budget are refused.",
+                    tips=["Check the redis: setting and that Redis is up; see /readyz."],
+                ) from exc
+            return None
+
+    async def _admit(self, request_id: str, budgets: list[Budget], worst_micros: int) -> Admitted:
         now = self._clock.now_ms()
         pairs = [(b, await self._counter(b, now)) for b in budgets]
         asks = [
             Ask(counter, worst_micros, b.limit_micros if b.on_breach == "block" else None)
             for b, counter in pairs
         ]
-        refusal = self.counters.reserve(request_id, asks, now + RESERVATION_TTL_MS)
+        refusal = await self.counters.reserve(request_id, asks, now + RESERVATION_TTL_MS)
         if refusal is not None:
             budget = next(b for b, c in pairs if c == refusal.counter)
             raise _exceeded(budget, refusal.used, worst_micros)
         warnings = []
         for budget, counter in pairs:
             # What is already spent (settled), not what is reserved for requests in flight.
-            pct = self.counters.settled.get(counter, 0) / budget.limit_micros
+            pct = await self.counters.settled_amount(counter) / budget.limit_micros
             if pct >= WARN_AT:
                 warnings.append(f"{budget.scope}:{int(pct * 100)}")
         return Admitted(request_id, pairs, warnings)
 
-    def settle(self, admitted: Admitted, actual_micros: int) -> None:
-        now = self._clock.now_ms()
-        before = {c: self.counters.settled.get(c, 0) for _, c in admitted.budgets}
-        self.counters.settle(admitted.request_id, actual_micros, now)
-        for budget, counter in admitted.budgets:
-            after = self.counters.settled.get(counter, 0)
-            for kind, level in (("threshold_crossed", WARN_AT), ("breached", 1.0)):
-                mark = budget.limit_micros * level
-                if before[counter] < mark <= after:
-                    self._webhooks.notify(budget, counter[1], kind, after)
+    async def settle(self, admitted: Admitted, actual_micros: int) -> None:
+        try:
+            await self.counters.settle(admitted.request_id, actual_micros, self._clock.now_ms())
+            for budget, counter in admitted.budgets:
+                if budget.webhook_url is None:
+                    continue
+                spent = await self.counters.settled_amount(counter)
+                for kind, level in (("threshold_crossed", WARN_AT), ("breached", 1.0)):
+                    marker = f"{budget.id}:{counter[1]}:{kind}"
+                    if spent >= budget.limit_micros * level and await self.counters.claim_once(
+                        marker
+                    ):
+                        self._webhooks.notify(budget, counter[1], kind, spent)
+        except (RedisError, OSError):
+            # The reservation expires and is reclaimed; the ledger row still has the cost.
+            log.exception("budget settlement failed for %s", admitted.request_id)
 
 
 def _exceeded(budget: Budget, used: int, worst: int) -> BudgetExceeded:

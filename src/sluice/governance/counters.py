@@ -4,13 +4,15 @@
 would go over its limit, nothing is reserved. ``settle`` is idempotent per request id.
 Reservations carry a deadline, so those of a request that never settles are reclaimed.
 
-This is the in-process implementation: exact within one process (the event loop runs each
-call to completion). The shared implementation for several replicas keeps the same contract.
+``MemoryCounters`` is exact within one process (the event loop runs each call to
+completion); ``sluice.store.redis_counters.RedisCounters`` keeps the same contract across
+replicas with atomic Lua scripts. One contract suite runs against both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 CounterKey = tuple[str, int]  # (budget id, window start ms)
 
@@ -28,6 +30,32 @@ class Refusal:
     used: int  # settled + reserved before this request
 
 
+class BudgetCounters(Protocol):
+    async def seed(self, counter: CounterKey, spent: int) -> None:
+        """Set the settled amount if the counter has none yet (first sight of a window)."""
+        ...
+
+    async def seeded(self, counter: CounterKey) -> bool: ...
+
+    async def settled_amount(self, counter: CounterKey) -> int: ...
+
+    async def reserve(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | None:
+        """All or nothing; a Refusal names the first limit that would be passed."""
+        ...
+
+    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[CounterKey]:
+        """Release the reservation, add ``actual``; idempotent per request id."""
+        ...
+
+    async def reclaim(self, now_ms: int) -> int: ...
+
+    async def claim_once(self, marker: str) -> bool:
+        """True for the first caller only (webhooks go out once per crossing per window)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class _Reservation:
     deadline_ms: int
@@ -40,17 +68,30 @@ class MemoryCounters:
     reserved: dict[CounterKey, int] = field(default_factory=dict)
     _open: dict[str, _Reservation] = field(default_factory=dict)
     _done: dict[str, int] = field(default_factory=dict)  # settled request ids -> deadline
+    _claimed: set[str] = field(default_factory=set)
 
-    def seeded(self, counter: CounterKey) -> bool:
+    async def claim_once(self, marker: str) -> bool:
+        if marker in self._claimed:
+            return False
+        self._claimed.add(marker)
+        return True
+
+    async def seeded(self, counter: CounterKey) -> bool:
         return counter in self.settled
 
-    def seed(self, counter: CounterKey, spent: int) -> None:
+    async def seed(self, counter: CounterKey, spent: int) -> None:
         self.settled.setdefault(counter, spent)
 
     def used(self, counter: CounterKey) -> int:
         return self.settled.get(counter, 0) + self.reserved.get(counter, 0)
 
-    def reserve(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | None:
+    async def settled_amount(self, counter: CounterKey) -> int:
+        return self.settled.get(counter, 0)
+
+    async def close(self) -> None:
+        return None
+
+    async def reserve(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | None:
         for ask in asks:
             used = self.used(ask.counter)
             if ask.limit is not None and used + ask.amount > ask.limit:
@@ -60,7 +101,7 @@ class MemoryCounters:
         self._open[request_id] = _Reservation(deadline_ms, asks)
         return None
 
-    def settle(self, request_id: str, actual: int, now_ms: int) -> list[CounterKey]:
+    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[CounterKey]:
         """Release the reservation and add the actual amount; a repeat is a no-op."""
         if request_id in self._done:
             return []
@@ -74,7 +115,7 @@ class MemoryCounters:
         self._forget_done(now_ms)
         return [ask.counter for ask in reservation.asks]
 
-    def reclaim(self, now_ms: int) -> int:
+    async def reclaim(self, now_ms: int) -> int:
         """Drop reservations past their deadline (their request never settled)."""
         expired = [rid for rid, r in self._open.items() if r.deadline_ms <= now_ms]
         for rid in expired:

@@ -30,16 +30,14 @@ class WebhookSender:
     def __init__(self, session: aiohttp.ClientSession | None, secret: bytes) -> None:
         self._session = session
         self._secret = secret
-        self._sent: set[tuple[str, int, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivered = 0
         self.failed = 0
 
     def notify(self, budget: Budget, window_start: int, kind: str, spent_micros: int) -> None:
-        once = (budget.id, window_start, kind)
-        if budget.webhook_url is None or once in self._sent or self._session is None:
+        """Send one event (the caller has made sure it is the first for this crossing)."""
+        if budget.webhook_url is None or self._session is None:
             return
-        self._sent.add(once)
         payload: dict[str, Any] = {
             "type": f"budget.{kind}",
             "budget_id": budget.id,

@@ -79,8 +79,14 @@ class SluiceApp:
                 await send_json(send, 200, self._health(), new_request_id())
                 return
             if path == "/readyz":
-                ok = await state.db_ready()
-                body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "database": ok}
+                db = await state.db_ready()
+                redis = await state.redis_ready()
+                ok = db and redis is not False
+                body: dict[str, Any] = {
+                    "status": "ok" if ok else "unavailable",
+                    "database": db,
+                    "redis": redis,
+                }
                 await send_json(send, 200 if ok else 503, body, new_request_id())
                 return
         await send_error(

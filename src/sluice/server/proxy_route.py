@@ -129,7 +129,8 @@ def _settle(
     row = ledger_row(ctx, time.perf_counter(), state.pricing)
     state.ledger.record(row)
     if admitted is not None:
-        state.budgets.settle(admitted, row["budget_micros"])
+        # Counters may be remote (Redis): settle off the response path, one task per request.
+        state.spawn(state.budgets.settle(admitted, row["budget_micros"]))
     if lease is not None:
         usage = ctx.facts.usage
         state.rate_limits.release(lease, usage.total_input_tokens + usage.output_tokens)

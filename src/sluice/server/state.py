@@ -5,10 +5,13 @@ No module-level mutable state anywhere: handlers reach all of this through the a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from sqlalchemy import text
@@ -20,6 +23,7 @@ from sluice.core.pipeline import Pipeline
 from sluice.core.resolve import ModelResolver
 from sluice.core.router import Router
 from sluice.governance.budgets import BudgetGate
+from sluice.governance.counters import BudgetCounters, MemoryCounters
 from sluice.governance.key_cache import KeyCache
 from sluice.governance.policy import PolicyBook
 from sluice.governance.rate_limits import RateLimiter
@@ -32,6 +36,7 @@ from sluice.store.budgets_repo import BudgetsRepo
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
+from sluice.store.redis_counters import RedisCounters
 from sluice.store.settings_repo import resolve_secret
 from sluice.testing.fake_anthropic import FakeAnthropic
 from sluice.testing.scenarios import Reply, Scenario, TextBlock
@@ -72,6 +77,13 @@ class AppState:
     session: aiohttp.ClientSession | None = None
     demo: FakeAnthropic | None = None
     started_at: float = field(default_factory=time.time)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, kept referenced, and awaited at shutdown."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
         cfg = self.config
@@ -119,12 +131,16 @@ class AppState:
         self.pipeline = Pipeline(ModelResolver(self.router), PolicyBook(), VerdictCache(self.clock))
         signing = cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else secret
         self.webhooks = WebhookSender(self.session, signing)
+        counters: BudgetCounters = (
+            RedisCounters.from_url(cfg.redis) if cfg.redis else MemoryCounters()
+        )
         self.budgets = BudgetGate(
             BudgetsRepo(self.engine),
             self.pricing,
             self.clock,
             self.webhooks,
             cfg.server.key_refresh_seconds,
+            counters,
         )
         await self.budgets.start()
         self.rate_limits = RateLimiter(self.clock)
@@ -132,8 +148,11 @@ class AppState:
     async def stop(self) -> None:
         if self.keys is not None:
             await self.keys.stop()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if hasattr(self, "budgets"):
             await self.budgets.stop()
+            await self.budgets.counters.close()
             await self.webhooks.drain()
         if self.ledger is not None:
             await self.ledger.stop()
@@ -145,6 +164,11 @@ class AppState:
             await self.demo.stop()
         if self.engine is not None:
             await self.engine.dispose()
+
+    async def redis_ready(self) -> bool | None:
+        """None when no Redis is configured."""
+        counters = self.budgets.counters if hasattr(self, "budgets") else None
+        return await counters.ping() if isinstance(counters, RedisCounters) else None
 
     async def db_ready(self) -> bool:
         if self.engine is None:

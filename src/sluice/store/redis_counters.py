@@ -1,0 +1,144 @@
+"""Budget counters shared by replicas, in Redis, with no check-then-set races: each operation
+is one Lua script, so Redis runs it atomically.
+
+Keys (prefix ``sluice:``): ``b:{budget}:{window}:s`` settled micro-USD, ``…:r`` reserved;
+``res:{request}`` a hash of what a request reserved; ``resz`` a sorted set of reservations by
+deadline (reclaimed when a replica dies before settling); ``done:{request}`` marks a settled
+request for a day, so settlement is idempotent. Scripts touch keys named inside the
+reservation hash, so this needs a single Redis (not Redis Cluster).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from sluice.governance.counters import Ask, CounterKey, Refusal
+
+PREFIX = "sluice:"
+DONE_TTL_S = 86_400
+
+_RESERVE = """
+local n = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+for i = 1, n do
+  local limit = tonumber(ARGV[2 + i])
+  if limit >= 0 then
+    local used = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+      + tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+    if used + amount > limit then return {i, used} end
+  end
+end
+local res = KEYS[2 * n + 1]
+redis.call('HSET', res, 'amount', amount, 'n', n)
+for i = 1, n do
+  redis.call('INCRBY', KEYS[2 * i], amount)
+  redis.call('HSET', res, 's' .. i, KEYS[2 * i - 1], 'r' .. i, KEYS[2 * i])
+end
+redis.call('ZADD', KEYS[2 * n + 2], ARGV[3 + n], ARGV[4 + n])
+return {0, 0}
+"""
+
+_SETTLE = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+if n == 0 then return 0 end
+local amount = tonumber(redis.call('HGET', KEYS[1], 'amount'))
+for i = 1, n do
+  redis.call('DECRBY', redis.call('HGET', KEYS[1], 'r' .. i), amount)
+  redis.call('INCRBY', redis.call('HGET', KEYS[1], 's' .. i), ARGV[1])
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], 1, 'EX', ARGV[3])
+return n
+"""
+
+_RECLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
+for _, id in ipairs(ids) do
+  local res = ARGV[2] .. id
+  local n = tonumber(redis.call('HGET', res, 'n') or '0')
+  local amount = tonumber(redis.call('HGET', res, 'amount') or '0')
+  for i = 1, n do redis.call('DECRBY', redis.call('HGET', res, 'r' .. i), amount) end
+  redis.call('DEL', res)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""
+
+
+def _settled_key(counter: CounterKey) -> str:
+    return f"{PREFIX}b:{counter[0]}:{counter[1]}:s"
+
+
+def _reserved_key(counter: CounterKey) -> str:
+    return f"{PREFIX}b:{counter[0]}:{counter[1]}:r"
+
+
+class RedisCounters:
+    def __init__(self, client: Redis) -> None:
+        self._redis = client
+        self._reserve = client.register_script(_RESERVE)
+        self._settle = client.register_script(_SETTLE)
+        self._reclaim = client.register_script(_RECLAIM)
+
+    @classmethod
+    def from_url(cls, url: str, max_connections: int = 64) -> RedisCounters:
+        # A bounded pool that waits for a free connection rather than failing under a burst.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=2.0,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+        )
+        return cls(Redis(connection_pool=pool))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
+    async def seeded(self, counter: CounterKey) -> bool:
+        return bool(await self._redis.exists(_settled_key(counter)))
+
+    async def seed(self, counter: CounterKey, spent: int) -> None:
+        await self._redis.set(_settled_key(counter), spent, nx=True)
+
+    async def settled_amount(self, counter: CounterKey) -> int:
+        value = await self._redis.get(_settled_key(counter))
+        return int(value) if value is not None else 0
+
+    async def reserve(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | None:
+        if not asks:
+            return None
+        amount = asks[0].amount  # one request reserves the same worst case everywhere
+        keys: list[Any] = []
+        for ask in asks:
+            keys += [_settled_key(ask.counter), _reserved_key(ask.counter)]
+        keys += [f"{PREFIX}res:{request_id}", f"{PREFIX}resz"]
+        args: list[Any] = [len(asks), amount]
+        args += [ask.limit if ask.limit is not None else -1 for ask in asks]
+        args += [deadline_ms, request_id]
+        index, used = await self._reserve(keys=keys, args=args)
+        if int(index) == 0:
+            return None
+        return Refusal(asks[int(index) - 1].counter, int(used))
+
+    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[CounterKey]:
+        keys = [f"{PREFIX}res:{request_id}", f"{PREFIX}resz", f"{PREFIX}done:{request_id}"]
+        await self._settle(keys=keys, args=[actual, request_id, DONE_TTL_S])
+        return []
+
+    async def reclaim(self, now_ms: int) -> int:
+        return int(await self._reclaim(keys=[f"{PREFIX}resz"], args=[now_ms, f"{PREFIX}res:"]))
+
+    async def claim_once(self, marker: str) -> bool:
+        claimed = await self._redis.set(f"{PREFIX}once:{marker}", 1, nx=True, ex=40 * 86_400)
+        return bool(claimed)
+
+    async def close(self) -> None:
+        await self._redis.aclose(close_connection_pool=True)

@@ -1,0 +1,77 @@
+"""One contract suite for the budget counters: in-process and Redis (a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from sluice.governance.counters import Ask, BudgetCounters, MemoryCounters
+from sluice.store.redis_counters import RedisCounters
+
+from services import ensure_redis
+
+REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own, flushed per test
+A = ("budget-a", 0)
+B = ("budget-b", 0)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def counters(request: pytest.FixtureRequest) -> AsyncIterator[BudgetCounters]:
+    if request.param == "memory":
+        yield MemoryCounters()
+        return
+    ensure_redis()
+    redis_counters = RedisCounters.from_url(REDIS_URL)
+    client = Redis.from_url(REDIS_URL)
+    await client.flushdb()
+    yield redis_counters
+    await client.flushdb()
+    await client.aclose()
+    await redis_counters.close()
+
+
+async def test_reserve_is_all_or_nothing(counters: BudgetCounters) -> None:
+    await counters.seed(A, 900)
+    await counters.seed(A, 0)  # seeding twice keeps the first value
+    assert await counters.seeded(A) and not await counters.seeded(B)
+    refusal = await counters.reserve("r1", [Ask(B, 200, 1000), Ask(A, 200, 1000)], 10_000)
+    assert refusal is not None and refusal.counter == A and refusal.used == 900
+    # Nothing was reserved on B either.
+    assert await counters.reserve("r2", [Ask(B, 1000, 1000)], 10_000) is None
+    assert await counters.reserve("r3", [Ask(B, 1, 1000)], 10_000) is not None
+
+
+async def test_settle_replaces_reservation_once(counters: BudgetCounters) -> None:
+    assert await counters.reserve("r1", [Ask(A, 500, 1000), Ask(B, 500, None)], 10_000) is None
+    assert await counters.reserve("r2", [Ask(A, 600, 1000)], 10_000) is not None  # 500 held
+    await counters.settle("r1", 120, 0)
+    await counters.settle("r1", 120, 0)  # idempotent
+    assert await counters.settled_amount(A) == 120 and await counters.settled_amount(B) == 120
+    assert await counters.reserve("r2", [Ask(A, 880, 1000)], 10_000) is None
+    assert await counters.reserve("r3", [Ask(A, 1, 1000)], 10_000) is not None
+
+
+async def test_expired_reservations_are_reclaimed(counters: BudgetCounters) -> None:
+    assert await counters.reserve("dead", [Ask(A, 1000, 1000)], 5_000) is None
+    assert await counters.reserve("live", [Ask(A, 1, 1000)], 5_000) is not None
+    assert await counters.reclaim(4_999) == 0
+    assert await counters.reclaim(5_000) == 1
+    assert await counters.reserve("live", [Ask(A, 1000, 1000)], 9_000) is None
+    await counters.settle("dead", 1000, 6_000)  # a late settle of a reclaimed request: no-op
+    assert await counters.settled_amount(A) == 0
+
+
+async def test_concurrent_reservations_never_pass_the_limit(counters: BudgetCounters) -> None:
+    results = await asyncio.gather(
+        *[counters.reserve(f"r{i}", [Ask(A, 10, 1000)], 10_000) for i in range(300)]
+    )
+    assert sum(r is None for r in results) == 100
+
+
+async def test_claim_once(counters: BudgetCounters) -> None:
+    assert await counters.claim_once("b:1:breached")
+    assert not await counters.claim_once("b:1:breached")
+    assert await counters.claim_once("b:2:breached")
