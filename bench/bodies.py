@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +68,13 @@ def body_cases(api_key: str) -> list[BodyCase]:
         _fixture("cc76k", "Claude Code 76 KB", "10-tool-loop-turn1.json", api_key),
         _fixture("cc124k", "Claude Code 124 KB", "07-print-haiku-4-5.json", api_key),
     ]
+
+
+def rekey(case: BodyCase, api_key: str, tag: str) -> BodyCase:
+    """The same bodies sent with another virtual key; workload names get ``-tag`` (wrk scripts)."""
+
+    def swap(work: Workload) -> Workload:
+        headers = tuple((k, api_key if k.lower() == "x-api-key" else v) for k, v in work.headers)
+        return replace(work, name=f"{work.name}-{tag}", headers=headers)
+
+    return replace(case, json=swap(case.json), sse=swap(case.sse))

@@ -1,4 +1,4 @@
-"""Sluice's overhead benchmark: direct vs bare relay vs the full Sluice pipeline, in one run.
+"""Sluice's overhead benchmark: direct, bare relay, full Sluice, Sluice + a key policy, in one run.
 
     .venv/bin/python bench/overhead.py [--quick] [--out bench/results/latest.json]
 
@@ -8,6 +8,10 @@ started fresh, warmed up, and then each round measures every target in turn (rot
 order): req/s at c=1/16/64 (wrk, or the Python client without wrk), p50/p99 latency at c=1 and
 SSE time to first body byte at c=1 (Python aiohttp client). Medians of the rounds are reported;
 "added" numbers are paired with direct within each round. See bench/README.md.
+
+"policy" is the same Sluice process as "sluice", called with a second virtual key whose config
+denies 20 regex patterns (tools, MCP servers, URLs) that nothing in the bodies matches; it is
+also paired with "sluice" within each round (what the policy adds).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import replace
 from importlib import metadata
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import report
-from bodies import BodyCase, body_cases
+from bodies import BodyCase, body_cases, rekey
 from loadgen import ensure_wrk, scratch_dir, write_wrk_script
 from measure import Plan, measure_cell, python_rps, warm_up
 from procs import (
@@ -41,8 +47,40 @@ from procs import (
 )
 
 BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
 PROXY_CPU, LOADGEN_CPU = 0, 1
 MODELS = ("claude-opus-4-8", "claude-haiku-4-5-20251001")  # the models the bodies ask for
+# The second key's policy: 20 deny patterns, none of which matches a tool, MCP server or URL in
+# the bodies or the fake's replies (checked by check_policy_misses), so no request is refused.
+# The tool patterns avoid the tools the bodies declare too, so the rows stay valid in any mode.
+POLICY_RULES: dict[str, dict[str, list[str]]] = {
+    "tools": {
+        "deny": [
+            "^mcp__evil.*",
+            "Dangerous\\d+",
+            "^KillProcess$",
+            "^ShellExec$",
+            "^RunAsRoot$",
+            "^DeleteRepo$",
+            "^FormatDisk$",
+            "^ExfiltrateData$",
+            "^mcp__.*__delete_.*",
+            "^SendEmail$",
+            "^Transfer(Funds|Money)$",
+            "^(Rm|Rmdir)Recursive$",
+        ]
+    },
+    "mcp": {"deny": ["^evil$", "^untrusted-.*", "^exfil", "shady\\d*$"]},
+    "urls": {
+        "deny": [
+            "^https?://(www\\.)?pastebin\\.com/",
+            "^https?://[^/]*\\.onion(/|$)",
+            "^https?://evil\\.example/",
+            "^https?://[^/]*requestbin\\.(net|com)/",
+        ]
+    },
+}
+POLICY_PATTERNS = sum(len(r["deny"]) for r in POLICY_RULES.values())
 FULL = Plan(rounds=3, rps_seconds=3, latency_seconds=2.0, use_wrk=True, loadgen_cpu=LOADGEN_CPU)
 QUICK = Plan(rounds=1, rps_seconds=1, latency_seconds=1.0, use_wrk=True, loadgen_cpu=LOADGEN_CPU)
 
@@ -72,10 +110,87 @@ def write_config(tmp: Path, upstream_url: str) -> Path:
     return cfg
 
 
-def mint_key(cfg: Path) -> str:
-    cmd = [*sluice_cmd(), "keys", "create", "--name", "bench", "--config", str(cfg), "--json"]
+def mint_key(cfg: Path, name: str = "bench", key_config: dict[str, Any] | None = None) -> str:
+    cmd = [*sluice_cmd(), "keys", "create", "--name", name, "--config", str(cfg), "--json"]
+    if key_config is not None:
+        vk_file = cfg.with_name(f"vk-{name}.json")  # JSON is YAML: no quoting of the regexes
+        vk_file.write_text(json.dumps(key_config, indent=2) + "\n")
+        cmd += ["--config-file", str(vk_file)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
     return str(json.loads(out.stdout)["key"])
+
+
+_URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
+
+
+def check_policy_misses(cases: list[BodyCase]) -> None:
+    """Refuse to measure if a deny pattern matches a declared tool or any URL in a body: the
+    policy rows must measure the cost of checking, not of refusing."""
+    tools = [re.compile(p) for p in POLICY_RULES["tools"]["deny"]]
+    mcp = [re.compile(p) for p in POLICY_RULES["mcp"]["deny"]]
+    urls = [re.compile(p) for p in POLICY_RULES["urls"]["deny"]]
+    for case in cases:
+        body = json.loads(case.json.body)
+        names = [t.get("name", "") for t in body.get("tools", []) if isinstance(t, dict)]
+        servers = [n[5:].partition("__")[0] for n in names if n.startswith("mcp__")]
+        found = _URL.findall(case.json.body.decode())
+        for values, patterns in ((names, tools), (servers, mcp), (found, urls)):
+            hits = [(v, p.pattern) for v in values for p in patterns if p.search(v)]
+            if hits:
+                raise SystemExit(f"policy pattern matches the {case.name} body: {hits[:3]}")
+
+
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, check=False)
+    return out.stdout.decode().strip()
+
+
+def snapshot_code(tmp: Path, commit: str | None) -> dict[str, Any]:
+    """Freeze the gateway code for the whole run and point every child process at it.
+
+    Other people edit and commit ``src/`` while a run takes minutes, and each body starts a
+    fresh ``sluice serve``: without a snapshot, two bodies could measure two versions. With
+    ``commit``: ``git archive COMMIT src`` (read-only). Without: a copy of the working tree's
+    ``src/`` taken now. ``PYTHONPATH`` puts it before the editable install's path.
+    """
+    dest = tmp / "code"
+    if commit is not None:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", commit, "src"],
+            capture_output=True,
+            check=True,
+        )
+        archive_path = tmp / "src.tar"
+        archive_path.write_bytes(archive.stdout)
+        with tarfile.open(archive_path) as tar:
+            tar.extractall(dest, filter="data")
+        archive_path.unlink()
+        dirty: list[str] = []
+        source = f"git archive {commit}"
+    else:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(REPO / "src", dest / "src", ignore=ignore)
+        dirty = [line[3:] for line in _git("status", "--porcelain", "--", "src").splitlines()]
+        source = "copy of the working tree's src/ at the start of the run"
+    src = dest / "src"
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p
+    )
+    check = subprocess.run(
+        [sys.executable, "-c", "import sluice; print(sluice.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not check.startswith(str(src)):
+        raise SystemExit(f"the snapshot is not what child processes import: {check}")
+    rev = commit or "HEAD"
+    return {
+        "source": source,
+        "commit": _git("rev-parse", "--short", rev) or None,
+        "commit_subject": _git("log", "-1", "--format=%s", rev) or None,
+        "uncommitted_src": dirty,
+    }
 
 
 def machine_info(wrk: str | None) -> dict[str, Any]:
@@ -89,31 +204,18 @@ def machine_info(wrk: str | None) -> dict[str, Any]:
     if wrk:
         out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
         versions["wrk"] = (out.stdout or out.stderr).split("[")[0].strip()
-    commit = subprocess.run(
-        ["git", "-C", str(BENCH), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(BENCH.parent), "status", "--porcelain", "--", "src"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.splitlines()
     return {
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "kernel": platform.release(),
         "python": platform.python_version(),
         "versions": versions,
-        "git_commit": commit or None,
-        "uncommitted_src": [line[3:] for line in dirty],
     }
 
 
 def measure_body(
     case: BodyCase,
+    policy_case: BodyCase,
     upstream: Proc,
     cfg: Path,
     plan: Plan,
@@ -131,21 +233,24 @@ def measure_body(
     procs.append(sluice)
     bare.wait_ready()
     sluice.wait_ready("/healthz")
-    targets: dict[str, tuple[str, Proc | None]] = {
-        "direct": (upstream.url, None),
-        "bare": (bare.url, bare),
-        "sluice": (sluice.url, sluice),
+    # "policy" is the same Sluice process with the second key: same process, same warm caches.
+    targets: dict[str, tuple[str, Proc | None, BodyCase]] = {
+        "direct": (upstream.url, None, case),
+        "bare": (bare.url, bare, case),
+        "sluice": (sluice.url, sluice, case),
+        "policy": (sluice.url, sluice, policy_case),
     }
-    for url, _ in targets.values():
-        warm_up(url, case)
+    for url, _, target_case in targets.values():
+        warm_up(url, target_case)
     rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in report.TARGETS}
+    n_targets = len(report.TARGETS)
     for r in range(plan.rounds):
-        order = report.TARGETS[r % 3 :] + report.TARGETS[: r % 3]
+        order = report.TARGETS[r % n_targets :] + report.TARGETS[: r % n_targets]
         for target in order:
-            url, proc = targets[target]
+            url, proc, target_case = targets[target]
             started = time.monotonic()
             busy, own = system_busy_seconds(), own_cpu_seconds(procs) + kernel_threads_cpu_seconds()
-            cell = measure_cell(url, case, proc, plan, scripts)
+            cell = measure_cell(url, target_case, proc, plan, scripts)
             wall = (time.monotonic() - started) * (os.cpu_count() or 1)
             own_after = own_cpu_seconds(procs) + kernel_threads_cpu_seconds()
             others = (system_busy_seconds() - busy) - (own_after - own)
@@ -158,7 +263,7 @@ def measure_body(
                 f"background={cell['background_cpu_pct']:.0f}%  "
                 f"({time.monotonic() - started:.0f}s)"
             )
-    rss = {name: proc.memory_kib() for name, (_, proc) in targets.items() if proc is not None}
+    rss = {name: proc.memory_kib() for name, (_, proc, _) in targets.items() if proc is not None}
     for proc in (bare, sluice):
         proc.stop()
     summary = report.summarize_body(rounds)
@@ -184,7 +289,9 @@ def loadgen_ceiling(upstream: Proc, case: BodyCase, plan: Plan) -> dict[str, Any
     return {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
 
 
-def run(plan: Plan, out: Path, keep: bool, keep_awake: bool) -> dict[str, Any]:
+def run(
+    plan: Plan, out: Path, keep: bool, keep_awake: bool, commit: str | None = None
+) -> dict[str, Any]:
     pin = PROXY_CPU if (os.cpu_count() or 1) >= 2 else None
     loadgen_pin = LOADGEN_CPU if pin is not None else None
     if loadgen_pin is not None:
@@ -197,6 +304,8 @@ def run(plan: Plan, out: Path, keep: bool, keep_awake: bool) -> dict[str, Any]:
     procs: list[Proc] = []
     began = time.monotonic()
     try:
+        code = snapshot_code(tmp, commit)
+        log(f"gateway code: {code['source']} ({code['commit']})")
         if keep_awake and pin is not None and loadgen_pin is not None:
             procs += [start_spinner(pin, tmp), start_spinner(loadgen_pin, tmp)]
         up_port = free_port()
@@ -206,10 +315,13 @@ def run(plan: Plan, out: Path, keep: bool, keep_awake: bool) -> dict[str, Any]:
         upstream.wait_ready()
         cfg = write_config(tmp, upstream.url)
         key = mint_key(cfg)
+        policy_key = mint_key(cfg, "bench-policy", {"policy_rules": POLICY_RULES})
         cases = body_cases(key)
+        check_policy_misses(cases)
+        policy_cases = [rekey(case, policy_key, "policy") for case in cases]
         scripts = {}
         if plan.use_wrk:
-            for case in cases:
+            for case in (*cases, *policy_cases):
                 for work in (case.json, case.sse):
                     scripts[work.name] = write_wrk_script(work, tmp)
         result: dict[str, Any] = {
@@ -217,19 +329,22 @@ def run(plan: Plan, out: Path, keep: bool, keep_awake: bool) -> dict[str, Any]:
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "command": " ".join([Path(sys.executable).name, *sys.argv]),
                 "machine": machine_info(wrk),
+                "code": code,
                 "plan": plan.__dict__,
                 "rps_tool": "wrk (1 thread, keep-alive)" if plan.use_wrk else "Python aiohttp",
                 "pinning": {"proxy_cpu": pin, "upstream_and_loadgen_cpu": loadgen_pin},
                 "keep_awake": keep_awake,
+                "policy_rules": POLICY_RULES,
+                "policy_patterns": POLICY_PATTERNS,
             },
             "bodies": {},
         }
         log("load generator ceiling (Python client -> fake upstream, small body)")
         result["loadgen_ceiling"] = loadgen_ceiling(upstream, cases[0], plan)
-        for case in cases:
+        for case, policy_case in zip(cases, policy_cases, strict=True):
             log(f"{case.label}: {len(case.json.body):,} B")
             result["bodies"][case.name] = measure_body(
-                case, upstream, cfg, plan, scripts, tmp, procs, pin
+                case, policy_case, upstream, cfg, plan, scripts, tmp, procs, pin
             )
         small_direct = result["bodies"]["small"]["summary"]["direct"]
         if plan.use_wrk:
@@ -271,6 +386,10 @@ def main() -> None:
     parser.add_argument("--no-wrk", action="store_true", help="req/s from the Python client")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, DB)")
     parser.add_argument(
+        "--commit",
+        help="measure the gateway at this commit (git archive); default: the working tree's src/",
+    )
+    parser.add_argument(
         "--no-keep-awake",
         action="store_true",
         help="no SCHED_IDLE spinners: let idle vCPUs halt (c=1 numbers then include wake-ups)",
@@ -278,7 +397,7 @@ def main() -> None:
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     plan = replace(plan, rounds=args.rounds or plan.rounds, use_wrk=not args.no_wrk)
-    run(plan, args.out, args.keep, keep_awake=not args.no_keep_awake)
+    run(plan, args.out, args.keep, keep_awake=not args.no_keep_awake, commit=args.commit)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ Record one while load runs (py-spy is not a dependency: ``.venv/bin/pip install 
     python bench/profile_summary.py prof.txt [--cpu-us-per-req 550]
 
 Each sample is put in the first bucket that matches, walking from the innermost frame out, so
-``orjson.loads`` called from the body peek counts as "body parse", and aiohttp called from the
-provider counts as "aiohttp client". Shares are of all non-idle samples (every thread). With
-``--cpu-us-per-req`` (the CPU µs/req column of overhead.py) each share is also shown in µs.
+``orjson.loads`` called from ``ctx.parsed_body`` counts as the policy's full parse, and aiohttp
+called from the provider counts as "aiohttp client". Shares are of all non-idle samples (every
+thread). With ``--cpu-us-per-req`` (the CPU µs/req column of overhead.py) each share is also
+shown in µs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from pathlib import Path
 
 # (bucket, pattern over one frame "func (file:line)"), tried in order for each frame.
 BUCKETS: list[tuple[str, re.Pattern[str]]] = [
-    ("body parse (peek: orjson.loads of the whole body)", re.compile(r"peek_messages_body")),
+    # Only keys with URL rules (or opt-in tool modes, MCP servers) pay the full parse.
+    ("policy: full body parse (ctx.parsed_body, orjson.loads)", re.compile(r"parsed_body")),
+    ("policy: URL scan (last message text, regex)", re.compile(r"check_urls|_text_of")),
+    ("policy: verdict fingerprint (sha256 of the body)", re.compile(r"body_fingerprint")),
+    ("policy: tool guard (response side)", re.compile(r"sluice/governance/tool_guard")),
+    ("body peek (msgspec)", re.compile(r"peek_messages_body")),
     ("ledger: SQLite thread (aiosqlite, sqlite3)", re.compile(r"aiosqlite/")),
     ("ledger: SQLAlchemy on the event loop", re.compile(r"LedgerWriter|sqlalchemy/|greenlet")),
     ("key auth (parse, HMAC)", re.compile(r"KeyCache\.authenticate|vk_format|hmac\.py")),

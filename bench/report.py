@@ -6,11 +6,29 @@ import statistics
 from typing import Any
 
 NA = "n/a"
-TARGETS = ("direct", "bare", "sluice")
-TARGET_LABELS = {"direct": "direct (no proxy)", "bare": "bare relay", "sluice": "Sluice (full)"}
+TARGETS = ("direct", "bare", "sluice", "policy")
+TARGET_LABELS = {
+    "direct": "direct (no proxy)",
+    "bare": "bare relay",
+    "sluice": "Sluice (full)",
+    "policy": "Sluice + policy (20 patterns)",
+}
 # Paired per round against direct, then the median of the rounds.
 ADDED = {"p50_ms": "added_p50_ms", "p99_ms": "added_p99_ms", "ttfb_p50_ms": "added_ttfb_ms"}
-TARGETS_SPEC = {"rps": 1500.0, "small_added_p50": 1.0, "cc_added_p50": 2.0, "added_ttfb": 1.0}
+# The policy target paired per round against Sluice (full): what the key's policy adds.
+VS_SLUICE = {
+    "p50_ms": "vs_sluice_p50_ms",
+    "p99_ms": "vs_sluice_p99_ms",
+    "ttfb_p50_ms": "vs_sluice_ttfb_ms",
+    "cpu_us_per_req_c64": "vs_sluice_cpu_us_per_req_c64",
+}
+TARGETS_SPEC = {
+    "rps": 1500.0,
+    "small_added_p50": 1.0,
+    "cc_added_p50": 2.0,
+    "added_ttfb": 1.0,
+    "policy_vs_sluice_p50": 0.2,
+}
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -18,34 +36,46 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def _paired(cells: list[dict[str, Any]], base: list[dict[str, Any]], metric: str) -> float | None:
+    """Median over rounds of (cell - base) for ``metric``, the two measured in the same round."""
+    diffs: list[float | None] = [
+        c[metric] - b[metric]
+        for c, b in zip(cells, base, strict=False)
+        if c.get(metric) is not None and b.get(metric) is not None
+    ]
+    return _median(diffs)
+
+
 def summarize_body(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """rounds: target -> one cell per round. Returns target -> medians (+ added vs direct)."""
+    """rounds: target -> one cell per round. Returns target -> medians (+ added vs direct;
+    for the policy target also the difference to Sluice (full))."""
     out: dict[str, Any] = {}
     direct = rounds.get("direct", [])
+    sluice = rounds.get("sluice", [])
     for target, cells in rounds.items():
         keys = sorted({k for cell in cells for k in cell})
         med: dict[str, Any] = {k: _median([c.get(k) for c in cells]) for k in keys}
         if target != "direct" and direct:
             for metric, name in ADDED.items():
-                diffs = [
-                    c[metric] - d[metric]
-                    for c, d in zip(cells, direct, strict=False)
-                    if c.get(metric) is not None and d.get(metric) is not None
-                ]
-                med[name] = _median(list(diffs))
+                med[name] = _paired(cells, direct, metric)
+        if target == "policy" and sluice:
+            for metric, name in VS_SLUICE.items():
+                med[name] = _paired(cells, sluice, metric)
         out[target] = med
     return out
 
 
+RATIOS = (("sluice", "direct"), ("sluice", "bare"), ("policy", "sluice"))
+
+
 def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    sluice = summary.get("sluice", {})
-    for base in ("direct", "bare"):
-        ref = summary.get(base, {})
+    for target, base in RATIOS:
+        num_m, den_m = summary.get(target, {}), summary.get(base, {})
         for conc in (1, 16, 64):
             key = f"rps_c{conc}"
-            num, den = sluice.get(key), ref.get(key)
-            out[f"sluice/{base}_c{conc}"] = num / den if num and den else None
+            num, den = num_m.get(key), den_m.get(key)
+            out[f"{target}/{base}_c{conc}"] = num / den if num and den else None
     return out
 
 
@@ -80,19 +110,49 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_added(m.get('added_ttfb_ms'))} | {_i(m.get('cpu_us_per_req_c64'))} | "
                 f"{_i(body['rss_kib'].get(target))} |"
             )
-    lines += [
-        "",
-        "| body | sluice/direct c=1 | c=16 | c=64 | sluice/bare c=1 | c=16 | c=64 |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    head = " | ".join(f"{t}/{b} c=1 | c=16 | c=64" for t, b in RATIOS)
+    lines += ["", f"| body | {head} |", "|---|" + "---|" * 3 * len(RATIOS)]
     for body in result["bodies"].values():
         r = body["ratios"]
-        cells = [
-            _f(r.get(f"sluice/{base}_c{c}")) for base in ("direct", "bare") for c in (1, 16, 64)
-        ]
+        cells = [_f(r.get(f"{t}/{b}_c{c}")) for t, b in RATIOS for c in (1, 16, 64)]
         lines.append(f"| {body['label']} | " + " | ".join(cells) + " |")
-    lines += ["", *_error_lines(result), *_ceiling_lines(result), "", *_target_lines(result)]
+    lines += [
+        "",
+        *_policy_lines(result),
+        *_error_lines(result),
+        *_ceiling_lines(result),
+        "",
+        *_target_lines(result),
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _policy_lines(result: dict[str, Any]) -> list[str]:
+    """What the key's policy costs: the policy target minus Sluice (full), paired per round."""
+    if not any("policy" in body["summary"] for body in result["bodies"].values()):
+        return []
+    n = result["meta"].get("policy_patterns", 20)
+    lines = [
+        f"Policy ({n} deny patterns) minus Sluice (full), same process, paired per round "
+        "(CPU and RSS: the same process, so RSS is shared):",
+        "",
+        "| body | p50 ms | p99 ms | TTFB ms | CPU µs/req (c=64) |",
+        "|---|---|---|---|---|",
+    ]
+    for body in result["bodies"].values():
+        m = body["summary"].get("policy")
+        if m is None:
+            continue
+        lines.append(
+            f"| {body['label']} | {_added(m.get('vs_sluice_p50_ms'))} | "
+            f"{_added(m.get('vs_sluice_p99_ms'))} | {_added(m.get('vs_sluice_ttfb_ms'))} | "
+            f"{_signed_i(m.get('vs_sluice_cpu_us_per_req_c64'))} |"
+        )
+    return [*lines, ""]
+
+
+def _signed_i(value: float | None) -> str:
+    return NA if value is None else f"{value:+,.0f}"
 
 
 def _error_lines(result: dict[str, Any]) -> list[str]:
@@ -156,4 +216,14 @@ def _target_lines(result: dict[str, Any]) -> list[str]:
             else:
                 verdict = "yes" if (value >= bound if higher else value <= bound) else "**no**"
             lines.append(f"| {body['label']}: {label} | {goal} | {shown} | {verdict} |")
+    for body in result["bodies"].values():
+        p = body["summary"].get("policy")
+        if p is None:
+            continue
+        bound, value = spec["policy_vs_sluice_p50"], p.get("vs_sluice_p50_ms")
+        verdict = NA if value is None else ("yes" if value <= bound else "**no**")
+        lines.append(
+            f"| {body['label']}: policy added p50 vs Sluice (full) | <= +{bound:g} | "
+            f"{_added(value)} | {verdict} |"
+        )
     return lines

@@ -215,3 +215,45 @@ async def test_max_concurrent(gateway: Gateway, fake: FakeAnthropic) -> None:
     results = await asyncio.gather(*[post(gateway, minted.secret) for _ in range(4)])
     assert sorted(s for s, _, _ in results) == [200, 200, 429, 429]
     assert (await post(gateway, minted.secret))[0] == 200  # slots come back after settle
+
+
+async def test_redis_down_fails_closed_for_block_open_for_warn(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens: Redis is "down"
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    gw = await start_gateway(
+        tmp_path / "r.db", fake.url, extra_yaml=f"redis: redis://127.0.0.1:{dead}/0"
+    )
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{gw.url}/readyz") as r:
+            assert r.status == 503
+            assert (await r.json())["redis"] is False
+        assert (await post(gw, gw.key))[0] == 200  # no budget applies: Redis is not needed
+        await add_budget(
+            gw,
+            0,
+            id="W" * 26,
+            scope="principal",
+            target="alice",
+            window="day",
+            limit_micros=10**9,
+            on_breach="warn",
+        )
+        assert (await post(gw, gw.key))[0] == 200  # warn budgets fail open
+        await add_budget(
+            gw,
+            0,
+            scope="principal",
+            target="alice",
+            window="day",
+            limit_micros=10**9,
+            on_breach="block",
+        )
+        status, _, body = await post(gw, gw.key)
+        assert status == 503 and body["error"]["code"] == "budget_unavailable"
+    finally:
+        await gw.server.stop()

@@ -109,6 +109,12 @@ async def test_spend_by_principal_model_and_session(
     assert {r["key"]: r["requests"] for r in by_key} == {gateway.minted.key.id: 2, bob.key.id: 1}
     table = await run_sluice("spend", "--by", "principal", "--config", str(cfg))
     assert "alice" in table and "bob" in table and "0.000700" in table
+    this_month = json.loads(
+        await run_sluice(
+            "spend", "--by", "principal", "--window", "month", "--json", "--config", str(cfg)
+        )
+    )
+    assert this_month == by_principal
     future = json.loads(
         await run_sluice(
             "spend", "--by", "key", "--since", "2999-01-01", "--json", "--config", str(cfg)

@@ -20,6 +20,7 @@ from sluice.cli.common import (
     run,
 )
 from sluice.core.clock import SystemClock
+from sluice.governance.windows import WINDOWS, window_bounds
 from sluice.store.tables import ledger
 
 GROUPS = {
@@ -34,6 +35,9 @@ GROUPS = {
 def spend(
     by: str = typer.Option("key", "--by", help="key | principal | project | model | session"),
     since: str | None = typer.Option(None, "--since", help="A date, or a duration back like 7d."),
+    window: str | None = typer.Option(
+        None, "--window", help="The current UTC window: minute|hour|day|week|month|total."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -61,6 +65,10 @@ def spend(
         .group_by(column)
         .order_by(column)
     )
+    if window is not None:
+        if window not in WINDOWS:
+            raise typer.BadParameter(f"--window must be one of {', '.join(WINDOWS)}")
+        query = query.where(ledger.c.created_at >= window_bounds(window, SystemClock().now_ms())[0])
     if since:
         query = query.where(
             ledger.c.created_at >= parse_when(since, SystemClock().now_ms(), future=False)
