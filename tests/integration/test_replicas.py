@@ -186,3 +186,35 @@ async def test_budget_holds_across_two_replicas(
     else:
         # Reservations of $0.02 for $0.01 calls: refused early, never over the limit.
         assert 50 <= ok <= 100 and spent <= 1_000_000
+
+
+async def test_rate_limits_hold_across_two_replicas(
+    shared: tuple[Path, str], tmp_path: Path
+) -> None:
+    import time
+
+    config, _ = shared
+    vk = tmp_path / "vk.yaml"
+    vk.write_text("rate_limits: {rpm: 10, rpd: 1000, max_concurrent: 50}\n")
+    key = json.loads(
+        await run(
+            "keys",
+            "create",
+            "--name",
+            "rl",
+            "--config-file",
+            str(vk),
+            "--json",
+            "--config",
+            str(config),
+        )
+    )["key"]
+    replicas = [await start_replica(config), await start_replica(config)]
+    try:
+        if time.time() % 60 > 50:  # keep the burst inside one UTC minute
+            await asyncio.sleep(61 - time.time() % 60)
+        statuses = await hammer([u for u, _ in replicas], key, 30, 16)
+    finally:
+        for _, proc in replicas:
+            await stop(proc)
+    assert statuses.count(200) == 10 and statuses.count(429) == 20

@@ -3,25 +3,85 @@
 Fixed windows aligned to the UTC minute and day. TPM counts estimated tokens at admission and
 is corrected to the actual tokens at settle. A refusal is 429 ``rate_limited`` with
 ``retry-after`` (seconds to the window's end) and ``X-LangWatch-RateLimit-Dimension``.
-In-process; the shared backend keeps the same contract across replicas.
+Counting happens in a ``RateStore``: in-process, or in Redis to hold across replicas.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from ulid import ULID
+
+from sluice.config.vk import RateLimits
 from sluice.core.clock import Clock
 from sluice.errors import RateLimited
 from sluice.governance.windows import window_bounds
-from sluice.store.keys_repo import VirtualKey
+
+LEASE_TTL_MS = 15 * 60 * 1000  # a concurrency slot of a process that died frees itself
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Lease:
     key_id: str
+    lease_id: str
     minute: int
     tokens: int
     concurrent: bool
+
+
+class RateStore(Protocol):
+    async def acquire(self, lease: Lease, day: int, limits: RateLimits, now_ms: int) -> str | None:
+        """Count the request, or return the dimension that refuses it (counting nothing)."""
+        ...
+
+    async def release(self, lease: Lease, actual_tokens: int) -> None: ...
+
+
+class MemoryRateStore:
+    """Exact within one process."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._slots: dict[str, dict[str, int]] = {}  # key id -> lease id -> deadline
+        self._last_sweep = 0
+
+    async def acquire(self, lease: Lease, day: int, limits: RateLimits, now_ms: int) -> str | None:
+        rpm = (lease.key_id, "rpm", lease.minute)
+        tpm = (lease.key_id, "tpm", lease.minute)
+        rpd = (lease.key_id, "rpd", day)
+        slots = self._slots.setdefault(lease.key_id, {})
+        for lid in [lid for lid, deadline in slots.items() if deadline <= now_ms]:
+            del slots[lid]
+        if limits.max_concurrent and len(slots) >= limits.max_concurrent:
+            return "max_concurrent"
+        if limits.rpm and self._counts.get(rpm, 0) >= limits.rpm:
+            return "rpm"
+        if limits.rpd and self._counts.get(rpd, 0) >= limits.rpd:
+            return "rpd"
+        if limits.tpm and self._counts.get(tpm, 0) + lease.tokens > limits.tpm:
+            return "tpm"
+        for counter, amount in ((rpm, 1), (rpd, 1), (tpm, lease.tokens)):
+            self._counts[counter] = self._counts.get(counter, 0) + amount
+        if lease.concurrent:
+            slots[lease.lease_id] = now_ms + LEASE_TTL_MS
+        self._sweep(now_ms, lease.minute, day)
+        return None
+
+    async def release(self, lease: Lease, actual_tokens: int) -> None:
+        counter = (lease.key_id, "tpm", lease.minute)
+        if counter in self._counts:
+            self._counts[counter] += actual_tokens - lease.tokens
+        if lease.concurrent:
+            self._slots.get(lease.key_id, {}).pop(lease.lease_id, None)
+
+    def _sweep(self, now: int, minute: int, day: int) -> None:
+        if now - self._last_sweep < 60_000:
+            return
+        self._last_sweep = now
+        self._counts = {
+            k: v for k, v in self._counts.items() if k[2] >= (day if k[1] == "rpd" else minute)
+        }
 
 
 def _refuse(dimension: str, limit: int, retry_after_s: int) -> RateLimited:
@@ -36,53 +96,28 @@ def _refuse(dimension: str, limit: int, retry_after_s: int) -> RateLimited:
 
 
 class RateLimiter:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, store: RateStore | None = None) -> None:
         self._clock = clock
-        self._counts: dict[tuple[str, str, int], int] = {}
-        self._inflight: dict[str, int] = {}
-        self._last_sweep = 0
+        self.store: RateStore = store or MemoryRateStore()
 
-    def admit(self, key: VirtualKey, estimated_tokens: int) -> Lease | None:
-        limits = key.config.rate_limits
+    async def admit(self, key_id: str, limits: RateLimits, estimated_tokens: int) -> Lease | None:
         if not (limits.rpm or limits.tpm or limits.rpd or limits.max_concurrent):
             return None
         now = self._clock.now_ms()
         minute, minute_end = window_bounds("minute", now)
         day, day_end = window_bounds("day", now)
         assert minute_end is not None and day_end is not None
+        lease = Lease(key_id, str(ULID()), minute, estimated_tokens, bool(limits.max_concurrent))
+        dimension = await self.store.acquire(lease, day, limits, now)
+        if dimension is None:
+            return lease
         to_minute = max(1, -(-(minute_end - now) // 1000))
-        to_day = max(1, -(-(day_end - now) // 1000))
-        rpm_key, tpm_key, rpd_key = (
-            (key.id, "rpm", minute),
-            (key.id, "tpm", minute),
-            (key.id, "rpd", day),
-        )
-        if limits.max_concurrent and self._inflight.get(key.id, 0) >= limits.max_concurrent:
-            raise _refuse("max_concurrent", limits.max_concurrent, 1)
-        if limits.rpm and self._counts.get(rpm_key, 0) >= limits.rpm:
-            raise _refuse("rpm", limits.rpm, to_minute)
-        if limits.rpd and self._counts.get(rpd_key, 0) >= limits.rpd:
-            raise _refuse("rpd", limits.rpd, to_day)
-        if limits.tpm and self._counts.get(tpm_key, 0) + estimated_tokens > limits.tpm:
-            raise _refuse("tpm", limits.tpm, to_minute)
-        for counter, amount in ((rpm_key, 1), (rpd_key, 1), (tpm_key, estimated_tokens)):
-            self._counts[counter] = self._counts.get(counter, 0) + amount
-        if limits.max_concurrent:
-            self._inflight[key.id] = self._inflight.get(key.id, 0) + 1
-        self._sweep(now, minute, day)
-        return Lease(key.id, minute, estimated_tokens, bool(limits.max_concurrent))
+        retry_after = {
+            "max_concurrent": 1,
+            "rpd": max(1, -(-(day_end - now) // 1000)),
+        }.get(dimension, to_minute)
+        limit = getattr(limits, dimension)
+        raise _refuse(dimension, int(limit), retry_after)
 
-    def release(self, lease: Lease, actual_tokens: int) -> None:
-        counter = (lease.key_id, "tpm", lease.minute)
-        if counter in self._counts:
-            self._counts[counter] += actual_tokens - lease.tokens
-        if lease.concurrent:
-            self._inflight[lease.key_id] -= 1
-
-    def _sweep(self, now: int, minute: int, day: int) -> None:
-        if now - self._last_sweep < 60_000:
-            return
-        self._last_sweep = now
-        self._counts = {
-            k: v for k, v in self._counts.items() if k[2] >= (day if k[1] == "rpd" else minute)
-        }
+    async def release(self, lease: Lease, actual_tokens: int) -> None:
+        await self.store.release(lease, actual_tokens)

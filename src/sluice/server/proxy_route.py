@@ -78,7 +78,9 @@ async def handle_proxy(
             billable = endpoint == "messages"
             if billable:
                 estimate = len(ctx.body) // BYTES_PER_TOKEN + (ctx.max_tokens or 0)
-                lease = state.rate_limits.admit(ctx.key, estimate)
+                lease = await state.rate_limits.admit(
+                    ctx.key.id, ctx.key.config.rate_limits, estimate
+                )
             guard = await state.pipeline.admit(ctx)
             provider = state.router.pick(ctx)
             ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
@@ -133,7 +135,8 @@ def _settle(
         state.spawn(state.budgets.settle(admitted, row["budget_micros"]))
     if lease is not None:
         usage = ctx.facts.usage
-        state.rate_limits.release(lease, usage.total_input_tokens + usage.output_tokens)
+        actual = usage.total_input_tokens + usage.output_tokens
+        state.spawn(state.rate_limits.release(lease, actual))
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
             "request",

@@ -36,7 +36,7 @@ from sluice.store.budgets_repo import BudgetsRepo
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
-from sluice.store.redis_counters import RedisCounters
+from sluice.store.redis_counters import RedisCounters, RedisRateStore
 from sluice.store.settings_repo import resolve_secret
 from sluice.testing.fake_anthropic import FakeAnthropic
 from sluice.testing.scenarios import Reply, Scenario, TextBlock
@@ -143,7 +143,9 @@ class AppState:
             counters,
         )
         await self.budgets.start()
-        self.rate_limits = RateLimiter(self.clock)
+        self.rate_limits = RateLimiter(
+            self.clock, RedisRateStore(counters) if isinstance(counters, RedisCounters) else None
+        )
 
     async def stop(self) -> None:
         if self.keys is not None:

@@ -14,7 +14,9 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from sluice.config.vk import RateLimits
 from sluice.governance.counters import Ask, CounterKey, Refusal
+from sluice.governance.rate_limits import LEASE_TTL_MS, Lease
 
 PREFIX = "sluice:"
 DONE_TTL_S = 86_400
@@ -79,6 +81,7 @@ def _reserved_key(counter: CounterKey) -> str:
 
 class RedisCounters:
     def __init__(self, client: Redis) -> None:
+        self.client = client
         self._redis = client
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
@@ -142,3 +145,76 @@ class RedisCounters:
 
     async def close(self) -> None:
         await self._redis.aclose(close_connection_pool=True)
+
+
+_RATE_ACQUIRE = """
+local rpm, rpd = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tpm, conc = tonumber(ARGV[3]), tonumber(ARGV[4])
+local est, now = tonumber(ARGV[5]), tonumber(ARGV[7])
+if conc > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  if redis.call('ZCARD', KEYS[4]) >= conc then return 'max_concurrent' end
+end
+if rpm > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= rpm then return 'rpm' end
+if rpd > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= rpd then return 'rpd' end
+if tpm > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') + est > tpm then return 'tpm' end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], 120000)
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], 172800000)
+redis.call('INCRBY', KEYS[3], est)
+redis.call('PEXPIRE', KEYS[3], 120000)
+if conc > 0 then
+  redis.call('ZADD', KEYS[4], ARGV[8], ARGV[6])
+  redis.call('PEXPIRE', KEYS[4], 1800000)
+end
+return ''
+"""
+
+_RATE_RELEASE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+class RedisRateStore:
+    """Rate-limit counters shared by replicas; each step one atomic script."""
+
+    def __init__(self, counters: RedisCounters) -> None:
+        client = counters.client
+        self._redis = client
+        self._acquire = client.register_script(_RATE_ACQUIRE)
+        self._release = client.register_script(_RATE_RELEASE)
+
+    @staticmethod
+    def _keys(lease: Lease, day: int) -> list[Any]:
+        base = f"{PREFIX}rl:{lease.key_id}:"
+        return [
+            f"{base}rpm:{lease.minute}",
+            f"{base}rpd:{day}",
+            f"{base}tpm:{lease.minute}",
+            f"{base}conc",
+        ]
+
+    async def acquire(self, lease: Lease, day: int, limits: RateLimits, now_ms: int) -> str | None:
+        args: list[Any] = [
+            limits.rpm or 0,
+            limits.rpd or 0,
+            limits.tpm or 0,
+            limits.max_concurrent or 0,
+            lease.tokens,
+            lease.lease_id,
+            now_ms,
+            now_ms + LEASE_TTL_MS,
+        ]
+        refused = await self._acquire(keys=self._keys(lease, day), args=args)
+        text = refused.decode() if isinstance(refused, bytes) else str(refused or "")
+        return text or None
+
+    async def release(self, lease: Lease, actual_tokens: int) -> None:
+        base = f"{PREFIX}rl:{lease.key_id}:"
+        await self._release(
+            keys=[f"{base}tpm:{lease.minute}", f"{base}conc"],
+            args=[actual_tokens - lease.tokens, lease.lease_id],
+        )
