@@ -218,3 +218,125 @@ async def test_rate_limits_hold_across_two_replicas(
         for _, proc in replicas:
             await stop(proc)
     assert statuses.count(200) == 10 and statuses.count(429) == 20
+
+
+async def test_sigkill_mid_load_loses_no_acknowledged_row(tmp_path: Path) -> None:
+    """Replica A is killed while streams are in flight. Every response a client received in
+    full has its ledger row (acknowledge_after_commit), and A's reservations are reclaimed."""
+    from sluice.governance.windows import window_bounds
+    from sluice.testing import Fault
+
+    ensure_postgres()
+    ensure_redis()
+    name = f"sluice_crash_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    redis = Redis.from_url(REDIS_URL)
+    await redis.flushdb()
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    slow = Scenario(
+        Reply(
+            [TextBlock("a b c d e f", chunks=6)],
+            usage=FakeUsage(input_tokens=0, output_tokens=2000),
+        ),
+        Fault(event_delay=0.06),
+    )
+    try:
+        async with FakeAnthropic(slow) as fake:
+            config = tmp_path / "crash.yaml"
+            config.write_text(
+                f"database: {dsn}\nredis: {REDIS_URL}\nsecret_key: crash-secret\n"
+                "server: {log_level: warning, key_refresh_seconds: 0.5}\n"
+                "ledger: {acknowledge_after_commit: true, flush_interval_ms: 5000}\n"
+                "budget_reservation_ttl_s: 2\n"
+                f"providers:\n  anthropic-primary: {{type: anthropic, api_key: sk-ant-r, "
+                f"base_url: '{fake.url}'}}\n"
+                f"pricing:\n  overrides:\n    {MODEL}: {{input_per_mtok: 0, output_per_mtok: 5}}\n"
+            )
+            key = json.loads(
+                await run(
+                    "keys",
+                    "create",
+                    "--name",
+                    "c",
+                    "--principal",
+                    "alice",
+                    "--json",
+                    "--config",
+                    str(config),
+                )
+            )["key"]
+            budget = json.loads(
+                await run(
+                    "budgets",
+                    "create",
+                    "--scope",
+                    "principal",
+                    "--target",
+                    "alice",
+                    "--window",
+                    "month",
+                    "--limit",
+                    "100",
+                    "--json",
+                    "--config",
+                    str(config),
+                )
+            )
+            (url_a, proc_a), (url_b, proc_b) = (
+                await start_replica(config),
+                await start_replica(config),
+            )
+            body = json.dumps(
+                {
+                    "model": MODEL,
+                    "max_tokens": 2000,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "x"}],
+                }
+            ).encode()
+            acknowledged: list[str] = []
+
+            async def one(session: aiohttp.ClientSession, url: str) -> None:
+                try:
+                    async with session.post(
+                        f"{url}/v1/messages", data=body, headers={"x-api-key": key}
+                    ) as r:
+                        data = await r.read()
+                        if r.status == 200 and data.endswith(b'{"type":"message_stop"}\n\n'):
+                            acknowledged.append(r.headers["request-id"])
+                except aiohttp.ClientError:
+                    pass  # the killed replica's in-flight streams break
+
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+                # A first wave completes on A: acknowledged, but A's batch timer (5 s) has
+                # not fired, so only the commit before the last byte can have saved them.
+                await asyncio.gather(*[one(s, url_a) for _ in range(20)])
+                assert len(acknowledged) == 20
+                load = [asyncio.create_task(one(s, url_a if i % 2 else url_b)) for i in range(80)]
+                await asyncio.sleep(0.3)
+                proc_a.kill()  # SIGKILL: no shutdown, no final flush
+                await proc_a.wait()
+                await asyncio.gather(*load)
+                # Requests after the crash still flow through B.
+                await asyncio.gather(*[one(s, url_b) for _ in range(5)])
+            assert len(acknowledged) >= 65
+            window_start = window_bounds("month", int(__import__("time").time() * 1000))[0]
+            reserved_key = f"sluice:b:{budget['id']}:{window_start}:r"
+            for _ in range(100):  # A's orphaned reservations expire and B reclaims them
+                if int(await redis.get(reserved_key) or 0) == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert int(await redis.get(reserved_key) or 0) == 0
+            await stop(proc_b)
+            conn = await asyncpg.connect(dsn)
+            try:
+                rows = {r["request_id"] for r in await conn.fetch("select request_id from ledger")}
+            finally:
+                await conn.close()
+            assert set(acknowledged) <= rows
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()

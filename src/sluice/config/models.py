@@ -36,6 +36,10 @@ class LedgerConfig(_Closed):
     batch_size: int = Field(default=200, ge=1)
     flush_interval_ms: int = Field(default=200, ge=1)
     max_queue: int = Field(default=100_000, ge=100)
+    # Hold the end of each relayed response until its row is committed (group commit), so a
+    # crash never loses a row already acknowledged to a client. Costs about one commit's
+    # latency at the end of each response (not its first byte).
+    acknowledge_after_commit: bool = False
 
 
 class ProviderConfig(_Closed):
@@ -83,6 +87,8 @@ class SluiceConfig(_Closed):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     ledger: LedgerConfig = LedgerConfig()
     pricing: PricingConfig = PricingConfig()
+    # How long a budget reservation outlives a process that died before settling it.
+    budget_reservation_ttl_s: float = Field(default=900.0, gt=0)
     # Starts the built-in fake upstream and routes to it when no provider is configured.
     demo: bool = False
 

@@ -7,6 +7,7 @@ nothing else travels between steps.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ class RequestContext:
     policy_violation: str | None = None  # the rule that refused or cut this request
     fingerprint: bytes | None = None  # body hash without `stream` (tool verdict lookups)
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Awaited just before a relayed response's last byte (durable ledger acknowledgement).
+    before_end: Callable[[], Awaitable[None]] | None = None
 
     def parsed_body(self) -> dict[str, Any]:
         """The request body as parsed JSON, parsed on first use (only policies need it)."""

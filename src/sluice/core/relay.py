@@ -83,6 +83,8 @@ async def _relay_whole(
             ctx.status, ctx.error_code = verdict.status, verdict.code
             await send_error(send, verdict, ctx.request_id)
             return
+        if ctx.before_end is not None:
+            await ctx.before_end()
         await send_bytes(send, upstream.status, body, _response_headers(ctx, upstream))
         return
     if _is_json(upstream.content_type):
@@ -150,7 +152,13 @@ async def _relay_stream(
             f"Upstream {ctx.provider_id} ended the stream before sending any event.",
             meta={"provider": ctx.provider_id},
         )
-    await send({"type": "http.response.body", "body": tap.finish(), "more_body": False})
+    rest = tap.finish()
+    if ctx.before_end is not None:
+        if rest:
+            await send({"type": "http.response.body", "body": rest, "more_body": True})
+        await ctx.before_end()
+        rest = b""
+    await send({"type": "http.response.body", "body": rest, "more_body": False})
     return False
 
 

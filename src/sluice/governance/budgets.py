@@ -59,7 +59,9 @@ class BudgetGate:
         webhooks: WebhookSender,
         refresh_s: float = 2.0,
         counters: BudgetCounters | None = None,
+        reservation_ttl_s: float = RESERVATION_TTL_MS / 1000,
     ) -> None:
+        self._reservation_ttl_ms = int(reservation_ttl_s * 1000)
         self._repo = repo
         self._pricing = pricing
         self._clock = clock
@@ -137,7 +139,7 @@ class BudgetGate:
             Ask(counter, worst_micros, b.limit_micros if b.on_breach == "block" else None)
             for b, counter in pairs
         ]
-        refusal = await self.counters.reserve(request_id, asks, now + RESERVATION_TTL_MS)
+        refusal = await self.counters.reserve(request_id, asks, now + self._reservation_ttl_ms)
         if refusal is not None:
             budget = next(b for b, c in pairs if c == refusal.counter)
             raise _exceeded(budget, refusal.used, worst_micros)

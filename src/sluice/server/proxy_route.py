@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from sluice.core.clock import new_request_id
 from sluice.core.context import RequestContext
@@ -64,6 +65,16 @@ async def handle_proxy(
     watcher: asyncio.Task[None] | None = None
     lease: Lease | None = None
     admitted: Admitted | None = None
+    settled = False
+    if state.config.ledger.acknowledge_after_commit:
+
+        async def before_end() -> None:
+            nonlocal settled
+            settled = True
+            assert state.ledger is not None
+            await state.ledger.commit(_settle(state, ctx, lease, admitted, record=False))
+
+        ctx.before_end = before_end
     disconnect = _Disconnect(ctx, task)
     limit = state.config.server.max_body_bytes
     try:
@@ -120,16 +131,23 @@ async def handle_proxy(
             watcher.cancel()
         if ctx.client_disconnected and ctx.status in (0, 200):
             ctx.status = CLIENT_CLOSED if ctx.status == 0 else 200
-        _settle(state, ctx, lease, admitted)
+        if not settled:
+            _settle(state, ctx, lease, admitted)
 
 
 def _settle(
-    state: AppState, ctx: RequestContext, lease: Lease | None, admitted: Admitted | None
-) -> None:
-    """Runs for every request, whatever happened: the ledger row, then the counters."""
+    state: AppState,
+    ctx: RequestContext,
+    lease: Lease | None,
+    admitted: Admitted | None,
+    *,
+    record: bool = True,
+) -> dict[str, Any]:
+    """Runs once for every request, whatever happened: the ledger row, then the counters."""
     assert state.ledger is not None
     row = ledger_row(ctx, time.perf_counter(), state.pricing)
-    state.ledger.record(row)
+    if record:
+        state.ledger.record(row)
     if admitted is not None:
         # Counters may be remote (Redis): settle off the response path, one task per request.
         state.spawn(state.budgets.settle(admitted, row["budget_micros"]))
@@ -156,3 +174,4 @@ def _settle(
                 "client_disconnected": ctx.client_disconnected,
             },
         )
+    return row

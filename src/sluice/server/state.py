@@ -141,6 +141,7 @@ class AppState:
             self.webhooks,
             cfg.server.key_refresh_seconds,
             counters,
+            cfg.budget_reservation_ttl_s,
         )
         await self.budgets.start()
         self.rate_limits = RateLimiter(

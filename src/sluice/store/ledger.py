@@ -39,6 +39,7 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closing = False
+        self._waiters: list[asyncio.Future[None]] = []
         self.dropped = 0
         self.written = 0
 
@@ -52,6 +53,15 @@ class LedgerWriter:
         self._buffer.append(row)
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
+
+    async def commit(self, row: dict[str, Any]) -> None:
+        """Record ``row`` and wait until the batch holding it is committed (group commit:
+        requests finishing together share one transaction)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.record(row)
+        self._wake.set()
+        await waiter
 
     @property
     def pending(self) -> int:
@@ -85,13 +95,18 @@ class LedgerWriter:
         the request path far more than it saves."""
         async with self._lock:
             batch, self._buffer = self._buffer, []
-            if not batch:
-                return
+            waiters, self._waiters = self._waiters, []
             try:
-                await self._write(batch)
+                if batch:
+                    await self._write(batch)
             except BaseException:
                 self._buffer[:0] = batch  # keep them for the next attempt
                 raise
+            finally:
+                # Never hold a response forever on a failing database: the rows stay queued.
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
             self.written += len(batch)
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
