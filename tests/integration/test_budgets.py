@@ -257,3 +257,42 @@ async def test_redis_down_fails_closed_for_block_open_for_warn(
         assert status == 503 and body["error"]["code"] == "budget_unavailable"
     finally:
         await gw.server.stop()
+
+
+async def test_webhook_retries_and_slack_format(tmp_path: Path, fake: FakeAnthropic) -> None:
+    attempts: list[dict[str, Any]] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        attempts.append(orjson.loads(await request.read()))
+        return web.Response(status=500 if len(attempts) == 1 else 200)
+
+    app = web.Application()
+    app.router.add_post("/slack", flaky)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    gw = await start_gateway(tmp_path / "s.db", fake.url)
+    try:
+        await add_budget(
+            gw,
+            0,
+            scope="team",
+            target="core",
+            window="week",
+            limit_micros=100,
+            on_breach="warn",
+            webhook_url=f"http://127.0.0.1:{port}/slack",
+            webhook_format="slack",
+            name="core-weekly",
+        )
+        assert (await post(gw, gw.key))[0] == 200  # 85 of 100: past 80 %
+        await gw.server.app.state.webhooks.drain()
+        # The first delivery got a 500 and was retried; Slack gets {"text": ...}.
+        assert len(attempts) == 2 and attempts[0] == attempts[1]
+        assert set(attempts[0]) == {"text"}
+        assert "team core has used 80% of its week budget" in attempts[0]["text"]
+    finally:
+        await gw.server.stop()
+        await runner.cleanup()

@@ -340,3 +340,23 @@ async def test_sigkill_mid_load_loses_no_acknowledged_row(tmp_path: Path) -> Non
         await redis.aclose()
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_key_disable_reaches_both_replicas_within_5s(shared: tuple[Path, str]) -> None:
+    config, _ = shared
+    created = json.loads(
+        await run("keys", "create", "--name", "p", "--json", "--config", str(config))
+    )
+    replicas = [await start_replica(config), await start_replica(config)]
+    try:
+        urls = [u for u, _ in replicas]
+        assert await hammer(urls, created["key"], 2, 16) == [200, 200]  # cached on both
+        await run("keys", "disable", created["id"], "--json", "--config", str(config))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while set(await hammer(urls, created["key"], 2, 16)) != {403}:
+            assert loop.time() - started < 5.0, "disable did not reach both replicas in 5 s"
+            await asyncio.sleep(0.1)
+    finally:
+        for _, proc in replicas:
+            await stop(proc)
