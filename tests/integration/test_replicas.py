@@ -43,7 +43,7 @@ async def run(*args: str) -> str:
 
 
 @pytest.fixture
-async def shared(tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
+async def shared(tmp_path: Path) -> AsyncIterator[tuple[Path, str, FakeAnthropic]]:
     ensure_postgres()
     ensure_redis()
     name = f"sluice_rep_{uuid.uuid4().hex[:10]}"
@@ -65,7 +65,7 @@ async def shared(tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
             f"    {MODEL}: {{input_per_mtok: 0, output_per_mtok: 5}}\n"
         )
         try:
-            yield config, dsn
+            yield config, dsn, fake
         finally:
             await redis.flushdb()
             await redis.aclose()
@@ -136,9 +136,9 @@ async def ledger_total(dsn: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize(("max_tokens", "exact"), [(2000, True), (4000, False)])
 async def test_budget_holds_across_two_replicas(
-    shared: tuple[Path, str], max_tokens: int, exact: bool
+    shared: tuple[Path, str, FakeAnthropic], max_tokens: int, exact: bool
 ) -> None:
-    config, dsn = shared
+    config, dsn, _ = shared
     key = json.loads(
         await run(
             "keys",
@@ -189,11 +189,11 @@ async def test_budget_holds_across_two_replicas(
 
 
 async def test_rate_limits_hold_across_two_replicas(
-    shared: tuple[Path, str], tmp_path: Path
+    shared: tuple[Path, str, FakeAnthropic], tmp_path: Path
 ) -> None:
     import time
 
-    config, _ = shared
+    config, _, _ = shared
     vk = tmp_path / "vk.yaml"
     vk.write_text("rate_limits: {rpm: 10, rpd: 1000, max_concurrent: 50}\n")
     key = json.loads(
@@ -342,8 +342,10 @@ async def test_sigkill_mid_load_loses_no_acknowledged_row(tmp_path: Path) -> Non
         await admin.close()
 
 
-async def test_key_disable_reaches_both_replicas_within_5s(shared: tuple[Path, str]) -> None:
-    config, _ = shared
+async def test_key_disable_reaches_both_replicas_within_5s(
+    shared: tuple[Path, str, FakeAnthropic],
+) -> None:
+    config, _, _ = shared
     created = json.loads(
         await run("keys", "create", "--name", "p", "--json", "--config", str(config))
     )
@@ -360,3 +362,48 @@ async def test_key_disable_reaches_both_replicas_within_5s(shared: tuple[Path, s
     finally:
         for _, proc in replicas:
             await stop(proc)
+
+
+async def test_tool_verdict_is_shared_by_replicas(
+    shared: tuple[Path, str, FakeAnthropic], tmp_path: Path
+) -> None:
+    """Claude Code's non-streaming retry lands on the other replica and is still refused
+    without a second upstream call."""
+    from sluice.testing import ToolUseBlock
+
+    config, _, fake = shared
+    vk = tmp_path / "deny.yaml"
+    vk.write_text('policy_rules: {tools: {deny: ["^Bash$"]}}\n')
+    key = json.loads(
+        await run(
+            "keys",
+            "create",
+            "--name",
+            "nb",
+            "--config-file",
+            str(vk),
+            "--json",
+            "--config",
+            str(config),
+        )
+    )["key"]
+    fake.set_default(Scenario(Reply([ToolUseBlock("Bash", {"command": "rm -rf /"})])))
+    (url_a, proc_a), (url_b, proc_b) = await start_replica(config), await start_replica(config)
+    try:
+        body = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "x"}]}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(
+                f"{url_a}/v1/messages",
+                headers={"x-api-key": key},
+                data=json.dumps({**body, "stream": True}),
+            ) as r:
+                assert b"tool_not_allowed" in await r.read()
+            async with s.post(
+                f"{url_b}/v1/messages", headers={"x-api-key": key}, data=json.dumps(body)
+            ) as r:
+                assert r.status == 403
+                assert (await r.json())["error"]["code"] == "tool_not_allowed"
+        assert len(fake.messages_requests()) == 1
+    finally:
+        await stop(proc_a)
+        await stop(proc_b)

@@ -10,13 +10,11 @@ from sluice.core.resolve import ModelResolver
 from sluice.errors import ModelNotAllowed
 from sluice.governance.policy import PolicyBook
 from sluice.governance.tool_guard import ToolGuard
-from sluice.governance.verdicts import VerdictCache, body_fingerprint
+from sluice.governance.verdicts import Verdicts, body_fingerprint
 
 
 class Pipeline:
-    def __init__(
-        self, resolver: ModelResolver, policies: PolicyBook, verdicts: VerdictCache
-    ) -> None:
+    def __init__(self, resolver: ModelResolver, policies: PolicyBook, verdicts: Verdicts) -> None:
         self.resolver = resolver
         self.policies = policies
         self.verdicts = verdicts
@@ -65,7 +63,7 @@ class Pipeline:
                 # those requests look for a remembered verdict (streams skip the hashing).
                 if not ctx.stream:
                     ctx.fingerprint = body_fingerprint(ctx.received_body)
-                    remembered = self.verdicts.get(key.id, ctx.fingerprint)
+                    remembered = await self.verdicts.get(key.id, ctx.fingerprint)
                     if remembered is not None:
                         ctx.policy_violation = str(remembered.meta.get("rule"))
                         raise remembered
@@ -83,11 +81,11 @@ class Pipeline:
         ctx.response_headers.append((b"x-langwatch-cache-mode", mode.encode()))
         return guard
 
-    def remember(self, ctx: RequestContext, guard: ToolGuard | None) -> None:
+    async def remember(self, ctx: RequestContext, guard: ToolGuard | None) -> None:
         """After the response: keep a tool verdict for Claude Code's non-streaming retry."""
         if guard is None or guard.violation is None:
             return
         ctx.policy_violation = str(guard.violation.meta.get("rule"))
         if ctx.key is not None:
             fingerprint = ctx.fingerprint or body_fingerprint(ctx.received_body)
-            self.verdicts.put(ctx.key.id, fingerprint, guard.violation)
+            await self.verdicts.put(ctx.key.id, fingerprint, guard.violation)

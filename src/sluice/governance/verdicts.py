@@ -11,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
+from typing import Protocol
+
+import orjson
+from redis.asyncio import Redis
 
 from sluice.core.clock import Clock
-from sluice.errors import GatewayError
+from sluice.errors import GatewayError, ToolNotAllowed
 
 DEFAULT_TTL_S = 120.0
 MAX_ENTRIES = 10_000
@@ -58,19 +62,27 @@ def body_fingerprint(body: bytes) -> bytes:
     return hashlib.sha256(_without_stream(body)).digest()
 
 
+class Verdicts(Protocol):
+    async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None: ...
+
+    async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None: ...
+
+
 class VerdictCache:
+    """In-process: a retry that reaches another replica goes upstream (and is judged again)."""
+
     def __init__(self, clock: Clock, ttl_s: float = DEFAULT_TTL_S) -> None:
         self._clock = clock
         self._ttl_ms = int(ttl_s * 1000)
         self._entries: OrderedDict[tuple[str, bytes], tuple[int, GatewayError]] = OrderedDict()
 
-    def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
+    async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
         self._entries[(key_id, fingerprint)] = (self._clock.now_ms() + self._ttl_ms, verdict)
         self._entries.move_to_end((key_id, fingerprint))
         while len(self._entries) > MAX_ENTRIES:  # bounded memory
             self._entries.popitem(last=False)
 
-    def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None:
+    async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None:
         entry = self._entries.get((key_id, fingerprint))
         if entry is None:
             return None
@@ -80,3 +92,26 @@ class VerdictCache:
             return None
         # A fresh error each time: one exception instance must not be raised twice.
         return type(verdict)(verdict.message, meta=verdict.meta, tips=verdict.tips)
+
+
+class RedisVerdicts:
+    """Shared by replicas: Claude Code's retry is refused whichever replica it reaches."""
+
+    def __init__(self, client: Redis, ttl_s: float = DEFAULT_TTL_S) -> None:
+        self._redis = client
+        self._ttl_ms = int(ttl_s * 1000)
+
+    @staticmethod
+    def _key(key_id: str, fingerprint: bytes) -> str:
+        return f"sluice:v:{key_id}:{fingerprint.hex()}"
+
+    async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
+        record = {"message": verdict.message, "meta": verdict.meta, "tips": verdict.tips}
+        await self._redis.set(self._key(key_id, fingerprint), orjson.dumps(record), px=self._ttl_ms)
+
+    async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None:
+        raw = await self._redis.get(self._key(key_id, fingerprint))
+        if raw is None:
+            return None
+        record = orjson.loads(raw)
+        return ToolNotAllowed(record["message"], meta=record["meta"], tips=record["tips"])

@@ -106,7 +106,7 @@ async def handle_proxy(
             ctx.attempts = 1
             upstream = await provider.send(ctx)
             await relay_error_safe(ctx, upstream, send, guard)
-            state.pipeline.remember(ctx, guard)
+            await state.pipeline.remember(ctx, guard)
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_code = err.code

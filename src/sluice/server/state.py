@@ -27,7 +27,7 @@ from sluice.governance.counters import BudgetCounters, MemoryCounters
 from sluice.governance.key_cache import KeyCache
 from sluice.governance.policy import PolicyBook
 from sluice.governance.rate_limits import RateLimiter
-from sluice.governance.verdicts import VerdictCache
+from sluice.governance.verdicts import RedisVerdicts, VerdictCache, Verdicts
 from sluice.governance.webhooks import WebhookSender
 from sluice.pricing import Pricing
 from sluice.providers.anthropic import AnthropicProvider
@@ -128,12 +128,17 @@ class AppState:
             providers[provider_id] = AnthropicProvider(provider_id, pcfg, self.session)
             self.pricing.warm(pcfg.type, pcfg.models or [])
         self.router = Router(providers)
-        self.pipeline = Pipeline(ModelResolver(self.router), PolicyBook(), VerdictCache(self.clock))
-        signing = cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else secret
-        self.webhooks = WebhookSender(self.session, signing)
         counters: BudgetCounters = (
             RedisCounters.from_url(cfg.redis) if cfg.redis else MemoryCounters()
         )
+        verdicts: Verdicts = (
+            RedisVerdicts(counters.client)
+            if isinstance(counters, RedisCounters)
+            else VerdictCache(self.clock)
+        )
+        self.pipeline = Pipeline(ModelResolver(self.router), PolicyBook(), verdicts)
+        signing = cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else secret
+        self.webhooks = WebhookSender(self.session, signing)
         self.budgets = BudgetGate(
             BudgetsRepo(self.engine),
             self.pricing,
