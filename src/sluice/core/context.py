@@ -45,6 +45,7 @@ class RequestContext:
     client_disconnected: bool = False
     facts: ResponseFacts = field(default_factory=ResponseFacts.empty)
     parsed: dict[str, Any] | None = None
+    messages_raw: Any = None  # the `messages` array as raw JSON (msgspec.Raw), unparsed
     policy_violation: str | None = None  # the rule that refused or cut this request
     fingerprint: bytes | None = None  # body hash without `stream` (tool verdict lookups)
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)

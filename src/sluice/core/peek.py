@@ -26,6 +26,15 @@ class _Peek(msgspec.Struct):
 
 
 _DECODER = msgspec.json.Decoder(_Peek)
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def last_message(ctx: RequestContext) -> Any:
+    """The last message, parsed alone: the rest of the history stays raw bytes."""
+    if ctx.messages_raw is None:
+        return None
+    items = _RAW_LIST.decode(ctx.messages_raw)
+    return orjson.loads(memoryview(items[-1])) if items else None
 
 
 def _session_from_metadata(metadata: Any) -> str | None:
@@ -60,6 +69,7 @@ def peek_messages_body(ctx: RequestContext) -> None:
         raise InvalidRequest("`model`: field required (a model name string).", param="model")
     if bytes(memoryview(peek.messages)[:1]) != b"[":
         raise InvalidRequest("`messages`: field required (an array of messages).", param="messages")
+    ctx.messages_raw = peek.messages
     ctx.model_requested = model
     ctx.model_sent = model
     ctx.stream = peek.stream is True

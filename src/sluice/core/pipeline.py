@@ -4,8 +4,11 @@ mode). It returns the response-side guard, if the key's policy needs one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sluice.core.body_edit import splice_model, strip_cache_control, strip_named
 from sluice.core.context import RequestContext
+from sluice.core.peek import last_message
 from sluice.core.resolve import ModelResolver
 from sluice.errors import ModelNotAllowed
 from sluice.governance.policy import PolicyBook
@@ -32,7 +35,11 @@ class Pipeline:
                 meta={"model": ctx.model_requested, "rule": reason},
             )
         if policy.urls.active:
-            policy.check_urls(ctx.parsed_body())
+            # Only this turn's message is scanned: parse it alone, not the whole history.
+            view: dict[str, Any] = {"messages": [last_message(ctx)]}
+            if b'"mcp_servers"' in ctx.body:
+                view["mcp_servers"] = ctx.parsed_body().get("mcp_servers")
+            policy.check_urls(view)
         guard: ToolGuard | None = None
         if policy.guards_tools:
             # Declared tools matter only to the opt-in modes and to provider-side MCP servers;
