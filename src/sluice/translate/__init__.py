@@ -1,0 +1,1 @@
+"""Pure translation between wire formats: no IO, kept apart from auth and transport."""
