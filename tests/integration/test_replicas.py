@@ -188,14 +188,32 @@ async def test_budget_holds_across_two_replicas(
         assert 50 <= ok <= 100 and spent <= 1_000_000
 
 
+@pytest.mark.parametrize(
+    ("limits", "dimension"),
+    [
+        ("{rpm: 10}", "rpm"),
+        ("{rpd: 10}", "rpd"),
+        # TPM is set below to exactly ten requests' estimate (body bytes / 3 + max_tokens).
+        ("{tpm: TEN}", "tpm"),
+        ("{max_concurrent: 10}", "max_concurrent"),
+    ],
+)
 async def test_rate_limits_hold_across_two_replicas(
-    shared: tuple[Path, str, FakeAnthropic], tmp_path: Path
+    shared: tuple[Path, str, FakeAnthropic], tmp_path: Path, limits: str, dimension: str
 ) -> None:
     import time
 
-    config, _, _ = shared
+    from sluice.testing import Fault
+
+    config, _, fake = shared
+    # Slow answers keep all requests in flight together (what max_concurrent counts).
+    fake.set_default(Scenario(Reply([TextBlock("ok")]), Fault(first_byte_delay=1.0)))
+    body = json.dumps(
+        {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "x"}]}
+    )
+    ten = 10 * (len(body) // 3 + 16)
     vk = tmp_path / "vk.yaml"
-    vk.write_text("rate_limits: {rpm: 10, rpd: 1000, max_concurrent: 50}\n")
+    vk.write_text(f"rate_limits: {limits.replace('TEN', str(ten))}\n")
     key = json.loads(
         await run(
             "keys",
@@ -217,7 +235,7 @@ async def test_rate_limits_hold_across_two_replicas(
     finally:
         for _, proc in replicas:
             await stop(proc)
-    assert statuses.count(200) == 10 and statuses.count(429) == 20
+    assert statuses.count(200) == 10 and statuses.count(429) == 20, (dimension, statuses)
 
 
 async def test_sigkill_mid_load_loses_no_acknowledged_row(tmp_path: Path) -> None:
