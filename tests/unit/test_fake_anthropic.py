@@ -650,3 +650,14 @@ async def test_serve_forever_prints_and_serves(capsys: pytest.CaptureFixture[str
         "Fake Anthropic upstream (DEMO, not a real model) listening on "
         f"http://127.0.0.1:{port} scenario=tool_read\n"
     )
+
+
+async def test_max_recorded_bounds_memory() -> None:
+    import aiohttp as _aiohttp
+
+    async with FakeAnthropic(max_recorded=3) as fake:
+        async with _aiohttp.ClientSession() as s:
+            for i in range(5):
+                async with s.post(f"{fake.url}/v1/messages", data=b'{"n":%d}' % i) as r:
+                    await r.read()
+        assert [r.body for r in fake.requests] == [b'{"n":2}', b'{"n":3}', b'{"n":4}']

@@ -109,7 +109,9 @@ class AppState:
         )
         providers_cfg = effective_providers(cfg)
         if not providers_cfg:
-            self.demo = FakeAnthropic(Scenario(Reply([TextBlock(DEMO_TEXT, chunks=6)])))
+            self.demo = FakeAnthropic(
+                Scenario(Reply([TextBlock(DEMO_TEXT, chunks=6)])), max_recorded=100
+            )
             await self.demo.start()
             providers_cfg = {
                 "demo": ProviderConfig(

@@ -131,7 +131,10 @@ class FakeAnthropic:
         port: int = 0,
         models: list[str] | None = None,
         count_tokens_value: int | None = None,
+        max_recorded: int | None = None,
     ) -> None:
+        # Long-running uses (the demo upstream, `sluice mock`) bound what they keep.
+        self._max_recorded = max_recorded
         self._default = default if default is not None else Scenario()
         self._host = host
         self._port = port
@@ -240,6 +243,8 @@ class FakeAnthropic:
         path, _, query = request.raw_path.partition("?")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         self.requests.append(RecordedRequest(method, path, query, headers, body))
+        if self._max_recorded is not None and len(self.requests) > self._max_recorded:
+            del self.requests[: len(self.requests) - self._max_recorded]
         rid = f"req_fake_{n}"
 
         if path == "/v1/messages" and method == "POST":
@@ -355,7 +360,7 @@ class FakeAnthropic:
 
 async def serve_forever(port: int, scenario_name: str, host: str = "127.0.0.1") -> None:
     """Run a fake upstream with a named scenario until cancelled (`sluice mock anthropic`)."""
-    fake = FakeAnthropic(scenario_by_name(scenario_name), host=host, port=port)
+    fake = FakeAnthropic(scenario_by_name(scenario_name), host=host, port=port, max_recorded=100)
     async with fake:
         print(
             f"Fake Anthropic upstream (DEMO, not a real model) listening on {fake.url} "
