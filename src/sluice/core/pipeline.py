@@ -67,8 +67,9 @@ class Pipeline:
                 )
             if messages_call:
                 # Claude Code's retry after a mid-stream error comes without `stream`: only
-                # those requests look for a remembered verdict (streams skip the hashing).
-                if not ctx.stream:
+                # those requests look for a remembered verdict, and only when this key has one
+                # (streams, and keys with no live verdict, skip the hashing).
+                if not ctx.stream and await self.verdicts.any_for(key.id):
                     ctx.fingerprint = body_fingerprint(ctx.received_body)
                     remembered = await self.verdicts.get(key.id, ctx.fingerprint)
                     if remembered is not None:

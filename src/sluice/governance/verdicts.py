@@ -63,6 +63,10 @@ def body_fingerprint(body: bytes) -> bytes:
 
 
 class Verdicts(Protocol):
+    async def any_for(self, key_id: str) -> bool:
+        """Whether this key has any live verdict: when not, nothing needs hashing at all."""
+        ...
+
     async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None: ...
 
     async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None: ...
@@ -75,9 +79,15 @@ class VerdictCache:
         self._clock = clock
         self._ttl_ms = int(ttl_s * 1000)
         self._entries: OrderedDict[tuple[str, bytes], tuple[int, GatewayError]] = OrderedDict()
+        self._latest: dict[str, int] = {}  # key id -> when its newest verdict expires
+
+    async def any_for(self, key_id: str) -> bool:
+        return self._latest.get(key_id, 0) > self._clock.now_ms()
 
     async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
-        self._entries[(key_id, fingerprint)] = (self._clock.now_ms() + self._ttl_ms, verdict)
+        expires = self._clock.now_ms() + self._ttl_ms
+        self._entries[(key_id, fingerprint)] = (expires, verdict)
+        self._latest[key_id] = expires
         self._entries.move_to_end((key_id, fingerprint))
         while len(self._entries) > MAX_ENTRIES:  # bounded memory
             self._entries.popitem(last=False)
@@ -105,9 +115,13 @@ class RedisVerdicts:
     def _key(key_id: str, fingerprint: bytes) -> str:
         return f"sluice:v:{key_id}:{fingerprint.hex()}"
 
+    async def any_for(self, key_id: str) -> bool:
+        return bool(await self._redis.exists(f"sluice:v:any:{key_id}"))
+
     async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
         record = {"message": verdict.message, "meta": verdict.meta, "tips": verdict.tips}
         await self._redis.set(self._key(key_id, fingerprint), orjson.dumps(record), px=self._ttl_ms)
+        await self._redis.set(f"sluice:v:any:{key_id}", 1, px=self._ttl_ms)
 
     async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None:
         raw = await self._redis.get(self._key(key_id, fingerprint))
