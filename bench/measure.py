@@ -21,6 +21,9 @@ class Plan:
     latency_seconds: float  # each c=1 latency / TTFB run (Python client)
     use_wrk: bool
     loadgen_cpu: int | None  # where wrk runs (taskset); None: not pinned
+    # A round in which other processes used more than this share of the machine (any cell) is
+    # discarded and measured again, at most ``rounds`` times per body. None: keep every round.
+    max_background_pct: float | None = 15.0
 
 
 def _ms(us: float | None) -> float | None:

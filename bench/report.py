@@ -189,7 +189,9 @@ def _ceiling_lines(result: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "CPU used by other processes (not the benchmark's, not kernel threads) during the"
-            f" cells: median {bg['median']}%, max {bg['max']}% of all cores."
+            f" kept cells: median {bg['median']}%, max {bg['max']}% of all cores."
+            f" Rounds discarded and measured again because others used more than"
+            f" {meta['plan'].get('max_background_pct')}%: {bg.get('discarded_rounds', 0)}."
             f" Idle cores kept awake: {meta.get('keep_awake')}.",
         ]
     return lines
