@@ -46,6 +46,7 @@ class RequestContext:
     facts: ResponseFacts = field(default_factory=ResponseFacts.empty)
     parsed: dict[str, Any] | None = None
     messages_raw: Any = None  # the `messages` array as raw JSON (msgspec.Raw), unparsed
+    mcp_servers_raw: Any = None  # `mcp_servers` as raw JSON when the body has it
     policy_violation: str | None = None  # the rule that refused or cut this request
     fingerprint: bytes | None = None  # body hash without `stream` (tool verdict lookups)
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)

@@ -23,6 +23,7 @@ class _Peek(msgspec.Struct):
     stream: Any = None
     max_tokens: Any = None
     metadata: Any = None
+    mcp_servers: msgspec.Raw = msgspec.Raw()  # rare; kept raw, parsed only when present
 
 
 _DECODER = msgspec.json.Decoder(_Peek)
@@ -70,6 +71,7 @@ def peek_messages_body(ctx: RequestContext) -> None:
     if bytes(memoryview(peek.messages)[:1]) != b"[":
         raise InvalidRequest("`messages`: field required (an array of messages).", param="messages")
     ctx.messages_raw = peek.messages
+    ctx.mcp_servers_raw = peek.mcp_servers if len(memoryview(peek.mcp_servers)) else None
     ctx.model_requested = model
     ctx.model_sent = model
     ctx.stream = peek.stream is True

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from sluice.core.body_edit import splice_model, strip_cache_control, strip_named
 from sluice.core.context import RequestContext
 from sluice.core.peek import last_message
@@ -37,15 +39,15 @@ class Pipeline:
         if policy.urls.active:
             # Only this turn's message is scanned: parse it alone, not the whole history.
             view: dict[str, Any] = {"messages": [last_message(ctx)]}
-            if b'"mcp_servers"' in ctx.body:
-                view["mcp_servers"] = ctx.parsed_body().get("mcp_servers")
+            if ctx.mcp_servers_raw is not None:
+                view["mcp_servers"] = orjson.loads(memoryview(ctx.mcp_servers_raw))
             policy.check_urls(view)
         guard: ToolGuard | None = None
         if policy.guards_tools:
             # Declared tools matter only to the opt-in modes and to provider-side MCP servers;
             # block_calls needs no parse of the (large) body at all.
             needs_parse = policy.tool_mode != "block_calls" or (
-                policy.mcp.active and b'"mcp_servers"' in ctx.body
+                policy.mcp.active and ctx.mcp_servers_raw is not None
             )
             declared = policy.check_declared(ctx.parsed_body()) if needs_parse else []
             # A denied MCP server in mcp_servers[] runs on the provider's side, where no
