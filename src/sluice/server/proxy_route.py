@@ -95,7 +95,7 @@ async def handle_proxy(
             guard = await state.pipeline.admit(ctx)
             provider = state.router.pick(ctx)
             ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
-            if billable:
+            if billable and state.budgets.applicable(ctx.key):
                 worst = state.budgets.worst_case_micros(
                     provider.kind, ctx.model_sent or "", len(ctx.body), ctx.max_tokens
                 )
