@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from collections import deque
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
+from sluice.testing.fake_server import FakeServer
+from sluice.testing.recorded import RecordedRequest
 from sluice.testing.scenarios import (
     Fault,
     Scenario,
@@ -57,28 +56,6 @@ _NO_FAULT: Final = Fault()
 _SSE_CONTENT_TYPE: Final = "text/event-stream; charset=utf-8"
 # http.HTTPStatus has no phrase for Anthropic's 529.
 _REASONS: Final = {529: "Overloaded"}
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as it arrived: raw path and query, headers in wire order and case, body."""
-
-    method: str
-    path: str
-    query: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        """The first value of a header, matched case-insensitively."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
 
 
 def _display_name(model_id: str) -> str:
@@ -122,7 +99,7 @@ def _stop_point(fault: Fault, n_events: int) -> tuple[int, str | None]:
     return cut, action
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     def __init__(
         self,
         default: Scenario | None = None,
@@ -133,102 +110,12 @@ class FakeAnthropic:
         count_tokens_value: int | None = None,
         max_recorded: int | None = None,
     ) -> None:
-        # Long-running uses (the demo upstream, `sluice mock`) bound what they keep.
-        self._max_recorded = max_recorded
-        self._default = default if default is not None else Scenario()
-        self._host = host
-        self._port = port
+        super().__init__(default, host=host, port=port, max_recorded=max_recorded)
         self._models = list(models) if models is not None else list(DEFAULT_MODELS)
         self._count_tokens_value = count_tokens_value
-        self._queue: deque[Scenario] = deque()
-        self._counter = 0
-        self._runner: web.ServerRunner | None = None
-        self._closing = asyncio.Event()
-        self._cancel_event = asyncio.Event()
-        self.requests: list[RecordedRequest] = []
-        self.active_streams = 0
-        self.cancelled_streams = 0
-
-    # --- lifecycle ------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("FakeAnthropic is already running")
-        self._closing = asyncio.Event()
-        self._cancel_event = asyncio.Event()
-        # handler_cancellation: a client that disconnects cancels its handler, which is how
-        # cancelled_streams sees a gateway abandoning the upstream. aiohttp sets TCP_NODELAY on
-        # every accepted connection (base_protocol.connection_made), so small SSE writes don't
-        # stall on Nagle + delayed ACK.
-        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
-        runner = web.ServerRunner(server, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self._host, self._port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = int(runner.addresses[0][1])
-        self._runner = runner
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        self._closing.set()  # releases hanging handlers, and their end is not a client cancel
-        await runner.cleanup()
-
-    async def __aenter__(self) -> FakeAnthropic:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
-
-    # --- scripting and inspection ---------------------------------------------------------
-
-    def script(self, *scenarios: Scenario) -> None:
-        """Queue scenarios for the next POST /v1/messages requests, one each, in order."""
-        self._queue.extend(scenarios)
-
-    def set_default(self, scenario: Scenario) -> None:
-        self._default = scenario
-
-    def clear(self) -> None:
-        self.requests.clear()
 
     def messages_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST" and r.path == "/v1/messages"]
-
-    async def wait_cancelled(self, n: int = 1, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
-        """Wait until `n` responses were abandoned by their client. Call on the server's loop."""
-        try:
-            async with asyncio.timeout(timeout):
-                while self.cancelled_streams < n:
-                    self._cancel_event.clear()
-                    await self._cancel_event.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def _note_cancel(self) -> None:
-        if not self._closing.is_set():
-            self.cancelled_streams += 1
-            self._cancel_event.set()
 
     # --- request handling -----------------------------------------------------------------
 
@@ -242,9 +129,7 @@ class FakeAnthropic:
         method = request.method
         path, _, query = request.raw_path.partition("?")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self.requests.append(RecordedRequest(method, path, query, headers, body))
-        if self._max_recorded is not None and len(self.requests) > self._max_recorded:
-            del self.requests[: len(self.requests) - self._max_recorded]
+        self._record(RecordedRequest(method, path, query, headers, body))
         rid = f"req_fake_{n}"
 
         if path == "/v1/messages" and method == "POST":

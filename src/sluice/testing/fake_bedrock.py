@@ -34,7 +34,6 @@ import binascii
 import re
 import struct
 import urllib.parse
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -44,6 +43,7 @@ from multidict import CIMultiDictProxy
 
 # _stop_point: one definition of how drop/error/hang faults cut a stream, for both fakes.
 from sluice.testing.fake_anthropic import RecordedRequest, _stop_point
+from sluice.testing.fake_server import FakeServer
 from sluice.testing.scenarios import Fault, Reply, Scenario, message_json, stream_events
 from sluice.translate.bedrock import (
     BEDROCK_ANTHROPIC_VERSION,
@@ -218,7 +218,7 @@ def _abort(request: web.BaseRequest) -> web.StreamResponse:
     return web.Response()
 
 
-class FakeBedrock:
+class FakeBedrock(FakeServer):
     def __init__(
         self,
         default: Scenario | None = None,
@@ -228,67 +228,12 @@ class FakeBedrock:
         accepted_betas: Iterable[str] | None = None,
         accepted_versions: Iterable[str] = (BEDROCK_ANTHROPIC_VERSION,),
     ) -> None:
-        self._default = default if default is not None else Scenario()
-        self._host = host
-        self._port = port
+        super().__init__(default, host=host, port=port)
         accepted = accepted_betas
         if accepted is None:
             accepted = (v for v in DEFAULT_BETA_ALLOWLIST.values() if v is not None)
         self._accepted = frozenset(accepted)
         self._versions = frozenset(accepted_versions)
-        self._queue: deque[Scenario] = deque()
-        self._counter = 0
-        self._runner: web.ServerRunner | None = None
-        self._closing = asyncio.Event()
-        self.requests: list[RecordedRequest] = []
-        self.active_streams = 0
-        self.cancelled_streams = 0
-
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("FakeBedrock is already running")
-        self._closing = asyncio.Event()
-        # handler_cancellation: a client that leaves cancels its handler (cancelled_streams).
-        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
-        runner = web.ServerRunner(server, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self._host, self._port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = int(runner.addresses[0][1])
-        self._runner = runner
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        self._closing.set()  # releases hanging handlers
-        await runner.cleanup()
-
-    async def __aenter__(self) -> FakeBedrock:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
-
-    def script(self, *scenarios: Scenario) -> None:
-        """Queue scenarios for the next invoke requests (authenticated ones), in order."""
-        self._queue.extend(scenarios)
-
-    def set_default(self, scenario: Scenario) -> None:
-        self._default = scenario
 
     def invoke_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if _ROUTE.fullmatch(r.path)]
@@ -301,7 +246,7 @@ class FakeBedrock:
         n = self._counter
         path, _, query = request.raw_path.partition("?")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self.requests.append(RecordedRequest(request.method, path, query, headers, body))
+        self._record(RecordedRequest(request.method, path, query, headers, body))
         rid = f"00000000-0000-4000-8000-{n:012d}"  # UUID-shaped, as AWS sends
         problem = _auth_problem(request.headers)
         if problem is not None:
@@ -330,8 +275,7 @@ class FakeBedrock:
                 return await self._stream(request, frames, fault, rid)
             return self._message(scenario.reply, model, n, rid)
         except asyncio.CancelledError:
-            if not self._closing.is_set():
-                self.cancelled_streams += 1
+            self._note_cancel()
             raise
         finally:
             self.active_streams -= 1
@@ -412,6 +356,5 @@ class FakeBedrock:
                 await resp.write(exception_frame(name[:1].lower() + name[1:], fault.error_message))
             await resp.write_eof()
         except ConnectionResetError:  # the client went away while we were writing
-            if not self._closing.is_set():
-                self.cancelled_streams += 1
+            self._note_cancel()
         return resp

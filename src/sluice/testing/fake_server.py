@@ -1,0 +1,124 @@
+"""The part every fake upstream shares: a real aiohttp server's lifecycle, scripted
+scenarios, the record of requests, and counting clients that went away."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+from sluice.testing.recorded import RecordedRequest
+from sluice.testing.scenarios import Scenario
+
+
+class FakeServer:
+    def __init__(
+        self,
+        default: Scenario | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_recorded: int | None = None,
+    ) -> None:
+        # Long-running uses (the demo upstream, `sluice mock`) bound what they keep.
+        self._max_recorded = max_recorded
+        self._default = default if default is not None else Scenario()
+        self._host = host
+        self._port = port
+        self._queue: deque[Scenario] = deque()
+        self._counter = 0
+        self._runner: web.ServerRunner | None = None
+        self._closing = asyncio.Event()
+        self._cancel_event = asyncio.Event()
+        self.requests: list[RecordedRequest] = []
+        self.active_streams = 0
+        self.cancelled_streams = 0
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        raise NotImplementedError
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError(f"{type(self).__name__} is already running")
+        self._closing = asyncio.Event()
+        self._cancel_event = asyncio.Event()
+        # handler_cancellation: a client that disconnects cancels its handler, which is how
+        # cancelled_streams sees a gateway abandoning the upstream. aiohttp sets TCP_NODELAY on
+        # every accepted connection (base_protocol.connection_made), so small SSE writes don't
+        # stall on Nagle + delayed ACK.
+        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = int(runner.addresses[0][1])
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._closing.set()  # releases hanging handlers, and their end is not a client cancel
+        await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    # --- scripting and inspection ---------------------------------------------------------
+
+    def script(self, *scenarios: Scenario) -> None:
+        """Queue scenarios for the next model requests, one each, in order."""
+        self._queue.extend(scenarios)
+
+    def set_default(self, scenario: Scenario) -> None:
+        self._default = scenario
+
+    def clear(self) -> None:
+        self.requests.clear()
+
+    def _record(self, request: RecordedRequest) -> None:
+        self.requests.append(request)
+        if self._max_recorded is not None and len(self.requests) > self._max_recorded:
+            del self.requests[: len(self.requests) - self._max_recorded]
+
+    async def wait_cancelled(self, n: int = 1, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+        """Wait until `n` responses were abandoned by their client. Call on the server's loop."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.cancelled_streams < n:
+                    self._cancel_event.clear()
+                    await self._cancel_event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _note_cancel(self) -> None:
+        if not self._closing.is_set():
+            self.cancelled_streams += 1
+            self._cancel_event.set()
