@@ -17,6 +17,7 @@ from sluice.cli.common import (
     config_or_exit,
     console,
     fail,
+    given,
     iso,
     open_db,
     print_json,
@@ -176,17 +177,13 @@ def update(
 ) -> None:
     """Change a budget's limit, window, breach action or webhook."""
     _check(None, window, on_breach, webhook_format)
-    changes: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "window": window,
-            "on_breach": on_breach,
-            "webhook_url": webhook,
-            "webhook_format": webhook_format,
-            "name": name,
-        }.items()
-        if v is not None
-    }
+    changes = given(
+        window=window,
+        on_breach=on_breach,
+        webhook_url=webhook,
+        webhook_format=webhook_format,
+        name=name,
+    )
     if limit is not None:
         changes["limit_micros"] = _micros(limit)
 

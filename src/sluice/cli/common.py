@@ -86,5 +86,10 @@ def iso(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user actually passed (those not left at None)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def print_json(payload: Any) -> None:
     sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")

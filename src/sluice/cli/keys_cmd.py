@@ -16,6 +16,7 @@ from sluice.cli.common import (
     config_or_exit,
     console,
     fail,
+    given,
     iso,
     open_db,
     parse_when,
@@ -221,18 +222,14 @@ def update(
             except orjson.JSONDecodeError:
                 value = raw  # a bare word is taken as a string
             document = set_path(document, path.strip(), value)
-        fields: dict[str, Any] = {
-            k: v
-            for k, v in {
-                "name": name,
-                "description": description,
-                "project": project,
-                "principal": principal,
-                "team": team,
-                "organization": organization,
-            }.items()
-            if v is not None
-        }
+        fields = given(
+            name=name,
+            description=description,
+            project=project,
+            principal=principal,
+            team=team,
+            organization=organization,
+        )
         if expires is not None:
             fields["expires_at"] = parse_when(expires, SystemClock().now_ms(), future=True)
         new_config = VirtualKeyConfig.parse(document, "config") if (set_ or config_file) else None
