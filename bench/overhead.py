@@ -12,6 +12,12 @@ SSE time to first body byte at c=1 (Python aiohttp client). Medians of the round
 "policy" is the same Sluice process as "sluice", called with a second virtual key whose config
 denies 20 regex patterns (tools, MCP servers, URLs) that nothing in the bodies matches; it is
 also paired with "sluice" within each round (what the policy adds).
+
+Optional rows (off by default, so the default run is unchanged):
+--budgets adds "budget": the same Sluice process again, with a third key (principal
+bench-budget, project bench, a rate limit) under two budgets that never trip.
+--pg-redis adds "pg": a second `sluice serve` on PostgreSQL + Redis (a fresh database, Redis
+db 12), called with the same kind of key and budgets (the Lua reserve/settle path).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from procs import (
     Proc,
     free_port,
     kernel_threads_cpu_seconds,
+    named_cpu_seconds,
     own_cpu_seconds,
     start,
     start_spinner,
@@ -82,6 +89,19 @@ POLICY_RULES: dict[str, dict[str, list[str]]] = {
 }
 POLICY_PATTERNS = sum(len(r["deny"]) for r in POLICY_RULES.values())
 FULL = Plan(rounds=3, rps_seconds=3, latency_seconds=2.0, use_wrk=True, loadgen_cpu=LOADGEN_CPU)
+# The budget key: a rate limit that never trips, under two budgets that never trip either.
+BUDGET_PRINCIPAL, BUDGET_PROJECT = "bench-budget", "bench"
+BUDGET_KEY_YAML = "rate_limits: {rpm: 10000000, tpm: 100000000000}\n"
+BUDGETS: tuple[tuple[str, ...], ...] = (
+    ("--scope", "principal", "--target", BUDGET_PRINCIPAL, "--window", "month"),
+    ("--limit", "1000000", "--on-breach", "block"),
+    ("--scope", "project", "--target", BUDGET_PROJECT, "--window", "day"),
+    ("--limit", "1000000", "--on-breach", "warn"),
+)
+PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1"]
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{db}"
+REDIS_URL, REDIS_DB = "redis://127.0.0.1:6379/12", "12"
+SERVICES = frozenset({"postgres", "redis-server"})  # their CPU counts as ours with --pg-redis
 QUICK = Plan(rounds=1, rps_seconds=1, latency_seconds=1.0, use_wrk=True, loadgen_cpu=LOADGEN_CPU)
 
 
@@ -97,12 +117,15 @@ def sluice_cmd() -> list[str]:
     return [found]
 
 
-def write_config(tmp: Path, upstream_url: str) -> Path:
-    cfg = tmp / "sluice.yaml"
+def write_config(
+    tmp: Path, upstream_url: str, database: str | None = None, redis: str | None = None
+) -> Path:
+    cfg = tmp / ("sluice-pg.yaml" if database else "sluice.yaml")
     cfg.write_text(
         "server: {host: 127.0.0.1, port: 4000, log_level: warning}\n"
-        f"database: sqlite:///{tmp}/sluice.db\n"
-        "secret_key: bench-secret\n"
+        f"database: {database or f'sqlite:///{tmp}/sluice.db'}\n"
+        + (f"redis: {redis}\n" if redis else "")
+        + "secret_key: bench-secret\n"
         "providers:\n"
         "  anthropic-primary: {type: anthropic, api_key: sk-ant-bench, "
         f'base_url: "{upstream_url}", models: [{", ".join(MODELS)}]}}\n'
@@ -118,6 +141,36 @@ def mint_key(cfg: Path, name: str = "bench", key_config: dict[str, Any] | None =
         cmd += ["--config-file", str(vk_file)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
     return str(json.loads(out.stdout)["key"])
+
+
+def mint_budget_key(cfg: Path) -> str:
+    """The third key (principal bench-budget, project bench, a rate limit) and its 2 budgets."""
+    vk_file = cfg.with_name(f"vk-{BUDGET_PRINCIPAL}-{cfg.stem}.yaml")
+    vk_file.write_text(BUDGET_KEY_YAML)
+    cmd = [*sluice_cmd(), "keys", "create", "--name", BUDGET_PRINCIPAL, "--config", str(cfg)]
+    cmd += ["--principal", BUDGET_PRINCIPAL, "--project", BUDGET_PROJECT]
+    cmd += ["--config-file", str(vk_file), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    for i in range(0, len(BUDGETS), 2):
+        budget = [*sluice_cmd(), "budgets", "create", *BUDGETS[i], *BUDGETS[i + 1]]
+        budget += ["--config", str(cfg), "--json"]
+        subprocess.run(budget, capture_output=True, text=True, timeout=60, check=True)
+    return str(json.loads(out.stdout)["key"])
+
+
+def redis_flush() -> None:
+    subprocess.run(["redis-cli", "-n", REDIS_DB, "flushdb"], capture_output=True, check=True)
+
+
+def pg_create(db: str) -> None:
+    subprocess.run([*PG_ADMIN, "-c", f"CREATE DATABASE {db}"], capture_output=True, check=True)
+
+
+def pg_drop(db: str) -> None:
+    sql = f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+    out = subprocess.run([*PG_ADMIN, "-c", sql], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        log(f"could not drop database {db}: {out.stderr.strip()}")
 
 
 _URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
@@ -223,6 +276,8 @@ def measure_body(
     tmp: Path,
     procs: list[Proc],
     pin: int | None,
+    budget_case: BodyCase | None = None,
+    pg: tuple[Path, BodyCase] | None = None,
 ) -> dict[str, Any]:
     bare_port, sluice_port = free_port(), free_port()
     bare_cmd = [sys.executable, str(BENCH / "bare_relay.py"), "--port", str(bare_port)]
@@ -240,24 +295,40 @@ def measure_body(
         "sluice": (sluice.url, sluice, case),
         "policy": (sluice.url, sluice, policy_case),
     }
+    if budget_case is not None:  # same process again, third key: 2 budgets + a rate limit
+        targets["budget"] = (sluice.url, sluice, budget_case)
+    pg_sluice: Proc | None = None
+    if pg is not None:  # a second Sluice process on PostgreSQL + Redis, same pinning
+        pg_cfg, pg_case = pg
+        pg_port = free_port()
+        pg_serve = [*sluice_cmd(), "serve", "--config", str(pg_cfg), "--port", str(pg_port)]
+        pg_sluice = start("sluice-pg", pg_serve, pg_port, pin, tmp)
+        procs.append(pg_sluice)
+        pg_sluice.wait_ready("/healthz")
+        targets["pg"] = (pg_sluice.url, pg_sluice, pg_case)
     for url, _, target_case in targets.values():
         warm_up(url, target_case)
-    rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in report.TARGETS}
+    names = tuple(t for t in report.TARGETS if t in targets)
+    rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in names}
     discarded: list[dict[str, Any]] = []
-    n_targets = len(report.TARGETS)
+    n_targets = len(names)
     redos_left = plan.rounds if plan.max_background_pct is not None else 0
+    services = SERVICES if pg is not None else frozenset()
+
+    def own() -> float:
+        return own_cpu_seconds(procs) + kernel_threads_cpu_seconds() + named_cpu_seconds(services)
+
     while len(rounds["direct"]) < plan.rounds:
         r = len(rounds["direct"])  # the order rotates over kept rounds: a redo keeps its order
-        order = report.TARGETS[r % n_targets :] + report.TARGETS[: r % n_targets]
+        order = names[r % n_targets :] + names[: r % n_targets]
         cells: dict[str, dict[str, Any]] = {}
         for target in order:
             url, proc, target_case = targets[target]
             started = time.monotonic()
-            busy, own = system_busy_seconds(), own_cpu_seconds(procs) + kernel_threads_cpu_seconds()
+            busy, own_before = system_busy_seconds(), own()
             cell = measure_cell(url, target_case, proc, plan, scripts)
             wall = (time.monotonic() - started) * (os.cpu_count() or 1)
-            own_after = own_cpu_seconds(procs) + kernel_threads_cpu_seconds()
-            others = (system_busy_seconds() - busy) - (own_after - own)
+            others = (system_busy_seconds() - busy) - (own() - own_before)
             cell["background_cpu_pct"] = round(100 * max(0.0, others) / wall, 1)
             cells[target] = cell
             log(
@@ -277,8 +348,9 @@ def measure_body(
         for target, cell in cells.items():
             rounds[target].append(cell)
     rss = {name: proc.memory_kib() for name, (_, proc, _) in targets.items() if proc is not None}
-    for proc in (bare, sluice):
-        proc.stop()
+    for proc in (bare, sluice, pg_sluice):
+        if proc is not None:
+            proc.stop()
     summary = report.summarize_body(rounds)
     return {
         "label": case.label,
@@ -304,7 +376,13 @@ def loadgen_ceiling(upstream: Proc, case: BodyCase, plan: Plan) -> dict[str, Any
 
 
 def run(
-    plan: Plan, out: Path, keep: bool, keep_awake: bool, commit: str | None = None
+    plan: Plan,
+    out: Path,
+    keep: bool,
+    keep_awake: bool,
+    commit: str | None = None,
+    budgets: bool = False,
+    pg_redis: bool = False,
 ) -> dict[str, Any]:
     pin = PROXY_CPU if (os.cpu_count() or 1) >= 2 else None
     loadgen_pin = LOADGEN_CPU if pin is not None else None
@@ -317,6 +395,7 @@ def run(
     tmp = scratch_dir()
     procs: list[Proc] = []
     began = time.monotonic()
+    pg_db = f"sluice_bench_{os.getpid()}" if pg_redis else None
     try:
         code = snapshot_code(tmp, commit)
         log(f"gateway code: {code['source']} ({code['commit']})")
@@ -333,9 +412,21 @@ def run(
         cases = body_cases(key)
         check_policy_misses(cases)
         policy_cases = [rekey(case, policy_key, "policy") for case in cases]
+        budget_cases: list[BodyCase | None] = [None] * len(cases)
+        pg_cases: list[tuple[Path, BodyCase] | None] = [None] * len(cases)
+        if budgets:
+            budget_key = mint_budget_key(cfg)
+            budget_cases = [rekey(case, budget_key, "budget") for case in cases]
+        if pg_db is not None:
+            redis_flush()
+            pg_create(pg_db)
+            pg_cfg = write_config(tmp, upstream.url, PG_URL.format(db=pg_db), REDIS_URL)
+            pg_key = mint_budget_key(pg_cfg)
+            pg_cases = [(pg_cfg, rekey(case, pg_key, "pg")) for case in cases]
+        extra = [c for c in budget_cases if c] + [p[1] for p in pg_cases if p]
         scripts = {}
         if plan.use_wrk:
-            for case in (*cases, *policy_cases):
+            for case in (*cases, *policy_cases, *extra):
                 for work in (case.json, case.sse):
                     scripts[work.name] = write_wrk_script(work, tmp)
         result: dict[str, Any] = {
@@ -350,15 +441,30 @@ def run(
                 "keep_awake": keep_awake,
                 "policy_rules": POLICY_RULES,
                 "policy_patterns": POLICY_PATTERNS,
+                "budget_key": (
+                    {
+                        "principal": BUDGET_PRINCIPAL,
+                        "project": BUDGET_PROJECT,
+                        "config": BUDGET_KEY_YAML.strip(),
+                        "budgets": [" ".join(BUDGETS[i] + BUDGETS[i + 1]) for i in (0, 2)],
+                    }
+                    if budgets or pg_redis
+                    else None
+                ),
+                "pg_redis": (
+                    {"database": PG_URL.format(db=pg_db), "redis": REDIS_URL} if pg_db else None
+                ),
             },
             "bodies": {},
         }
         log("load generator ceiling (Python client -> fake upstream, small body)")
         result["loadgen_ceiling"] = loadgen_ceiling(upstream, cases[0], plan)
-        for case, policy_case in zip(cases, policy_cases, strict=True):
+        for case, policy_case, budget_case, pg in zip(
+            cases, policy_cases, budget_cases, pg_cases, strict=True
+        ):
             log(f"{case.label}: {len(case.json.body):,} B")
             result["bodies"][case.name] = measure_body(
-                case, policy_case, upstream, cfg, plan, scripts, tmp, procs, pin
+                case, policy_case, upstream, cfg, plan, scripts, tmp, procs, pin, budget_case, pg
             )
         small_direct = result["bodies"]["small"]["summary"]["direct"]
         if plan.use_wrk:
@@ -380,6 +486,9 @@ def run(
     finally:
         for proc in reversed(procs):
             proc.stop()
+        if pg_db is not None:
+            pg_drop(pg_db)
+            redis_flush()
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -417,6 +526,17 @@ def main() -> None:
         help="redo a round when other processes used more than PCT%% of the machine in one of"
         " its cells (at most --rounds redos per body; default 15; 100 keeps every round)",
     )
+    parser.add_argument(
+        "--budgets",
+        action="store_true",
+        help="add the row 'Sluice + 2 budgets + rate limit' (same process, a third key)",
+    )
+    parser.add_argument(
+        "--pg-redis",
+        action="store_true",
+        help="add the row 'Sluice on PostgreSQL + Redis' (a second process; needs 127.0.0.1"
+        " postgres (trust, user postgres, db test) and redis; a fresh database, redis db 12)",
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     plan = replace(
@@ -425,7 +545,15 @@ def main() -> None:
         use_wrk=not args.no_wrk,
         max_background_pct=args.max_background if args.max_background < 100 else None,
     )
-    run(plan, args.out, args.keep, keep_awake=not args.no_keep_awake, commit=args.commit)
+    run(
+        plan,
+        args.out,
+        args.keep,
+        keep_awake=not args.no_keep_awake,
+        commit=args.commit,
+        budgets=args.budgets,
+        pg_redis=args.pg_redis,
+    )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,14 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     ),
     ("policy: tool guard (response side)", re.compile(r"sluice/governance/tool_guard")),
     ("body peek (msgspec)", re.compile(r"peek_messages_body")),
+    # The PostgreSQL + Redis row: redis-py under the budget counters and rate limits, asyncpg
+    # under SQLAlchemy (the ledger, budget seeding).
+    ("redis client (redis-py: budget counters, rate limits)", re.compile(r"(^|[(/])redis/")),
+    ("PostgreSQL driver (asyncpg)", re.compile(r"asyncpg/")),
+    (
+        "budgets and rate limits (Sluice's side)",
+        re.compile(r"sluice/governance/(budgets|counters|rate_limits|windows)|redis_counters"),
+    ),
     ("ledger: SQLite thread (aiosqlite, sqlite3)", re.compile(r"aiosqlite/")),
     ("ledger: SQLAlchemy on the event loop", re.compile(r"LedgerWriter|sqlalchemy/|greenlet")),
     ("key auth (parse, HMAC)", re.compile(r"KeyCache\.authenticate|vk_format|hmac\.py")),

@@ -6,13 +6,18 @@ import statistics
 from typing import Any
 
 NA = "n/a"
-TARGETS = ("direct", "bare", "sluice", "policy")
+# "budget" and "pg" are optional (--budgets, --pg-redis): a run has the targets it measured.
+TARGETS = ("direct", "bare", "sluice", "policy", "budget", "pg")
 TARGET_LABELS = {
     "direct": "direct (no proxy)",
     "bare": "bare relay",
     "sluice": "Sluice (full)",
     "policy": "Sluice + policy (20 patterns)",
+    "budget": "Sluice + 2 budgets + rate limit",
+    "pg": "Sluice on PostgreSQL + Redis (budgets + rate limit)",
 }
+# Targets paired per round with Sluice (full): what the key (or the backend) adds.
+VS_SLUICE_TARGETS = ("policy", "budget", "pg")
 # Paired per round against direct, then the median of the rounds.
 ADDED = {"p50_ms": "added_p50_ms", "p99_ms": "added_p99_ms", "ttfb_p50_ms": "added_ttfb_ms"}
 # The policy target paired per round against Sluice (full): what the key's policy adds.
@@ -28,6 +33,7 @@ TARGETS_SPEC = {
     "cc_added_p50": 2.0,
     "added_ttfb": 1.0,
     "policy_vs_sluice_p50": 0.2,
+    "budget_vs_sluice_rps": 0.85,
 }
 
 
@@ -58,19 +64,33 @@ def summarize_body(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         if target != "direct" and direct:
             for metric, name in ADDED.items():
                 med[name] = _paired(cells, direct, metric)
-        if target == "policy" and sluice:
+        if target in VS_SLUICE_TARGETS and sluice:
             for metric, name in VS_SLUICE.items():
                 med[name] = _paired(cells, sluice, metric)
         out[target] = med
     return out
 
 
-RATIOS = (("sluice", "direct"), ("sluice", "bare"), ("policy", "sluice"))
+RATIOS = (
+    ("sluice", "direct"),
+    ("sluice", "bare"),
+    ("policy", "sluice"),
+    ("budget", "sluice"),
+    ("pg", "sluice"),
+)
+
+
+def _ratios_in(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The RATIOS whose two targets some body measured (the optional rows may be absent)."""
+    have = {t for body in result["bodies"].values() for t in body["summary"]}
+    return [(t, b) for t, b in RATIOS if t in have and b in have]
 
 
 def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for target, base in RATIOS:
+        if target not in summary:
+            continue
         num_m, den_m = summary.get(target, {}), summary.get(base, {})
         for conc in (1, 16, 64):
             key = f"rps_c{conc}"
@@ -110,11 +130,12 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_added(m.get('added_ttfb_ms'))} | {_i(m.get('cpu_us_per_req_c64'))} | "
                 f"{_i(body['rss_kib'].get(target))} |"
             )
-    head = " | ".join(f"{t}/{b} c=1 | c=16 | c=64" for t, b in RATIOS)
-    lines += ["", f"| body | {head} |", "|---|" + "---|" * 3 * len(RATIOS)]
+    pairs = _ratios_in(result)
+    head = " | ".join(f"{t}/{b} c=1 | c=16 | c=64" for t, b in pairs)
+    lines += ["", f"| body | {head} |", "|---|" + "---|" * 3 * len(pairs)]
     for body in result["bodies"].values():
         r = body["ratios"]
-        cells = [_f(r.get(f"{t}/{b}_c{c}")) for t, b in RATIOS for c in (1, 16, 64)]
+        cells = [_f(r.get(f"{t}/{b}_c{c}")) for t, b in pairs for c in (1, 16, 64)]
         lines.append(f"| {body['label']} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -128,26 +149,36 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _policy_lines(result: dict[str, Any]) -> list[str]:
-    """What the key's policy costs: the policy target minus Sluice (full), paired per round."""
+    """What a key's policy, budgets or backend cost: the target minus Sluice (full), paired per
+    round."""
     if not any("policy" in body["summary"] for body in result["bodies"].values()):
         return []
     n = result["meta"].get("policy_patterns", 20)
+    have = {t for body in result["bodies"].values() for t in body["summary"]}
+    notes = {
+        "policy": f"policy = {n} deny patterns, same process (so RSS is shared)",
+        "budget": "budgets = same process, a third key",
+        "pg": "PostgreSQL + Redis = a second process (its CPU excludes postgres, redis-server)",
+    }
     lines = [
-        f"Policy ({n} deny patterns) minus Sluice (full), same process, paired per round "
-        "(CPU and RSS: the same process, so RSS is shared):",
+        "Each target minus Sluice (full), paired per round: "
+        + "; ".join(text for target, text in notes.items() if target in have)
+        + ":",
         "",
-        "| body | p50 ms | p99 ms | TTFB ms | CPU µs/req (c=64) |",
-        "|---|---|---|---|---|",
+        "| body | target | p50 ms | p99 ms | TTFB ms | CPU µs/req (c=64) |",
+        "|---|---|---|---|---|---|",
     ]
     for body in result["bodies"].values():
-        m = body["summary"].get("policy")
-        if m is None:
-            continue
-        lines.append(
-            f"| {body['label']} | {_added(m.get('vs_sluice_p50_ms'))} | "
-            f"{_added(m.get('vs_sluice_p99_ms'))} | {_added(m.get('vs_sluice_ttfb_ms'))} | "
-            f"{_signed_i(m.get('vs_sluice_cpu_us_per_req_c64'))} |"
-        )
+        for target in VS_SLUICE_TARGETS:
+            m = body["summary"].get(target)
+            if m is None:
+                continue
+            label = TARGET_LABELS[target]
+            lines.append(
+                f"| {body['label']} | {label} | {_added(m.get('vs_sluice_p50_ms'))} | "
+                f"{_added(m.get('vs_sluice_p99_ms'))} | {_added(m.get('vs_sluice_ttfb_ms'))} | "
+                f"{_signed_i(m.get('vs_sluice_cpu_us_per_req_c64'))} |"
+            )
     return [*lines, ""]
 
 
@@ -190,9 +221,13 @@ def _ceiling_lines(result: dict[str, Any]) -> list[str]:
             "",
             "CPU used by other processes (not the benchmark's, not kernel threads) during the"
             f" kept cells: median {bg['median']}%, max {bg['max']}% of all cores."
-            f" Rounds discarded and measured again because others used more than"
-            f" {meta['plan'].get('max_background_pct')}%: {bg.get('discarded_rounds', 0)}."
-            f" Idle cores kept awake: {meta.get('keep_awake')}.",
+            + (
+                f" Rounds discarded and measured again because others used more than"
+                f" {limit}%: {bg.get('discarded_rounds', 0)}."
+                if (limit := meta["plan"].get("max_background_pct")) is not None
+                else " No round was redone (--max-background 100)."
+            )
+            + f" Idle cores kept awake: {meta.get('keep_awake')}.",
         ]
     return lines
 
@@ -218,6 +253,20 @@ def _target_lines(result: dict[str, Any]) -> list[str]:
             else:
                 verdict = "yes" if (value >= bound if higher else value <= bound) else "**no**"
             lines.append(f"| {body['label']}: {label} | {goal} | {shown} | {verdict} |")
+    for body in result["bodies"].values():
+        b, s = body["summary"].get("budget"), body["summary"].get("sluice", {})
+        if b is None:
+            continue
+        bound = spec["budget_vs_sluice_rps"]
+        peak_b = max(b.get("rps_c16") or 0.0, b.get("rps_c64") or 0.0)
+        peak_s = max(s.get("rps_c16") or 0.0, s.get("rps_c64") or 0.0)
+        value = peak_b / peak_s if peak_b and peak_s else None
+        verdict = NA if value is None else ("yes" if value >= bound else "**no**")
+        shown = NA if value is None else f"{value:.2f} ({_i(peak_b)} / {_i(peak_s)})"
+        lines.append(
+            f"| {body['label']}: budgets+rate limit peak req/s (c=16/64) vs Sluice (full) | "
+            f">= {bound:.2f} | {shown} | {verdict} |"
+        )
     for body in result["bodies"].values():
         p = body["summary"].get("policy")
         if p is None:
