@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import socket
 from pathlib import Path
@@ -264,3 +265,33 @@ async def test_upstream_ends_before_first_event_is_502(
     status, _, body = await post(gateway, SMALL, key=gateway.key)
     assert status == 502
     assert envelope(body)["code"] == "provider_error"
+
+
+async def test_connect_timeout_is_the_providers(tmp_path: Path) -> None:
+    """A listener whose accept queue is full never completes the handshake: the provider's
+    connect_timeout_ms bounds the wait, and the client gets 504 provider_timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # fill the accept queue (nobody accepts)
+        s = socket.socket()
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            s.connect(("127.0.0.1", port))
+        fillers.append(s)
+    gw = await start_gateway(
+        tmp_path / "c.db", f"http://127.0.0.1:{port}", provider_yaml="    connect_timeout_ms: 300"
+    )
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, _, body = await post(gw, SMALL, key=gw.key)
+        assert loop.time() - started < 3.0  # not the session-wide 10 s default
+        assert status == 504 and envelope(body)["code"] == "provider_timeout"
+    finally:
+        await gw.server.stop()
+        for s in fillers:
+            s.close()
+        listener.close()

@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -40,6 +41,34 @@ async def run(*args: str) -> str:
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+async def mint(config: Path, *args: str) -> dict[str, Any]:
+    """`sluice keys create --json` with the given options; the created key as JSON."""
+    out = await run("keys", "create", *args, "--json", "--config", str(config))
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+async def monthly_budget(config: Path, principal: str, limit: str) -> dict[str, Any]:
+    """A blocking monthly budget on a principal, created with the CLI."""
+    out = await run(
+        "budgets",
+        "create",
+        "--scope",
+        "principal",
+        "--target",
+        principal,
+        "--window",
+        "month",
+        "--limit",
+        limit,
+        "--on-breach",
+        "block",
+        "--json",
+        "--config",
+        str(config),
+    )
+    return json.loads(out)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -139,36 +168,8 @@ async def test_budget_holds_across_two_replicas(
     shared: tuple[Path, str, FakeAnthropic], max_tokens: int, exact: bool
 ) -> None:
     config, dsn, _ = shared
-    key = json.loads(
-        await run(
-            "keys",
-            "create",
-            "--name",
-            "alice",
-            "--principal",
-            "alice",
-            "--json",
-            "--config",
-            str(config),
-        )
-    )["key"]
-    await run(
-        "budgets",
-        "create",
-        "--scope",
-        "principal",
-        "--target",
-        "alice",
-        "--window",
-        "month",
-        "--limit",
-        "1.00",
-        "--on-breach",
-        "block",
-        "--json",
-        "--config",
-        str(config),
-    )
+    key = (await mint(config, "--name", "alice", "--principal", "alice"))["key"]
+    await monthly_budget(config, "alice", "1.00")
     replicas = [await start_replica(config), await start_replica(config)]
     try:
         statuses = await hammer([u for u, _ in replicas], key, 300, max_tokens)
@@ -214,19 +215,7 @@ async def test_rate_limits_hold_across_two_replicas(
     ten = 10 * (len(body) // 3 + 16)
     vk = tmp_path / "vk.yaml"
     vk.write_text(f"rate_limits: {limits.replace('TEN', str(ten))}\n")
-    key = json.loads(
-        await run(
-            "keys",
-            "create",
-            "--name",
-            "rl",
-            "--config-file",
-            str(vk),
-            "--json",
-            "--config",
-            str(config),
-        )
-    )["key"]
+    key = (await mint(config, "--name", "rl", "--config-file", str(vk)))["key"]
     replicas = [await start_replica(config), await start_replica(config)]
     try:
         if time.time() % 60 > 50:  # keep the burst inside one UTC minute
@@ -271,36 +260,8 @@ async def test_sigkill_mid_load_loses_no_acknowledged_row(tmp_path: Path) -> Non
                 f"base_url: '{fake.url}'}}\n"
                 f"pricing:\n  overrides:\n    {MODEL}: {{input_per_mtok: 0, output_per_mtok: 5}}\n"
             )
-            key = json.loads(
-                await run(
-                    "keys",
-                    "create",
-                    "--name",
-                    "c",
-                    "--principal",
-                    "alice",
-                    "--json",
-                    "--config",
-                    str(config),
-                )
-            )["key"]
-            budget = json.loads(
-                await run(
-                    "budgets",
-                    "create",
-                    "--scope",
-                    "principal",
-                    "--target",
-                    "alice",
-                    "--window",
-                    "month",
-                    "--limit",
-                    "100",
-                    "--json",
-                    "--config",
-                    str(config),
-                )
-            )
+            key = (await mint(config, "--name", "c", "--principal", "alice"))["key"]
+            budget = await monthly_budget(config, "alice", "100")
             (url_a, proc_a), (url_b, proc_b) = (
                 await start_replica(config),
                 await start_replica(config),
@@ -364,9 +325,7 @@ async def test_key_disable_reaches_both_replicas_within_5s(
     shared: tuple[Path, str, FakeAnthropic],
 ) -> None:
     config, _, _ = shared
-    created = json.loads(
-        await run("keys", "create", "--name", "p", "--json", "--config", str(config))
-    )
+    created = await mint(config, "--name", "p")
     replicas = [await start_replica(config), await start_replica(config)]
     try:
         urls = [u for u, _ in replicas]
@@ -392,19 +351,7 @@ async def test_tool_verdict_is_shared_by_replicas(
     config, _, fake = shared
     vk = tmp_path / "deny.yaml"
     vk.write_text('policy_rules: {tools: {deny: ["^Bash$"]}}\n')
-    key = json.loads(
-        await run(
-            "keys",
-            "create",
-            "--name",
-            "nb",
-            "--config-file",
-            str(vk),
-            "--json",
-            "--config",
-            str(config),
-        )
-    )["key"]
+    key = (await mint(config, "--name", "nb", "--config-file", str(vk)))["key"]
     fake.set_default(Scenario(Reply([ToolUseBlock("Bash", {"command": "rm -rf /"})])))
     (url_a, proc_a), (url_b, proc_b) = await start_replica(config), await start_replica(config)
     try:

@@ -13,17 +13,10 @@ class Clock(Protocol):
         """Wall-clock milliseconds since the epoch (UTC)."""
         ...
 
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary origin, for durations."""
-        ...
-
 
 class SystemClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
-
-    def monotonic(self) -> float:
-        return time.perf_counter()
 
 
 class ManualClock:
@@ -31,17 +24,12 @@ class ManualClock:
 
     def __init__(self, now_ms: int = 1_780_000_000_000) -> None:
         self._now_ms = now_ms
-        self._mono = 0.0
 
     def now_ms(self) -> int:
         return self._now_ms
 
-    def monotonic(self) -> float:
-        return self._mono
-
     def advance(self, seconds: float) -> None:
         self._now_ms += int(seconds * 1000)
-        self._mono += seconds
 
 
 def new_request_id() -> str:

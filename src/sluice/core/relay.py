@@ -17,7 +17,6 @@ from sluice.core.context import RequestContext
 from sluice.errors import GatewayError, ProviderError
 from sluice.providers.base import UpstreamResponse
 from sluice.server.responses import (
-    JSON_CT,
     Send,
     request_id_headers,
     send_bytes,
@@ -174,6 +173,3 @@ async def relay_error_safe(
         await relay(ctx, upstream, send, guard)
     except _StreamBroken:
         return
-
-
-__all__ = ["JSON_CT", "relay", "relay_error_safe"]

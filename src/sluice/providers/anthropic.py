@@ -67,6 +67,9 @@ class AnthropicProvider:
         self._base = config.base_url
         self._api_key = config.api_key.get_secret_value() if config.api_key else None
         self._header_timeout = config.header_timeout_ms / 1000
+        # Per provider: the session's own timeouts are only defaults.
+        connect = config.connect_timeout_ms / 1000
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect)
         # Declared models are fixed: build their entries once, not per request.
         self._declared = (
             [ModelInfo(m, display_name_for(m)) for m in config.models]
@@ -95,6 +98,7 @@ class AnthropicProvider:
                     headers=headers,
                     skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
                     allow_redirects=False,
+                    timeout=self._timeout,
                 )
         except TimeoutError as exc:
             raise ProviderTimeout(

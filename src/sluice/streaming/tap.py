@@ -90,10 +90,6 @@ class StreamTap:
                     return b"".join(e.raw for e in events[:index])
         return ready
 
-    @property
-    def at_boundary(self) -> bool:
-        return not self._splitter.pending
-
     def finish(self) -> bytes:
         """At a clean end of stream: whatever trailing bytes never formed a whole event."""
         if self.verdict is not None:
