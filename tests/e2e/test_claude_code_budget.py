@@ -34,7 +34,7 @@ async def test_over_budget_principal_gets_402(
             updated_at=0,
         )
     )
-    state.budgets._budgets = await repo.list_all()  # as the periodic refresh would
+    await state.budgets.refresh()  # as the periodic refresh would
     result = await run_claude(
         ["--bare", "--disable-slash-commands", "--print", "say hi"],
         base_url=gateway.url,

@@ -48,7 +48,7 @@ async def add_budget(gw: Gateway, clock_ms: int, **fields: Any) -> Budget:
     )
     await BudgetsRepo(engine).insert(budget)
     gate = gw.server.app.state.budgets
-    gate._budgets = await BudgetsRepo(engine).list_all()  # as the 2 s refresh would
+    await gate.refresh()  # as the 2 s poll would
     return budget
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from sluice.governance.counters import Ask, BudgetCounters, MemoryCounters
+from sluice.governance.counters import Ask, BudgetCounters, Granted, MemoryCounters, Refusal
 from sluice.store.redis_counters import RedisCounters
 
 from services import ensure_redis
@@ -38,29 +38,32 @@ async def test_reserve_is_all_or_nothing(counters: BudgetCounters) -> None:
     await counters.seed(A, 0)  # seeding twice keeps the first value
     assert await counters.seeded(A) and not await counters.seeded(B)
     refusal = await counters.reserve("r1", [Ask(B, 200, 1000), Ask(A, 200, 1000)], 10_000)
-    assert refusal is not None and refusal.counter == A and refusal.used == 900
+    assert refusal == Refusal(A, 900)
     # Nothing was reserved on B either.
-    assert await counters.reserve("r2", [Ask(B, 1000, 1000)], 10_000) is None
-    assert await counters.reserve("r3", [Ask(B, 1, 1000)], 10_000) is not None
+    assert await counters.reserve("r2", [Ask(B, 1000, 1000)], 10_000) == Granted((0,))
+    assert isinstance(await counters.reserve("r3", [Ask(B, 1, 1000)], 10_000), Refusal)
 
 
 async def test_settle_replaces_reservation_once(counters: BudgetCounters) -> None:
-    assert await counters.reserve("r1", [Ask(A, 500, 1000), Ask(B, 500, None)], 10_000) is None
-    assert await counters.reserve("r2", [Ask(A, 600, 1000)], 10_000) is not None  # 500 held
-    await counters.settle("r1", 120, 0)
-    await counters.settle("r1", 120, 0)  # idempotent
-    assert await counters.settled_amount(A) == 120 and await counters.settled_amount(B) == 120
-    assert await counters.reserve("r2", [Ask(A, 880, 1000)], 10_000) is None
-    assert await counters.reserve("r3", [Ask(A, 1, 1000)], 10_000) is not None
+    await counters.seed(B, 40)
+    granted = await counters.reserve("r1", [Ask(A, 500, 1000), Ask(B, 500, None)], 10_000)
+    assert granted == Granted((0, 40))  # settled amounts, in ask order, before this request
+    assert isinstance(await counters.reserve("r2", [Ask(A, 600, 1000)], 10_000), Refusal)
+    assert await counters.settle("r1", 120, 0) == [120, 160]  # settled amounts after
+    assert await counters.settle("r1", 120, 0) == []  # idempotent
+    assert await counters.settled_amount(A) == 120 and await counters.settled_amount(B) == 160
+    assert await counters.reserve("r2", [Ask(A, 880, 1000)], 10_000) == Granted((120,))
+    assert isinstance(await counters.reserve("r3", [Ask(A, 1, 1000)], 10_000), Refusal)
 
 
 async def test_expired_reservations_are_reclaimed(counters: BudgetCounters) -> None:
-    assert await counters.reserve("dead", [Ask(A, 1000, 1000)], 5_000) is None
-    assert await counters.reserve("live", [Ask(A, 1, 1000)], 5_000) is not None
+    assert isinstance(await counters.reserve("dead", [Ask(A, 1000, 1000)], 5_000), Granted)
+    assert isinstance(await counters.reserve("live", [Ask(A, 1, 1000)], 5_000), Refusal)
     assert await counters.reclaim(4_999) == 0
     assert await counters.reclaim(5_000) == 1
-    assert await counters.reserve("live", [Ask(A, 1000, 1000)], 9_000) is None
-    await counters.settle("dead", 1000, 6_000)  # a late settle of a reclaimed request: no-op
+    assert isinstance(await counters.reserve("live", [Ask(A, 1000, 1000)], 9_000), Granted)
+    # A late settle of a reclaimed request: no-op.
+    assert await counters.settle("dead", 1000, 6_000) == []
     assert await counters.settled_amount(A) == 0
 
 
@@ -68,7 +71,7 @@ async def test_concurrent_reservations_never_pass_the_limit(counters: BudgetCoun
     results = await asyncio.gather(
         *[counters.reserve(f"r{i}", [Ask(A, 10, 1000)], 10_000) for i in range(300)]
     )
-    assert sum(r is None for r in results) == 100
+    assert sum(isinstance(r, Granted) for r in results) == 100
 
 
 async def test_claim_once(counters: BudgetCounters) -> None:

@@ -28,7 +28,7 @@ async def test_mock_anthropic_command() -> None:
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 15)
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)  # a loaded machine imports slowly
         assert b"DEMO" in line and f":{port}".encode() in line and b"err529" in line
         async with (
             aiohttp.ClientSession() as s,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import pytest
+from genai_prices import Usage as PriceUsage
+from genai_prices import calc_price
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluice.config.models import PriceOverride, PricingConfig
 from sluice.core.usage import Usage
@@ -79,3 +85,42 @@ def test_override_wins() -> None:
         1000 + 500 * 2 + 2000 * 0.5 + 512 + 256 * 4
     )
     assert pricing.cost_micros("anthropic", "my-local-model", USAGE) is None
+
+
+def test_tiered_price_above_the_threshold_applies_to_every_token() -> None:
+    # Sonnet 4.5 above 200k total input: $6 in, $22.50 out, $0.60 read, $7.50 5m, $12 1h.
+    big = Usage(
+        input_tokens=150_000,
+        output_tokens=500,
+        cache_read_tokens=50_000,
+        cache_creation_tokens=768,
+        cache_creation_1h_tokens=256,
+    )
+    expected = 150_000 * 6 + 500 * 22.5 + 50_000 * 0.6 + 512 * 7.5 + 256 * 12
+    assert Pricing().cost_micros("anthropic", "claude-sonnet-4-5-20250929", big) == round(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    inp=st.integers(0, 400_000),
+    out=st.integers(0, 64_000),
+    read=st.integers(0, 300_000),
+    write=st.integers(0, 100_000),
+)
+def test_compiled_tiers_match_genai_prices(inp: int, out: int, read: int, write: int) -> None:
+    """The per-band rates compiled once give what genai-prices computes per call."""
+    usage = Usage(
+        input_tokens=inp, output_tokens=out, cache_read_tokens=read, cache_creation_tokens=write
+    )
+    reference = calc_price(
+        PriceUsage(
+            input_tokens=inp + read + write,
+            output_tokens=out,
+            cache_read_tokens=read,
+            cache_write_tokens=write,
+        ),
+        "claude-sonnet-4-5-20250929",
+        provider_id="anthropic",
+    )
+    expected = int((reference.total_price * 1_000_000).quantize(Decimal(1), ROUND_HALF_UP))
+    assert Pricing().cost_micros("anthropic", "claude-sonnet-4-5-20250929", usage) == expected

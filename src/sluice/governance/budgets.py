@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -19,7 +20,13 @@ from redis.exceptions import RedisError
 from sluice.core.clock import Clock
 from sluice.core.usage import Usage
 from sluice.errors import BudgetExceeded, BudgetUnavailable
-from sluice.governance.counters import Ask, BudgetCounters, CounterKey, MemoryCounters
+from sluice.governance.counters import (
+    Ask,
+    BudgetCounters,
+    CounterKey,
+    Granted,
+    MemoryCounters,
+)
 from sluice.governance.webhooks import WebhookSender
 from sluice.governance.windows import window_bounds
 from sluice.pricing import Pricing
@@ -34,13 +41,10 @@ WARN_AT = 0.8
 
 
 def _target_of(key: VirtualKey, scope: str) -> str | None:
-    return {
-        "virtual_key": key.id,
-        "principal": key.principal,
-        "project": key.project,
-        "team": key.team,
-        "organization": key.organization,
-    }[scope]
+    if scope == "virtual_key":
+        return key.id
+    value: str | None = getattr(key, scope)  # principal | project | team | organization
+    return value
 
 
 @dataclass
@@ -68,13 +72,33 @@ class BudgetGate:
         self._webhooks = webhooks
         self._refresh_s = refresh_s
         self.counters: BudgetCounters = counters or MemoryCounters()
+        # In-process counters settle synchronously (no task per request); see settle_now.
+        self.local: MemoryCounters | None = (
+            self.counters if isinstance(self.counters, MemoryCounters) else None
+        )
         self._budgets: list[Budget] = []
+        # Per key (by identity: a changed key is a new object): its budgets. Cleared with
+        # every refresh of the budget list.
+        self._applicable: dict[str, tuple[VirtualKey, list[Budget]]] = {}
+        # Counters known seeded: skips one remote check per budget per request. Forgotten at
+        # every refresh, so a Redis that lost its data is re-seeded within one poll.
+        self._seeded: set[CounterKey] = set()
+        self._windows: dict[str, tuple[int, int | None]] = {}
         self._seed_locks: dict[CounterKey, asyncio.Lock] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    def _set_budgets(self, budgets: list[Budget]) -> None:
+        self._budgets = budgets
+        self._applicable = {}
+        self._seeded = set()
+
+    async def refresh(self) -> None:
+        """Reload the budget list now (the poll does this every ``refresh_s``)."""
+        self._set_budgets(await self._repo.list_all())
+
     async def start(self) -> None:
-        self._budgets = await self._repo.list_all()
+        await self.refresh()
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def stop(self) -> None:
@@ -87,13 +111,27 @@ class BudgetGate:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._refresh_s)
             try:
-                self._budgets = await self._repo.list_all()
+                await self.refresh()
                 await self.counters.reclaim(self._clock.now_ms())
             except Exception:
                 log.exception("budget refresh failed")
 
     def applicable(self, key: VirtualKey) -> list[Budget]:
-        return [b for b in self._budgets if _target_of(key, b.scope) == b.target]
+        cached = self._applicable.get(key.id)
+        if cached is not None and cached[0] is key:
+            return cached[1]
+        found = [b for b in self._budgets if _target_of(key, b.scope) == b.target]
+        self._applicable[key.id] = (key, found)
+        return found
+
+    def _window_start(self, window: str, now_ms: int) -> int:
+        """The start of ``window`` at ``now_ms``, remembered until the window ends."""
+        bounds = self._windows.get(window)
+        if bounds is None or not (
+            bounds[0] <= now_ms and (bounds[1] is None or now_ms < bounds[1])
+        ):
+            bounds = self._windows[window] = window_bounds(window, now_ms)
+        return bounds[0]
 
     def worst_case_micros(
         self, provider_kind: str, model: str, body_size: int, max_tokens: int | None
@@ -105,13 +143,16 @@ class BudgetGate:
         return self._pricing.budget_micros(provider_kind, model, estimate)
 
     async def _counter(self, budget: Budget, now_ms: int) -> CounterKey:
-        start, _ = window_bounds(budget.window, now_ms)
+        start = self._window_start(budget.window, now_ms)
         counter = (budget.id, max(start, budget.reset_at))
+        if counter in self._seeded:
+            return counter
         if not await self.counters.seeded(counter):
             lock = self._seed_locks.setdefault(counter, asyncio.Lock())
             async with lock:
                 if not await self.counters.seeded(counter):
                     await self.counters.seed(counter, await self._repo.spent_micros(budget, start))
+        self._seeded.add(counter)
         return counter
 
     async def admit(self, request_id: str, key: VirtualKey, worst_micros: int) -> Admitted | None:
@@ -139,34 +180,56 @@ class BudgetGate:
             Ask(counter, worst_micros, b.limit_micros if b.on_breach == "block" else None)
             for b, counter in pairs
         ]
-        refusal = await self.counters.reserve(request_id, asks, now + self._reservation_ttl_ms)
-        if refusal is not None:
-            budget = next(b for b, c in pairs if c == refusal.counter)
-            raise _exceeded(budget, refusal.used, worst_micros)
+        deadline = now + self._reservation_ttl_ms
+        if self.local is not None:
+            outcome = self.local.reserve_now(request_id, asks, deadline)
+        else:
+            outcome = await self.counters.reserve(request_id, asks, deadline)
+        if not isinstance(outcome, Granted):
+            budget = next(b for b, c in pairs if c == outcome.counter)
+            raise _exceeded(budget, outcome.used, worst_micros)
         warnings = []
-        for budget, counter in pairs:
-            # What is already spent (settled), not what is reserved for requests in flight.
-            pct = await self.counters.settled_amount(counter) / budget.limit_micros
+        # What is already spent (settled), not what is reserved for requests in flight.
+        for (budget, _), spent in zip(pairs, outcome.settled, strict=True):
+            pct = spent / budget.limit_micros
             if pct >= WARN_AT:
                 warnings.append(f"{budget.scope}:{int(pct * 100)}")
         return Admitted(request_id, pairs, warnings)
 
+    def settle_now(self, admitted: Admitted, actual_micros: int) -> bool:
+        """Settle at once when the counters are in-process; False when they are remote (then
+        ``settle`` must run, off the response path)."""
+        if self.local is None:
+            return False
+        after = self.local.settle_now(admitted.request_id, actual_micros, self._clock.now_ms())
+        for budget, counter, spent, kind, marker in _crossings(admitted, after):
+            if self.local.claim_now(marker):
+                self._webhooks.notify(budget, counter[1], kind, spent)
+        return True
+
     async def settle(self, admitted: Admitted, actual_micros: int) -> None:
         try:
-            await self.counters.settle(admitted.request_id, actual_micros, self._clock.now_ms())
-            for budget, counter in admitted.budgets:
-                if budget.webhook_url is None:
-                    continue
-                spent = await self.counters.settled_amount(counter)
-                for kind, level in (("threshold_crossed", WARN_AT), ("breached", 1.0)):
-                    marker = f"{budget.id}:{counter[1]}:{kind}"
-                    if spent >= budget.limit_micros * level and await self.counters.claim_once(
-                        marker
-                    ):
-                        self._webhooks.notify(budget, counter[1], kind, spent)
+            now = self._clock.now_ms()
+            after = await self.counters.settle(admitted.request_id, actual_micros, now)
+            for budget, counter, spent, kind, marker in _crossings(admitted, after):
+                if await self.counters.claim_once(marker):
+                    self._webhooks.notify(budget, counter[1], kind, spent)
         except (RedisError, OSError):
             # The reservation expires and is reclaimed; the ledger row still has the cost.
             log.exception("budget settlement failed for %s", admitted.request_id)
+
+
+def _crossings(
+    admitted: Admitted, settled_after: list[int]
+) -> Iterator[tuple[Budget, CounterKey, int, str, str]]:
+    """Webhook crossings reached by this settlement; each is sent once, by whoever claims its
+    marker first."""
+    for (budget, counter), spent in zip(admitted.budgets, settled_after, strict=False):
+        if budget.webhook_url is None:
+            continue
+        for kind, level in (("threshold_crossed", WARN_AT), ("breached", 1.0)):
+            if spent >= budget.limit_micros * level:
+                yield budget, counter, spent, kind, f"{budget.id}:{counter[1]}:{kind}"
 
 
 def _exceeded(budget: Budget, used: int, worst: int) -> BudgetExceeded:

@@ -25,6 +25,11 @@ class Ask:
 
 
 @dataclass(frozen=True, slots=True)
+class Granted:
+    settled: tuple[int, ...]  # each asked counter's settled amount (for warnings), in ask order
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     counter: CounterKey
     used: int  # settled + reserved before this request
@@ -39,12 +44,16 @@ class BudgetCounters(Protocol):
 
     async def settled_amount(self, counter: CounterKey) -> int: ...
 
-    async def reserve(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | None:
+    async def reserve(
+        self, request_id: str, asks: list[Ask], deadline_ms: int
+    ) -> Refusal | Granted:
         """All or nothing; a Refusal names the first limit that would be passed."""
         ...
 
-    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[CounterKey]:
-        """Release the reservation, add ``actual``; idempotent per request id."""
+    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[int]:
+        """Release the reservation, add ``actual``; idempotent per request id. Returns the
+        settled amounts after, in ask order ([] for a repeat or an unknown request), so
+        webhook checks need no second round trip."""
         ...
 
     async def reclaim(self, now_ms: int) -> int: ...
@@ -71,6 +80,9 @@ class MemoryCounters:
     _claimed: set[str] = field(default_factory=set)
 
     async def claim_once(self, marker: str) -> bool:
+        return self.claim_now(marker)
+
+    def claim_now(self, marker: str) -> bool:
         if marker in self._claimed:
             return False
         self._claimed.add(marker)
@@ -91,7 +103,17 @@ class MemoryCounters:
     async def close(self) -> None:
         return None
 
-    async def reserve(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | None:
+    async def reserve(
+        self, request_id: str, asks: list[Ask], deadline_ms: int
+    ) -> Refusal | Granted:
+        return self.reserve_now(request_id, asks, deadline_ms)
+
+    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[int]:
+        return self.settle_now(request_id, actual, now_ms)
+
+    # Synchronous twins: in-process counters need no await, so the gateway calls these
+    # directly and skips a task per request.
+    def reserve_now(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | Granted:
         for ask in asks:
             used = self.used(ask.counter)
             if ask.limit is not None and used + ask.amount > ask.limit:
@@ -99,9 +121,9 @@ class MemoryCounters:
         for ask in asks:
             self.reserved[ask.counter] = self.reserved.get(ask.counter, 0) + ask.amount
         self._open[request_id] = _Reservation(deadline_ms, asks)
-        return None
+        return Granted(tuple(self.settled.get(ask.counter, 0) for ask in asks))
 
-    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[CounterKey]:
+    def settle_now(self, request_id: str, actual: int, now_ms: int) -> list[int]:
         """Release the reservation and add the actual amount; a repeat is a no-op."""
         if request_id in self._done:
             return []
@@ -109,11 +131,13 @@ class MemoryCounters:
         if reservation is None:
             return []
         self._done[request_id] = reservation.deadline_ms
+        after = []
         for ask in reservation.asks:
             self.reserved[ask.counter] -= ask.amount
-            self.settled[ask.counter] = self.settled.get(ask.counter, 0) + actual
+            after.append(self.settled.get(ask.counter, 0) + actual)
+            self.settled[ask.counter] = after[-1]
         self._forget_done(now_ms)
-        return [ask.counter for ask in reservation.asks]
+        return after
 
     async def reclaim(self, now_ms: int) -> int:
         """Drop reservations past their deadline (their request never settled)."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ulid import ULID
-
 from sluice.config.vk import RateLimits
 from sluice.core.clock import Clock
 from sluice.errors import RateLimited
@@ -69,6 +67,9 @@ class MemoryRateStore:
         return None
 
     async def release(self, lease: Lease, actual_tokens: int) -> None:
+        self.release_now(lease, actual_tokens)
+
+    def release_now(self, lease: Lease, actual_tokens: int) -> None:
         counter = (lease.key_id, "tpm", lease.minute)
         if counter in self._counts:
             self._counts[counter] += actual_tokens - lease.tokens
@@ -99,15 +100,19 @@ class RateLimiter:
     def __init__(self, clock: Clock, store: RateStore | None = None) -> None:
         self._clock = clock
         self.store: RateStore = store or MemoryRateStore()
+        self._local = self.store if isinstance(self.store, MemoryRateStore) else None
 
-    async def admit(self, key_id: str, limits: RateLimits, estimated_tokens: int) -> Lease | None:
+    async def admit(
+        self, key_id: str, limits: RateLimits, estimated_tokens: int, lease_id: str
+    ) -> Lease | None:
+        """``lease_id``: unique per request (the request id)."""
         if not (limits.rpm or limits.tpm or limits.rpd or limits.max_concurrent):
             return None
         now = self._clock.now_ms()
         minute, minute_end = window_bounds("minute", now)
         day, day_end = window_bounds("day", now)
         assert minute_end is not None and day_end is not None
-        lease = Lease(key_id, str(ULID()), minute, estimated_tokens, bool(limits.max_concurrent))
+        lease = Lease(key_id, lease_id, minute, estimated_tokens, bool(limits.max_concurrent))
         dimension = await self.store.acquire(lease, day, limits, now)
         if dimension is None:
             return lease
@@ -118,6 +123,14 @@ class RateLimiter:
         }.get(dimension, to_minute)
         limit = getattr(limits, dimension)
         raise _refuse(dimension, int(limit), retry_after)
+
+    def release_now(self, lease: Lease, actual_tokens: int) -> bool:
+        """Release at once when counting is in-process; False when it is remote (then
+        ``release`` must run, off the response path)."""
+        if self._local is None:
+            return False
+        self._local.release_now(lease, actual_tokens)
+        return True
 
     async def release(self, lease: Lease, actual_tokens: int) -> None:
         await self.store.release(lease, actual_tokens)

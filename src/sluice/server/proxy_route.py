@@ -90,7 +90,7 @@ async def handle_proxy(
             if billable:
                 estimate = len(ctx.body) // BYTES_PER_TOKEN + (ctx.max_tokens or 0)
                 lease = await state.rate_limits.admit(
-                    ctx.key.id, ctx.key.config.rate_limits, estimate
+                    ctx.key.id, ctx.key.config.rate_limits, estimate, ctx.request_id
                 )
             guard = await state.pipeline.admit(ctx)
             provider = state.router.pick(ctx)
@@ -148,13 +148,14 @@ def _settle(
     row = ledger_row(ctx, time.perf_counter(), state.pricing)
     if record:
         state.ledger.record(row)
-    if admitted is not None:
-        # Counters may be remote (Redis): settle off the response path, one task per request.
+    # In-process counters settle inline; remote ones (Redis) off the response path.
+    if admitted is not None and not state.budgets.settle_now(admitted, row["budget_micros"]):
         state.spawn(state.budgets.settle(admitted, row["budget_micros"]))
     if lease is not None:
         usage = ctx.facts.usage
         actual = usage.total_input_tokens + usage.output_tokens
-        state.spawn(state.rate_limits.release(lease, actual))
+        if not state.rate_limits.release_now(lease, actual):
+            state.spawn(state.rate_limits.release(lease, actual))
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
             "request",

@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from sluice.config.vk import RateLimits
-from sluice.governance.counters import Ask, CounterKey, Refusal
+from sluice.governance.counters import Ask, CounterKey, Granted, Refusal
 from sluice.governance.rate_limits import LEASE_TTL_MS, Lease
 
 PREFIX = "sluice:"
@@ -39,22 +39,25 @@ for i = 1, n do
   redis.call('HSET', res, 's' .. i, KEYS[2 * i - 1], 'r' .. i, KEYS[2 * i])
 end
 redis.call('ZADD', KEYS[2 * n + 2], ARGV[3 + n], ARGV[4 + n])
-return {0, 0}
+local out = {0, 0}
+for i = 1, n do out[2 + i] = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0') end
+return out
 """
 
 _SETTLE = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
 local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
-if n == 0 then return 0 end
+if n == 0 then return {} end
 local amount = tonumber(redis.call('HGET', KEYS[1], 'amount'))
+local after = {}
 for i = 1, n do
   redis.call('DECRBY', redis.call('HGET', KEYS[1], 'r' .. i), amount)
-  redis.call('INCRBY', redis.call('HGET', KEYS[1], 's' .. i), ARGV[1])
+  after[i] = redis.call('INCRBY', redis.call('HGET', KEYS[1], 's' .. i), ARGV[1])
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], 1, 'EX', ARGV[3])
-return n
+return after
 """
 
 _RECLAIM = """
@@ -115,9 +118,11 @@ class RedisCounters:
         value = await self._redis.get(_settled_key(counter))
         return int(value) if value is not None else 0
 
-    async def reserve(self, request_id: str, asks: list[Ask], deadline_ms: int) -> Refusal | None:
+    async def reserve(
+        self, request_id: str, asks: list[Ask], deadline_ms: int
+    ) -> Refusal | Granted:
         if not asks:
-            return None
+            return Granted(())
         amount = asks[0].amount  # one request reserves the same worst case everywhere
         keys: list[Any] = []
         for ask in asks:
@@ -126,15 +131,15 @@ class RedisCounters:
         args: list[Any] = [len(asks), amount]
         args += [ask.limit if ask.limit is not None else -1 for ask in asks]
         args += [deadline_ms, request_id]
-        index, used = await self._reserve(keys=keys, args=args)
+        index, used, *settled = await self._reserve(keys=keys, args=args)
         if int(index) == 0:
-            return None
+            return Granted(tuple(int(v) for v in settled))
         return Refusal(asks[int(index) - 1].counter, int(used))
 
-    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[CounterKey]:
+    async def settle(self, request_id: str, actual: int, now_ms: int) -> list[int]:
         keys = [f"{PREFIX}res:{request_id}", f"{PREFIX}resz", f"{PREFIX}done:{request_id}"]
-        await self._settle(keys=keys, args=[actual, request_id, DONE_TTL_S])
-        return []
+        after = await self._settle(keys=keys, args=[actual, request_id, DONE_TTL_S])
+        return [int(v) for v in after]
 
     async def reclaim(self, now_ms: int) -> int:
         return int(await self._reclaim(keys=[f"{PREFIX}resz"], args=[now_ms, f"{PREFIX}res:"]))
