@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from sluice.cli import budgets_cmd, keys_cmd, spend_cmd
+from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd
 from sluice.cli.common import ConfigOption, config_or_exit, console, err_console
 from sluice.config.loader import ConfigProblems, default_config_path, load_config
 
@@ -21,6 +21,7 @@ mock_app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(budgets_cmd.app, name="budgets")
+app.add_typer(providers_cmd.app, name="providers")
 app.add_typer(mock_app, name="mock")
 app.command("spend")(spend_cmd.spend)
 

@@ -42,6 +42,15 @@ class LedgerConfig(_Closed):
     acknowledge_after_commit: bool = False
 
 
+class CircuitBreakerConfig(_Closed):
+    """Per provider credential: ``failure_threshold`` failures within ``window_s`` open the
+    circuit for ``cooldown_s``; then one probe request decides."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    window_s: float = Field(default=30.0, gt=0)
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
 class ProviderConfig(_Closed):
     type: Literal["anthropic"]
     api_key: SecretStr | None = None
@@ -86,6 +95,7 @@ class SluiceConfig(_Closed):
     webhook_secret: SecretStr | None = None
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     ledger: LedgerConfig = LedgerConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     pricing: PricingConfig = PricingConfig()
     # How long a budget reservation outlives a process that died before settling it.
     budget_reservation_ttl_s: float = Field(default=900.0, gt=0)

@@ -37,7 +37,8 @@ class RequestContext:
     key: VirtualKey | None = None
     provider_id: str | None = None
     provider_kind: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # providers called (fallback: more than one)
+    attempt_log: list[str] = field(default_factory=list)  # "provider:outcome" per provider
     status: int = 0
     error_code: str | None = None
     upstream_request_id: str | None = None

@@ -58,6 +58,7 @@ def ledger_row(ctx: RequestContext, finished: float, pricing: Pricing) -> dict[s
         "duration_ms": _ms(finished - ctx.started) or 0,
         "client_disconnected": ctx.client_disconnected,
         "attempts": ctx.attempts,
+        "fallback_path": " > ".join(ctx.attempt_log) if len(ctx.attempt_log) > 1 else None,
         "policy_violation": ctx.policy_violation,
         "cost_micros": cost,
         "budget_micros": counted,

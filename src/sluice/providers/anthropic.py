@@ -79,6 +79,15 @@ class AnthropicProvider:
         self._models: list[ModelInfo] | None = None
         self._models_at = 0.0
 
+    def model_id_for(self, model: str) -> str | None:
+        """Declared models only, when declared; else any (Anthropic answers an unknown one)."""
+        if self._config.models is not None and model not in self._config.models:
+            return None
+        return model
+
+    def can_count_tokens(self, model: str) -> bool:
+        return True
+
     def _auth(self, headers: dict[str, str]) -> None:
         if self._api_key:
             headers["x-api-key"] = self._api_key

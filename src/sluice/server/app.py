@@ -86,6 +86,9 @@ class SluiceApp:
                     "status": "ok" if ok else "unavailable",
                     "database": db,
                     "redis": redis,
+                    # Informational: an open circuit is the upstream's trouble, not this
+                    # replica's, so it does not make the replica unready.
+                    "providers": state.circuits(),
                 }
                 await send_json(send, 200 if ok else 503, body, new_request_id())
                 return

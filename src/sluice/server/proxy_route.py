@@ -20,7 +20,7 @@ from sluice.errors import GatewayError, InternalError
 from sluice.governance.budgets import BYTES_PER_TOKEN, Admitted
 from sluice.governance.rate_limits import Lease
 from sluice.server.asgi_io import check_content_length, presented_key, read_body
-from sluice.server.responses import Receive, Scope, Send, send_error
+from sluice.server.responses import Receive, Scope, Send, send_error, send_json
 from sluice.server.state import AppState
 
 access_log = logging.getLogger("sluice.access")
@@ -103,8 +103,18 @@ async def handle_proxy(
                 if admitted is not None and admitted.warnings:
                     warning = ",".join(admitted.warnings).encode()
                     ctx.response_headers.append((b"x-langwatch-budget-warning", warning))
-            ctx.attempts = 1
-            upstream = await provider.send(ctx)
+            if not billable:
+                counter = state.router.counter_for(ctx)
+                if counter is None:
+                    await _send_estimate(send, ctx)
+                    return
+                ctx.provider_id, ctx.provider_kind = counter.id, counter.kind
+                upstream = await state.fallback.send_one(ctx, counter)
+            elif (chain := state.router.chain(ctx)) is not None:
+                assert ctx.key is not None
+                upstream = await state.fallback.send_chain(ctx, chain, ctx.key.config.fallback)
+            else:
+                upstream = await state.fallback.send_one(ctx, provider)
             await relay_error_safe(ctx, upstream, send, guard)
             await state.pipeline.remember(ctx, guard)
         except GatewayError as err:
@@ -133,6 +143,20 @@ async def handle_proxy(
             ctx.status = CLIENT_CLOSED if ctx.status == 0 else 200
         if not settled:
             _settle(state, ctx, lease, admitted)
+
+
+async def _send_estimate(send: Send, ctx: RequestContext) -> None:
+    """count_tokens when no provider that serves the model can count: a conservative estimate
+    from the body size, marked as one (never a silent under-count)."""
+    estimate = -(-len(ctx.body) // BYTES_PER_TOKEN)
+    ctx.status = 200
+    await send_json(
+        send,
+        200,
+        {"input_tokens": estimate},
+        ctx.request_id,
+        [(b"x-langwatch-token-count", b"estimated")],
+    )
 
 
 def _settle(

@@ -18,7 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.models import ProviderConfig, SluiceConfig
+from sluice.core.breaker import CircuitBreaker
 from sluice.core.clock import Clock, SystemClock
+from sluice.core.fallback import FallbackSender
 from sluice.core.pipeline import Pipeline
 from sluice.core.resolve import ModelResolver
 from sluice.core.router import Router
@@ -61,6 +63,14 @@ def effective_providers(config: SluiceConfig) -> dict[str, ProviderConfig]:
     return {}
 
 
+def _log_circuit(provider_id: str, state: str) -> None:
+    log.warning("circuit for provider %s is now %s", provider_id, state)
+
+
+def _log_fallback(from_id: str, to_id: str, trigger: str) -> None:
+    log.warning("fallback from %s to %s (%s)", from_id, to_id, trigger)
+
+
 @dataclass
 class AppState:
     config: SluiceConfig
@@ -69,6 +79,7 @@ class AppState:
     keys: KeyCache | None = None
     ledger: LedgerWriter | None = None
     router: Router = field(default_factory=lambda: Router({}))
+    fallback: FallbackSender = field(default_factory=lambda: FallbackSender({}))
     pipeline: Pipeline = field(init=False)
     pricing: Pricing = field(init=False)
     budgets: BudgetGate = field(init=False)
@@ -130,6 +141,11 @@ class AppState:
             providers[provider_id] = AnthropicProvider(provider_id, pcfg, self.session)
             self.pricing.warm(pcfg.type, pcfg.models or [])
         self.router = Router(providers)
+        breakers = {
+            pid: CircuitBreaker(pid, cfg.circuit_breaker, time.monotonic, _log_circuit)
+            for pid in providers
+        }
+        self.fallback = FallbackSender(breakers, _log_fallback)
         counters: BudgetCounters = (
             RedisCounters.from_url(cfg.redis) if cfg.redis else MemoryCounters()
         )
@@ -174,6 +190,9 @@ class AppState:
             await self.demo.stop()
         if self.engine is not None:
             await self.engine.dispose()
+
+    def circuits(self) -> dict[str, dict[str, object]]:
+        return {pid: b.snapshot() for pid, b in self.fallback.breakers.items()}
 
     async def redis_ready(self) -> bool | None:
         """None when no Redis is configured."""

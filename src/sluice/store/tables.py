@@ -78,6 +78,8 @@ ledger = Table(
     Column("duration_ms", Integer, nullable=False),
     Column("client_disconnected", Boolean, nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # "anthropic-primary:529 > bedrock:200" when more than one provider was tried.
+    Column("fallback_path", Text, nullable=True),
     Column("policy_violation", Text, nullable=True),
     Column("cost_micros", BigInteger, nullable=True),  # null: no known price (never 0)
     Column("budget_micros", BigInteger, nullable=True),  # what budgets count (fallback price)

@@ -1,0 +1,269 @@
+"""Sending a request along its provider chain.
+
+Before the first byte reaches the client, a failed attempt is replaced silently by the next
+provider in the key's ``fallback.chain``: the attempt must produce response headers *and* its
+first SSE event within ``fallback.timeout_ms``, so an upstream that answers 200 and then dies,
+or whose first event is an ``overloaded_error``, is switched away from too. After the first
+event the stream is sticky (the relay turns a later failure into ``event: error``).
+
+Triggers: ``5xx`` (any 5xx incl. 529), ``rate_limit`` (429), ``timeout``, ``network``. Any other
+4xx is the request's fault and is returned as it came. When every attempt fails, the last
+upstream error is returned as it came, with ``x-should-retry: false`` once every provider has
+been tried (the client's own retries would only repeat ours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import orjson
+
+from sluice.config.vk import FallbackConfig
+from sluice.core.breaker import CircuitBreaker
+from sluice.core.context import RequestContext
+from sluice.errors import GatewayError, NoProviderConfigured, ProviderError, ProviderTimeout
+from sluice.providers.base import Provider, UpstreamResponse
+
+log = logging.getLogger("sluice.fallback")
+
+_EVENT_END = (b"\n\n", b"\r\n\r\n")
+_STREAM_ERROR_TRIGGER = {
+    "overloaded_error": "5xx",
+    "api_error": "5xx",
+    "rate_limit_error": "rate_limit",
+}
+
+# (from provider, to provider, trigger): metrics and logs.
+FallbackObserver = Callable[[str, str, str], None]
+
+
+def trigger_for_status(status: int) -> str | None:
+    """The fallback trigger an upstream status is, or None (success, or a terminal 4xx)."""
+    if status == 429:
+        return "rate_limit"
+    if status >= 500:
+        return "5xx"
+    return None
+
+
+class _Failed(Exception):
+    def __init__(self, trigger: str, response: UpstreamResponse | None, error: GatewayError | None):
+        self.trigger = trigger
+        self.response = response
+        self.error = error
+
+
+def _buffered(
+    upstream: UpstreamResponse, head: bytes, rest: AsyncIterator[bytes]
+) -> UpstreamResponse:
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        async for chunk in rest:
+            yield chunk
+
+    return dataclasses.replace(upstream, body=body())
+
+
+def _whole(upstream: UpstreamResponse, data: bytes) -> UpstreamResponse:
+    """An already-read error response, replayable (the last one is returned to the client)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield data
+
+    async def read_all() -> bytes:
+        return data
+
+    return dataclasses.replace(upstream, body=body(), read_all=read_all, close=lambda _abort: None)
+
+
+async def _first_event(upstream: UpstreamResponse) -> UpstreamResponse:
+    """Read up to the end of the first SSE event; raise ``_Failed`` when the stream ends or
+    breaks before it, or when that event is an error a fallback should answer."""
+    chunks = upstream.body.__aiter__()
+    head = b""
+    try:
+        while not any(end in head for end in _EVENT_END):
+            head += await chunks.__anext__()
+    except StopAsyncIteration:
+        raise _Failed(
+            "network", None, ProviderError("The upstream ended the stream before its first event.")
+        ) from None
+    except ProviderError as err:
+        raise _Failed("network", None, err) from err
+    if head.startswith(b"event: error"):
+        trigger = _stream_error_trigger(head)
+        if trigger is not None:
+            return_error = _whole(upstream, head)
+            raise _Failed(trigger, return_error, None)
+    return _buffered(upstream, head, chunks)
+
+
+def _stream_error_trigger(head: bytes) -> str | None:
+    _, _, data = head.partition(b"data:")
+    try:
+        payload = orjson.loads(data.split(b"\n", 1)[0])
+        kind = payload["error"]["type"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return "5xx"
+    return _STREAM_ERROR_TRIGGER.get(kind)
+
+
+class FallbackSender:
+    """Sends a request to the first provider that answers, along the chain."""
+
+    def __init__(
+        self, breakers: dict[str, CircuitBreaker], observer: FallbackObserver | None = None
+    ) -> None:
+        self.breakers = breakers
+        self.observer = observer
+
+    async def send_one(self, ctx: RequestContext, provider: Provider) -> UpstreamResponse:
+        """No chain: one attempt, judged by the circuit breaker but never refused by it (there
+        is nowhere else to go)."""
+        breaker = self.breakers.get(provider.id)
+        ctx.attempts = 1
+        try:
+            upstream = await provider.send(ctx)
+        except GatewayError as err:
+            if breaker is not None and err.fallbackable:
+                breaker.failure()
+            raise
+        if breaker is not None:
+            if trigger_for_status(upstream.status) is None:
+                breaker.success()
+            else:
+                breaker.failure()
+        return upstream
+
+    async def send_chain(
+        self, ctx: RequestContext, chain: list[Provider], policy: FallbackConfig
+    ) -> UpstreamResponse:
+        triggers = set(policy.on)
+        limit = policy.max_attempts or len(chain)
+        last: _Failed | None = None
+        skipped: list[str] = []
+        every_one_tried = True
+        for provider in chain:
+            if ctx.attempts >= limit:
+                every_one_tried = False
+                break
+            if ctx.model_sent and provider.model_id_for(ctx.model_sent) is None:
+                ctx.attempt_log.append(f"{provider.id}:no_such_model")
+                continue
+            breaker = self.breakers[provider.id]
+            if not breaker.allow():
+                ctx.attempt_log.append(f"{provider.id}:circuit_open")
+                skipped.append(provider.id)
+                continue
+            if last is not None and self.observer is not None and ctx.provider_id is not None:
+                self.observer(ctx.provider_id, provider.id, last.trigger)
+            ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
+            ctx.attempts += 1
+            try:
+                upstream = await self._attempt(ctx, provider, policy.timeout_ms / 1000)
+            except _Failed as failed:
+                breaker.failure()
+                outcome = failed.response.status if failed.response is not None else failed.trigger
+                ctx.attempt_log.append(f"{provider.id}:{outcome}")
+                log.warning(
+                    "provider %s failed (%s) for %s",
+                    provider.id,
+                    outcome,
+                    ctx.request_id,
+                )
+                if failed.trigger not in triggers:
+                    _count_fallbacks(ctx)
+                    return self._give_up(failed, exhausted=False)
+                last = failed
+                continue
+            except BaseException:
+                breaker.release()
+                raise
+            ctx.attempt_log.append(f"{provider.id}:{upstream.status}")
+            if upstream.status < 400:
+                breaker.success()
+            else:
+                breaker.release()  # a terminal 4xx says nothing about the provider
+            _count_fallbacks(ctx)
+            return upstream
+        if last is None:
+            raise _no_provider(ctx, skipped)
+        _count_fallbacks(ctx)
+        return self._give_up(last, exhausted=every_one_tried and len(chain) > 1)
+
+    async def _attempt(
+        self, ctx: RequestContext, provider: Provider, timeout_s: float
+    ) -> UpstreamResponse:
+        """One provider: a good response (first event already read, when streamed), a terminal
+        4xx, or ``_Failed``."""
+        upstream: UpstreamResponse | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                upstream = await provider.send(ctx)
+                trigger = trigger_for_status(upstream.status)
+                if trigger is not None:
+                    data = await upstream.read_all()
+                    upstream.close(False)
+                    raise _Failed(trigger, _whole(upstream, data), None)
+                if upstream.status == 200 and upstream.is_sse:
+                    return await _first_event(upstream)
+                return upstream
+        except _Failed as failed:
+            if failed.response is None and upstream is not None:
+                upstream.close(True)
+            raise
+        except TimeoutError:
+            if upstream is not None:
+                upstream.close(True)
+            raise _Failed(
+                "timeout",
+                None,
+                ProviderTimeout(
+                    f"Upstream {provider.id} sent no response and first event within "
+                    f"{timeout_s:g}s (fallback.timeout_ms).",
+                    meta={"provider": provider.id},
+                ),
+            ) from None
+        except ProviderTimeout as err:
+            raise _Failed("timeout", None, err) from err
+        except ProviderError as err:
+            raise _Failed("network", None, err) from err
+
+    @staticmethod
+    def _give_up(failed: _Failed, *, exhausted: bool) -> UpstreamResponse:
+        if failed.response is not None:
+            if not exhausted:
+                return failed.response
+            headers = [(k, v) for k, v in failed.response.headers if k != b"x-should-retry"]
+            headers.append((b"x-should-retry", b"false"))
+            return dataclasses.replace(failed.response, headers=headers)
+        error = failed.error or ProviderError("Every provider in the fallback chain failed.")
+        if exhausted:
+            error.headers["x-should-retry"] = "false"
+        raise error
+
+
+def _count_fallbacks(ctx: RequestContext) -> None:
+    """``X-LangWatch-Fallback-Count`` on whatever the client gets, once a fallback happened."""
+    if ctx.attempts > 1:
+        count = str(ctx.attempts - 1).encode()
+        ctx.response_headers.append((b"x-langwatch-fallback-count", count))
+
+
+def _no_provider(ctx: RequestContext, skipped: list[str]) -> GatewayError:
+    if skipped:
+        return ProviderError(
+            f"No provider can take this request now: the circuit is open for {', '.join(skipped)}.",
+            status=503,
+            meta={"providers": skipped},
+            headers={"retry-after": "5"},
+            tips=["See `sluice providers status` or /readyz for the circuit states."],
+        )
+    return NoProviderConfigured(
+        f"No provider in this key's fallback chain serves model '{ctx.model_sent}'.",
+        meta={"model": ctx.model_sent},
+        tips=["Check the key's fallback.chain and each provider's models."],
+    )
