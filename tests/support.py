@@ -34,6 +34,7 @@ def make_config(
     return parse_config(
         f"""
 server: {{host: 127.0.0.1, port: 0, key_refresh_seconds: {refresh_s}}}
+metrics: {{port: 0}}
 database: sqlite:///{db_path}
 secret_key: {SECRET}
 ledger: {{flush_interval_ms: 20}}

@@ -38,6 +38,8 @@ from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
 from sluice.store.redis_counters import RedisCounters, RedisRateStore
 from sluice.store.settings_repo import resolve_secret
+from sluice.telemetry.metrics import Metrics
+from sluice.telemetry.metrics_server import MetricsServer
 from sluice.testing.fake_anthropic import FakeAnthropic
 from sluice.testing.scenarios import Reply, Scenario, TextBlock
 
@@ -76,6 +78,8 @@ class AppState:
     webhooks: WebhookSender = field(init=False)
     session: aiohttp.ClientSession | None = None
     demo: FakeAnthropic | None = None
+    metrics: Metrics = field(init=False)
+    metrics_server: MetricsServer | None = None
     started_at: float = field(default_factory=time.time)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -101,6 +105,13 @@ class AppState:
             max_queue=cfg.ledger.max_queue,
         )
         self.ledger.start()
+        # --- metrics ---
+        self.metrics = Metrics()
+        self.metrics.watch_ledger(self.ledger)
+        if cfg.metrics.enabled:
+            self.metrics_server = MetricsServer(self.metrics, cfg.metrics, cfg.server.workers)
+            await self.metrics_server.start()
+        # --- end metrics ---
         # One pooled client session per process; no total timeout (streams run long).
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
@@ -156,6 +167,8 @@ class AppState:
         )
 
     async def stop(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         if self.keys is not None:
             await self.keys.stop()
         if self._background:
