@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sluice.config.vk import VirtualKeyConfig
 from sluice.store.budgets_repo import Budget, BudgetsRepo
+from sluice.store.db import create_engine
+from sluice.store.ledger import LedgerWriter
 from sluice.telemetry.metrics import Metrics
 from sluice.testing import FakeAnthropic, FakeUsage, Fault, Reply, Scenario, TextBlock
 
@@ -274,3 +276,22 @@ def test_fallback_circuit_and_queue_callbacks() -> None:
     assert "sluice_fallbacks_total{" not in generate_latest(Metrics().registry).decode()
     with pytest.raises(KeyError):
         metrics.circuit("vertex", "melted")
+
+
+async def test_ledger_queue_is_read_at_scrape_time(tmp_path: Path) -> None:
+    """A writer that is never started (a database that never drains): rows queue up to
+    ``max_queue``, then are dropped, and the scrape shows both."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    try:
+        ledger = LedgerWriter(engine, max_queue=100)
+        metrics = Metrics()
+        metrics.watch_ledger(ledger)
+        m = parse(generate_latest(metrics.registry).decode())
+        assert value(m, "sluice_ledger_queue_depth") == 0
+        for n in range(105):
+            ledger.record({"request_id": str(n)})
+        m = parse(generate_latest(metrics.registry).decode())
+        assert value(m, "sluice_ledger_queue_depth") == 100
+        assert value(m, "sluice_ledger_dropped_total") == 5
+    finally:
+        await engine.dispose()
