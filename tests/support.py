@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from sluice.config import SluiceConfig, parse_config
@@ -34,6 +36,7 @@ def make_config(
     return parse_config(
         f"""
 server: {{host: 127.0.0.1, port: 0, key_refresh_seconds: {refresh_s}}}
+metrics: {{port: 0}}
 database: sqlite:///{db_path}
 secret_key: {SECRET}
 ledger: {{flush_interval_ms: 20}}
@@ -124,3 +127,32 @@ async def start_gateway(
         name="alice-laptop", principal="alice", project="web", team="core", config=key_config
     )
     return Gateway(server, admin, minted, db_path)
+
+
+# --- Prometheus scrapes -------------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+async def scrape(gw: Gateway) -> Samples:
+    server = gw.server.app.state.metrics_server
+    assert server is not None and server.port is not None
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{server.port}/metrics") as r,
+    ):
+        assert r.status == 200
+        assert r.headers["content-type"].startswith("text/plain")
+        return parse(await r.text())

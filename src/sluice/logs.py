@@ -16,7 +16,16 @@ _SECRETISH = re.compile(
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
 
+# A credential header written out as text (an upstream or proxy echoing a request back):
+# its value goes, whatever its shape.
+_HEADERISH = re.compile(
+    r"(?i)\b((?:proxy-)?authorization|x-api-key|api-key|x-goog-api-key)"
+    r"(\"?\s*[:=]\s*\"?)(?:(?:bearer|basic)\s+)?[^\s\"',;<>]+"
+)
+
+
 def redact(text: str) -> str:
+    text = _HEADERISH.sub(lambda m: m.group(1) + m.group(2) + "[redacted]", text)
     return _SECRETISH.sub(lambda m: (m.group(1) or m.group(2) or "") + "…[redacted]", text)
 
 

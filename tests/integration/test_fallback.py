@@ -19,7 +19,7 @@ from sluice.cli.main import app
 from sluice.config.vk import FallbackConfig, VirtualKeyConfig
 from sluice.testing import FakeAnthropic, Fault, Reply, Scenario, TextBlock
 
-from support import Gateway, start_gateway
+from support import Gateway, scrape, start_gateway, value
 
 BODY = orjson.dumps(
     {
@@ -214,6 +214,11 @@ async def test_circuit_opens_skips_half_opens_and_closes(
         assert orjson.loads(shown.stdout)["anthropic-primary"]["state"] == "open"
         table = await asyncio.to_thread(cli.invoke, app, ["providers", "status", "--url", gw.url])
         assert "anthropic-primary" in table.stdout and "open" in table.stdout
+        samples = await scrape(gw)  # and so do the metrics
+        assert value(samples, "sluice_circuit_state", provider="anthropic-primary") == 2
+        assert value(samples, "sluice_circuit_state", provider="secondary") == 0
+        fell_back = {"from_provider": "anthropic-primary", "to_provider": "secondary"}
+        assert value(samples, "sluice_fallbacks_total", **fell_back, reason="5xx") == 2
         # Open: the primary is skipped without a call.
         status, headers, _ = await _post(gw)
         assert status == 200 and len(fake.messages_requests()) == 2

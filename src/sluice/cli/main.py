@@ -38,6 +38,7 @@ def serve(
 
     from sluice.logs import configure_logging
     from sluice.server.app import SluiceApp
+    from sluice.telemetry.metrics_server import WORKERS_ENV, metrics_banner
 
     cfg = config_or_exit(config)
     configure_logging(cfg.server.log_level)
@@ -60,11 +61,13 @@ def serve(
     console.print(
         f"Sluice listening on http://{bind_host}:{bind_port} (workers={n_workers})", highlight=False
     )
+    console.print(metrics_banner(cfg.metrics, n_workers), highlight=False)  # metrics
     if n_workers > 1:
         # Workers import the app by name; each builds its own state from the same file.
         chosen = config or default_config_path()
         if chosen is not None:
             os.environ["SLUICE_CONFIG"] = str(chosen.resolve())
+        os.environ[WORKERS_ENV] = str(n_workers)  # metrics: one port per worker
         uvicorn.run("sluice.server.app:create_app", factory=True, workers=n_workers, **options)  # type: ignore[arg-type]
         return
     uvicorn.run(SluiceApp(cfg), **options)  # type: ignore[arg-type]

@@ -51,6 +51,15 @@ class CircuitBreakerConfig(_Closed):
     cooldown_s: float = Field(default=30.0, gt=0)
 
 
+class MetricsConfig(_Closed):
+    """Prometheus ``/metrics`` on its own port (0: any free port). With several workers,
+    worker i serves on the first free port of port .. port + workers - 1."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
 class ProviderConfig(_Closed):
     type: Literal["anthropic"]
     api_key: SecretStr | None = None
@@ -96,6 +105,7 @@ class SluiceConfig(_Closed):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     ledger: LedgerConfig = LedgerConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    metrics: MetricsConfig = MetricsConfig()
     pricing: PricingConfig = PricingConfig()
     # How long a budget reservation outlives a process that died before settling it.
     budget_reservation_ttl_s: float = Field(default=900.0, gt=0)

@@ -15,6 +15,7 @@ import orjson
 
 from sluice.core.context import RequestContext
 from sluice.errors import GatewayError, ProviderError
+from sluice.logs import redact
 from sluice.providers.base import UpstreamResponse
 from sluice.server.responses import (
     Send,
@@ -96,7 +97,8 @@ async def _relay_whole(
         await send_bytes(send, upstream.status, body, _response_headers(ctx, upstream))
         return
     # An HTML page (a proxy's 502, say) would be printed verbatim by Claude Code: wrap it.
-    snippet = body[:_SNIPPET].decode("utf-8", "replace").strip()
+    # Redacted: a proxy that echoes the request back would hand the client our credential.
+    snippet = redact(body[:_SNIPPET].decode("utf-8", "replace").strip())
     err = ProviderError(
         f"Upstream {ctx.provider_id} answered HTTP {upstream.status} with a non-JSON body "
         f"({upstream.content_type or 'no content-type'}): {snippet}",

@@ -17,6 +17,7 @@ from sluice.config.loader import load_config
 from sluice.config.models import SluiceConfig
 from sluice.core.clock import Clock, new_request_id
 from sluice.errors import NotFound
+from sluice.logs import configure_logging
 from sluice.server.models_route import handle_models
 from sluice.server.proxy_route import handle_proxy
 from sluice.server.responses import Receive, Scope, Send, send_error, send_json
@@ -109,4 +110,6 @@ class SluiceApp:
 
 def create_app() -> SluiceApp:
     """Factory for ``uvicorn --factory`` (multi-worker serve): config from ``SLUICE_CONFIG``."""
-    return SluiceApp(load_config(os.environ.get("SLUICE_CONFIG") or None))
+    config = load_config(os.environ.get("SLUICE_CONFIG") or None)
+    configure_logging(config.server.log_level)  # a worker process starts with no handlers
+    return SluiceApp(config)

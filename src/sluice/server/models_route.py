@@ -87,6 +87,7 @@ def _page(models: list[ModelInfo], query: dict[str, list[str]]) -> dict[str, Any
 
 async def handle_models(state: AppState, scope: Scope, receive: Receive, send: Send) -> None:
     assert state.keys is not None
+    send = state.metrics.counting_send("models", send)  # metrics: requests by route
     request_id = new_request_id()
     key_text, scheme = presented_key(scope)
     openai_shape = scheme == "bearer" and not has_header(scope, b"anthropic-version")

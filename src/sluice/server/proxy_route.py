@@ -22,8 +22,8 @@ from sluice.governance.rate_limits import Lease
 from sluice.server.asgi_io import check_content_length, presented_key, read_body
 from sluice.server.responses import Receive, Scope, Send, send_error, send_json
 from sluice.server.state import AppState
+from sluice.telemetry.access_log import log_request
 
-access_log = logging.getLogger("sluice.access")
 log = logging.getLogger("sluice")
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the response ended
@@ -115,11 +115,15 @@ async def handle_proxy(
                 upstream = await state.fallback.send_chain(ctx, chain, ctx.key.config.fallback)
             else:
                 upstream = await state.fallback.send_one(ctx, provider)
-            await relay_error_safe(ctx, upstream, send, guard)
+            # --- metrics: active streams ---
+            with state.metrics.active_stream(upstream.status == 200 and upstream.is_sse):
+                await relay_error_safe(ctx, upstream, send, guard)
+            # --- end metrics ---
             await state.pipeline.remember(ctx, guard)
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_code = err.code
+            state.metrics.refused(err)  # metrics: rate-limit dimension
             await send_error(send, err, ctx.request_id)
     except asyncio.CancelledError:
         if not ctx.client_disconnected:
@@ -180,23 +184,8 @@ def _settle(
         actual = usage.total_input_tokens + usage.output_tokens
         if not state.rate_limits.release_now(lease, actual):
             state.spawn(state.rate_limits.release(lease, actual))
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info(
-            "request",
-            extra={
-                "request_id": ctx.request_id,
-                "endpoint": ctx.endpoint,
-                "key_prefix": ctx.key.display_prefix if ctx.key else None,
-                "principal": row["principal"],
-                "provider": ctx.provider_id,
-                "model": ctx.model_sent,
-                "status": ctx.status,
-                "error_code": ctx.error_code,
-                "input_tokens": row["input_tokens"],
-                "output_tokens": row["output_tokens"],
-                "cost_micros": row["cost_micros"],
-                "duration_ms": row["duration_ms"],
-                "client_disconnected": ctx.client_disconnected,
-            },
-        )
+    # --- metrics + access log (telemetry/) ---
+    state.metrics.observe(ctx, row)
+    log_request(ctx, row)
+    # --- end metrics + access log ---
     return row

@@ -40,6 +40,8 @@ from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
 from sluice.store.redis_counters import RedisCounters, RedisRateStore
 from sluice.store.settings_repo import resolve_secret
+from sluice.telemetry.metrics import Metrics
+from sluice.telemetry.metrics_server import MetricsServer
 from sluice.testing.fake_anthropic import FakeAnthropic
 from sluice.testing.scenarios import Reply, Scenario, TextBlock
 
@@ -63,14 +65,6 @@ def effective_providers(config: SluiceConfig) -> dict[str, ProviderConfig]:
     return {}
 
 
-def _log_circuit(provider_id: str, state: str) -> None:
-    log.warning("circuit for provider %s is now %s", provider_id, state)
-
-
-def _log_fallback(from_id: str, to_id: str, trigger: str) -> None:
-    log.warning("fallback from %s to %s (%s)", from_id, to_id, trigger)
-
-
 @dataclass
 class AppState:
     config: SluiceConfig
@@ -87,6 +81,8 @@ class AppState:
     webhooks: WebhookSender = field(init=False)
     session: aiohttp.ClientSession | None = None
     demo: FakeAnthropic | None = None
+    metrics: Metrics = field(init=False)
+    metrics_server: MetricsServer | None = None
     started_at: float = field(default_factory=time.time)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -112,6 +108,13 @@ class AppState:
             max_queue=cfg.ledger.max_queue,
         )
         self.ledger.start()
+        # --- metrics ---
+        self.metrics = Metrics()
+        self.metrics.watch_ledger(self.ledger)
+        if cfg.metrics.enabled:
+            self.metrics_server = MetricsServer(self.metrics, cfg.metrics, cfg.server.workers)
+            await self.metrics_server.start()
+        # --- end metrics ---
         # One pooled client session per process; no total timeout (streams run long).
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
@@ -142,10 +145,12 @@ class AppState:
             self.pricing.warm(pcfg.type, pcfg.models or [])
         self.router = Router(providers)
         breakers = {
-            pid: CircuitBreaker(pid, cfg.circuit_breaker, time.monotonic, _log_circuit)
+            pid: CircuitBreaker(pid, cfg.circuit_breaker, time.monotonic, self._circuit_changed)
             for pid in providers
         }
-        self.fallback = FallbackSender(breakers, _log_fallback)
+        for pid in providers:
+            self.metrics.circuit(pid, "closed")
+        self.fallback = FallbackSender(breakers, self._fell_back)
         counters: BudgetCounters = (
             RedisCounters.from_url(cfg.redis) if cfg.redis else MemoryCounters()
         )
@@ -172,6 +177,8 @@ class AppState:
         )
 
     async def stop(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         if self.keys is not None:
             await self.keys.stop()
         if self._background:
@@ -190,6 +197,14 @@ class AppState:
             await self.demo.stop()
         if self.engine is not None:
             await self.engine.dispose()
+
+    def _circuit_changed(self, provider_id: str, state: str) -> None:
+        log.warning("circuit for provider %s is now %s", provider_id, state)
+        self.metrics.circuit(provider_id, state)
+
+    def _fell_back(self, from_id: str, to_id: str, trigger: str) -> None:
+        log.warning("fallback from %s to %s (%s)", from_id, to_id, trigger)
+        self.metrics.fallback(from_id, to_id, trigger)
 
     def circuits(self) -> dict[str, dict[str, object]]:
         return {pid: b.snapshot() for pid, b in self.fallback.breakers.items()}

@@ -1,0 +1,272 @@
+"""Prometheus metrics: one ``Metrics`` per process, with its own registry (never the global one).
+
+The request path records through two cheap calls: ``observe`` once per request, at settle,
+and ``active_stream`` around a relayed stream. Label children are bound once per label tuple
+and kept in plain dicts, so a request costs a few dict lookups and counter increments.
+Queue depths and drops are read from their owners at scrape time, never pushed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, NamedTuple, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sluice.core.context import RequestContext
+from sluice.errors import GatewayError
+from sluice.server.responses import Send
+
+log = logging.getLogger("sluice.metrics")
+
+# Seconds. LLM calls answer headers in ~0.3-3 s and first tokens later; long thinking or
+# queueing upstream can take minutes, so the top buckets reach two.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+BUDGET_CODES = frozenset({"budget_exceeded", "budget_unavailable"})
+POLICY_CODES = frozenset({"tool_not_allowed", "url_not_allowed", "model_not_allowed"})
+CIRCUIT_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
+
+
+class LedgerQueue(Protocol):
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+
+class _ModelChildren(NamedTuple):
+    """Children bound for one (provider, model); built once, then reused by every request."""
+
+    tokens: tuple[Any, Any, Any, Any]  # in TOKEN_KINDS order
+    cost: Any
+    unpriced: Any
+    upstream_latency: Any
+    ttft: Any
+
+
+class _QueueCollector(Collector):
+    """Ledger and export queues, read when scraped."""
+
+    def __init__(self) -> None:
+        self.ledger: LedgerQueue | None = None
+        self.export: Callable[[], dict[str, int]] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self.ledger is not None:
+            yield GaugeMetricFamily(
+                "sluice_ledger_queue_depth",
+                "Ledger rows waiting to be written.",
+                value=self.ledger.pending,
+            )
+            yield CounterMetricFamily(
+                "sluice_ledger_dropped",
+                "Ledger rows dropped because the queue was full.",
+                value=self.ledger.dropped,
+            )
+        if self.export is not None:
+            try:
+                stats = self.export()
+            except Exception:  # a broken callback must not break the whole scrape
+                log.exception("export stats callback failed")
+                return
+            yield GaugeMetricFamily(
+                "sluice_export_queue_depth",
+                "Spans waiting to be exported.",
+                value=stats.get("queue_depth", 0),
+            )
+            yield CounterMetricFamily(
+                "sluice_export_dropped",
+                "Spans dropped because the export queue was full.",
+                value=stats.get("dropped", 0),
+            )
+            yield CounterMetricFamily(
+                "sluice_export_exported", "Spans exported.", value=stats.get("exported", 0)
+            )
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # names depend on what is watched; skip the registry's duplicate check
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self._requests = Counter(
+            "sluice_requests",
+            "Requests by route, HTTP status, provider and model.",
+            ["route", "status", "provider", "model"],
+            registry=reg,
+        )
+        self._upstream_latency = Histogram(
+            "sluice_upstream_latency_seconds",
+            "Time from request start to the upstream's response headers.",
+            ["provider", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._ttft = Histogram(
+            "sluice_ttft_seconds",
+            "Time from request start to the first content token.",
+            ["provider", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._tokens = Counter(
+            "sluice_tokens",
+            "Tokens by kind: input (uncached), output, cache_read, cache_write.",
+            ["provider", "model", "kind"],
+            registry=reg,
+        )
+        self._cost = Counter(
+            "sluice_cost_usd", "Priced cost in USD.", ["provider", "model"], registry=reg
+        )
+        self._unpriced = Counter(
+            "sluice_unpriced_requests",
+            "Requests with usage but no known price (their cost is not in sluice_cost_usd).",
+            ["provider", "model"],
+            registry=reg,
+        )
+        self._budget_blocks = Counter(
+            "sluice_budget_blocks", "Requests refused by budgets.", ["code"], registry=reg
+        )
+        self._policy_blocks = Counter(
+            "sluice_policy_blocks", "Requests refused or cut by policy.", ["code"], registry=reg
+        )
+        self._rate_limited = Counter(
+            "sluice_rate_limit_denials",
+            "Requests refused by per-key rate limits.",
+            ["dimension"],
+            registry=reg,
+        )
+        self._fallbacks = Counter(
+            "sluice_fallbacks",
+            "Switches to the next provider in a fallback chain.",
+            ["from_provider", "to_provider", "reason"],
+            registry=reg,
+        )
+        self._circuit = Gauge(
+            "sluice_circuit_state",
+            "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
+            ["provider"],
+            registry=reg,
+        )
+        self._active_streams = Gauge(
+            "sluice_active_streams", "Streamed responses being relayed now.", registry=reg
+        )
+        self._queues = _QueueCollector()
+        reg.register(self._queues)
+        self._by_request: dict[tuple[str, int, str, str], Any] = {}
+        self._by_model: dict[tuple[str, str], _ModelChildren] = {}
+
+    # --- the request path -------------------------------------------------------------
+
+    def observe(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+        """Record one finished request from its context and ledger row."""
+        provider = ctx.provider_id or ""
+        # A model label only once routed: a refused request's model string is the client's.
+        model = (ctx.model_sent or "") if provider else ""
+        key = (ctx.endpoint, ctx.status, provider, model)
+        child = self._by_request.get(key)
+        if child is None:
+            child = self._requests.labels(ctx.endpoint, str(ctx.status), provider, model)
+            self._by_request[key] = child
+        child.inc()
+        code = ctx.error_code
+        if code is not None:
+            if code in BUDGET_CODES:
+                self._budget_blocks.labels(code).inc()
+            elif code in POLICY_CODES:
+                self._policy_blocks.labels(code).inc()
+        if not provider:
+            return
+        bound = self._by_model.get((provider, model))
+        if bound is None:
+            bound = self._bind(provider, model)
+        if (latency := row["upstream_latency_ms"]) is not None:
+            bound.upstream_latency.observe(latency / 1000)
+        if (ttft := row["ttft_ms"]) is not None:
+            bound.ttft.observe(ttft / 1000)
+        usage = ctx.facts.usage
+        if not usage.seen:
+            return
+        counts = (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_creation_tokens,
+        )
+        for counter, amount in zip(bound.tokens, counts, strict=True):
+            if amount:
+                counter.inc(amount)
+        cost = row["cost_micros"]
+        if cost is None:
+            bound.unpriced.inc()
+        elif cost:
+            bound.cost.inc(cost / 1_000_000)
+
+    def refused(self, err: GatewayError) -> None:
+        """A refusal raised on the request path: rate limits carry their dimension here."""
+        if err.code == "rate_limited":
+            self._rate_limited.labels(str(err.meta.get("dimension", "unknown"))).inc()
+
+    @contextmanager
+    def active_stream(self, streaming: bool) -> Iterator[None]:
+        """Counts a relayed stream for as long as it runs, however it ends."""
+        if not streaming:
+            yield
+            return
+        self._active_streams.inc()
+        try:
+            yield
+        finally:
+            self._active_streams.dec()
+
+    def counting_send(self, route: str, send: Send) -> Send:
+        """Wrap ``send`` so the response status is counted (routes without a ledger row)."""
+
+        async def counted(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self._requests.labels(route, str(message["status"]), "", "").inc()
+            await send(message)
+
+        return counted
+
+    # --- the router (fallback chain, circuit breakers) ---------------------------------
+
+    def fallback(self, from_id: str, to_id: str, reason: str) -> None:
+        self._fallbacks.labels(from_id, to_id, reason).inc()
+
+    def circuit(self, provider_id: str, state: str) -> None:
+        """``state``: closed, half_open (or half-open), open."""
+        self._circuit.labels(provider_id).set(CIRCUIT_STATES[state])
+
+    # --- queues, read at scrape time ----------------------------------------------------
+
+    def watch_ledger(self, ledger: LedgerQueue) -> None:
+        self._queues.ledger = ledger
+
+    def watch_export(self, stats: Callable[[], dict[str, int]]) -> None:
+        """``stats()`` returns queue_depth, dropped and exported (the tracing exporter's)."""
+        self._queues.export = stats
+
+    def _bind(self, provider: str, model: str) -> _ModelChildren:
+        bound = _ModelChildren(
+            tokens=(
+                self._tokens.labels(provider, model, "input"),
+                self._tokens.labels(provider, model, "output"),
+                self._tokens.labels(provider, model, "cache_read"),
+                self._tokens.labels(provider, model, "cache_write"),
+            ),
+            cost=self._cost.labels(provider, model),
+            unpriced=self._unpriced.labels(provider, model),
+            upstream_latency=self._upstream_latency.labels(provider, model),
+            ttft=self._ttft.labels(provider, model),
+        )
+        self._by_model[(provider, model)] = bound
+        return bound
