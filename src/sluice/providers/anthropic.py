@@ -79,6 +79,15 @@ class AnthropicProvider:
         self._models: list[ModelInfo] | None = None
         self._models_at = 0.0
 
+    def model_id_for(self, model: str) -> str | None:
+        """Anthropic ids are served as they are; a declared list limits them."""
+        if self._declared is None or model.startswith("claude-"):
+            return model
+        return model if any(m.id == model for m in self._declared) else None
+
+    def can_count_tokens(self, model: str) -> bool:
+        return True
+
     def _auth(self, headers: dict[str, str]) -> None:
         if self._api_key:
             headers["x-api-key"] = self._api_key
