@@ -78,15 +78,18 @@ def make_fake(kind: str) -> FakeServer:
 
 
 @asynccontextmanager
-async def lane(kind: str, tmp_path: Path, extra_provider_yaml: str = "") -> AsyncIterator[Lane]:
-    async with make_fake(kind) as fake:
+async def lane(
+    kind: str, tmp_path: Path, extra_provider_yaml: str = "", fake: FakeServer | None = None
+) -> AsyncIterator[Lane]:
+    server = fake if fake is not None else make_fake(kind)
+    async with server:
         gateway = await start_gateway(
             tmp_path / "sluice.db",
-            fake.url,
-            provider_yaml=provider_yaml(kind, fake, extra_provider_yaml),
+            server.url,
+            provider_yaml=provider_yaml(kind, server, extra_provider_yaml),
             key_config=VirtualKeyConfig(providers_allowed=["up"]),
         )
         try:
-            yield Lane(kind, fake, gateway)
+            yield Lane(kind, server, gateway)
         finally:
             await gateway.server.stop()

@@ -8,6 +8,7 @@ to null is dropped; ``beta_defaults: false`` starts from an empty table instead.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -102,6 +103,12 @@ class OpenAIProviderConfig(_ProviderBase):
     strip_billing_header: bool = True
 
     _url = field_validator("base_url")(check_url)
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version_text(cls, value: object) -> object:
+        # YAML reads an unquoted 2024-10-21 as a date.
+        return value.isoformat() if isinstance(value, date) else value
 
 
 AnyProviderConfig = Annotated[

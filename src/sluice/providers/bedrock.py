@@ -10,6 +10,7 @@ The event stream is decoded frame by frame into Anthropic SSE as it arrives
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -69,6 +70,8 @@ class BedrockProvider:
         self._betas = beta_table(DEFAULT_BETA_ALLOWLIST, config.betas, config.beta_defaults)
         self._models_map = dict(config.model_map)
         self._credentials = AwsCredentials(provider_id, config)
+        # botocore.auth logs each canonical request, session token included, at DEBUG.
+        logging.getLogger("botocore.auth").setLevel(logging.INFO)
         self._bearer = config.bearer_token.get_secret_value() if config.bearer_token else None
         self._timeout = client_timeout(config.connect_timeout_ms)
         self._header_timeout = config.header_timeout_ms / 1000
