@@ -20,7 +20,8 @@ when non-zero.
 Checks: ``Authorization: Bearer <key>`` (or Azure's ``api-key``; ``api_key`` if given) → 401;
 route → 404; the body (a JSON object with ``model`` and ``messages``) → 400. Errors are OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``. Faults behave as in FakeAnthropic:
-``hang_before_headers``, ``first_byte_delay``, ``status`` (+ ``retry_after``), and for streams
+``hang_before_headers``, ``first_byte_delay``, ``status`` (+ ``retry_after``,
+``should_retry``; ``body``/``content_type`` verbatim, e.g. ``Fault.html``), and for streams
 ``event_delay``, ``drop_after_events`` (TCP abort), ``hang_after_events`` and
 ``error_after_events`` (an error chunk, ``data: {"error": ...}``, as OpenAI sends mid-stream).
 """
@@ -285,6 +286,8 @@ class FakeOpenAI(FakeServer):
         headers = {"content-type": fault.content_type, "x-request-id": rid}
         if fault.retry_after is not None:
             headers["retry-after"] = fault.retry_after
+        if fault.should_retry is not None:
+            headers["x-should-retry"] = fault.should_retry
         return web.Response(status=fault.status, body=body, headers=headers)
 
     async def _stream(
