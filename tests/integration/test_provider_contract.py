@@ -184,3 +184,19 @@ async def test_claude_code_replay_accumulates(up: Lane) -> None:
     assert tool.input == {"command": "echo SLUICE_TOOL_MARKER", "description": "Run a command"}
     assert message.stop_reason == "tool_use"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (25, 12)
+
+
+async def test_count_tokens_where_the_provider_can(up: Lane) -> None:
+    provider = up.gateway.server.app.state.router.providers["up"]
+    if not provider.can_count_tokens(MODEL):
+        # Bedrock and OpenAI: the router counts elsewhere or estimates (marked as such).
+        assert up.kind in ("bedrock", "openai")
+        return
+    async with _client(up) as client:
+        counted = await client.messages.count_tokens(model=MODEL, messages=HELLO)
+    assert counted.input_tokens > 0
+    sent = up.fake.requests[-1]
+    assert sent.path.endswith(
+        "/models/count-tokens:rawPredict" if up.kind == "vertex" else "/v1/messages/count_tokens"
+    )
+    assert orjson.loads(sent.body)["model"] == MODEL  # Vertex keeps it in the body
