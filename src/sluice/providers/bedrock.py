@@ -108,7 +108,9 @@ class BedrockProvider:
         except (SpanError, ValueError) as exc:
             raise InvalidRequest(f"The request body is not a JSON object: {exc}") from exc
         url = invoke_url(self._region, model_id, ctx.stream, self._config.base_url)
-        headers = {"content-type": "application/json", "accept": "application/json"}
+        # As botocore sends them: the stream names its payload type in its own header.
+        accept = "x-amzn-bedrock-accept" if ctx.stream else "accept"
+        headers = {"content-type": "application/json", accept: "application/json"}
         if self._bearer is not None:
             headers["authorization"] = f"Bearer {self._bearer}"
         else:
