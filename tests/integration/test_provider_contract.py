@@ -16,6 +16,7 @@ from anthropic.types import Message, RawMessageStreamEvent
 
 from sluice.testing.scenarios import (
     FakeUsage,
+    Fault,
     Reply,
     Scenario,
     TextBlock,
@@ -200,3 +201,22 @@ async def test_count_tokens_where_the_provider_can(up: Lane) -> None:
         "/models/count-tokens:rawPredict" if up.kind == "vertex" else "/v1/messages/count_tokens"
     )
     assert orjson.loads(sent.body)["model"] == MODEL  # Vertex keeps it in the body
+
+
+async def test_midstream_drop_ends_with_an_error_event(up: Lane) -> None:
+    """The upstream's connection dies after the first events: the client has its 200 and
+    some events, then an Anthropic `event: error`, never a silently truncated message."""
+    reply = Reply([TextBlock("one two three four five six", chunks=6)])
+    up.fake.set_default(Scenario(reply, fault=Fault(drop_after_events=4)))
+    async with (
+        _client(up) as client,
+        client.messages.stream(model=MODEL, max_tokens=64, messages=HELLO) as stream,
+    ):
+        with pytest.raises(anthropic.APIStatusError) as info:
+            async for _ in stream:
+                pass
+        request_id = stream.response.headers["request-id"]
+    body: Any = info.value.body
+    assert body["error"]["type"] in ("api_error", "overloaded_error")
+    row = await _row(up, request_id)
+    assert row["status"] == 200 and row["error_code"] == "provider_error"
