@@ -133,4 +133,5 @@ class VertexProvider:
         return self._listed
 
     async def close(self) -> None:
-        return None
+        if isinstance(self._tokens, GoogleTokenSource):
+            self._tokens.close()

@@ -391,6 +391,12 @@ class GoogleTokenSource:
             self.project_id = project
         return loaded
 
+    def close(self) -> None:
+        """Drop the pooled connections to Google's token endpoint."""
+        if self._http is not None:
+            self._http.clear()
+            self._http = None
+
     def _request(self) -> Request:
         if self._http is None:
             self._http = urllib3.PoolManager()
