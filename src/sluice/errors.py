@@ -132,3 +132,8 @@ class BudgetUnavailable(GatewayError):
 class RateLimited(GatewayError):
     http_status = 429
     code = "rate_limited"
+
+
+class UnsupportedByProvider(InvalidRequest):
+    """The request uses an Anthropic feature the chosen upstream cannot express (server tools,
+    signed thinking for an OpenAI upstream): refused, never dropped silently."""

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from sluice.config.models import SluiceConfig
+from sluice.config.providers import PROVIDER_TYPES
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -53,7 +54,11 @@ def _expand(node: Any, env: Mapping[str, str]) -> Any:
 def problems_from_validation(err: ValidationError) -> list[ConfigProblem]:
     out = []
     for item in err.errors():
-        path = ".".join(str(part) for part in item["loc"])
+        loc = list(item["loc"])
+        # A provider's union tag (its `type`) is not a key in the file: leave it out.
+        if len(loc) > 2 and loc[0] == "providers" and loc[2] in PROVIDER_TYPES:
+            del loc[2]
+        path = ".".join(str(part) for part in loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field"

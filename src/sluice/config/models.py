@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from sluice.config.providers import AnthropicProviderConfig, AnyProviderConfig
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's own limit; never a framework's 1 MB
 
 
 class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("not a URL")
-    return value.rstrip("/")
 
 
 class ServerConfig(_Closed):
@@ -60,16 +54,8 @@ class MetricsConfig(_Closed):
     port: int = Field(default=9464, ge=0, le=65535)
 
 
-class ProviderConfig(_Closed):
-    type: Literal["anthropic"]
-    api_key: SecretStr | None = None
-    base_url: str = "https://api.anthropic.com"
-    models: list[str] | None = None
-    connect_timeout_ms: int = Field(default=10_000, ge=1)
-    # Bounds the wait for response headers; a stream may then run as long as it runs.
-    header_timeout_ms: int = Field(default=600_000, ge=1)
-
-    _url = field_validator("base_url")(_check_url)
+# Provider configs live in config/providers.py; ``ProviderConfig`` stays the Anthropic one.
+ProviderConfig = AnthropicProviderConfig
 
 
 class PriceOverride(_Closed):
@@ -102,7 +88,7 @@ class SluiceConfig(_Closed):
     secret_key: SecretStr | None = None
     # Signs budget webhooks (HMAC-SHA256 in x-sluice-signature); give receivers this value.
     webhook_secret: SecretStr | None = None
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[str, AnyProviderConfig] = Field(default_factory=dict)
     ledger: LedgerConfig = LedgerConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -80,10 +80,10 @@ class AnthropicProvider:
         self._models_at = 0.0
 
     def model_id_for(self, model: str) -> str | None:
-        """Declared models only, when declared; else any (Anthropic answers an unknown one)."""
-        if self._config.models is not None and model not in self._config.models:
-            return None
-        return model
+        """Anthropic ids are served as they are; a declared list limits them."""
+        if self._declared is None or model.startswith("claude-"):
+            return model
+        return model if any(m.id == model for m in self._declared) else None
 
     def can_count_tokens(self, model: str) -> bool:
         return True

@@ -48,17 +48,22 @@ class Provider(Protocol):
     native_anthropic: bool
 
     async def send(self, ctx: RequestContext) -> UpstreamResponse:
-        """Send ``ctx.body`` to ``ctx.endpoint``; raise ``ProviderError``/``ProviderTimeout``
-        when no response headers could be had."""
+        """Send ``ctx.body`` to ``ctx.endpoint`` for ``ctx.model_sent``; raise
+        ``ProviderError``/``ProviderTimeout`` when no response headers could be had.
+
+        Never mutates ``ctx`` (the router may retry the same context on another provider).
+        An upstream error status comes back as an ``UpstreamResponse`` whose status is the
+        Anthropic equivalent and whose body is an Anthropic JSON error (``retry-after``
+        kept). A request the upstream cannot express raises a 400 ``GatewayError``."""
         ...
 
     def model_id_for(self, model: str) -> str | None:
-        """This provider's id for an Anthropic model id; None when it can't serve it (a
-        fallback chain skips it)."""
+        """This upstream's id for an Anthropic model id; None when it cannot serve it (a
+        fallback chain skips the provider)."""
         ...
 
     def can_count_tokens(self, model: str) -> bool:
-        """Whether ``send`` works for the count_tokens endpoint with this model."""
+        """Whether ``send`` serves endpoint ``count_tokens`` for ``model``."""
         ...
 
     async def list_models(self) -> list[ModelInfo]: ...

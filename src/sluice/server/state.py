@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.models import ProviderConfig, SluiceConfig
+from sluice.config.providers import AnyProviderConfig
 from sluice.core.breaker import CircuitBreaker
 from sluice.core.clock import Clock, SystemClock
 from sluice.core.fallback import FallbackSender
@@ -32,8 +33,8 @@ from sluice.governance.rate_limits import RateLimiter
 from sluice.governance.verdicts import RedisVerdicts, VerdictCache, Verdicts
 from sluice.governance.webhooks import WebhookSender
 from sluice.pricing import Pricing
-from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import Provider
+from sluice.providers.factory import build_provider
 from sluice.store.budgets_repo import BudgetsRepo
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
@@ -54,7 +55,7 @@ DEMO_TEXT = (
 )
 
 
-def effective_providers(config: SluiceConfig) -> dict[str, ProviderConfig]:
+def effective_providers(config: SluiceConfig) -> dict[str, AnyProviderConfig]:
     """Configured providers; else ANTHROPIC_API_KEY from the environment; else none (demo)."""
     if config.providers:
         return dict(config.providers)
@@ -141,7 +142,7 @@ class AppState:
             )
         providers: dict[str, Provider] = {}
         for provider_id, pcfg in providers_cfg.items():
-            providers[provider_id] = AnthropicProvider(provider_id, pcfg, self.session)
+            providers[provider_id] = build_provider(provider_id, pcfg, self.session)
             self.pricing.warm(pcfg.type, pcfg.models or [])
         self.router = Router(providers)
         breakers = {

@@ -7,6 +7,8 @@ only turns each decoded frame into the SSE event the first-party API would have 
 ``event: <type>`` plus the event JSON exactly as Bedrock encoded it. The one exception is
 ``message_stop``, which Bedrock extends with ``amazon-bedrock-invocationMetrics`` (§5.7): that
 key is cut out (and kept on ``invocation_metrics``) unless ``strip_invocation_metrics`` is off.
+Usage is merged (§5.7): ``message_delta`` is held until the next frame, and when that is a
+``message_stop`` with metrics, usage fields the delta lacks are filled in from them.
 Exception and error frames become an SSE ``error`` event (§3.5), since the 200 is already sent.
 """
 
@@ -50,6 +52,7 @@ class EventStreamToSSE:
         self.error: tuple[int, dict[str, Any]] | None = None
         self.truncated = False
         self.frames = 0
+        self._held: tuple[dict[str, Any], bytes] | None = None  # message_delta, its JSON
 
     def feed(self, chunk: bytes) -> bytes:
         if not chunk:
@@ -72,7 +75,26 @@ class EventStreamToSSE:
             raise ProviderError(
                 f"Bedrock event stream ended inside a frame ({self._pending} bytes pending)"
             )
-        return b""
+        return self._release()
+
+    def _release(self) -> bytes:
+        """The held message_delta (if any), with usage merged from the invocation metrics."""
+        if self._held is None:
+            return b""
+        event, data = self._held
+        self._held = None
+        usage = event.get("usage")
+        metrics = self.invocation_metrics
+        if isinstance(usage, dict) and metrics:
+            filled = False
+            for field, metric in _USAGE_FROM_METRICS:
+                value = metrics.get(metric)
+                if usage.get(field) is None and isinstance(value, int):
+                    usage[field] = value
+                    filled = True
+            if filled:
+                data = orjson.dumps(event)
+        return _sse(b"message_delta", data)
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -109,12 +131,25 @@ class EventStreamToSSE:
                 data = orjson.dumps(event)
         if b"\n" in data or b"\r" in data:
             data = orjson.dumps(event)  # one SSE data line: never pass raw newlines through
-        return _sse(event_type.encode(), data)
+        held = self._release()
+        if event_type == "message_delta":
+            self._held = (event, data)
+            return held
+        return held + _sse(event_type.encode(), data)
 
     def _error(self, exception_type: str, message: str) -> bytes:
         status, body = bedrock_exception_to_anthropic(exception_type, message)
         self.error = (status, body)
-        return _sse(b"error", orjson.dumps(body))
+        return self._release() + _sse(b"error", orjson.dumps(body))
+
+
+# Anthropic usage field ← invocation metric, used only where the stream's usage lacks it.
+_USAGE_FROM_METRICS = (
+    ("input_tokens", "inputTokenCount"),
+    ("output_tokens", "outputTokenCount"),
+    ("cache_read_input_tokens", "cacheReadInputTokenCount"),
+    ("cache_creation_input_tokens", "cacheWriteInputTokenCount"),
+)
 
 
 def _exception_message(payload: bytes) -> str:

@@ -238,6 +238,10 @@ class FakeBedrock(FakeServer):
     def invoke_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if _ROUTE.fullmatch(r.path)]
 
+    def messages_requests(self) -> list[RecordedRequest]:
+        """Model requests: what FakeAnthropic's callers mean by messages."""
+        return self.invoke_requests()
+
     # --- request handling -----------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:

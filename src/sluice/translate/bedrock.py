@@ -46,7 +46,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from sluice.core.json_spans import SpanError, as_text, cut_spans, element_cuts, iter_members
+from sluice.translate.members import rewrite_top_level
 
 __all__ = [
     "BEDROCK_ANTHROPIC_VERSION",
@@ -143,25 +143,14 @@ def to_bedrock_body(body: bytes, betas: list[str]) -> bytes:
 
     ``model``, ``stream`` and any client-sent ``anthropic_version``/``anthropic_beta`` are cut
     out; ``anthropic_version`` (and ``anthropic_beta`` when ``betas`` is non-empty) go first.
-    Every other byte stays as it was, so prompt text, thinking signatures and key order are
-    untouched. Raises ``ValueError`` (``SpanError``) if the body is not a JSON object.
+    Every other member's value keeps its exact bytes, so prompt text, thinking signatures and
+    key order are untouched. Raises ``ValueError`` (``SpanError``) if the body is not a JSON
+    object.
     """
-    text = as_text(body)
-    open_brace = len(text) - len(text.lstrip(" \t\r\n"))
-    try:
-        members = list(iter_members(text, open_brace))
-    except IndexError as exc:  # the scanner ran off the end: truncated or empty
-        raise SpanError("truncated JSON body") from exc
-    spans = [(m.key_start, m.value_end) for _, m in members]
-    drop = {i for i, (key, _) in enumerate(members) if key in _REPLACED_MEMBERS}
-    head = b'{"anthropic_version":"' + BEDROCK_ANTHROPIC_VERSION.encode() + b'"'
+    head = [b'"anthropic_version":"' + BEDROCK_ANTHROPIC_VERSION.encode() + b'"']
     if betas:
-        head += b',"anthropic_beta":' + orjson.dumps(betas)
-    if len(drop) < len(members):
-        head += b","
-    kept = cut_spans(body, element_cuts(spans, drop))
-    # Cuts only happen after the opening brace, so it is still at the same offset.
-    return kept[:open_brace] + head + kept[open_brace + 1 :]
+        head.append(b'"anthropic_beta":' + orjson.dumps(betas))
+    return rewrite_top_level(body, _REPLACED_MEMBERS, head)
 
 
 # --- model ids ------------------------------------------------------------------------------

@@ -45,10 +45,9 @@ import urllib3
 from google.auth.transport.urllib3 import Request
 from google.oauth2 import service_account
 
-from sluice.core.json_spans import SpanError, as_text, cut_spans, element_cuts, iter_members
-
 # The allowlist semantics are Bedrock's exactly; one implementation for both clouds.
 from sluice.translate.bedrock import filter_betas
+from sluice.translate.members import rewrite_top_level
 
 __all__ = [
     "BETA_GATED_MEMBERS",
@@ -141,20 +140,8 @@ def members_without_beta(betas: Collection[str]) -> frozenset[str]:
 
 def _rewrite_members(body: bytes, remove: Collection[str], head: bytes) -> bytes:
     """Cut the top-level members named in ``remove`` and put ``head`` (``"k":v,...``) first;
-    every other byte stays as it was."""
-    text = as_text(body)
-    open_brace = len(text) - len(text.lstrip(" \t\r\n"))
-    try:
-        members = list(iter_members(text, open_brace))
-    except IndexError as exc:  # the scanner ran off the end: truncated or empty
-        raise SpanError("truncated JSON body") from exc
-    spans = [(m.key_start, m.value_end) for _, m in members]
-    drop = {i for i, (key, _) in enumerate(members) if key in remove}
-    if len(drop) < len(members):
-        head += b","
-    kept = cut_spans(body, element_cuts(spans, drop))
-    # Cuts only happen after the opening brace, so it is still at the same offset.
-    return kept[:open_brace] + b"{" + head + kept[open_brace + 1 :]
+    every other member's value keeps its exact bytes."""
+    return rewrite_top_level(body, remove, [head])
 
 
 def to_vertex_body(body: bytes, *, drop: Collection[str] = ()) -> bytes:
@@ -403,6 +390,12 @@ class GoogleTokenSource:
         if self.project_id is None and isinstance(project, str):
             self.project_id = project
         return loaded
+
+    def close(self) -> None:
+        """Drop the pooled connections to Google's token endpoint."""
+        if self._http is not None:
+            self._http.clear()
+            self._http = None
 
     def _request(self) -> Request:
         if self._http is None:

@@ -1,0 +1,157 @@
+"""Any OpenAI-compatible Chat Completions upstream (OpenAI, Azure OpenAI, vLLM, OpenRouter)
+behind the Provider seam (protocols.md §7).
+
+The Messages request is translated to Chat Completions (translate/openai_chat.py; Claude
+Code's billing line stripped from ``system``, ``stream_options.include_usage`` injected), and
+the answer back to an Anthropic Message or SSE (translate/openai_stream.py), chunk by chunk.
+What OpenAI cannot express is a 400 ``invalid_request_error``, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from sluice.config.providers import OpenAIProviderConfig
+from sluice.errors import InvalidRequest, UnsupportedByProvider
+from sluice.providers.anthropic import display_name_for
+from sluice.providers.base import ModelInfo, UpstreamResponse
+from sluice.providers.transport import (
+    client_timeout,
+    error_response,
+    kept_headers,
+    open_request,
+    read_body,
+    translated_stream,
+    whole_response,
+)
+from sluice.translate.openai_chat import (
+    TranslationError,
+    anthropic_error,
+    anthropic_to_openai,
+    openai_error_to_anthropic,
+    openai_to_anthropic_message,
+)
+from sluice.translate.openai_stream import OpenAIStreamTranslator
+
+if TYPE_CHECKING:
+    from sluice.core.context import RequestContext
+
+
+class OpenAIProvider:
+    kind = "openai"
+    native_anthropic = False
+
+    def __init__(
+        self, provider_id: str, config: OpenAIProviderConfig, session: aiohttp.ClientSession
+    ) -> None:
+        self.id = provider_id
+        self._config = config
+        self._session = session
+        self._timeout = client_timeout(config.connect_timeout_ms)
+        self._header_timeout = config.header_timeout_ms / 1000
+        self._map = dict(config.model_map)
+        self._declared = frozenset(config.models or ())
+        names = config.models if config.models is not None else list(self._map)
+        self._listed = [ModelInfo(m, display_name_for(m)) for m in dict.fromkeys(names)]
+        headers = {k.lower(): v.get_secret_value() for k, v in config.headers.items()}
+        headers["content-type"] = "application/json"
+        if config.api_key is not None:
+            key = config.api_key.get_secret_value()
+            if config.api_version is not None:
+                headers["api-key"] = key
+            else:
+                headers["authorization"] = f"Bearer {key}"
+        self._headers = headers
+
+    def model_id_for(self, model: str) -> str | None:
+        """The mapped upstream model; a declared model is sent under its own name."""
+        if model in self._map:
+            return self._map[model]
+        return model if model in self._declared else None
+
+    def can_count_tokens(self, model: str) -> bool:
+        return False  # Chat Completions has no token-count endpoint
+
+    def _url(self, upstream_model: str) -> str:
+        base, version = self._config.base_url, self._config.api_version
+        if version is None:
+            return f"{base}/chat/completions"
+        deployment = urllib.parse.quote(upstream_model, safe="")
+        query = urllib.parse.urlencode({"api-version": version})
+        return f"{base}/openai/deployments/{deployment}/chat/completions?{query}"
+
+    def _translate(self, ctx: RequestContext, upstream_model: str) -> bytes:
+        try:
+            parsed: Any = orjson.loads(ctx.body)  # a fresh parse: ctx stays untouched
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        try:
+            out = anthropic_to_openai(
+                parsed,
+                model=upstream_model,
+                strip_billing_header=self._config.strip_billing_header,
+            )
+        except TranslationError as exc:
+            raise UnsupportedByProvider(
+                f"{exc.message} (provider {self.id} speaks OpenAI Chat Completions).",
+                param=exc.param,
+                meta={"provider": self.id},
+                tips=["Route this request to an Anthropic, Bedrock or Vertex provider."],
+            ) from exc
+        return orjson.dumps(out)
+
+    async def send(self, ctx: RequestContext) -> UpstreamResponse:
+        model = ctx.model_sent or ""
+        if ctx.endpoint != "messages":
+            raise InvalidRequest(
+                f"Provider {self.id} (OpenAI-compatible) does not count tokens.",
+                meta={"provider": self.id},
+            )
+        upstream_model = self.model_id_for(model)
+        if upstream_model is None:
+            raise InvalidRequest(
+                f"Provider {self.id} (OpenAI-compatible) has no model for '{model}'.",
+                param="model",
+                meta={"provider": self.id, "model": model},
+                tips=[f"Map it under providers.{self.id}.model_map."],
+            )
+        body = self._translate(ctx, upstream_model)
+        resp = await open_request(
+            self._session,
+            self.id,
+            self._url(upstream_model),
+            body,
+            self._headers,
+            timeouts=self._timeout,
+            header_timeout_s=self._header_timeout,
+        )
+        request_id = resp.headers.get("x-request-id") or resp.headers.get("apim-request-id")
+        if resp.status >= 400:
+            status, payload = openai_error_to_anthropic(resp.status, await read_body(resp, self.id))
+            return error_response(status, payload, resp, request_id)
+        if ctx.stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
+            translator = OpenAIStreamTranslator(model)
+            return translated_stream(resp, translator, self.id, request_id)
+        raw = await read_body(resp, self.id)
+        try:
+            completion = orjson.loads(raw)
+            if not isinstance(completion, dict):
+                raise TranslationError("upstream answered JSON that is not an object")
+            message = openai_to_anthropic_message(completion, model=model)
+        except (orjson.JSONDecodeError, TranslationError) as exc:
+            text = f"Upstream {self.id} sent an answer that could not be translated: {exc}"
+            return error_response(502, anthropic_error("api_error", text), resp, request_id)
+        # A whole answer to a stream request (some compatible servers) stays JSON too.
+        return whole_response(200, orjson.dumps(message), kept_headers(resp), request_id)
+
+    async def list_models(self) -> list[ModelInfo]:
+        return self._listed
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,225 @@
+"""What the translating providers share: opening a request within the header timeout, and
+shaping their responses (translated streams, whole bodies, Anthropic JSON errors)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from sluice.errors import ProviderError, ProviderTimeout
+from sluice.providers.anthropic import body_payload
+from sluice.providers.base import UpstreamResponse
+
+TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"
+# Upstream response headers a client may act on; everything else is the upstream's business.
+_KEPT = ("retry-after", "x-should-retry")
+
+
+class StreamTranslator(Protocol):
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+def request_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """All values of a client request header (``name`` lower-case), joined as one list."""
+    values = [v.decode("latin-1") for k, v in headers if k.lower() == name]
+    return ",".join(values) if values else None
+
+
+def beta_table(
+    defaults: Mapping[str, str | None], overrides: Mapping[str, str | None], use_defaults: bool
+) -> dict[str, str | None]:
+    """A provider's beta allowlist: its config's entries over the kind's defaults."""
+    return {**(defaults if use_defaults else {}), **overrides}
+
+
+def client_timeout(connect_timeout_ms: int) -> aiohttp.ClientTimeout:
+    connect = connect_timeout_ms / 1000
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect)
+
+
+async def open_request(
+    session: aiohttp.ClientSession,
+    provider_id: str,
+    url: str | URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeouts: aiohttp.ClientTimeout,
+    header_timeout_s: float,
+) -> aiohttp.ClientResponse:
+    """POST and wait for the response headers; no headers in time is ``ProviderTimeout``,
+    no connection is ``ProviderError`` (both may fall back to another provider)."""
+    try:
+        async with asyncio.timeout(header_timeout_s):
+            return await session.request(
+                "POST",
+                url,
+                data=body_payload(body),
+                headers=dict(headers),
+                skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
+                allow_redirects=False,
+                timeout=timeouts,
+            )
+    except TimeoutError as exc:
+        raise ProviderTimeout(
+            f"Upstream {provider_id} sent no response headers within {header_timeout_s:g}s.",
+            meta={"provider": provider_id},
+        ) from exc
+    except TRANSPORT_ERRORS as exc:
+        raise ProviderError(
+            f"Could not reach upstream {provider_id}: {type(exc).__name__}",
+            meta={"provider": provider_id},
+            tips=[f"Check providers.{provider_id} and that the upstream is up."],
+        ) from exc
+
+
+async def read_body(resp: aiohttp.ClientResponse, provider_id: str) -> bytes:
+    try:
+        return await resp.read()
+    except TRANSPORT_ERRORS as exc:
+        raise ProviderError(
+            f"Upstream {provider_id} connection lost while reading the response: "
+            f"{type(exc).__name__}",
+            meta={"provider": provider_id},
+        ) from exc
+    finally:
+        resp.release()
+
+
+def kept_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.encode(), value.encode("latin-1"))
+        for name in _KEPT
+        if (value := resp.headers.get(name)) is not None
+    ]
+
+
+def _closer(resp: aiohttp.ClientResponse) -> Callable[[bool], None]:
+    def close(abort: bool) -> None:
+        if abort:
+            resp.close()
+        else:
+            resp.release()
+
+    return close
+
+
+def whole_response(
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    upstream_request_id: str | None,
+    content_type: str = JSON_CONTENT_TYPE,
+) -> UpstreamResponse:
+    """A response whose body is already in hand (a translated Message, an error)."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body
+
+    async def read_all() -> bytes:
+        return body
+
+    return UpstreamResponse(
+        status=status,
+        headers=[(b"content-type", content_type.encode()), *headers],
+        content_type=content_type,
+        body=chunks(),
+        read_all=read_all,
+        close=lambda _abort: None,
+        upstream_request_id=upstream_request_id,
+    )
+
+
+def error_response(
+    status: int,
+    payload: dict[str, Any],
+    resp: aiohttp.ClientResponse,
+    upstream_request_id: str | None,
+) -> UpstreamResponse:
+    """An Anthropic JSON error in place of the upstream's, keeping ``retry-after``."""
+    return whole_response(status, orjson.dumps(payload), kept_headers(resp), upstream_request_id)
+
+
+def translated_stream(
+    resp: aiohttp.ClientResponse,
+    translator: StreamTranslator,
+    provider_id: str,
+    upstream_request_id: str | None,
+) -> UpstreamResponse:
+    """Translate the upstream's stream chunk by chunk, in the relay's own task: each chunk's
+    events go out as soon as it is read; nothing is buffered beyond an incomplete frame."""
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp.content.iter_any():
+                out = translator.feed(chunk)
+                if out:
+                    yield out
+        except TRANSPORT_ERRORS as exc:
+            raise ProviderError(
+                f"Upstream {provider_id} connection lost mid-response: {type(exc).__name__}",
+                meta={"provider": provider_id},
+            ) from exc
+        rest = translator.finish()
+        if rest:
+            yield rest
+
+    async def read_all() -> bytes:
+        return b"".join([chunk async for chunk in body()])
+
+    headers = [
+        (b"content-type", SSE_CONTENT_TYPE.encode()),
+        (b"cache-control", b"no-cache"),
+        *kept_headers(resp),
+    ]
+    return UpstreamResponse(
+        status=200,
+        headers=headers,
+        content_type=SSE_CONTENT_TYPE,
+        body=body(),
+        read_all=read_all,
+        close=_closer(resp),
+        upstream_request_id=upstream_request_id,
+    )
+
+
+def passthrough(
+    resp: aiohttp.ClientResponse, provider_id: str, upstream_request_id: str | None
+) -> UpstreamResponse:
+    """The upstream's body as it is (Vertex relays Anthropic's own SSE and JSON)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp.content.iter_any():
+                yield chunk
+        except TRANSPORT_ERRORS as exc:
+            raise ProviderError(
+                f"Upstream {provider_id} connection lost mid-response: {type(exc).__name__}",
+                meta={"provider": provider_id},
+            ) from exc
+
+    async def read_all() -> bytes:
+        return await read_body(resp, provider_id)
+
+    content_type = resp.headers.get("content-type", "")
+    headers = [(b"content-type", content_type.encode("latin-1")), *kept_headers(resp)]
+    if content_type.startswith("text/event-stream"):
+        headers.append((b"cache-control", b"no-cache"))
+    return UpstreamResponse(
+        status=resp.status,
+        headers=headers,
+        content_type=content_type,
+        body=body(),
+        read_all=read_all,
+        close=_closer(resp),
+        upstream_request_id=upstream_request_id,
+    )
