@@ -31,6 +31,7 @@ class RequestContext:
     # Peeked from a parsed copy of the body; the body itself is never re-serialized.
     model_requested: str | None = None
     model_sent: str | None = None
+    upstream_model: str | None = None  # the provider's own id for model_sent
     stream: bool = False
     max_tokens: int | None = None
     session_id: str | None = None

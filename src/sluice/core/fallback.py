@@ -24,7 +24,13 @@ import orjson
 from sluice.config.vk import FallbackConfig
 from sluice.core.breaker import CircuitBreaker
 from sluice.core.context import RequestContext
-from sluice.errors import GatewayError, NoProviderConfigured, ProviderError, ProviderTimeout
+from sluice.errors import (
+    GatewayError,
+    NoProviderConfigured,
+    ProviderError,
+    ProviderTimeout,
+    UnsupportedByProvider,
+)
 from sluice.providers.base import Provider, UpstreamResponse
 
 log = logging.getLogger("sluice.fallback")
@@ -125,6 +131,8 @@ class FallbackSender:
         is nowhere else to go)."""
         breaker = self.breakers.get(provider.id)
         ctx.attempts = 1
+        if ctx.model_sent:
+            ctx.upstream_model = provider.model_id_for(ctx.model_sent)
         try:
             upstream = await provider.send(ctx)
         except GatewayError as err:
@@ -145,12 +153,14 @@ class FallbackSender:
         limit = policy.max_attempts or len(chain)
         last: _Failed | None = None
         skipped: list[str] = []
+        unsupported: UnsupportedByProvider | None = None
         every_one_tried = True
         for provider in chain:
             if ctx.attempts >= limit:
                 every_one_tried = False
                 break
-            if ctx.model_sent and provider.model_id_for(ctx.model_sent) is None:
+            upstream_model = provider.model_id_for(ctx.model_sent) if ctx.model_sent else None
+            if ctx.model_sent and upstream_model is None:
                 ctx.attempt_log.append(f"{provider.id}:no_such_model")
                 continue
             breaker = self.breakers[provider.id]
@@ -161,9 +171,18 @@ class FallbackSender:
             if last is not None and self.observer is not None and ctx.provider_id is not None:
                 self.observer(ctx.provider_id, provider.id, last.trigger)
             ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
+            ctx.upstream_model = upstream_model
             ctx.attempts += 1
             try:
                 upstream = await self._attempt(ctx, provider, policy.timeout_ms / 1000)
+            except UnsupportedByProvider as err:
+                # This upstream can't express the request (nothing was sent): skip it. The
+                # 400 is the answer only when no other provider could take the request.
+                breaker.release()
+                ctx.attempts -= 1
+                ctx.attempt_log.append(f"{provider.id}:unsupported")
+                unsupported = unsupported or err
+                continue
             except _Failed as failed:
                 breaker.failure()
                 outcome = failed.response.status if failed.response is not None else failed.trigger
@@ -190,7 +209,7 @@ class FallbackSender:
             _count_fallbacks(ctx)
             return upstream
         if last is None:
-            raise _no_provider(ctx, skipped)
+            raise unsupported or _no_provider(ctx, skipped)
         _count_fallbacks(ctx)
         return self._give_up(last, exhausted=every_one_tried and len(chain) > 1)
 

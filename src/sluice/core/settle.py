@@ -15,16 +15,18 @@ def _ms(seconds: float | None) -> int | None:
 def ledger_row(ctx: RequestContext, finished: float, pricing: Pricing) -> dict[str, Any]:
     key = ctx.key
     usage = ctx.facts.usage
-    priced = bool(ctx.provider_kind and ctx.model_sent and usage.seen)
+    # Priced as the upstream bills it: its own model id (a Bedrock profile, an OpenAI model).
+    model = ctx.upstream_model or ctx.model_sent
+    priced = bool(ctx.provider_kind and model and usage.seen)
     cost = (
-        pricing.cost_micros(ctx.provider_kind or "", ctx.model_sent or "", usage)
+        pricing.cost_micros(ctx.provider_kind or "", model or "", usage)
         if priced
         else (0 if not usage.seen else None)
     )
     counted = (
         cost
         if cost is not None
-        else pricing.budget_micros(ctx.provider_kind or "", ctx.model_sent or "", usage)
+        else pricing.budget_micros(ctx.provider_kind or "", model or "", usage)
     )
     first_token = ctx.facts.first_token_at
     return {
