@@ -155,6 +155,7 @@ def _settle(
         usage = ctx.facts.usage
         actual = usage.total_input_tokens + usage.output_tokens
         state.spawn(state.rate_limits.release(lease, actual))
+    state.telemetry.record(ctx, row)
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
             "request",

@@ -38,6 +38,7 @@ from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
 from sluice.store.redis_counters import RedisCounters, RedisRateStore
 from sluice.store.settings_repo import resolve_secret
+from sluice.telemetry import Telemetry
 from sluice.testing.fake_anthropic import FakeAnthropic
 from sluice.testing.scenarios import Reply, Scenario, TextBlock
 
@@ -76,6 +77,7 @@ class AppState:
     webhooks: WebhookSender = field(init=False)
     session: aiohttp.ClientSession | None = None
     demo: FakeAnthropic | None = None
+    telemetry: Telemetry = field(init=False)
     started_at: float = field(default_factory=time.time)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -101,6 +103,8 @@ class AppState:
             max_queue=cfg.ledger.max_queue,
         )
         self.ledger.start()
+        self.telemetry = Telemetry(cfg.tracing, self.engine)
+        self.telemetry.start()
         # One pooled client session per process; no total timeout (streams run long).
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
@@ -166,6 +170,8 @@ class AppState:
             await self.webhooks.drain()
         if self.ledger is not None:
             await self.ledger.stop()
+        if hasattr(self, "telemetry"):
+            await self.telemetry.stop()
         for provider in self.router.providers.values():
             await provider.close()
         if self.session is not None:
