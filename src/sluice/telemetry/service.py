@@ -202,6 +202,12 @@ class Telemetry:
         if self._repo is None or now - self._last_prune < _PRUNE_EVERY_S:
             return
         self._last_prune = now
+        await self.prune()
+
+    async def prune(self) -> int:
+        """Delete stored spans older than ``retention_days``; return how many."""
+        if self._repo is None:
+            return 0
         cutoff = int(time.time() * 1000 - self.cfg.retention_days * 86_400_000)
         removed = await self._repo.prune(cutoff)
         if removed:
