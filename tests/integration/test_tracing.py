@@ -315,3 +315,63 @@ async def test_slow_or_dead_collector_never_slows_requests(
     assert stats["export_queue_depth"] <= 16
     assert stats["dropped_spans"] > 0
     assert stats["exported"] == 0
+
+
+async def test_replicas_sharing_a_database_time_the_tool_from_the_store(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    fake.script(*tool_loop_script())
+    shared = tmp_path / "shared.db"
+    a = await start_gateway(shared, fake.url, tracing_yaml(receiver.url))
+    b = await start_gateway(shared, fake.url, tracing_yaml(receiver.url))
+    try:
+        await send(a, "10-tool-loop-turn1.json")
+        await telemetry(a).flush()  # a's chat span (with its tool_use start) is in the store
+        await send(b, "11-tool-loop-turn2-tool_result.json", key=a.key)
+        await telemetry(b).flush()
+        await receiver.wait_for(4)
+    finally:
+        await a.server.stop()
+        await b.server.stop()
+    chats = sorted(receiver.named("chat "), key=lambda s: s.start_ns)
+    [tool] = receiver.named("execute_tool ")
+    assert "sluice.tool.start_estimated" not in tool.attributes
+    assert json.loads(chats[0].attributes["sluice.tool_call_starts"]) == {TOOL_ID: tool.start_ns}
+    assert chats[0].start_ns < tool.start_ns <= chats[0].end_ns
+
+
+async def test_traceparent_error_attributes_and_retention(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    from sluice.testing import Fault
+
+    fake.script(Scenario(fault=Fault(status=529)))
+    gw = await start_gateway(tmp_path / "e.db", fake.url, tracing_yaml(receiver.url))
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    try:
+        sent, body = fixture_request("05-print-bare-authtoken.json")
+        headers = {k: v for k, v in sent if k.lower() not in SKIP_HEADERS}
+        headers["Authorization"] = f"Bearer {gw.key}"
+        headers["traceparent"] = f"00-{caller_trace}-{caller_span}-01"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{gw.url}/v1/messages", data=body, headers=headers) as resp,
+        ):
+            await resp.read()
+            assert resp.status == 529
+        await telemetry(gw).flush()
+        spans = await receiver.wait_for(2)
+        # Retention: nothing is old yet; with a zero-length window everything goes.
+        assert await telemetry(gw).prune() == 0
+        object.__setattr__(telemetry(gw).cfg, "retention_days", 1e-12)
+        assert await telemetry(gw).prune() == 2
+    finally:
+        await gw.server.stop()
+    assert {s.trace_id for s in spans} == {caller_trace}
+    [root] = receiver.named("invoke_agent ")
+    [chat] = receiver.named("chat ")
+    assert root.parent_span_id == caller_span
+    assert chat.status_code == 2  # ERROR
+    assert chat.attributes["http.response.status_code"] == 529
+    assert chat.attributes["error.type"]
+    assert "gen_ai.usage.input_tokens" not in chat.attributes  # no usage was reported

@@ -65,6 +65,7 @@ class Telemetry:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one batch at a time: flush() waits for one in flight
         self._last_prune = 0.0
         self.recorded = 0
         self.dropped = 0
@@ -143,6 +144,10 @@ class Telemetry:
 
     async def process(self) -> None:
         """Drain the queue once: spans for each request, one store write, export."""
+        async with self._lock:
+            await self._process()
+
+    async def _process(self) -> None:
         batch: list[Finished] = []
         while self._queue:
             finished = self._queue.popleft()
@@ -214,6 +219,7 @@ class Telemetry:
             log.info(
                 "trace store: pruned %d spans older than %s days", removed, self.cfg.retention_days
             )
+        return removed
 
 
 def _row(span: SpanRecord) -> dict[str, Any]:
