@@ -86,7 +86,7 @@ class TracingProject(_Closed):
 
 
 class TracingConfig(_Closed):
-    """OpenTelemetry traces per turn (docs/tracing.md). Without ``otlp_endpoint`` the SDK's
+    """OpenTelemetry traces per turn (docs/tracing.md). Without ``otlp_endpoint`` the standard
     ``OTEL_EXPORTER_OTLP_*`` variables apply; with neither, spans go to the local store only."""
 
     enabled: bool = False

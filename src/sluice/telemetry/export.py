@@ -1,10 +1,11 @@
 """OTLP/HTTP export off the response path: a bounded buffer and one sender per collector.
 
-Spans arrive here already built, with their own ids and times, so they go straight to the SDK's
-``OTLPSpanExporter`` as ``ReadableSpan``s (no tracer, no id generator, no context). Each
-collector (the default one and each project override) has a lane: a bounded buffer drained by
-one task that calls the blocking exporter in a worker thread. A slow or dead collector fills its
-lane and the excess is dropped and counted; it never holds a request or grows memory.
+Spans arrive built, with their own ids and times, and are encoded once (``otlp_wire``). Each
+collector (the default one, and each project override) has a lane: a bounded buffer of encoded
+spans drained by one task that POSTs ``application/x-protobuf`` batches with aiohttp. A slow or
+dead collector fills its lane and the excess is dropped and counted; it never holds a request
+or grows memory. Without a configured endpoint the standard ``OTEL_EXPORTER_OTLP_*`` variables
+apply (endpoint, headers, timeout), as in the OpenTelemetry SDK.
 """
 
 from __future__ import annotations
@@ -13,28 +14,19 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
-from opentelemetry.trace.status import Status, StatusCode
+import aiohttp
 
 from sluice.config.models import TracingConfig
+from sluice.telemetry.otlp_wire import SpanEncoder, parse_headers, resource_attributes
 from sluice.telemetry.spans import SpanRecord
 
 log = logging.getLogger("sluice.telemetry")
 
-_KINDS = {"client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL}
-_SCOPE = InstrumentationScope("sluice.gateway", "0.1.0")
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_ENV_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-
-ExporterFactory = Callable[[str | None, dict[str, str] | None, float], SpanExporter]
+SCOPE = ("sluice.gateway", "0.1.0")
+_RETRYABLE = frozenset({429, 502, 503, 504})
 
 
 def sampled(trace_id: int, ratio: float) -> bool:
@@ -45,46 +37,47 @@ def sampled(trace_id: int, ratio: float) -> bool:
     return (trace_id & 0xFFFF_FFFF_FFFF_FFFF) < int(ratio * 2**64)
 
 
-def to_readable(span: SpanRecord, resource: Resource) -> ReadableSpan:
-    context = SpanContext(span.trace_id, span.span_id, is_remote=False, trace_flags=_SAMPLED)
-    parent = (
-        SpanContext(span.trace_id, span.parent_id, is_remote=True, trace_flags=_SAMPLED)
-        if span.parent_id is not None
-        else None
-    )
-    status = Status(StatusCode.ERROR, span.error) if span.error else Status(StatusCode.UNSET)
-    return ReadableSpan(
-        name=span.name,
-        context=context,
-        parent=parent,
-        resource=resource,
-        attributes=span.attributes,
-        kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
-        status=status,
-        start_time=span.start_ns,
-        end_time=span.end_ns,
-        instrumentation_scope=_SCOPE,
-    )
+@dataclass(frozen=True)
+class Target:
+    endpoint: str
+    headers: dict[str, str]
+    timeout_s: float
 
 
-def _otlp(endpoint: str | None, headers: dict[str, str] | None, timeout: float) -> SpanExporter:
-    # endpoint/headers None: the SDK reads OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT/HEADERS itself.
-    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=timeout)
+def default_target(cfg: TracingConfig, env: Mapping[str, str]) -> Target | None:
+    """The configured endpoint, else ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is), else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/traces``; None when none is set (store only)."""
+    headers = parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS"))
+    headers.update(parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))
+    headers.update({k: v.get_secret_value() for k, v in cfg.headers.items()})
+    timeout_ms = env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get(
+        "OTEL_EXPORTER_OTLP_TIMEOUT"
+    )
+    timeout = cfg.export_timeout_s
+    if timeout_ms and "export_timeout_s" not in cfg.model_fields_set:
+        try:
+            timeout = float(timeout_ms) / 1000
+        except ValueError:
+            log.warning("ignoring OTEL_EXPORTER_OTLP_TIMEOUT=%r (not a number)", timeout_ms)
+    endpoint = cfg.otlp_endpoint or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if not endpoint and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    return Target(endpoint, headers, timeout) if endpoint else None
 
 
 class _Lane:
-    """One collector: a bounded buffer and the task that sends it in batches."""
+    """One collector: a bounded buffer of encoded spans and the task that sends it."""
 
-    def __init__(self, exporter: SpanExporter, limit: int, batch: int) -> None:
-        self.exporter = exporter
-        self.buffer: deque[ReadableSpan] = deque()
+    def __init__(self, target: Target, limit: int, batch: int) -> None:
+        self.target = target
+        self.buffer: deque[bytes] = deque()
         self.limit = limit
         self.batch = batch
         self.wake = asyncio.Event()
         self.busy = False
         self.task: asyncio.Task[None] | None = None
 
-    def offer(self, spans: Iterable[ReadableSpan]) -> int:
+    def offer(self, spans: Iterable[bytes]) -> int:
         """Queue what fits; return how many were dropped."""
         dropped = 0
         for span in spans:
@@ -97,35 +90,39 @@ class _Lane:
 
 
 class Exporter:
-    def __init__(self, cfg: TracingConfig, factory: ExporterFactory | None = None) -> None:
+    def __init__(self, cfg: TracingConfig, env: Mapping[str, str] | None = None) -> None:
         self._cfg = cfg
-        self._factory = factory or _otlp
-        self._resource = Resource.create({"service.name": "sluice"})
+        environ = os.environ if env is None else env
+        self._default = default_target(cfg, environ)
+        self._resource = resource_attributes(environ)
+        self._encoder = SpanEncoder()
         self._lanes: dict[str, _Lane] = {}
+        self._session: aiohttp.ClientSession | None = None
         self._closing = False
         self.exported = 0
         self.dropped = 0
         self.failed = 0
-        self.default_enabled = cfg.otlp_endpoint is not None or any(
-            os.environ.get(name) for name in _ENV_ENDPOINTS
-        )
+
+    @property
+    def enabled(self) -> bool:
+        return self._default is not None or bool(self._cfg.projects)
 
     @property
     def queue_depth(self) -> int:
         return sum(len(lane.buffer) for lane in self._lanes.values())
 
     def submit(self, spans: list[SpanRecord]) -> None:
-        """Route sampled spans to their project's collector (or the default one)."""
-        by_lane: dict[str, list[ReadableSpan]] = {}
+        """Encode sampled spans and route them to their project's collector (or the default)."""
+        by_lane: dict[str, list[bytes]] = {}
         for span in spans:
             if not sampled(span.trace_id, self._cfg.sample_ratio):
                 continue
             lane = span.project if span.project in self._cfg.projects else ""
-            if lane == "" and not self.default_enabled:
+            if lane == "" and self._default is None:
                 continue
-            by_lane.setdefault(lane or "", []).append(to_readable(span, self._resource))
-        for name, readable in by_lane.items():
-            self.dropped += self._lane(name).offer(readable)
+            by_lane.setdefault(lane or "", []).append(self._encoder.span(span))
+        for name, encoded in by_lane.items():
+            self.dropped += self._lane(name).offer(encoded)
 
     def _lane(self, name: str) -> _Lane:
         lane = self._lanes.get(name)
@@ -133,13 +130,12 @@ class Exporter:
             cfg = self._cfg
             if name:
                 project = cfg.projects[name]
-                endpoint: str | None = project.otlp_endpoint
-                secrets = project.headers
+                headers = {k: v.get_secret_value() for k, v in project.headers.items()}
+                target = Target(project.otlp_endpoint, headers, cfg.export_timeout_s)
             else:
-                endpoint, secrets = cfg.otlp_endpoint, cfg.headers
-            headers = {k: v.get_secret_value() for k, v in secrets.items()} or None
-            exporter = self._factory(endpoint, headers, cfg.export_timeout_s)
-            lane = _Lane(exporter, cfg.export_queue_size, cfg.export_batch_size)
+                assert self._default is not None
+                target = self._default
+            lane = _Lane(target, cfg.export_queue_size, cfg.export_batch_size)
             lane.task = asyncio.get_running_loop().create_task(self._drain(lane))
             self._lanes[name] = lane
         return lane
@@ -155,16 +151,38 @@ class Exporter:
             batch = [lane.buffer.popleft() for _ in range(min(lane.batch, len(lane.buffer)))]
             lane.busy = True
             try:
-                result = await asyncio.to_thread(lane.exporter.export, batch)
-            except Exception:
-                log.exception("span export raised")
-                result = SpanExportResult.FAILURE
+                sent = await self._post(lane.target, batch)
             finally:
                 lane.busy = False
-            if result is SpanExportResult.SUCCESS:
+            if sent:
                 self.exported += len(batch)
             else:
                 self.failed += len(batch)
+
+    async def _post(self, target: Target, batch: list[bytes]) -> bool:
+        """One export; one retry for a retryable answer. Never raises."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body = self._encoder.request(batch, self._resource, SCOPE)
+        headers = {**target.headers, "Content-Type": "application/x-protobuf"}
+        timeout = aiohttp.ClientTimeout(total=target.timeout_s)
+        for attempt in range(2):
+            try:
+                async with self._session.post(
+                    target.endpoint, data=body, headers=headers, timeout=timeout
+                ) as resp:
+                    await resp.read()
+                    if resp.status < 300:
+                        return True
+                    if resp.status not in _RETRYABLE or attempt:
+                        log.warning("OTLP export to %s: HTTP %d", target.endpoint, resp.status)
+                        return False
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempt:
+                    log.warning("OTLP export to %s failed: %r", target.endpoint, exc)
+                    return False
+            await asyncio.sleep(0.5)
+        return False
 
     async def idle(self, wait_s: float) -> bool:
         """Wait until every lane has sent what it holds (tests, shutdown)."""
@@ -184,9 +202,11 @@ class Exporter:
             self.dropped += len(lane.buffer)
             lane.buffer.clear()
             lane.wake.set()
-        tasks: list[Any] = [lane.task for lane in self._lanes.values() if lane.task]
-        _done, pending = await asyncio.wait(tasks, timeout=1.0) if tasks else (set(), set())
-        for task in pending:
-            task.cancel()  # an export stuck in its thread; its thread ends on its own timeout
-        for lane in self._lanes.values():
-            lane.exporter.shutdown()
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=1.0)
+            for task in pending:
+                task.cancel()  # an export still waiting on a dead collector
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
-from sluice.telemetry.export import Exporter, ExporterFactory
+from sluice.telemetry.export import Exporter
 from sluice.telemetry.spans import (
     Finished,
     SpanRecord,
@@ -53,12 +53,12 @@ class Telemetry:
         cfg: TracingConfig,
         engine: AsyncEngine | None,
         *,
-        exporter_factory: ExporterFactory | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.enabled = cfg.enabled
         self._repo = TracesRepo(engine) if engine is not None and cfg.store else None
-        self._exporter = Exporter(cfg, exporter_factory)
+        self._exporter = Exporter(cfg, env)
         self._queue: deque[Finished] = deque()
         self._queued_bytes = 0
         self._tool_starts: OrderedDict[str, int] = OrderedDict()
