@@ -85,6 +85,7 @@ def main() -> None:
             proc.wait_ready("/healthz")
             gateways[name] = (proc, key)
         results: dict[tuple[str, str, int], list[float]] = {}
+        cpu: dict[tuple[str, str, int], list[float]] = {}
         for round_no in range(args.rounds):
             order = ["off", "on"] if round_no % 2 == 0 else ["on", "off"]
             for name in order:
@@ -94,6 +95,7 @@ def main() -> None:
                     if round_no == 0:
                         warm_up(proc.url, case)
                     for conc in (16, 64):
+                        cpu_before = proc.cpu_seconds()
                         run = run_wrk(
                             proc.url,
                             case.sse,
@@ -102,22 +104,33 @@ def main() -> None:
                             duration_s=args.seconds,
                             cpu=LOADGEN_CPU,
                         )
+                        cpu_us = (proc.cpu_seconds() - cpu_before) * 1e6 / max(run.requests, 1)
                         results.setdefault((case.label, name, conc), []).append(run.rps)
+                        cpu.setdefault((case.label, name, conc), []).append(cpu_us)
                         print(
-                            f"round {round_no} {name} {case.name} c={conc}: {run.rps:.0f} req/s",
+                            f"round {round_no} {name} {case.name} c={conc}: {run.rps:.0f} req/s,"
+                            f" {cpu_us:.0f} CPU us/req",
                             file=sys.stderr,
                             flush=True,
                         )
         time.sleep(1.0)
         with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/count") as resp:
             sink_count = json.loads(resp.read())
-        print("| body | c | tracing off req/s | tracing on req/s | on/off |")
-        print("|---|---|---|---|---|")
+        print(
+            "| body | c | tracing off req/s | tracing on req/s | on/off req/s"
+            " | CPU µs/req off | CPU µs/req on | off/on CPU |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for label in dict.fromkeys(k[0] for k in results):
             for conc in (16, 64):
                 off = statistics.median(results[(label, "off", conc)])
                 on = statistics.median(results[(label, "on", conc)])
-                print(f"| {label} | {conc} | {off:,.0f} | {on:,.0f} | {on / off:.0%} |")
+                c_off = statistics.median(cpu[(label, "off", conc)])
+                c_on = statistics.median(cpu[(label, "on", conc)])
+                print(
+                    f"| {label} | {conc} | {off:,.0f} | {on:,.0f} | {on / off:.0%}"
+                    f" | {c_off:,.0f} | {c_on:,.0f} | {c_off / c_on:.0%} |"
+                )
         print(
             f"\nOTLP sink received {sink_count['spans']:,} spans in {sink_count['posts']:,} posts."
         )

@@ -75,6 +75,7 @@ class _Lane:
         self.batch = batch
         self.wake = asyncio.Event()
         self.busy = False
+        self.failures = 0  # failed exports, for logging the first and every 100th
         self.task: asyncio.Task[None] | None = None
 
     def offer(self, spans: Iterable[bytes]) -> int:
@@ -151,16 +152,17 @@ class Exporter:
             batch = [lane.buffer.popleft() for _ in range(min(lane.batch, len(lane.buffer)))]
             lane.busy = True
             try:
-                sent = await self._post(lane.target, batch)
+                sent = await self._post(lane.target, batch, quiet=lane.failures % 100 != 0)
             finally:
                 lane.busy = False
             if sent:
                 self.exported += len(batch)
             else:
                 self.failed += len(batch)
+                lane.failures += 1
 
-    async def _post(self, target: Target, batch: list[bytes]) -> bool:
-        """One export; one retry for a retryable answer. Never raises."""
+    async def _post(self, target: Target, batch: list[bytes], *, quiet: bool) -> bool:
+        """One export; one retry for a retryable answer. Never raises; logs unless quiet."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         body = self._encoder.request(batch, self._resource, SCOPE)
@@ -175,11 +177,13 @@ class Exporter:
                     if resp.status < 300:
                         return True
                     if resp.status not in _RETRYABLE or attempt:
-                        log.warning("OTLP export to %s: HTTP %d", target.endpoint, resp.status)
+                        if not quiet:
+                            log.warning("OTLP export to %s: HTTP %d", target.endpoint, resp.status)
                         return False
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt:
-                    log.warning("OTLP export to %s failed: %r", target.endpoint, exc)
+                    if not quiet:
+                        log.warning("OTLP export to %s failed: %r", target.endpoint, exc)
                     return False
             await asyncio.sleep(0.5)
         return False

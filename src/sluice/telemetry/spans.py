@@ -281,8 +281,8 @@ def tool_spans(
         if result.is_error:
             attrs["error.type"] = "tool_error"
         if capture:
-            attrs["gen_ai.tool.call.arguments"] = orjson.dumps(result.arguments).decode()
-            attrs["gen_ai.tool.call.result"] = orjson.dumps(result.result).decode()
+            attrs["gen_ai.tool.call.arguments"] = (result.arguments or b"null").decode()
+            attrs["gen_ai.tool.call.result"] = (result.result or b"null").decode()
         parent = (
             turn.chat_span_for(result.asked_at_messages)
             if result.asked_at_messages is not None

@@ -19,6 +19,7 @@ Pure functions only: no IO, no clock.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +38,8 @@ class ToolResult:
     name: str
     is_error: bool
     asked_at_messages: int | None  # message count of the request whose response held the call
-    arguments: Any = None
-    result: Any = None
+    arguments: bytes | None = None  # JSON (content capture only)
+    result: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,66 +107,74 @@ def parse_traceparent(value: bytes | None) -> tuple[int, int] | None:
     return (trace, span) if trace and span else None
 
 
-def _has_user_text(message: dict[str, Any]) -> bool:
+class _Block(msgspec.Struct):
+    """The few fields of a content block that turns need; the rest is skipped unparsed."""
+
+    type: str = ""
+    text: Any = None
+    id: Any = None
+    name: Any = None
+    input: msgspec.Raw = msgspec.Raw(b"null")
+    tool_use_id: Any = None
+    is_error: Any = None
+    content: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Message(msgspec.Struct):
+    role: str = ""
+    content: str | list[_Block] = ""
+
+
+class _Role(msgspec.Struct):
+    role: str = ""
+
+
+_MESSAGE = msgspec.json.Decoder(_Message)
+_ROLE = msgspec.json.Decoder(_Role)  # skips the content unbuilt: most messages stop here
+# cache_control markers move between requests; a content hash must not see them. JSON strings
+# escape their quotes, so this cannot match inside a text.
+_CACHE_CONTROL = re.compile(
+    rb',\s*"cache_control"\s*:\s*\{[^{}]*\}|"cache_control"\s*:\s*\{[^{}]*\}\s*,?'
+)
+
+
+def _message(item: msgspec.Raw, role: str | None = None) -> _Message:
+    """The message, or an empty one when it is not a message object or not of ``role``."""
+    try:
+        if role is not None and _ROLE.decode(item).role != role:
+            return _Message()
+        return _MESSAGE.decode(item)
+    except msgspec.DecodeError:
+        return _Message()
+
+
+def _has_user_text(message: _Message) -> bool:
     """User text, an image or a document; not tool results, nor the ``<system-reminder>`` text
     blocks Claude Code attaches to tool results."""
-    content = message.get("content")
+    content = message.content
     if isinstance(content, str):
         return not content.lstrip().startswith(_REMINDER)
-    if not isinstance(content, list):
-        return False
     for block in content:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "text":
-            if not str(block.get("text", "")).lstrip().startswith(_REMINDER):
+        if block.type == "text":
+            if not str(block.text or "").lstrip().startswith(_REMINDER):
                 return True
-        elif kind != "tool_result":
+        elif block.type != "tool_result":
             return True
     return False
 
 
-def _normalized(message: dict[str, Any]) -> bytes:
-    """The message without ``cache_control`` markers, as canonical JSON."""
-    content = message.get("content")
-    if isinstance(content, list):
-        content = [
-            {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
-            for b in content
-        ]
-    return orjson.dumps([message.get("role"), content], option=orjson.OPT_SORT_KEYS)
-
-
-def _tool_results(message: dict[str, Any]) -> list[tuple[str, bool, Any]]:
-    content = message.get("content")
-    found = []
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, dict) and block.get("type") == "tool_result":
-                found.append(
-                    (
-                        str(block.get("tool_use_id", "")),
-                        block.get("is_error") is True,
-                        block.get("content"),
-                    )
-                )
-    return found
-
-
 def _find_tool_use(
     items: list[msgspec.Raw], before: int, wanted: set[str]
-) -> dict[str, tuple[int, str, Any]]:
-    """tool_use id -> (index of the assistant message holding it, tool name, input)."""
-    found: dict[str, tuple[int, str, Any]] = {}
+) -> dict[str, tuple[int, str, bytes]]:
+    """tool_use id -> (index of the assistant message holding it, tool name, input JSON)."""
+    found: dict[str, tuple[int, str, bytes]] = {}
     for index in range(before - 1, -1, -1):
-        message = orjson.loads(memoryview(items[index]))
-        if not isinstance(message, dict) or message.get("role") != "assistant":
+        message = _message(items[index], "assistant")
+        if message.role != "assistant" or isinstance(message.content, str):
             continue
-        content = message.get("content")
-        for block in content if isinstance(content, list) else ():
-            if isinstance(block, dict) and block.get("id") in wanted:
-                found[block["id"]] = (index, str(block.get("name", "")), block.get("input"))
+        for block in message.content:
+            if block.id in wanted:
+                found[block.id] = (index, str(block.name or ""), bytes(block.input))
         if len(found) == len(wanted):
             break
     return found
@@ -183,41 +192,40 @@ def detect_turn(
     if session is None or not items:
         key = hashlib.blake2b(b"sluice-request\0" + request_id.encode(), digest_size=32).digest()
         return _turn(key, traceparent, opens=True, opening=max(count - 1, 0), count=count)
-    last_user: dict[str, Any] | None = None
-    opening, opening_message = 0, None
+    last_user: _Message | None = None
+    last_user_index = -1
+    opening = 0  # no user text in the history (truncated): the first message
     for index in range(count - 1, -1, -1):
-        message = orjson.loads(memoryview(items[index]))
-        if not isinstance(message, dict) or message.get("role") != "user":
+        message = _message(items[index], "user")
+        if message.role != "user":
             continue
         if last_user is None:
-            last_user = message
+            last_user, last_user_index = message, index
         if _has_user_text(message):
-            opening, opening_message = index, message
+            opening = index
             break
-    if opening_message is None:  # history holds no user text (truncated): the first message
-        first = orjson.loads(memoryview(items[0]))
-        opening_message = first if isinstance(first, dict) else {}
+    normalized = bytes(items[opening])
+    if b'"cache_control"' in normalized:
+        normalized = _CACHE_CONTROL.sub(b"", normalized)
     key = hashlib.blake2b(
-        b"\0".join(
-            (b"sluice-turn", session.encode(), str(opening).encode(), _normalized(opening_message))
-        ),
+        b"\0".join((b"sluice-turn", session.encode(), str(opening).encode(), normalized)),
         digest_size=32,
     ).digest()
-    opens = last_user is opening_message
+    opens = last_user is None or last_user_index == opening
     results: tuple[ToolResult, ...] = ()
-    if not opens and last_user is not None:
-        raw_results = _tool_results(last_user)
-        calls = _find_tool_use(items, count - 1, {r[0] for r in raw_results})
+    if not opens and last_user is not None and not isinstance(last_user.content, str):
+        returned = [b for b in last_user.content if b.type == "tool_result"]
+        calls = _find_tool_use(items, last_user_index, {str(b.tool_use_id) for b in returned})
         results = tuple(
             ToolResult(
-                tool_use_id,
-                calls[tool_use_id][1] if tool_use_id in calls else "",
-                is_error,
-                calls[tool_use_id][0] if tool_use_id in calls else None,
-                calls[tool_use_id][2] if tool_use_id in calls else None,
-                content,
+                str(b.tool_use_id),
+                calls[str(b.tool_use_id)][1] if str(b.tool_use_id) in calls else "",
+                b.is_error is True,
+                calls[str(b.tool_use_id)][0] if str(b.tool_use_id) in calls else None,
+                calls[str(b.tool_use_id)][2] if str(b.tool_use_id) in calls else None,
+                bytes(b.content),
             )
-            for tool_use_id, is_error, content in raw_results
+            for b in returned
         )
     return _turn(key, traceparent, opens=opens, opening=opening, count=count, results=results)
 
