@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--no-store", action="store_true", help="tracing without the local store")
     args = parser.parse_args()
     if ensure_wrk() is None:
         raise SystemExit("wrk is required")
@@ -73,6 +74,7 @@ def main() -> None:
         procs += [start_spinner(PROXY_CPU, tmp), start_spinner(LOADGEN_CPU, tmp)]
         on_yaml = (
             f"tracing:\n  enabled: true\n  otlp_endpoint: http://127.0.0.1:{sink_port}/v1/traces\n"
+            + ("  store: false\n" if args.no_store else "")
         )
         gateways: dict[str, tuple[Proc, str]] = {}
         for name, tracing in (("off", ""), ("on", on_yaml)):

@@ -75,23 +75,45 @@ class Telemetry:
     # -- the request path ---------------------------------------------------------------
 
     def record(self, ctx: RequestContext, row: Mapping[str, Any]) -> None:
-        """Queue a finished request (identified key, Messages endpoint) for tracing."""
+        """Queue a finished request (identified key, Messages endpoint) for tracing.
+
+        The turn is detected here (tens of µs, after the response is complete), so the record
+        keeps no reference to the request body: holding thousands of 100 KB bodies until the
+        worker runs cost more CPU (cache misses, allocator churn) than the detection itself.
+        """
         if not self.enabled or ctx.key is None or ctx.messages_raw is None:
             return
         if ctx.endpoint != "messages":
             return
-        finished = Finished.of(ctx, row)
+        if len(self._queue) >= self.cfg.queue_size:
+            self._drop()
+            return
+        headers: dict[bytes, bytes] = {}
+        for name, value in ctx.headers:
+            lowered = name.lower()
+            if lowered in _HEADERS:
+                headers.setdefault(lowered, value)
+        session = session_of(ctx.session_id, headers)
+        try:
+            caller = parse_traceparent(headers.get(b"traceparent"))
+            turn = detect_turn(ctx.messages_raw, session, ctx.request_id, caller)
+        except Exception:  # a body the upstream accepted but turns cannot read: no trace
+            log.debug("no turn for %s", ctx.request_id, exc_info=True)
+            return
+        capture = self.cfg.capture_content and ctx.key.config.capture_content is not False
+        finished = Finished.of(ctx, row, turn, session, agent_name(headers), capture)
         size = finished.size
-        if len(self._queue) >= self.cfg.queue_size or (
-            self._queued_bytes + size > self.cfg.queue_bytes
-        ):
-            self.dropped += 1
-            if self.dropped % 1000 == 1:
-                log.warning("trace queue full; %d requests dropped from tracing", self.dropped)
+        if self._queued_bytes + size > self.cfg.queue_bytes:
+            self._drop()
             return
         self._queue.append(finished)
         self._queued_bytes += size
         self.recorded += 1
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        if self.dropped % 1000 == 1:
+            log.warning("trace queue full; %d requests dropped from tracing", self.dropped)
 
     # -- counters for metrics ----------------------------------------------------------
 
@@ -171,12 +193,8 @@ class Telemetry:
         self._exporter.submit(spans)
 
     async def _spans(self, rec: Finished) -> list[SpanRecord]:
-        headers = {name.lower(): value for name, value in rec.headers if name.lower() in _HEADERS}
-        session = session_of(rec.session_id, headers)
-        caller = parse_traceparent(headers.get(b"traceparent"))
-        turn = detect_turn(rec.messages_raw, session, rec.request_id, caller)
-        agent = agent_name(headers)
-        capture = self.cfg.capture_content and rec.key_capture is not False
+        turn, session, agent = rec.turn, rec.session, rec.agent
+        capture = rec.messages_raw is not None
         starts = tool_call_starts(rec)
         for tool_use_id, at in starts.items():
             self._remember_tool_start(tool_use_id, at)

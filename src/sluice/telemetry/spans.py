@@ -37,9 +37,10 @@ class Finished:
     wall_offset_ns: int  # wall-clock ns = wall_offset_ns + monotonic ns
     started: float  # monotonic seconds
     ended: float
-    headers: list[tuple[bytes, bytes]]
-    session_id: str | None
-    messages_raw: Any
+    turn: Turn
+    session: str | None
+    agent: str
+    messages_raw: Any  # only when content may be captured: the body is not kept otherwise
     model_requested: str | None
     model_sent: str | None
     stream: bool
@@ -47,7 +48,6 @@ class Finished:
     key_id: str | None
     project: str | None
     principal: str | None
-    key_capture: bool | None  # the key's capture_content (False forbids)
     provider_id: str | None
     provider_kind: str | None
     attempts: int
@@ -60,7 +60,15 @@ class Finished:
     budget_warned: bool
 
     @classmethod
-    def of(cls, ctx: RequestContext, row: Mapping[str, Any]) -> Finished:
+    def of(
+        cls,
+        ctx: RequestContext,
+        row: Mapping[str, Any],
+        turn: Turn,
+        session: str | None,
+        agent: str,
+        capture: bool,
+    ) -> Finished:
         now = time.perf_counter()
         key = ctx.key
         return cls(
@@ -68,9 +76,10 @@ class Finished:
             time.time_ns() - int(now * 1e9),
             ctx.started,
             now,
-            ctx.headers,
-            ctx.session_id,
-            ctx.messages_raw,
+            turn,
+            session,
+            agent,
+            ctx.messages_raw if capture else None,
             ctx.model_requested,
             ctx.model_sent,
             ctx.stream,
@@ -78,7 +87,6 @@ class Finished:
             key.id if key else None,
             key.project if key else None,
             key.principal if key else None,
-            key.config.capture_content if key else None,
             ctx.provider_id,
             ctx.provider_kind,
             ctx.attempts,
@@ -96,7 +104,7 @@ class Finished:
 
     @property
     def size(self) -> int:
-        """Bytes this record keeps alive (the request's messages)."""
+        """Bytes this record keeps alive (the request's messages, when capturing)."""
         return len(memoryview(self.messages_raw)) if self.messages_raw is not None else 0
 
 
