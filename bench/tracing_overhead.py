@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--no-store", action="store_true", help="tracing without the local store")
+    parser.add_argument("--flush-ms", type=int, default=200, help="tracing.flush_interval_ms")
     args = parser.parse_args()
     if ensure_wrk() is None:
         raise SystemExit("wrk is required")
@@ -75,6 +76,7 @@ def main() -> None:
         on_yaml = (
             f"tracing:\n  enabled: true\n  otlp_endpoint: http://127.0.0.1:{sink_port}/v1/traces\n"
             + ("  store: false\n" if args.no_store else "")
+            + f"  flush_interval_ms: {args.flush_ms}\n"
         )
         gateways: dict[str, tuple[Proc, str]] = {}
         for name, tracing in (("off", ""), ("on", on_yaml)):
