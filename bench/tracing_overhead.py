@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--no-store", action="store_true", help="tracing without the local store")
+    parser.add_argument("--no-export", action="store_true", help="tracing without a collector")
     parser.add_argument("--flush-ms", type=int, default=200, help="tracing.flush_interval_ms")
     args = parser.parse_args()
     if ensure_wrk() is None:
@@ -74,7 +75,12 @@ def main() -> None:
         sink.wait_ready()
         procs += [start_spinner(PROXY_CPU, tmp), start_spinner(LOADGEN_CPU, tmp)]
         on_yaml = (
-            f"tracing:\n  enabled: true\n  otlp_endpoint: http://127.0.0.1:{sink_port}/v1/traces\n"
+            "tracing:\n  enabled: true\n"
+            + (
+                ""
+                if args.no_export
+                else f"  otlp_endpoint: http://127.0.0.1:{sink_port}/v1/traces\n"
+            )
             + ("  store: false\n" if args.no_store else "")
             + f"  flush_interval_ms: {args.flush_ms}\n"
         )
