@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd
+from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
 from sluice.cli.common import ConfigOption, config_or_exit, console, err_console
 from sluice.config.loader import ConfigProblems, default_config_path, load_config
 
@@ -23,6 +23,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(budgets_cmd.app, name="budgets")
 app.add_typer(providers_cmd.app, name="providers")
 app.add_typer(mock_app, name="mock")
+app.add_typer(traces_cmd.app, name="traces")
 app.command("spend")(spend_cmd.spend)
 
 

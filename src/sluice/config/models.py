@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from sluice.config.providers import AnthropicProviderConfig, AnyProviderConfig
+from sluice.config.providers import AnthropicProviderConfig, AnyProviderConfig, check_url
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's own limit; never a framework's 1 MB
 
@@ -80,6 +80,40 @@ class PricingConfig(_Closed):
     )
 
 
+class TracingProject(_Closed):
+    """Send one project's traces to its own collector (its own LangWatch project)."""
+
+    otlp_endpoint: str
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+    _url = field_validator("otlp_endpoint")(check_url)
+
+
+class TracingConfig(_Closed):
+    """OpenTelemetry traces per turn (docs/tracing.md). Without ``otlp_endpoint`` the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables apply; with neither, spans go to the local store only."""
+
+    enabled: bool = False
+    otlp_endpoint: str | None = None  # the full traces URL, e.g. https://host/api/otel/v1/traces
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    capture_content: bool = False
+    queue_size: int = Field(default=4096, ge=16)  # finished requests waiting to become spans
+    queue_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)  # bodies they hold
+    export_queue_size: int = Field(default=8192, ge=16)  # spans waiting per collector
+    export_batch_size: int = Field(default=512, ge=1)
+    export_timeout_s: float = Field(default=10.0, gt=0)
+    flush_interval_ms: int = Field(default=200, ge=1)
+    store: bool = True
+    retention_days: float = Field(default=7.0, gt=0)
+    projects: dict[str, TracingProject] = Field(default_factory=dict)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
+
+
 class SluiceConfig(_Closed):
     server: ServerConfig = ServerConfig()
     database: str = "sqlite:///./sluice.db"
@@ -95,6 +129,7 @@ class SluiceConfig(_Closed):
     pricing: PricingConfig = PricingConfig()
     # How long a budget reservation outlives a process that died before settling it.
     budget_reservation_ttl_s: float = Field(default=900.0, gt=0)
+    tracing: TracingConfig = TracingConfig()
     # Starts the built-in fake upstream and routes to it when no provider is configured.
     demo: bool = False
 

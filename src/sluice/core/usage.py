@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ class ToolCall:
     id: str
     name: str
     block_type: str  # tool_use | server_tool_use
+    at: float = 0.0  # monotonic seconds when its block started (the execute_tool span's start)
 
 
 @dataclass(slots=True)
@@ -78,7 +80,12 @@ class ResponseFacts:
             if self.tool_calls is None:
                 self.tool_calls = []
             self.tool_calls.append(
-                ToolCall(str(block.get("id", "")), str(block.get("name", "")), str(kind))
+                ToolCall(
+                    str(block.get("id", "")),
+                    str(block.get("name", "")),
+                    str(kind),
+                    time.perf_counter(),
+                )
             )
 
     def apply_message(self, message: Any) -> None:

@@ -184,6 +184,7 @@ def _settle(
         actual = usage.total_input_tokens + usage.output_tokens
         if not state.rate_limits.release_now(lease, actual):
             state.spawn(state.rate_limits.release(lease, actual))
+    state.telemetry.record(ctx, row)
     # --- metrics + access log (telemetry/) ---
     state.metrics.observe(ctx, row)
     log_request(ctx, row)

@@ -41,6 +41,7 @@ from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
 from sluice.store.redis_counters import RedisCounters, RedisRateStore
 from sluice.store.settings_repo import resolve_secret
+from sluice.telemetry import Telemetry
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.metrics_server import MetricsServer
 from sluice.testing.fake_anthropic import FakeAnthropic
@@ -84,6 +85,7 @@ class AppState:
     demo: FakeAnthropic | None = None
     metrics: Metrics = field(init=False)
     metrics_server: MetricsServer | None = None
+    telemetry: Telemetry = field(init=False)
     started_at: float = field(default_factory=time.time)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -116,6 +118,9 @@ class AppState:
             self.metrics_server = MetricsServer(self.metrics, cfg.metrics, cfg.server.workers)
             await self.metrics_server.start()
         # --- end metrics ---
+        self.telemetry = Telemetry(cfg.tracing, self.engine)
+        self.telemetry.start()
+        self.metrics.watch_export(self.telemetry.stats)
         # One pooled client session per process; no total timeout (streams run long).
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
@@ -190,6 +195,8 @@ class AppState:
             await self.webhooks.drain()
         if self.ledger is not None:
             await self.ledger.stop()
+        if hasattr(self, "telemetry"):
+            await self.telemetry.stop()
         for provider in self.router.providers.values():
             await provider.close()
         if self.session is not None:

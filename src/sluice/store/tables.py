@@ -105,3 +105,31 @@ Index("ix_budgets_scope_target", budgets.c.scope, budgets.c.target)
 
 Index("ix_ledger_created_at", ledger.c.created_at)
 Index("ix_ledger_vk_id", ledger.c.vk_id)
+
+# One row per span (telemetry/spans.py); ids are lower-case hex. Re-emitted spans (a retried
+# model call) overwrite their row. ``created_at`` (ms) drives retention.
+trace_spans = Table(
+    "trace_spans",
+    metadata,
+    Column("trace_id", String(32), primary_key=True),
+    Column("span_id", String(16), primary_key=True),
+    Column("parent_span_id", String(16), nullable=True),
+    Column("name", String(300), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("session_id", String(200), nullable=True),
+    Column("vk_id", String(26), nullable=True),
+    Column("project", String(200), nullable=True),
+    Column("agent", String(200), nullable=True),
+    Column("request_id", String(40), nullable=True),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_micros", BigInteger, nullable=True),
+    Column("error", String(200), nullable=True),
+    Column("attributes", Text, nullable=False, server_default="{}"),
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_trace_spans_created_at", trace_spans.c.created_at)
+Index("ix_trace_spans_session_id", trace_spans.c.session_id)
+Index("ix_trace_spans_vk_id", trace_spans.c.vk_id)

@@ -1,0 +1,109 @@
+"""The local trace store: spans written in batches, pruned by age, read back per turn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.store.tables import trace_spans
+
+_UPDATED = (
+    "parent_span_id",
+    "name",
+    "kind",
+    "start_ns",
+    "end_ns",
+    "input_tokens",
+    "output_tokens",
+    "cost_micros",
+    "error",
+    "attributes",
+    "created_at",
+    "request_id",
+)
+
+
+class TracesRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def write(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert on (trace_id, span_id): a re-emitted span (a retried call) replaces its row."""
+        if not rows:
+            return
+        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(trace_spans)
+        statement = statement.on_conflict_do_update(
+            index_elements=["trace_id", "span_id"],
+            set_={name: statement.excluded[name] for name in _UPDATED},
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(statement, list(rows))
+
+    async def prune(self, older_than_ms: int) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(trace_spans).where(trace_spans.c.created_at < older_than_ms)
+            )
+            return int(result.rowcount or 0)
+
+    async def tool_start(self, trace_id: str, chat_span_id: str, tool_use_id: str) -> int | None:
+        """When another replica streamed ``tool_use_id`` (its chat span records it), if that
+        span is already in a shared store."""
+        async with self._engine.connect() as conn:
+            attributes = await conn.scalar(
+                select(trace_spans.c.attributes).where(
+                    trace_spans.c.trace_id == trace_id, trace_spans.c.span_id == chat_span_id
+                )
+            )
+        if attributes is None:
+            return None
+        starts = orjson.loads(attributes).get("sluice.tool_call_starts")
+        if not isinstance(starts, str):
+            return None
+        value = orjson.loads(starts).get(tool_use_id)
+        return value if isinstance(value, int) else None
+
+    async def turns(
+        self, *, session: str | None = None, key: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """One row per trace (turn), newest first."""
+        c = trace_spans.c
+        query = (
+            select(
+                c.trace_id,
+                func.max(c.agent).label("agent"),
+                func.max(c.session_id).label("session_id"),
+                func.max(c.vk_id).label("vk_id"),
+                func.count().filter(c.name.like("chat %")).label("model_calls"),
+                func.count().filter(c.name.like("execute_tool %")).label("tools"),
+                func.coalesce(func.sum(c.input_tokens), 0).label("input_tokens"),
+                func.coalesce(func.sum(c.output_tokens), 0).label("output_tokens"),
+                func.coalesce(func.sum(c.cost_micros), 0).label("cost_micros"),
+                func.count().filter(c.error.is_not(None)).label("errors"),
+                func.min(c.start_ns).label("start_ns"),
+                func.max(c.end_ns).label("end_ns"),
+            )
+            .group_by(c.trace_id)
+            .order_by(func.min(c.start_ns).desc())
+            .limit(limit)
+        )
+        if session is not None:
+            query = query.where(c.session_id == session)
+        if key is not None:
+            query = query.where(c.vk_id == key)
+        async with self._engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+    async def spans(self, trace_id: str) -> list[dict[str, Any]]:
+        c = trace_spans.c
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(trace_spans).where(c.trace_id == trace_id.lower()).order_by(c.start_ns)
+            )
+            return [dict(r) for r in rows.mappings().all()]

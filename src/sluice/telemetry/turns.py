@@ -1,0 +1,250 @@
+"""Turn grouping with no shared state: every replica derives the same trace and span ids.
+
+A *turn* opens at the request whose last user message carries user text; the requests after it
+that only bring ``tool_result`` blocks continue it. Claude Code re-sends the whole history, so the
+opening message is in every request of the turn, and its position plus a content hash (with the
+``cache_control`` markers removed, since Claude Code moves them from request to request) name
+the turn. All ids are hashes of that name:
+
+- trace id: the first 16 bytes of ``turn_key`` (or an incoming ``traceparent``'s trace id);
+- root ``invoke_agent`` span: ``H(turn_key, "root")``;
+- ``chat`` span of a request with n messages: ``H(turn_key, "chat", n)``. A later request finds
+  the chat span that asked for a tool from the index of the assistant message holding the
+  ``tool_use``: the request that received it had exactly that many messages;
+- ``execute_tool`` span: ``H(turn_key, "tool", tool_use_id)``.
+
+Pure functions only: no IO, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+_REMINDER = "<system-reminder>"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A ``tool_result`` in the request's last message, joined to the ``tool_use`` it answers."""
+
+    tool_use_id: str
+    name: str
+    is_error: bool
+    asked_at_messages: int | None  # message count of the request whose response held the call
+    arguments: bytes | None = None  # JSON (content capture only)
+    result: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    turn_key: bytes
+    trace_id: int
+    caller_span_id: int | None  # the incoming traceparent's span: the root's parent
+    opens: bool  # this request opens the turn (and so emits its root span)
+    opening_index: int
+    message_count: int
+    tool_results: tuple[ToolResult, ...] = ()
+
+    @property
+    def root_span_id(self) -> int:
+        return span_id(self.turn_key, b"root")
+
+    @property
+    def chat_span_id(self) -> int:
+        return self.chat_span_for(self.message_count)
+
+    def chat_span_for(self, message_count: int) -> int:
+        return span_id(self.turn_key, b"chat", str(message_count).encode())
+
+    def tool_span_id(self, tool_use_id: str) -> int:
+        return span_id(self.turn_key, b"tool", tool_use_id.encode())
+
+
+def span_id(key: bytes, *parts: bytes) -> int:
+    digest = hashlib.blake2b(b"\0".join((key, *parts)), digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1  # 0 is the invalid span id
+
+
+def session_of(peeked: str | None, headers: dict[bytes, bytes]) -> str | None:
+    """``X-Claude-Code-Session-Id`` or ``metadata.user_id``'s session (peeked on the request
+    path), then other clients' session headers."""
+    if peeked:
+        return peeked
+    for name in (b"x-session-affinity", b"session-id"):
+        value = headers.get(name)
+        if value:
+            return value.decode("latin-1")
+    return None
+
+
+def agent_name(headers: dict[bytes, bytes]) -> str:
+    explicit = headers.get(b"x-langwatch-agent")
+    if explicit:
+        return explicit.decode("latin-1").strip() or "unknown"
+    if headers.get(b"user-agent", b"").startswith(b"claude-cli/"):
+        return "claude-code"
+    return "unknown"
+
+
+def parse_traceparent(value: bytes | None) -> tuple[int, int] | None:
+    """W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<2 hex>``) -> (trace id, span id)."""
+    if not value:
+        return None
+    parts = value.decode("latin-1").strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+        return None
+    try:
+        trace, span = int(parts[1], 16), int(parts[2], 16)
+    except ValueError:
+        return None
+    return (trace, span) if trace and span else None
+
+
+class _Block(msgspec.Struct):
+    """The few fields of a content block that turns need; the rest is skipped unparsed."""
+
+    type: str = ""
+    text: Any = None
+    id: Any = None
+    name: Any = None
+    input: msgspec.Raw = msgspec.Raw(b"null")
+    tool_use_id: Any = None
+    is_error: Any = None
+    content: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Message(msgspec.Struct):
+    role: str = ""
+    content: str | list[_Block] = ""
+
+
+class _Role(msgspec.Struct):
+    role: str = ""
+
+
+_MESSAGE = msgspec.json.Decoder(_Message)
+_ROLE = msgspec.json.Decoder(_Role)  # skips the content unbuilt: most messages stop here
+# cache_control markers move between requests; a content hash must not see them. JSON strings
+# escape their quotes, so this cannot match inside a text.
+_CACHE_CONTROL = re.compile(
+    rb',\s*"cache_control"\s*:\s*\{[^{}]*\}|"cache_control"\s*:\s*\{[^{}]*\}\s*,?'
+)
+
+
+def _message(item: msgspec.Raw, role: str | None = None) -> _Message:
+    """The message, or an empty one when it is not a message object or not of ``role``."""
+    try:
+        if role is not None and _ROLE.decode(item).role != role:
+            return _Message()
+        return _MESSAGE.decode(item)
+    except msgspec.DecodeError:
+        return _Message()
+
+
+def _has_user_text(message: _Message) -> bool:
+    """User text, an image or a document; not tool results, nor the ``<system-reminder>`` text
+    blocks Claude Code attaches to tool results."""
+    content = message.content
+    if isinstance(content, str):
+        return not content.lstrip().startswith(_REMINDER)
+    for block in content:
+        if block.type == "text":
+            if not str(block.text or "").lstrip().startswith(_REMINDER):
+                return True
+        elif block.type != "tool_result":
+            return True
+    return False
+
+
+def _find_tool_use(
+    items: list[msgspec.Raw], before: int, wanted: set[str]
+) -> dict[str, tuple[int, str, bytes]]:
+    """tool_use id -> (index of the assistant message holding it, tool name, input JSON)."""
+    found: dict[str, tuple[int, str, bytes]] = {}
+    for index in range(before - 1, -1, -1):
+        message = _message(items[index], "assistant")
+        if message.role != "assistant" or isinstance(message.content, str):
+            continue
+        for block in message.content:
+            if block.id in wanted:
+                found[block.id] = (index, str(block.name or ""), bytes(block.input))
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def detect_turn(
+    messages_raw: Any,
+    session: str | None,
+    request_id: str,
+    traceparent: tuple[int, int] | None = None,
+) -> Turn:
+    """The turn this request belongs to. Without a session every request is its own turn."""
+    items = _RAW_LIST.decode(messages_raw) if messages_raw is not None else []
+    count = len(items)
+    if session is None or not items:
+        key = hashlib.blake2b(b"sluice-request\0" + request_id.encode(), digest_size=32).digest()
+        return _turn(key, traceparent, opens=True, opening=max(count - 1, 0), count=count)
+    last_user: _Message | None = None
+    last_user_index = -1
+    opening = 0  # no user text in the history (truncated): the first message
+    for index in range(count - 1, -1, -1):
+        message = _message(items[index], "user")
+        if message.role != "user":
+            continue
+        if last_user is None:
+            last_user, last_user_index = message, index
+        if _has_user_text(message):
+            opening = index
+            break
+    normalized = bytes(items[opening])
+    if b'"cache_control"' in normalized:
+        normalized = _CACHE_CONTROL.sub(b"", normalized)
+    key = hashlib.blake2b(
+        b"\0".join((b"sluice-turn", session.encode(), str(opening).encode(), normalized)),
+        digest_size=32,
+    ).digest()
+    opens = last_user is None or last_user_index == opening
+    results: tuple[ToolResult, ...] = ()
+    if not opens and last_user is not None and not isinstance(last_user.content, str):
+        returned = [b for b in last_user.content if b.type == "tool_result"]
+        calls = _find_tool_use(items, last_user_index, {str(b.tool_use_id) for b in returned})
+        results = tuple(
+            ToolResult(
+                str(b.tool_use_id),
+                calls[str(b.tool_use_id)][1] if str(b.tool_use_id) in calls else "",
+                b.is_error is True,
+                calls[str(b.tool_use_id)][0] if str(b.tool_use_id) in calls else None,
+                calls[str(b.tool_use_id)][2] if str(b.tool_use_id) in calls else None,
+                bytes(b.content),
+            )
+            for b in returned
+        )
+    return _turn(key, traceparent, opens=opens, opening=opening, count=count, results=results)
+
+
+def _turn(
+    key: bytes,
+    traceparent: tuple[int, int] | None,
+    *,
+    opens: bool,
+    opening: int,
+    count: int,
+    results: tuple[ToolResult, ...] = (),
+) -> Turn:
+    trace_id = traceparent[0] if traceparent else (int.from_bytes(key[:16], "big") or 1)
+    caller = traceparent[1] if traceparent else None
+    return Turn(key, trace_id, caller, opens, opening, count, results)
+
+
+def opening_messages(messages_raw: Any, opening: int) -> list[Any]:
+    """The turn's messages from its opening user message on (content capture)."""
+    items = _RAW_LIST.decode(messages_raw) if messages_raw is not None else []
+    return [orjson.loads(memoryview(item)) for item in items[opening:]]

@@ -1,0 +1,374 @@
+"""Traces per turn through real gateways, a real fake upstream and a real OTLP/HTTP receiver:
+across replicas, per-project routing, content capture, a slow or dead collector, and the
+``sluice traces`` CLI over the local store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from typer.testing import CliRunner
+
+from sluice.cli.main import app as cli_app
+from sluice.config.vk import VirtualKeyConfig
+from sluice.telemetry import Telemetry
+from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock
+from sluice.testing.scenarios import ToolUseBlock
+
+from otlp_receiver import OtlpReceiver
+from support import SECRET, Gateway, fixture_request, start_gateway
+
+SESSION = "7c04dda7-18fb-47f7-8946-fcc37dbc4279"
+TOOL_ID = "toolu_mock_4c9d3a5da2be40e3"  # the id in the captured turn-2 tool_result
+SKIP_HEADERS = {"authorization", "host", "content-length", "connection", "accept-encoding"}
+USAGE_1 = FakeUsage(
+    input_tokens=40, output_tokens=30, cache_read_input_tokens=1000, cache_creation_5m=200
+)
+USAGE_2 = FakeUsage(input_tokens=15, output_tokens=8, cache_read_input_tokens=1230)
+
+
+def tool_loop_script() -> list[Scenario]:
+    tool = ToolUseBlock("Bash", {"command": "echo hi", "description": "say hi"}, id=TOOL_ID)
+    return [
+        Scenario(Reply(blocks=[TextBlock("I'll run it."), tool], usage=USAGE_1)),
+        Scenario(Reply(blocks=[TextBlock("Done.")], usage=USAGE_2)),
+    ]
+
+
+def tracing_yaml(endpoint: str, extra: str = "") -> str:
+    return (
+        "tracing:\n  enabled: true\n"
+        f"  otlp_endpoint: {endpoint}\n  flush_interval_ms: 20\n"
+        "  headers: {authorization: Bearer otlp-secret-token}\n" + extra
+    )
+
+
+async def send(gw: Gateway, fixture: str, key: str | None = None, **headers: str) -> str:
+    """POST a captured Claude Code request; return the gateway's request id."""
+    sent, body = fixture_request(fixture)
+    out = {k: v for k, v in sent if k.lower() not in SKIP_HEADERS}
+    out["Authorization"] = f"Bearer {key or gw.key}"
+    out.update(headers)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{gw.url}/v1/messages?beta=true", data=body, headers=out) as resp,
+    ):
+        await resp.read()
+        assert resp.status == 200, await resp.text()
+        return resp.headers["request-id"]
+
+
+def telemetry(gw: Gateway) -> Telemetry:
+    return gw.server.app.state.telemetry
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    async with OtlpReceiver() as server:
+        yield server
+
+
+async def test_tool_loop_across_two_replicas_lands_in_one_trace(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    fake.script(*tool_loop_script())
+    # Two replicas that share nothing: separate databases, separate processes' state.
+    a = await start_gateway(tmp_path / "a.db", fake.url, tracing_yaml(receiver.url))
+    b = await start_gateway(tmp_path / "b.db", fake.url, tracing_yaml(receiver.url))
+    try:
+        first = await send(a, "10-tool-loop-turn1.json")
+        second = await send(b, "11-tool-loop-turn2-tool_result.json", key=await _same_key(a, b))
+        await telemetry(a).flush()
+        await telemetry(b).flush()
+        spans = await receiver.wait_for(4)
+    finally:
+        await a.server.stop()
+        await b.server.stop()
+    assert len({s.trace_id for s in spans}) == 1
+    [root] = receiver.named("invoke_agent ")
+    chats = receiver.named("chat ")
+    [tool] = receiver.named("execute_tool ")
+    assert root.name == "invoke_agent claude-code"
+    assert [c.attributes["langwatch.gateway_request_id"] for c in chats] == [first, second]
+    assert {c.parent_span_id for c in chats} == {root.span_id}
+    assert tool.name == "execute_tool Bash"
+    assert tool.parent_span_id == chats[0].span_id  # the call that asked for the tool
+    assert tool.attributes["gen_ai.tool.call.id"] == TOOL_ID
+    # Replica b never saw the tool_use streamed and a's store is not shared: honest estimate.
+    assert tool.attributes["sluice.tool.start_estimated"] is True
+    assert tool.end_ns == chats[1].start_ns
+    assert root.resource["service.name"] == "sluice"
+    assert receiver.headers[0]["Authorization"] == "Bearer otlp-secret-token"
+
+
+async def _same_key(a: Gateway, b: Gateway) -> str:
+    """Mint on b the key a already has (same id and secret): replicas share keys in production
+    through one database; here each has its own, so copy the row."""
+    from sqlalchemy import insert, select
+
+    from sluice.store.tables import virtual_keys
+
+    state_a, state_b = a.server.app.state, b.server.app.state
+    assert state_a.engine is not None and state_b.engine is not None
+    async with state_a.engine.connect() as conn:
+        row = (
+            (await conn.execute(select(virtual_keys).where(virtual_keys.c.id == a.minted.key.id)))
+            .mappings()
+            .one()
+        )
+    async with state_b.engine.begin() as conn:
+        await conn.execute(insert(virtual_keys).values(**dict(row)))
+    return a.key
+
+
+async def test_one_replica_times_the_tool_and_fills_the_store_and_cli(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    fake.script(*tool_loop_script(), Scenario(Reply(blocks=[TextBlock("Bye.")])))
+    gw = await start_gateway(tmp_path / "one.db", fake.url, tracing_yaml(receiver.url))
+    try:
+        await send(gw, "10-tool-loop-turn1.json")
+        await send(gw, "11-tool-loop-turn2-tool_result.json")
+        # A second prompt in the same session: a new turn, a new trace.
+        _, body = fixture_request("11-tool-loop-turn2-tool_result.json")
+        history = json.loads(body)["messages"] + [
+            {"role": "assistant", "content": [{"type": "text", "text": "Done."}]},
+            {"role": "user", "content": [{"type": "text", "text": "thanks, and now?"}]},
+        ]
+        third = await _post_messages(gw, history)
+        await telemetry(gw).flush()
+        await receiver.wait_for(6)
+        rows = {r["request_id"]: r for r in await gw.ledger_rows()}
+    finally:
+        await gw.server.stop()
+    chats = receiver.named("chat ")
+    [tool] = receiver.named("execute_tool ")
+    roots = receiver.named("invoke_agent ")
+    assert len({s.trace_id for s in chats[:2]} | {tool.trace_id, roots[0].trace_id}) == 1
+    assert chats[2].trace_id == roots[1].trace_id != chats[0].trace_id
+    assert chats[2].attributes["langwatch.gateway_request_id"] == third
+    # Same replica: the tool span starts when its tool_use was streamed, inside chat 1.
+    assert "sluice.tool.start_estimated" not in tool.attributes
+    assert chats[0].start_ns < tool.start_ns <= chats[0].end_ns
+    assert tool.end_ns == chats[1].start_ns
+    # Cost on the span is the ledger's.
+    for chat in chats:
+        row = rows[chat.attributes["langwatch.gateway_request_id"]]
+        assert row["cost_micros"] is not None
+        assert chat.attributes["langwatch.cost_usd"] == pytest.approx(row["cost_micros"] / 1e6)
+
+    # The CLI over the same database.
+    config = tmp_path / "sluice.yaml"
+    config.write_text(f"database: sqlite:///{tmp_path / 'one.db'}\nsecret_key: {SECRET}\n")
+    listed = await asyncio.to_thread(
+        _cli, "traces", "list", "--session", SESSION, "-c", str(config)
+    )
+    # One row per turn, each with its whole trace id (to pass to `traces show`).
+    assert listed.count(tool.trace_id) == 1 and listed.count(chats[2].trace_id) == 1, listed
+    assert "tools" in listed and "agent" in listed
+    turn = json.loads(
+        await asyncio.to_thread(
+            _cli, "traces", "list", "--session", SESSION, "--json", "-c", str(config)
+        )
+    )
+    loop_turn = next(t for t in turn if t["trace_id"] == tool.trace_id)
+    assert loop_turn["agent"] == "claude-code"
+    assert loop_turn["session_id"] == SESSION
+    assert (loop_turn["model_calls"], loop_turn["tools"]) == (2, 1)
+    assert loop_turn["input_tokens"] == 40 + 1000 + 200 + 15 + 1230
+    assert loop_turn["output_tokens"] == 30 + 8
+    assert loop_turn["duration_ms"] >= 0
+    shown = await asyncio.to_thread(_cli, "traces", "show", tool.trace_id, "-c", str(config))
+    assert "invoke_agent claude-code" in shown
+    assert shown.count("chat claude-opus-4-8") == 2
+    assert "execute_tool Bash" in shown and TOOL_ID in shown
+    # The tree nests the tool under the chat that asked for it: deeper indentation.
+    indent = {
+        name: next(
+            len(line) - len(line.lstrip(" │├└─")) for line in shown.splitlines() if name in line
+        )
+        for name in ("invoke_agent", "execute_tool")
+    }
+    assert indent["execute_tool"] > indent["invoke_agent"]
+    by_key = await asyncio.to_thread(
+        _cli, "traces", "list", "--key", "nobody", "--json", "-c", str(config)
+    )
+    assert json.loads(by_key) == []
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(cli_app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+async def _post_messages(gw: Gateway, messages: list[Any], key: str | None = None) -> str:
+    sent, body = fixture_request("10-tool-loop-turn1.json")
+    document = json.loads(body)
+    document["messages"] = messages
+    headers = {k: v for k, v in sent if k.lower() not in SKIP_HEADERS}
+    headers["Authorization"] = f"Bearer {key or gw.key}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{gw.url}/v1/messages", json=document, headers=headers) as resp,
+    ):
+        await resp.read()
+        assert resp.status == 200, await resp.text()
+        return resp.headers["request-id"]
+
+
+async def test_project_override_routes_and_key_config_forbids_content(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    async with OtlpReceiver() as web_project:
+        extra = (
+            "  capture_content: true\n"
+            f"  projects: {{web: {{otlp_endpoint: '{web_project.url}',"
+            " headers: {x-project-token: web-token}}}\n"
+        )
+        gw = await start_gateway(tmp_path / "p.db", fake.url, tracing_yaml(receiver.url, extra))
+        try:
+            other = await gw.mint(name="mobile", project="mobile")
+            private = await gw.mint(
+                name="private", project="mobile", config=VirtualKeyConfig(capture_content=False)
+            )
+            await send(gw, "05-print-bare-authtoken.json")  # key in project "web"
+            await send(gw, "05-print-bare-authtoken.json", key=other.secret)
+            await send(gw, "05-print-bare-authtoken.json", key=private.secret)
+            await telemetry(gw).flush()
+            await web_project.wait_for(2)
+            await receiver.wait_for(4)
+        finally:
+            await gw.server.stop()
+    assert {s.attributes["langwatch.project_id"] for s in web_project.spans} == {"web"}
+    assert web_project.headers[0]["x-project-token"] == "web-token"
+    assert {s.attributes["langwatch.project_id"] for s in receiver.spans} == {"mobile"}
+    chats = {s.attributes["langwatch.virtual_key_id"]: s for s in receiver.named("chat ")}
+    captured = json.loads(chats[other.key.id].attributes["gen_ai.input.messages"])
+    assert captured[0]["role"] == "user"
+    assert {"type": "text", "content": "say hi"} in captured[0]["parts"]
+    assert "gen_ai.input.messages" not in chats[private.key.id].attributes
+
+
+async def test_full_request_queue_drops_and_counts(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    # The worker never runs within the test: the request queue fills and stays bounded.
+    extra = "  queue_size: 16\n"
+    yaml = tracing_yaml(receiver.url, extra).replace(
+        "flush_interval_ms: 20", "flush_interval_ms: 600000"
+    )
+    gw = await start_gateway(tmp_path / "q.db", fake.url, yaml)
+    try:
+        for _ in range(40):
+            await send(gw, "05-print-bare-authtoken.json")
+        stats = telemetry(gw).stats()
+    finally:
+        await gw.server.stop()
+    assert stats["queue_depth"] == 16
+    assert stats["recorded"] == 16
+    assert stats["dropped_requests"] == 24 and stats["dropped"] >= 24
+
+
+async def _latencies(gw: Gateway, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await send(gw, "05-print-bare-authtoken.json")
+        out.append(time.perf_counter() - started)
+    return out
+
+
+@pytest.mark.parametrize("collector", ["slow", "down"])
+async def test_slow_or_dead_collector_never_slows_requests(
+    collector: str, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    async with OtlpReceiver(delay_s=3.0) as slow:
+        endpoint = slow.url if collector == "slow" else "http://127.0.0.1:9/v1/traces"
+        extra = "  export_queue_size: 16\n  export_batch_size: 4\n  export_timeout_s: 2\n"
+        off = await start_gateway(tmp_path / "off.db", fake.url)
+        on = await start_gateway(tmp_path / "on.db", fake.url, tracing_yaml(endpoint, extra))
+        try:
+            await _latencies(off, 5)  # warm both
+            await _latencies(on, 5)
+            base = statistics.median(await _latencies(off, 40))
+            traced = await _latencies(on, 40)
+            await telemetry(on).process()
+            stats = telemetry(on).stats()
+        finally:
+            await off.server.stop()
+            await on.server.stop()
+    # Generous: a blocked export would add seconds; the hook adds microseconds.
+    assert statistics.median(traced) < base * 2 + 0.02, (base, statistics.median(traced))
+    assert max(traced) < 1.0
+    # Memory stays bounded: at most one batch in flight plus the lane's limit; the rest dropped.
+    assert stats["export_queue_depth"] <= 16
+    assert stats["dropped_spans"] > 0
+    assert stats["exported"] == 0
+
+
+async def test_replicas_sharing_a_database_time_the_tool_from_the_store(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    fake.script(*tool_loop_script())
+    shared = tmp_path / "shared.db"
+    a = await start_gateway(shared, fake.url, tracing_yaml(receiver.url))
+    b = await start_gateway(shared, fake.url, tracing_yaml(receiver.url))
+    try:
+        await send(a, "10-tool-loop-turn1.json")
+        await telemetry(a).flush()  # a's chat span (with its tool_use start) is in the store
+        await send(b, "11-tool-loop-turn2-tool_result.json", key=a.key)
+        await telemetry(b).flush()
+        await receiver.wait_for(4)
+    finally:
+        await a.server.stop()
+        await b.server.stop()
+    chats = sorted(receiver.named("chat "), key=lambda s: s.start_ns)
+    [tool] = receiver.named("execute_tool ")
+    assert "sluice.tool.start_estimated" not in tool.attributes
+    assert json.loads(chats[0].attributes["sluice.tool_call_starts"]) == {TOOL_ID: tool.start_ns}
+    assert chats[0].start_ns < tool.start_ns <= chats[0].end_ns
+
+
+async def test_traceparent_error_attributes_and_retention(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    from sluice.testing import Fault
+
+    fake.script(Scenario(fault=Fault(status=529)))
+    gw = await start_gateway(tmp_path / "e.db", fake.url, tracing_yaml(receiver.url))
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    try:
+        sent, body = fixture_request("05-print-bare-authtoken.json")
+        headers = {k: v for k, v in sent if k.lower() not in SKIP_HEADERS}
+        headers["Authorization"] = f"Bearer {gw.key}"
+        headers["traceparent"] = f"00-{caller_trace}-{caller_span}-01"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{gw.url}/v1/messages", data=body, headers=headers) as resp,
+        ):
+            await resp.read()
+            assert resp.status == 529
+        await telemetry(gw).flush()
+        spans = await receiver.wait_for(2)
+        # Retention: nothing is old yet; with a zero-length window everything goes.
+        assert await telemetry(gw).prune() == 0
+        object.__setattr__(telemetry(gw).cfg, "retention_days", 1e-12)
+        assert await telemetry(gw).prune() == 2
+    finally:
+        await gw.server.stop()
+    assert {s.trace_id for s in spans} == {caller_trace}
+    [root] = receiver.named("invoke_agent ")
+    [chat] = receiver.named("chat ")
+    assert root.parent_span_id == caller_span
+    assert chat.status_code == 2  # ERROR
+    assert chat.attributes["http.response.status_code"] == 529
+    assert chat.attributes["error.type"]
+    assert "gen_ai.usage.input_tokens" not in chat.attributes  # no usage was reported

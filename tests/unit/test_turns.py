@@ -1,0 +1,177 @@
+"""Turn grouping and deterministic ids (telemetry/turns.py): pure, from captured Claude Code
+requests and hand-built histories."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import orjson
+
+from sluice.core.context import RequestContext
+from sluice.core.peek import peek_messages_body
+from sluice.telemetry.turns import (
+    agent_name,
+    detect_turn,
+    parse_traceparent,
+    session_of,
+    span_id,
+)
+
+from support import fixture_request
+
+SESSION = "7c04dda7-18fb-47f7-8946-fcc37dbc4279"
+
+
+def raw(messages: list[dict[str, Any]]) -> msgspec.Raw:
+    return msgspec.Raw(orjson.dumps(messages))
+
+
+def fixture_messages(name: str) -> msgspec.Raw:
+    _, body = fixture_request(name)
+    return msgspec.Raw(orjson.dumps(json.loads(body)["messages"]))
+
+
+def user(text: str, **extra: Any) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": text, **extra}]}
+
+
+def assistant_tool(tool_id: str, name: str = "Bash") -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "running it"},
+            {"type": "tool_use", "id": tool_id, "name": name, "input": {"command": "ls"}},
+        ],
+    }
+
+
+def tool_result(tool_id: str, *, is_error: bool = False) -> dict[str, Any]:
+    block = {"type": "tool_result", "tool_use_id": tool_id, "content": "ok", "is_error": is_error}
+    return {"role": "user", "content": [block, {"type": "text", "text": "<system-reminder>x"}]}
+
+
+def test_captured_tool_loop_is_one_turn_despite_moved_cache_control() -> None:
+    # Claude Code moves `cache_control` from the prompt to the tool_result between the two.
+    first = detect_turn(fixture_messages("10-tool-loop-turn1.json"), SESSION, "req_1")
+    second = detect_turn(fixture_messages("11-tool-loop-turn2-tool_result.json"), SESSION, "req_2")
+    assert first.trace_id == second.trace_id
+    assert first.root_span_id == second.root_span_id
+    assert first.opens and not second.opens
+    assert first.opening_index == second.opening_index == 0
+    assert (first.message_count, second.message_count) == (2, 4)
+    assert first.chat_span_id != second.chat_span_id
+    [result] = second.tool_results
+    assert (result.tool_use_id, result.name, result.is_error) == (
+        "toolu_mock_4c9d3a5da2be40e3",
+        "Bash",
+        False,
+    )
+    # The tool span's parent is the chat span of the request that received the tool_use.
+    assert result.asked_at_messages == 2
+    assert second.chat_span_for(result.asked_at_messages) == first.chat_span_id
+    assert first.tool_results == ()
+
+
+def test_is_error_tool_result_is_read() -> None:
+    second = detect_turn(fixture_messages("13-tool-denied-turn2-is_error.json"), SESSION, "r")
+    [result] = second.tool_results
+    assert result.is_error is True and result.name == "Bash"
+
+
+def test_second_user_prompt_opens_a_new_turn() -> None:
+    history = [user("list files"), assistant_tool("t1"), tool_result("t1")]
+    in_turn = detect_turn(raw(history), "s", "r1")
+    history += [{"role": "assistant", "content": [{"type": "text", "text": "done"}]}]
+    next_prompt = detect_turn(raw([*history, user("now delete them")]), "s", "r2")
+    assert next_prompt.opens
+    assert next_prompt.opening_index == 4
+    assert next_prompt.trace_id != in_turn.trace_id
+    # The same words at another position are another turn, too.
+    again = detect_turn(raw([*history, user("list files")]), "s", "r3")
+    assert again.trace_id not in (in_turn.trace_id, next_prompt.trace_id)
+
+
+def test_tool_result_only_last_message_continues_the_turn() -> None:
+    opening = detect_turn(raw([user("go", cache_control={"type": "ephemeral"})]), "s", "a")
+    history = [user("go"), assistant_tool("t1"), tool_result("t1")]
+    step2 = detect_turn(raw(history), "s", "b")
+    history += [assistant_tool("t2", "Read"), tool_result("t2", is_error=True)]
+    step3 = detect_turn(raw(history), "s", "c")
+    assert opening.trace_id == step2.trace_id == step3.trace_id
+    assert not step2.opens and not step3.opens
+    [r3] = step3.tool_results
+    assert (r3.tool_use_id, r3.name, r3.is_error, r3.asked_at_messages) == ("t2", "Read", True, 3)
+    assert step3.chat_span_for(3) == step2.chat_span_id
+    # Ids are well-formed: 128-bit trace, 64-bit spans, never zero.
+    assert 0 < opening.trace_id < 2**128 and 0 < opening.root_span_id < 2**64
+    assert len({opening.root_span_id, opening.chat_span_id, step2.tool_span_id("t1")}) == 3
+
+
+def test_same_history_in_another_session_is_another_trace() -> None:
+    history = raw([user("hello")])
+    assert detect_turn(history, "s1", "r").trace_id != detect_turn(history, "s2", "r").trace_id
+    # ... and the same session always gives the same ids (any replica, any time).
+    assert detect_turn(history, "s1", "x") == detect_turn(history, "s1", "y")
+
+
+def test_no_session_makes_each_request_its_own_turn() -> None:
+    history = raw([user("go"), assistant_tool("t1"), tool_result("t1")])
+    a = detect_turn(history, None, "req_a")
+    b = detect_turn(history, None, "req_b")
+    assert a.opens and b.opens
+    assert a.trace_id != b.trace_id
+    assert a.tool_results == ()
+
+
+def test_traceparent_sets_the_trace_and_the_roots_parent() -> None:
+    header = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    caller = parse_traceparent(header)
+    assert caller == (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7)
+    turn = detect_turn(raw([user("hi")]), "s", "r", caller)
+    assert turn.trace_id == caller[0]
+    assert turn.caller_span_id == caller[1]
+    assert turn.root_span_id == detect_turn(raw([user("hi")]), "s", "r").root_span_id
+    for bad in (b"", b"garbage", b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01", b"00-zz-yy-01"):
+        assert parse_traceparent(bad) is None
+
+
+def _ctx(headers: list[tuple[bytes, bytes]], body: dict[str, Any]) -> RequestContext:
+    ctx = RequestContext("req_x", "messages", "/v1/messages", "", headers, 0.0, 0)
+    ctx.body = orjson.dumps(body)
+    peek_messages_body(ctx)
+    return ctx
+
+
+def test_session_sources_in_order() -> None:
+    body = {"model": "m", "messages": [user("hi")]}
+    meta = {**body, "metadata": {"user_id": json.dumps({"device_id": "d", "session_id": "meta-s"})}}
+    # X-Claude-Code-Session-Id, then metadata.user_id's session_id (peeked on the request path).
+    ctx = _ctx([(b"x-claude-code-session-id", b"hdr-s")], meta)
+    assert session_of(ctx.session_id, {}) == "hdr-s"
+    ctx = _ctx([], meta)
+    assert session_of(ctx.session_id, {b"x-session-affinity": b"aff"}) == "meta-s"
+    # Then other clients' session headers.
+    ctx = _ctx([], body)
+    assert ctx.session_id is None
+    assert session_of(None, {b"x-session-affinity": b"aff", b"session-id": b"sid"}) == "aff"
+    assert session_of(None, {b"session-id": b"sid"}) == "sid"
+    assert session_of(None, {}) is None
+    # A metadata.user_id that is not a JSON object is no session.
+    ctx = _ctx([], {**body, "metadata": {"user_id": "plain-user"}})
+    assert ctx.session_id is None
+
+
+def test_agent_name() -> None:
+    assert agent_name({b"x-langwatch-agent": b"reviewer", b"user-agent": b"claude-cli/2"}) == (
+        "reviewer"
+    )
+    assert agent_name({b"user-agent": b"claude-cli/2.1.197 (external, sdk-cli)"}) == "claude-code"
+    assert agent_name({b"user-agent": b"python-httpx/0.27"}) == "unknown"
+    assert agent_name({}) == "unknown"
+
+
+def test_span_id_is_stable_and_nonzero() -> None:
+    assert span_id(b"k", b"chat", b"3") == span_id(b"k", b"chat", b"3")
+    assert span_id(b"k", b"chat", b"3") != span_id(b"k", b"chat", b"4")
