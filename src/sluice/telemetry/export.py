@@ -1,11 +1,14 @@
 """OTLP/HTTP export off the response path: a bounded buffer and one sender per collector.
 
-Spans arrive built, with their own ids and times, and are encoded once (``otlp_wire``). Each
-collector (the default one, and each project override) has a lane: a bounded buffer of encoded
-spans drained by one task that POSTs ``application/x-protobuf`` batches with aiohttp. A slow or
+Spans arrive built, with their own ids and times. Each collector (the default one, and each
+project override) has a lane: a bounded buffer drained by one task that hands batches to the
+OpenTelemetry SDK's ``OTLPSpanExporter`` (protobuf encoding, HTTP, retries with backoff) in a
+worker thread, so neither encoding nor a slow collector ever runs on the event loop. A slow or
 dead collector fills its lane and the excess is dropped and counted; it never holds a request
-or grows memory. Without a configured endpoint the standard ``OTEL_EXPORTER_OTLP_*`` variables
-apply (endpoint, headers, timeout), as in the OpenTelemetry SDK.
+or grows memory. The SDK's own ``BatchSpanProcessor`` is not used for the buffering because
+it logs a warning for every dropped span and exposes no drop count. Without a configured
+endpoint the standard ``OTEL_EXPORTER_OTLP_*`` variables apply (endpoint, headers, timeout),
+and ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` shape the resource, as in the SDK.
 """
 
 from __future__ import annotations
@@ -17,16 +20,59 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util.re import parse_env_headers
 
 from sluice.config.models import TracingConfig
-from sluice.telemetry.otlp_wire import SpanEncoder, parse_headers, resource_attributes
 from sluice.telemetry.spans import SpanRecord
 
 log = logging.getLogger("sluice.telemetry")
 
-SCOPE = ("sluice.gateway", "0.1.0")
-_RETRYABLE = frozenset({429, 502, 503, 504})
+SCOPE = InstrumentationScope("sluice.gateway", "0.1.0")
+_KINDS = {"client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL, "server": SpanKind.SERVER}
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+def parse_headers(text: str | None) -> dict[str, str]:
+    """``OTEL_EXPORTER_OTLP_HEADERS``: ``k1=v1,k2=v2``, values URL-encoded (the SDK's parser)."""
+    return dict(parse_env_headers(text or "", liberal=True))
+
+
+def resource(env: Mapping[str, str]) -> Resource:
+    """The SDK's resource, with ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` read from
+    ``env`` (injectable); service name ``sluice`` unless they name one."""
+    attrs: dict[str, str] = {"service.name": "sluice"}
+    attrs.update(parse_headers(env.get("OTEL_RESOURCE_ATTRIBUTES")))
+    if env.get("OTEL_SERVICE_NAME"):
+        attrs["service.name"] = env["OTEL_SERVICE_NAME"]
+    return Resource.create(attrs)
+
+
+def readable(span: SpanRecord, res: Resource) -> ReadableSpan:
+    context = SpanContext(span.trace_id, span.span_id, is_remote=False, trace_flags=_SAMPLED)
+    parent = (
+        SpanContext(span.trace_id, span.parent_id, is_remote=False, trace_flags=_SAMPLED)
+        if span.parent_id is not None
+        else None
+    )
+    status = Status(StatusCode.ERROR, span.error) if span.error else Status(StatusCode.UNSET)
+    return ReadableSpan(
+        name=span.name,
+        context=context,
+        parent=parent,
+        resource=res,
+        attributes=span.attributes,
+        kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
+        status=status,
+        start_time=span.start_ns,
+        end_time=span.end_ns,
+        instrumentation_scope=SCOPE,
+    )
 
 
 def sampled(trace_id: int, ratio: float) -> bool:
@@ -66,11 +112,14 @@ def default_target(cfg: TracingConfig, env: Mapping[str, str]) -> Target | None:
 
 
 class _Lane:
-    """One collector: a bounded buffer of encoded spans and the task that sends it."""
+    """One collector: a bounded buffer of spans, the SDK exporter, and the task that feeds it."""
 
     def __init__(self, target: Target, limit: int, batch: int) -> None:
         self.target = target
-        self.buffer: deque[bytes] = deque()
+        self.exporter = OTLPSpanExporter(
+            endpoint=target.endpoint, headers=target.headers, timeout=target.timeout_s
+        )
+        self.buffer: deque[SpanRecord] = deque()
         self.limit = limit
         self.batch = batch
         self.wake = asyncio.Event()
@@ -78,7 +127,7 @@ class _Lane:
         self.failures = 0  # failed exports, for logging the first and every 100th
         self.task: asyncio.Task[None] | None = None
 
-    def offer(self, spans: Iterable[bytes]) -> int:
+    def offer(self, spans: Iterable[SpanRecord]) -> int:
         """Queue what fits; return how many were dropped."""
         dropped = 0
         for span in spans:
@@ -92,13 +141,13 @@ class _Lane:
 
 class Exporter:
     def __init__(self, cfg: TracingConfig, env: Mapping[str, str] | None = None) -> None:
+        # The SDK exporter logs every failed attempt; the lanes log failures, rate-limited.
+        logging.getLogger("opentelemetry.exporter.otlp.proto.http").setLevel(logging.ERROR)
         self._cfg = cfg
         environ = os.environ if env is None else env
         self._default = default_target(cfg, environ)
-        self._resource = resource_attributes(environ)
-        self._encoder = SpanEncoder()
+        self._resource = resource(environ)
         self._lanes: dict[str, _Lane] = {}
-        self._session: aiohttp.ClientSession | None = None
         self._closing = False
         self.exported = 0
         self.dropped = 0
@@ -113,15 +162,15 @@ class Exporter:
         return sum(len(lane.buffer) for lane in self._lanes.values())
 
     def submit(self, spans: list[SpanRecord]) -> None:
-        """Encode sampled spans and route them to their project's collector (or the default)."""
-        by_lane: dict[str, list[bytes]] = {}
+        """Route sampled spans to their project's collector (or the default)."""
+        by_lane: dict[str, list[SpanRecord]] = {}
         for span in spans:
             if not sampled(span.trace_id, self._cfg.sample_ratio):
                 continue
             lane = span.project if span.project in self._cfg.projects else ""
             if lane == "" and self._default is None:
                 continue
-            by_lane.setdefault(lane or "", []).append(self._encoder.span(span))
+            by_lane.setdefault(lane or "", []).append(span)
         for name, encoded in by_lane.items():
             self.dropped += self._lane(name).offer(encoded)
 
@@ -152,7 +201,7 @@ class Exporter:
             batch = [lane.buffer.popleft() for _ in range(min(lane.batch, len(lane.buffer)))]
             lane.busy = True
             try:
-                sent = await self._post(lane.target, batch, quiet=lane.failures % 100 != 0)
+                sent = await asyncio.to_thread(self._export, lane, batch)
             finally:
                 lane.busy = False
             if sent:
@@ -161,32 +210,18 @@ class Exporter:
                 self.failed += len(batch)
                 lane.failures += 1
 
-    async def _post(self, target: Target, batch: list[bytes], *, quiet: bool) -> bool:
-        """One export; one retry for a retryable answer. Never raises; logs unless quiet."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        body = self._encoder.request(batch, self._resource, SCOPE)
-        headers = {**target.headers, "Content-Type": "application/x-protobuf"}
-        timeout = aiohttp.ClientTimeout(total=target.timeout_s)
-        for attempt in range(2):
-            try:
-                async with self._session.post(
-                    target.endpoint, data=body, headers=headers, timeout=timeout
-                ) as resp:
-                    await resp.read()
-                    if resp.status < 300:
-                        return True
-                    if resp.status not in _RETRYABLE or attempt:
-                        if not quiet:
-                            log.warning("OTLP export to %s: HTTP %d", target.endpoint, resp.status)
-                        return False
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                if attempt:
-                    if not quiet:
-                        log.warning("OTLP export to %s failed: %r", target.endpoint, exc)
-                    return False
-            await asyncio.sleep(0.5)
-        return False
+    def _export(self, lane: _Lane, batch: list[SpanRecord]) -> bool:
+        """In a worker thread: the SDK encodes and sends (it retries a retryable answer with
+        backoff within the export timeout). Never raises; logs the first failure and every
+        100th after it."""
+        try:
+            spans = [readable(span, self._resource) for span in batch]
+            ok = lane.exporter.export(spans) is SpanExportResult.SUCCESS
+        except Exception:
+            ok = False
+        if not ok and lane.failures % 100 == 0:
+            log.warning("OTLP export of %d spans to %s failed", len(batch), lane.target.endpoint)
+        return ok
 
     async def idle(self, wait_s: float) -> bool:
         """Wait until every lane has sent what it holds (tests, shutdown)."""
@@ -212,5 +247,5 @@ class Exporter:
             for task in pending:
                 task.cancel()  # an export still waiting on a dead collector
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        for lane in self._lanes.values():
+            lane.exporter.shutdown()  # type: ignore[no-untyped-call]
