@@ -78,3 +78,14 @@ async def test_claim_once(counters: BudgetCounters) -> None:
     assert await counters.claim_once("b:1:breached")
     assert not await counters.claim_once("b:1:breached")
     assert await counters.claim_once("b:2:breached")
+
+
+async def test_memory_counters_keep_nothing_per_settled_request() -> None:
+    """Settled requests leave no state behind (an id set kept for idempotency grew with every
+    request and, past 50k, made each settle rebuild it: ~5 ms a request)."""
+    counters = MemoryCounters()
+    for i in range(1000):
+        assert isinstance(await counters.reserve(f"r{i}", [Ask(A, 1, None)], 10_000), Granted)
+        assert await counters.settle(f"r{i}", 1, 0) == [i + 1]
+    assert counters.__dict__.keys() == {"settled", "reserved", "_open", "_claimed"}
+    assert counters._open == {} and counters.reserved == {A: 0} and counters.settled == {A: 1000}

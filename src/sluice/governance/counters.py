@@ -76,7 +76,6 @@ class MemoryCounters:
     settled: dict[CounterKey, int] = field(default_factory=dict)
     reserved: dict[CounterKey, int] = field(default_factory=dict)
     _open: dict[str, _Reservation] = field(default_factory=dict)
-    _done: dict[str, int] = field(default_factory=dict)  # settled request ids -> deadline
     _claimed: set[str] = field(default_factory=set)
 
     async def claim_once(self, marker: str) -> bool:
@@ -124,19 +123,16 @@ class MemoryCounters:
         return Granted(tuple(self.settled.get(ask.counter, 0) for ask in asks))
 
     def settle_now(self, request_id: str, actual: int, now_ms: int) -> list[int]:
-        """Release the reservation and add the actual amount; a repeat is a no-op."""
-        if request_id in self._done:
-            return []
+        """Release the reservation and add the actual amount. A repeat, or a settle after
+        the reservation was reclaimed, finds nothing open: a no-op."""
         reservation = self._open.pop(request_id, None)
         if reservation is None:
             return []
-        self._done[request_id] = reservation.deadline_ms
         after = []
         for ask in reservation.asks:
             self.reserved[ask.counter] -= ask.amount
             after.append(self.settled.get(ask.counter, 0) + actual)
             self.settled[ask.counter] = after[-1]
-        self._forget_done(now_ms)
         return after
 
     async def reclaim(self, now_ms: int) -> int:
@@ -146,7 +142,3 @@ class MemoryCounters:
             for ask in self._open.pop(rid).asks:
                 self.reserved[ask.counter] -= ask.amount
         return len(expired)
-
-    def _forget_done(self, now_ms: int) -> None:
-        if len(self._done) > 50_000:  # bounded: ids past their deadline can't come back
-            self._done = {rid: d for rid, d in self._done.items() if d > now_ms}
