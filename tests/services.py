@@ -7,6 +7,17 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.store.db import create_engine, migrate
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -63,3 +74,29 @@ def ensure_redis(host: str = "127.0.0.1", port: int = 6379) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError("Redis did not come up on 127.0.0.1:6379")
+
+
+@asynccontextmanager
+async def migrated_engine(kind: str, sqlite_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated engine on SQLite (``sqlite_path``) or on a fresh PostgreSQL database that is
+    dropped afterwards: the two backends every store contract suite runs against."""
+    if kind == "sqlite":
+        eng = create_engine(f"sqlite:///{sqlite_path}")
+        await migrate(eng)
+        try:
+            yield eng
+        finally:
+            await eng.dispose()
+        return
+    ensure_postgres()
+    name = f"sluice_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    eng = create_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    try:
+        await migrate(eng)
+        yield eng
+    finally:
+        await eng.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()

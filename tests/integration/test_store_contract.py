@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,38 +13,20 @@ from sluice.config.vk import VirtualKeyConfig
 from sluice.core.clock import ManualClock
 from sluice.governance.key_admin import KeyAdmin
 from sluice.governance.key_cache import KeyCache
-from sluice.store.db import create_engine, migrate
+from sluice.store.db import migrate
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
 from sluice.store.settings_repo import get_or_create_secret
 from sluice.store.tables import ledger
 
-from services import ensure_postgres
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+from services import migrated_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        eng = create_engine(f"sqlite:///{tmp_path / 'contract.db'}")
-        await migrate(eng)
-        yield eng
-        await eng.dispose()
-        return
-    ensure_postgres()
-    name = f"sluice_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    eng = create_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        await migrate(eng)
+    async with migrated_engine(request.param, tmp_path / "contract.db") as eng:
         await migrate(eng)  # idempotent: a second replica starting finds the schema at head
         yield eng
-    finally:
-        await eng.dispose()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_secret_is_created_once(engine: AsyncEngine) -> None:

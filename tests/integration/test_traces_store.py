@@ -3,45 +3,25 @@ spans, per-turn listing with filters, one trace's spans, the tool-start lookup, 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.store.db import create_engine, migrate
 from sluice.store.traces_repo import TracesRepo
 
-from services import ensure_postgres
+from services import migrated_engine
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 T1, T2 = "a" * 32, "b" * 32
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        eng = create_engine(f"sqlite:///{tmp_path / 'traces.db'}")
-        await migrate(eng)
+    async with migrated_engine(request.param, tmp_path / "traces.db") as eng:
         yield eng
-        await eng.dispose()
-        return
-    ensure_postgres()
-    name = f"sluice_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    eng = create_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        await migrate(eng)
-        yield eng
-    finally:
-        await eng.dispose()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def span(trace: str, span_id: str, name: str, start: int, end: int, **extra: Any) -> dict[str, Any]:

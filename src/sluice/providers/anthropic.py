@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
-from aiohttp.payload import TOO_LARGE_BYTES_BODY, BytesPayload
 
 from sluice.config.models import ProviderConfig
-from sluice.errors import ProviderError, ProviderTimeout
 from sluice.providers.base import ModelInfo, UpstreamResponse
 from sluice.providers.headers import downstream_headers, upstream_headers
+from sluice.providers.transport import TRANSPORT_ERRORS, open_request, relayed
 
 if TYPE_CHECKING:
     from sluice.core.context import RequestContext
@@ -28,18 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluice.providers.anthropic")
 
 _MODELS_TTL_S = 600.0
-_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
-
-
-def body_payload(body: bytes) -> bytes | BytesPayload:
-    """aiohttp warns on bodies over 1 MiB sent as bytes; Claude Code sends up to 32 MB. The
-    bytes are written to the socket buffer in one go either way, so build the payload
-    ourselves with that warning muted (synchronously: no other task runs meanwhile)."""
-    if len(body) <= TOO_LARGE_BYTES_BODY:
-        return body
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        return BytesPayload(body, content_type="application/json")
 
 
 def display_name_for(model_id: str) -> str:
@@ -98,67 +83,21 @@ class AnthropicProvider:
         headers["accept-encoding"] = "identity"
         self._auth(headers)
         url = self._base + ctx.path + (f"?{ctx.query}" if ctx.query else "")
-        try:
-            async with asyncio.timeout(self._header_timeout):
-                resp = await self._session.request(
-                    "POST",
-                    url,
-                    data=body_payload(ctx.body),
-                    headers=headers,
-                    skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                )
-        except TimeoutError as exc:
-            raise ProviderTimeout(
-                f"Upstream {self.id} sent no response headers within {self._header_timeout:g}s.",
-                meta={"provider": self.id},
-            ) from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise ProviderError(
-                f"Could not reach upstream {self.id}: {type(exc).__name__}: {exc}",
-                meta={"provider": self.id},
-                tips=[f"Check providers.{self.id}.base_url and that the upstream is up."],
-            ) from exc
-        return self._wrap(resp)
-
-    def _wrap(self, resp: aiohttp.ClientResponse) -> UpstreamResponse:
-        provider_id = self.id
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-            except _TRANSPORT_ERRORS as exc:
-                raise ProviderError(
-                    f"Upstream {provider_id} connection lost mid-response: {type(exc).__name__}",
-                    meta={"provider": provider_id},
-                ) from exc
-
-        async def read_all() -> bytes:
-            try:
-                return await resp.read()
-            except _TRANSPORT_ERRORS as exc:
-                raise ProviderError(
-                    f"Upstream {provider_id} connection lost while reading the response: "
-                    f"{type(exc).__name__}",
-                    meta={"provider": provider_id},
-                ) from exc
-
-        def close(abort: bool) -> None:
-            if abort:
-                resp.close()
-            else:
-                resp.release()
-
-        return UpstreamResponse(
-            status=resp.status,
-            headers=downstream_headers(resp.headers.items()),
-            content_type=resp.headers.get("content-type", ""),
-            body=body(),
-            read_all=read_all,
-            close=close,
-            upstream_request_id=resp.headers.get("request-id"),
+        resp = await open_request(
+            self._session,
+            self.id,
+            url,
+            ctx.body,
+            headers,
+            timeouts=self._timeout,
+            header_timeout_s=self._header_timeout,
+        )
+        # The raw lane: every end-to-end header back as the upstream sent it.
+        return relayed(
+            resp,
+            self.id,
+            downstream_headers(resp.headers.items()),
+            resp.headers.get("request-id"),
         )
 
     async def list_models(self) -> list[ModelInfo]:
@@ -175,7 +114,7 @@ class AnthropicProvider:
                     f"{self._base}/v1/models", params={"limit": "1000"}, headers=headers
                 ) as resp:
                     payload = orjson.loads(await resp.read()) if resp.status == 200 else {}
-        except (*_TRANSPORT_ERRORS, TimeoutError, orjson.JSONDecodeError) as exc:
+        except (*TRANSPORT_ERRORS, TimeoutError, orjson.JSONDecodeError) as exc:
             log.warning("model discovery on %s failed: %s", self.id, type(exc).__name__)
             return self._models or []
         models = [

@@ -4,15 +4,16 @@ shaping their responses (translated streams, whole bodies, Anthropic JSON errors
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 import orjson
+from aiohttp.payload import TOO_LARGE_BYTES_BODY, BytesPayload
 from yarl import URL
 
 from sluice.errors import ProviderError, ProviderTimeout
-from sluice.providers.anthropic import body_payload
 from sluice.providers.base import UpstreamResponse
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
@@ -20,6 +21,17 @@ SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 # Upstream response headers a client may act on; everything else is the upstream's business.
 _KEPT = ("retry-after", "x-should-retry")
+
+
+def body_payload(body: bytes) -> bytes | BytesPayload:
+    """aiohttp warns on bodies over 1 MiB sent as bytes; Claude Code sends up to 32 MB. The
+    bytes are written to the socket buffer in one go either way, so build the payload
+    ourselves with that warning muted (synchronously: no other task runs meanwhile)."""
+    if len(body) <= TOO_LARGE_BYTES_BODY:
+        return body
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        return BytesPayload(body, content_type="application/json")
 
 
 class StreamTranslator(Protocol):
@@ -76,9 +88,9 @@ async def open_request(
         ) from exc
     except TRANSPORT_ERRORS as exc:
         raise ProviderError(
-            f"Could not reach upstream {provider_id}: {type(exc).__name__}",
+            f"Could not reach upstream {provider_id}: {type(exc).__name__}: {exc}",
             meta={"provider": provider_id},
-            tips=[f"Check providers.{provider_id} and that the upstream is up."],
+            tips=[f"Check providers.{provider_id}.base_url and that the upstream is up."],
         ) from exc
 
 
@@ -192,10 +204,13 @@ def translated_stream(
     )
 
 
-def passthrough(
-    resp: aiohttp.ClientResponse, provider_id: str, upstream_request_id: str | None
+def relayed(
+    resp: aiohttp.ClientResponse,
+    provider_id: str,
+    headers: list[tuple[bytes, bytes]],
+    upstream_request_id: str | None,
 ) -> UpstreamResponse:
-    """The upstream's body as it is (Vertex relays Anthropic's own SSE and JSON)."""
+    """The upstream's body as it is, chunk by chunk, with ``headers`` for the client."""
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -210,16 +225,24 @@ def passthrough(
     async def read_all() -> bytes:
         return await read_body(resp, provider_id)
 
-    content_type = resp.headers.get("content-type", "")
-    headers = [(b"content-type", content_type.encode("latin-1")), *kept_headers(resp)]
-    if content_type.startswith("text/event-stream"):
-        headers.append((b"cache-control", b"no-cache"))
     return UpstreamResponse(
         status=resp.status,
         headers=headers,
-        content_type=content_type,
+        content_type=resp.headers.get("content-type", ""),
         body=body(),
         read_all=read_all,
         close=_closer(resp),
         upstream_request_id=upstream_request_id,
     )
+
+
+def passthrough(
+    resp: aiohttp.ClientResponse, provider_id: str, upstream_request_id: str | None
+) -> UpstreamResponse:
+    """The upstream's body as it is (Vertex relays Anthropic's own SSE and JSON); of its
+    headers only those a client acts on."""
+    content_type = resp.headers.get("content-type", "")
+    headers = [(b"content-type", content_type.encode("latin-1")), *kept_headers(resp)]
+    if content_type.startswith("text/event-stream"):
+        headers.append((b"cache-control", b"no-cache"))
+    return relayed(resp, provider_id, headers, upstream_request_id)

@@ -123,13 +123,8 @@ class FakeAnthropic(FakeServer):
         if request.headers.get("Expect", "").lower() == "100-continue":
             # The low-level server has no expect handler; curl waits 1 s without this.
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await request.content.read()  # no client_max_size: real bodies exceed 1 MB
-        self._counter += 1
-        n = self._counter
+        n, path, body = await self._take(request)
         method = request.method
-        path, _, query = request.raw_path.partition("?")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self._record(RecordedRequest(method, path, query, headers, body))
         rid = f"req_fake_{n}"
 
         if path == "/v1/messages" and method == "POST":

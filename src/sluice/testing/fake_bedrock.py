@@ -245,12 +245,7 @@ class FakeBedrock(FakeServer):
     # --- request handling -----------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.content.read()
-        self._counter += 1
-        n = self._counter
-        path, _, query = request.raw_path.partition("?")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self._record(RecordedRequest(request.method, path, query, headers, body))
+        n, path, body = await self._take(request)
         rid = f"00000000-0000-4000-8000-{n:012d}"  # UUID-shaped, as AWS sends
         problem = _auth_problem(request.headers)
         if problem is not None:

@@ -218,12 +218,7 @@ class FakeOpenAI(FakeServer):
     # --- request handling -----------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.content.read()
-        self._counter += 1
-        n = self._counter
-        path, _, query = request.raw_path.partition("?")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self._record(RecordedRequest(request.method, path, query, headers, body))
+        n, path, body = await self._take(request)
         rid = f"req_oai_fake_{n}"
         if not self._authorized(request):
             return _json(error_json(401), rid, 401)

@@ -102,6 +102,16 @@ class FakeServer:
     def clear(self) -> None:
         self.requests.clear()
 
+    async def _take(self, request: web.BaseRequest) -> tuple[int, str, bytes]:
+        """Read and record a request: its number (1, 2, …: the fakes' ids use it), path and
+        body. No client_max_size: real bodies exceed 1 MB."""
+        body = await request.content.read()
+        self._counter += 1
+        path, _, query = request.raw_path.partition("?")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        self._record(RecordedRequest(request.method, path, query, headers, body))
+        return self._counter, path, body
+
     def _record(self, request: RecordedRequest) -> None:
         self.requests.append(request)
         if self._max_recorded is not None and len(self.requests) > self._max_recorded:

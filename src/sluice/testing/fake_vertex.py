@@ -167,14 +167,7 @@ class FakeVertex(FakeAnthropic):
     # --- request handling -----------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.content.read()
-        self._counter += 1
-        n = self._counter
-        path, _, query = request.raw_path.partition("?")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self.requests.append(RecordedRequest(request.method, path, query, headers, body))
-        if self._max_recorded is not None and len(self.requests) > self._max_recorded:
-            del self.requests[: len(self.requests) - self._max_recorded]
+        n, path, body = await self._take(request)
         rid = f"req_vrtx_fake_{n}"
 
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
