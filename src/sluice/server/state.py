@@ -118,7 +118,7 @@ class AppState:
             self.metrics_server = MetricsServer(self.metrics, cfg.metrics, cfg.server.workers)
             await self.metrics_server.start()
         # --- end metrics ---
-        self.telemetry = Telemetry(cfg.tracing, self.engine)
+        self.telemetry = Telemetry(cfg.tracing, self.engine, database_url=cfg.database)
         self.telemetry.start()
         self.metrics.watch_export(self.telemetry.stats)
         # One pooled client session per process; no total timeout (streams run long).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import delete, func, select
@@ -11,6 +11,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.store.tables import trace_spans
+
+if TYPE_CHECKING:  # telemetry imports this module
+    from sluice.telemetry.spans import SpanRecord
 
 _UPDATED = (
     "parent_span_id",
@@ -107,3 +110,27 @@ class TracesRepo:
                 select(trace_spans).where(c.trace_id == trace_id.lower()).order_by(c.start_ns)
             )
             return [dict(r) for r in rows.mappings().all()]
+
+
+def span_row(span: SpanRecord) -> dict[str, Any]:
+    """A span as its store row (attributes as JSON)."""
+    return {
+        "trace_id": span.trace_hex,
+        "span_id": span.span_hex,
+        "parent_span_id": None if span.parent_id is None else f"{span.parent_id:016x}",
+        "name": span.name[:300],
+        "kind": span.kind,
+        "start_ns": span.start_ns,
+        "end_ns": span.end_ns,
+        "session_id": span.session_id,
+        "vk_id": span.key_id,
+        "project": span.project,
+        "agent": span.agent,
+        "request_id": span.request_id,
+        "input_tokens": span.input_tokens,
+        "output_tokens": span.output_tokens,
+        "cost_micros": span.cost_micros,
+        "error": None if span.error is None else span.error[:200],
+        "attributes": orjson.dumps(span.attributes).decode(),
+        "created_at": span.end_ns // 1_000_000,
+    }

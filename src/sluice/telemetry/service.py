@@ -3,8 +3,8 @@
 ``record`` runs at the end of every request and only appends a small ``Finished`` to a bounded
 queue (by count and by the bytes of history it keeps alive); when full it drops and counts. A
 background task drains the queue every ``flush_interval_ms``: it detects turns, builds spans,
-writes the local store in one batch and hands the spans to the exporter. Nothing here can slow
-a response.
+and hands the spans to the sink process (``telemetry.sink``), which writes the local store and
+exports them. Nothing here can slow a response.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
-from sluice.telemetry.export import Exporter
+from sluice.telemetry.sink import SpanSink
 from sluice.telemetry.spans import (
     Finished,
     SpanRecord,
@@ -53,12 +53,14 @@ class Telemetry:
         cfg: TracingConfig,
         engine: AsyncEngine | None,
         *,
+        database_url: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.enabled = cfg.enabled
+        # Reads (tool start times, pruning) here; span writes happen in the sink process.
         self._repo = TracesRepo(engine) if engine is not None and cfg.store else None
-        self._exporter = Exporter(cfg, env)
+        self._sink = SpanSink(cfg, database_url, os.environ if env is None else env)
         self._queue: deque[Finished] = deque()
         self._queued_bytes = 0
         self._tool_starts: OrderedDict[str, int] = OrderedDict()
@@ -69,8 +71,6 @@ class Telemetry:
         self._last_prune = 0.0
         self.recorded = 0
         self.dropped = 0
-        self.stored = 0
-        self.store_failed = 0
 
     # -- the request path ---------------------------------------------------------------
 
@@ -118,18 +118,19 @@ class Telemetry:
     # -- counters for metrics ----------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        exporter = self._exporter
+        sink = self._sink
+        dropped_spans = sink.dropped + sink.child["export_dropped"]
         return {
             "recorded": self.recorded,
-            "queue_depth": len(self._queue),
-            "dropped": self.dropped + exporter.dropped,
+            "queue_depth": len(self._queue) + sink.queue_depth,
+            "dropped": self.dropped + dropped_spans,
             "dropped_requests": self.dropped,
-            "dropped_spans": exporter.dropped,
-            "export_queue_depth": exporter.queue_depth,
-            "exported": exporter.exported,
-            "export_failed": exporter.failed,
-            "stored": self.stored,
-            "store_failed": self.store_failed,
+            "dropped_spans": dropped_spans,
+            "export_queue_depth": sink.queue_depth,
+            "exported": sink.child["exported"],
+            "export_failed": sink.child["export_failed"],
+            "stored": sink.child["stored"],
+            "store_failed": sink.child["store_failed"],
         }
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -137,6 +138,7 @@ class Telemetry:
     def start(self) -> None:
         if self.enabled:
             self._task = asyncio.get_running_loop().create_task(self._run())
+            self._sink.start()
 
     async def stop(self) -> None:
         self._closing = True
@@ -144,12 +146,13 @@ class Telemetry:
         if self._task is not None:
             await self._task
         await self.process()
-        await self._exporter.stop()
+        if self.enabled:
+            await self._sink.stop()
 
     async def flush(self, wait_s: float = 10.0) -> None:
         """Turn everything queued into spans and wait for the exporter (tests, shutdown)."""
         await self.process()
-        await self._exporter.idle(wait_s)
+        await self._sink.idle(wait_s)
 
     async def _run(self) -> None:
         interval = self.cfg.flush_interval_ms / 1000
@@ -183,14 +186,7 @@ class Telemetry:
                 spans.extend(await self._spans(finished))
             except Exception:
                 log.exception("could not build spans for %s", finished.request_id)
-        if self._repo is not None:
-            try:
-                await self._repo.write([_row(span) for span in spans])
-                self.stored += len(spans)
-            except Exception:
-                self.store_failed += len(spans)
-                log.exception("trace store write failed; %d spans not stored", len(spans))
-        self._exporter.submit(spans)
+        self._sink.submit(spans)
 
     async def _spans(self, rec: Finished) -> list[SpanRecord]:
         turn, session, agent = rec.turn, rec.session, rec.agent
@@ -238,26 +234,3 @@ class Telemetry:
                 "trace store: pruned %d spans older than %s days", removed, self.cfg.retention_days
             )
         return removed
-
-
-def _row(span: SpanRecord) -> dict[str, Any]:
-    return {
-        "trace_id": span.trace_hex,
-        "span_id": span.span_hex,
-        "parent_span_id": None if span.parent_id is None else f"{span.parent_id:016x}",
-        "name": span.name[:300],
-        "kind": span.kind,
-        "start_ns": span.start_ns,
-        "end_ns": span.end_ns,
-        "session_id": span.session_id,
-        "vk_id": span.key_id,
-        "project": span.project,
-        "agent": span.agent,
-        "request_id": span.request_id,
-        "input_tokens": span.input_tokens,
-        "output_tokens": span.output_tokens,
-        "cost_micros": span.cost_micros,
-        "error": None if span.error is None else span.error[:200],
-        "attributes": orjson.dumps(span.attributes).decode(),
-        "created_at": span.end_ns // 1_000_000,
-    }
