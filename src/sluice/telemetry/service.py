@@ -64,6 +64,7 @@ class Telemetry:
         self._queue: deque[Finished] = deque()
         self._queued_bytes = 0
         self._tool_starts: OrderedDict[str, int] = OrderedDict()
+        self._tool_unknown: OrderedDict[str, int] = OrderedDict()  # looked up, not found
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
@@ -193,16 +194,24 @@ class Telemetry:
         capture = rec.messages_raw is not None
         starts = tool_call_starts(rec)
         for tool_use_id, at in starts.items():
-            self._remember_tool_start(tool_use_id, at)
+            self._remember(self._tool_starts, tool_use_id, at)
         known = {r.tool_use_id: self._tool_starts.get(r.tool_use_id) for r in turn.tool_results}
         if self._repo is not None:
             for result in turn.tool_results:
-                if known[result.tool_use_id] is None and result.asked_at_messages is not None:
-                    known[result.tool_use_id] = await self._repo.tool_start(
+                tool_use_id = result.tool_use_id
+                if (
+                    known[tool_use_id] is None
+                    and result.asked_at_messages is not None
+                    and tool_use_id not in self._tool_unknown
+                ):
+                    known[tool_use_id] = await self._repo.tool_start(
                         f"{turn.trace_id:032x}",
                         f"{turn.chat_span_for(result.asked_at_messages):016x}",
-                        result.tool_use_id,
+                        tool_use_id,
                     )
+                    if known[tool_use_id] is None:
+                        # Asked once: a retried request must not cost a query each time.
+                        self._remember(self._tool_unknown, tool_use_id, 0)
         found = {k: v for k, v in known.items() if v is not None}
         spans = [chat_span(rec, turn, session, agent, capture)]
         if turn.opens:
@@ -210,11 +219,12 @@ class Telemetry:
         spans.extend(tool_spans(rec, turn, session, agent, capture, found))
         return spans
 
-    def _remember_tool_start(self, tool_use_id: str, at: int) -> None:
-        self._tool_starts[tool_use_id] = at
-        self._tool_starts.move_to_end(tool_use_id)
-        while len(self._tool_starts) > _TOOL_STARTS_KEPT:
-            self._tool_starts.popitem(last=False)
+    @staticmethod
+    def _remember(table: OrderedDict[str, int], tool_use_id: str, at: int) -> None:
+        table[tool_use_id] = at
+        table.move_to_end(tool_use_id)
+        while len(table) > _TOOL_STARTS_KEPT:
+            table.popitem(last=False)
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()
