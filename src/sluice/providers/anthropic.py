@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from sluice.config.models import ProviderConfig
-from sluice.providers.base import ModelInfo, UpstreamResponse
+from sluice.providers.base import ModelInfo, UpstreamResponse, display_name_for
 from sluice.providers.headers import downstream_headers, upstream_headers
 from sluice.providers.transport import TRANSPORT_ERRORS, open_request, relayed
 
@@ -25,18 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluice.providers.anthropic")
 
 _MODELS_TTL_S = 600.0
-
-
-def display_name_for(model_id: str) -> str:
-    """``claude-opus-4-8`` -> ``Claude Opus 4.8``; dated ids keep their date out of the name."""
-    parts = [p for p in model_id.split("-") if not (p.isdigit() and len(p) == 8)]
-    words: list[str] = []
-    for part in parts:
-        if part.isdigit() and words and words[-1][-1:].isdigit():
-            words[-1] += f".{part}"
-        else:
-            words.append(part.capitalize() if not part.isdigit() else part)
-    return " ".join(words)
 
 
 class AnthropicProvider:

@@ -23,6 +23,18 @@ class ModelInfo:
     created_at: str = "1970-01-01T00:00:00Z"
 
 
+def display_name_for(model_id: str) -> str:
+    """``claude-opus-4-8`` -> ``Claude Opus 4.8``; dated ids keep their date out of the name."""
+    parts = [p for p in model_id.split("-") if not (p.isdigit() and len(p) == 8)]
+    words: list[str] = []
+    for part in parts:
+        if part.isdigit() and words and words[-1][-1:].isdigit():
+            words[-1] += f".{part}"
+        else:
+            words.append(part.capitalize() if not part.isdigit() else part)
+    return " ".join(words)
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int

@@ -20,7 +20,6 @@ from yarl import URL
 from sluice.config.providers import BedrockProviderConfig
 from sluice.core.json_spans import SpanError
 from sluice.errors import InvalidRequest
-from sluice.providers.anthropic import display_name_for
 from sluice.providers.aws_auth import AwsCredentials
 from sluice.providers.base import ModelInfo, UpstreamResponse
 from sluice.providers.transport import (
@@ -28,6 +27,7 @@ from sluice.providers.transport import (
     client_timeout,
     error_response,
     kept_headers,
+    listed_models,
     open_request,
     passthrough,
     read_body,
@@ -75,10 +75,7 @@ class BedrockProvider:
         self._bearer = config.bearer_token.get_secret_value() if config.bearer_token else None
         self._timeout = client_timeout(config.connect_timeout_ms)
         self._header_timeout = config.header_timeout_ms / 1000
-        names = config.models
-        if names is None:
-            names = [*self._models_map, *DEFAULT_MODEL_MAP]
-        self._listed = [ModelInfo(m, display_name_for(m)) for m in dict.fromkeys(names)]
+        self._listed = listed_models(config.models, self._models_map, DEFAULT_MODEL_MAP)
 
     def model_id_for(self, model: str) -> str | None:
         return to_bedrock_model(model, self._models_map)

@@ -17,12 +17,12 @@ import orjson
 
 from sluice.config.providers import OpenAIProviderConfig
 from sluice.errors import InvalidRequest, UnsupportedByProvider
-from sluice.providers.anthropic import display_name_for
 from sluice.providers.base import ModelInfo, UpstreamResponse
 from sluice.providers.transport import (
     client_timeout,
     error_response,
     kept_headers,
+    listed_models,
     open_request,
     read_body,
     translated_stream,
@@ -55,8 +55,7 @@ class OpenAIProvider:
         self._header_timeout = config.header_timeout_ms / 1000
         self._map = dict(config.model_map)
         self._declared = frozenset(config.models or ())
-        names = config.models if config.models is not None else list(self._map)
-        self._listed = [ModelInfo(m, display_name_for(m)) for m in dict.fromkeys(names)]
+        self._listed = listed_models(config.models, self._map, {})
         headers = {k.lower(): v.get_secret_value() for k, v in config.headers.items()}
         headers["content-type"] = "application/json"
         if config.api_key is not None:

@@ -14,7 +14,7 @@ from aiohttp.payload import TOO_LARGE_BYTES_BODY, BytesPayload
 from yarl import URL
 
 from sluice.errors import ProviderError, ProviderTimeout
-from sluice.providers.base import UpstreamResponse
+from sluice.providers.base import ModelInfo, UpstreamResponse, display_name_for
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -51,6 +51,15 @@ def beta_table(
 ) -> dict[str, str | None]:
     """A provider's beta allowlist: its config's entries over the kind's defaults."""
     return {**(defaults if use_defaults else {}), **overrides}
+
+
+def listed_models(
+    declared: list[str] | None, model_map: Mapping[str, str], defaults: Mapping[str, str]
+) -> list[ModelInfo]:
+    """What /v1/models shows for a translating provider: its declared models, else every
+    Anthropic id it can map (config first, then the kind's defaults)."""
+    names = declared if declared is not None else [*model_map, *defaults]
+    return [ModelInfo(m, display_name_for(m)) for m in dict.fromkeys(names)]
 
 
 def client_timeout(connect_timeout_ms: int) -> aiohttp.ClientTimeout:

@@ -18,12 +18,12 @@ from yarl import URL
 from sluice.config.providers import VertexProviderConfig
 from sluice.core.json_spans import SpanError
 from sluice.errors import InvalidRequest
-from sluice.providers.anthropic import display_name_for
 from sluice.providers.base import ModelInfo, UpstreamResponse
 from sluice.providers.transport import (
     beta_table,
     client_timeout,
     error_response,
+    listed_models,
     open_request,
     passthrough,
     read_body,
@@ -74,10 +74,7 @@ class VertexProvider:
         self._models_map = dict(config.model_map)
         self._timeout = client_timeout(config.connect_timeout_ms)
         self._header_timeout = config.header_timeout_ms / 1000
-        names = config.models
-        if names is None:
-            names = [*self._models_map, *DEFAULT_MODEL_MAP]
-        self._listed = [ModelInfo(m, display_name_for(m)) for m in dict.fromkeys(names)]
+        self._listed = listed_models(config.models, self._models_map, DEFAULT_MODEL_MAP)
 
     def model_id_for(self, model: str) -> str | None:
         return to_vertex_model(model, self._models_map)

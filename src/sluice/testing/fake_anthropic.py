@@ -150,15 +150,12 @@ class FakeAnthropic(FakeServer):
     async def _messages(
         self, request: web.BaseRequest, body: bytes, n: int, rid: str
     ) -> web.StreamResponse:
-        scenario = self._queue.popleft() if self._queue else self._default
+        scenario = self._next_scenario()
         fault = scenario.fault or _NO_FAULT
         self.active_streams += 1
         try:
-            if fault.hang_before_headers:
-                await self._closing.wait()
-                return self._abort(request)
-            if fault.first_byte_delay:
-                await asyncio.sleep(fault.first_byte_delay)
+            if (early := await self._before_headers(request, fault)) is not None:
+                return early
             if fault.status is not None:
                 return self._fault_response(fault, rid)
             try:
@@ -190,14 +187,6 @@ class FakeAnthropic(FakeServer):
             headers["x-should-retry"] = fault.should_retry
         reason = _REASONS.get(fault.status)
         return web.Response(status=fault.status, reason=reason, body=body, headers=headers)
-
-    @staticmethod
-    def _abort(request: web.BaseRequest) -> web.StreamResponse:
-        """Cut the TCP connection: the client sees a reset / an incomplete chunked body."""
-        if request.transport is not None:
-            request.transport.abort()
-        # aiohttp's write_eof on the dead transport raises ConnectionError, which it swallows.
-        return web.Response()
 
     async def _stream(
         self, request: web.BaseRequest, events: list[bytes], fault: Fault, rid: str

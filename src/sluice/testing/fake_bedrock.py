@@ -211,13 +211,6 @@ def _auth_problem(headers: CIMultiDictProxy[str]) -> tuple[str, str] | None:
     return None
 
 
-def _abort(request: web.BaseRequest) -> web.StreamResponse:
-    """Cut the TCP connection before any response byte."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response()
-
-
 class FakeBedrock(FakeServer):
     def __init__(
         self,
@@ -255,15 +248,12 @@ class FakeBedrock(FakeServer):
             return _error(404, "UnknownOperationException", f"{request.method} {path}", rid)
         model = from_bedrock_model(urllib.parse.unquote(route["model"]))
         stream = route["action"] == "invoke-with-response-stream"
-        scenario = self._queue.popleft() if self._queue else self._default
+        scenario = self._next_scenario()
         fault = scenario.fault or _NO_FAULT
         self.active_streams += 1
         try:
-            if fault.hang_before_headers:
-                await self._closing.wait()
-                return _abort(request)
-            if fault.first_byte_delay:
-                await asyncio.sleep(fault.first_byte_delay)
+            if (early := await self._before_headers(request, fault)) is not None:
+                return early
             if fault.status is not None:
                 return self._fault_response(fault, rid)
             invalid = self._validate(body)

@@ -240,17 +240,12 @@ class FakeOpenAI(FakeServer):
     async def _completions(
         self, request: web.BaseRequest, body: bytes, n: int, rid: str
     ) -> web.StreamResponse:
-        scenario = self._queue.popleft() if self._queue else self._default
+        scenario = self._next_scenario()
         fault = scenario.fault or _NO_FAULT
         self.active_streams += 1
         try:
-            if fault.hang_before_headers:
-                await self._closing.wait()
-                if request.transport is not None:
-                    request.transport.abort()
-                return web.Response()
-            if fault.first_byte_delay:
-                await asyncio.sleep(fault.first_byte_delay)
+            if (early := await self._before_headers(request, fault)) is not None:
+                return early
             if fault.status is not None:
                 return self._fault_response(fault, rid)
             try:

@@ -11,7 +11,7 @@ from typing import Self
 from aiohttp import web
 
 from sluice.testing.recorded import RecordedRequest
-from sluice.testing.scenarios import Scenario
+from sluice.testing.scenarios import Fault, Scenario
 
 
 class FakeServer:
@@ -102,6 +102,21 @@ class FakeServer:
     def clear(self) -> None:
         self.requests.clear()
 
+    def _next_scenario(self) -> Scenario:
+        return self._queue.popleft() if self._queue else self._default
+
+    async def _before_headers(
+        self, request: web.BaseRequest, fault: Fault
+    ) -> web.StreamResponse | None:
+        """The faults that come before any response byte: hang until the fake stops (then
+        cut the connection), or a first-byte delay. A response means: send it, nothing else."""
+        if fault.hang_before_headers:
+            await self._closing.wait()
+            return abort(request)
+        if fault.first_byte_delay:
+            await asyncio.sleep(fault.first_byte_delay)
+        return None
+
     async def _take(self, request: web.BaseRequest) -> tuple[int, str, bytes]:
         """Read and record a request: its number (1, 2, …: the fakes' ids use it), path and
         body. No client_max_size: real bodies exceed 1 MB."""
@@ -132,3 +147,11 @@ class FakeServer:
         if not self._closing.is_set():
             self.cancelled_streams += 1
             self._cancel_event.set()
+
+
+def abort(request: web.BaseRequest) -> web.StreamResponse:
+    """Cut the TCP connection: the client sees a reset / an incomplete chunked body."""
+    if request.transport is not None:
+        request.transport.abort()
+    # aiohttp's write_eof on the dead transport raises ConnectionError, which it swallows.
+    return web.Response()

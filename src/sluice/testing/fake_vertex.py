@@ -190,15 +190,12 @@ class FakeVertex(FakeAnthropic):
     async def _predict(
         self, request: web.BaseRequest, body: bytes, model: str, stream: bool, n: int, rid: str
     ) -> web.StreamResponse:
-        scenario = self._queue.popleft() if self._queue else self._default
+        scenario = self._next_scenario()
         fault = scenario.fault or _NO_FAULT
         self.active_streams += 1
         try:
-            if fault.hang_before_headers:
-                await self._closing.wait()
-                return self._abort(request)
-            if fault.first_byte_delay:
-                await asyncio.sleep(fault.first_byte_delay)
+            if (early := await self._before_headers(request, fault)) is not None:
+                return early
             if fault.status is not None:
                 return _fault_response(fault, rid)
             refusal = self._refuse_body(body, stream) or self._refuse_betas(request, rid)
