@@ -86,19 +86,6 @@ def _error_response(status: int, request_id: str, message: str | None = None) ->
     return web.Response(status=status, body=body, headers=headers)
 
 
-def _stop_point(fault: Fault, n_events: int) -> tuple[int, str | None]:
-    """How many events to send, and what happens after them (drop, error, hang or nothing)."""
-    cut, action = n_events, None
-    for name, after in (
-        ("drop", fault.drop_after_events),
-        ("error", fault.error_after_events),
-        ("hang", fault.hang_after_events),
-    ):
-        if after is not None and (action is None or after < cut):
-            cut, action = min(after, n_events), name
-    return cut, action
-
-
 class FakeAnthropic(FakeServer):
     def __init__(
         self,
@@ -196,35 +183,10 @@ class FakeAnthropic(FakeServer):
             "cache-control": "no-cache",
             "request-id": rid,
         }
-        resp = web.StreamResponse(status=200, headers=headers)
-        resp.enable_chunked_encoding()
-        cut, action = _stop_point(fault, len(events))
-        delay = fault.event_delay
-        try:
-            await resp.prepare(request)  # StreamResponse sends the headers right away
-            # One write per event: each event is its own chunk, sent as soon as it is ready.
-            for i in range(cut):
-                if delay and i:
-                    await asyncio.sleep(delay)
-                await resp.write(events[i])
-            if action == "drop":
-                if request.transport is not None:
-                    request.transport.abort()
-                return resp
-            if action == "hang":
-                await self._closing.wait()
-                if request.transport is not None:
-                    request.transport.abort()
-                return resp
-            if action == "error":
-                if delay:
-                    await asyncio.sleep(delay)
-                error = {"type": fault.error_type, "message": fault.error_message}
-                await resp.write(sse_event("error", {"type": "error", "error": error}))
-            await resp.write_eof()
-        except ConnectionResetError:  # the client went away while we were writing
-            self._note_cancel()
-        return resp
+        error = {"type": fault.error_type, "message": fault.error_message}
+        return await self._write_stream(
+            request, headers, events, fault, sse_event("error", {"type": "error", "error": error})
+        )
 
 
 async def serve_forever(port: int, scenario_name: str, host: str = "127.0.0.1") -> None:

@@ -41,8 +41,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-# _stop_point: one definition of how drop/error/hang faults cut a stream, for both fakes.
-from sluice.testing.fake_anthropic import RecordedRequest, _stop_point
+from sluice.testing.fake_anthropic import RecordedRequest
 from sluice.testing.fake_server import FakeServer
 from sluice.testing.scenarios import Fault, Reply, Scenario, message_json, stream_events
 from sluice.translate.bedrock import (
@@ -321,29 +320,8 @@ class FakeBedrock(FakeServer):
             "x-amzn-RequestId": rid,
             "X-Amzn-Bedrock-Content-Type": _JSON,
         }
-        resp = web.StreamResponse(status=200, headers=headers)
-        resp.enable_chunked_encoding()
-        cut, action = _stop_point(fault, len(frames))
-        try:
-            await resp.prepare(request)
-            for i in range(cut):
-                if fault.event_delay and i:
-                    await asyncio.sleep(fault.event_delay)
-                await resp.write(frames[i])  # one write per frame, sent as soon as it is ready
-            if action == "hang":
-                await self._closing.wait()
-            if action in ("drop", "hang"):
-                if request.transport is not None:
-                    request.transport.abort()  # no chunked terminator: a broken stream
-                return resp
-            if action == "error":
-                if fault.event_delay:
-                    await asyncio.sleep(fault.event_delay)
-                name = fault.error_type
-                if not name.endswith("Exception"):
-                    name = _STREAM_EXCEPTION_FOR.get(name, "internalServerException")
-                await resp.write(exception_frame(name[:1].lower() + name[1:], fault.error_message))
-            await resp.write_eof()
-        except ConnectionResetError:  # the client went away while we were writing
-            self._note_cancel()
-        return resp
+        name = fault.error_type
+        if not name.endswith("Exception"):
+            name = _STREAM_EXCEPTION_FOR.get(name, "internalServerException")
+        error = exception_frame(name[:1].lower() + name[1:], fault.error_message)
+        return await self._write_stream(request, headers, frames, fault, error)

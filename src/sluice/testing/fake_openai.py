@@ -35,7 +35,6 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from sluice.testing.fake_anthropic import _stop_point
 from sluice.testing.fake_server import FakeServer
 from sluice.testing.recorded import RecordedRequest
 from sluice.testing.scenarios import (
@@ -284,26 +283,7 @@ class FakeOpenAI(FakeServer):
         self, request: web.BaseRequest, chunks: list[bytes], fault: Fault, rid: str
     ) -> web.StreamResponse:
         headers = {"content-type": "text/event-stream; charset=utf-8", "x-request-id": rid}
-        resp = web.StreamResponse(status=200, headers=headers)
-        resp.enable_chunked_encoding()
-        cut, action = _stop_point(fault, len(chunks))
-        try:
-            await resp.prepare(request)
-            for i in range(cut):
-                if fault.event_delay and i:
-                    await asyncio.sleep(fault.event_delay)
-                await resp.write(chunks[i])  # one write per chunk, sent as soon as it is ready
-            if action == "hang":
-                await self._closing.wait()
-            if action in ("drop", "hang"):
-                if request.transport is not None:
-                    request.transport.abort()
-                return resp
-            if action == "error":
-                code = _STREAM_CODES.get(fault.error_type, "server_error")
-                error = {"message": fault.error_message, "type": code, "code": code}
-                await resp.write(b"data: " + orjson.dumps({"error": error}) + b"\n\n")
-            await resp.write_eof()
-        except ConnectionResetError:
-            self._note_cancel()
-        return resp
+        code = _STREAM_CODES.get(fault.error_type, "server_error")
+        error = {"message": fault.error_message, "type": code, "code": code}
+        error_part = b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+        return await self._write_stream(request, headers, chunks, fault, error_part)

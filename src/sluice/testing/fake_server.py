@@ -117,6 +117,41 @@ class FakeServer:
             await asyncio.sleep(fault.first_byte_delay)
         return None
 
+    async def _write_stream(
+        self,
+        request: web.BaseRequest,
+        headers: dict[str, str],
+        parts: list[bytes],
+        fault: Fault,
+        error_part: bytes,
+    ) -> web.StreamResponse:
+        """Stream ``parts`` (events, frames, chunks), one write each, sent as soon as it is
+        ready, then apply the fault's cut: a TCP drop (no chunked terminator), a hang until
+        the fake stops, or ``error_part`` and a normal end."""
+        resp = web.StreamResponse(status=200, headers=headers)
+        resp.enable_chunked_encoding()
+        cut, action = stop_point(fault, len(parts))
+        delay = fault.event_delay
+        try:
+            await resp.prepare(request)  # StreamResponse sends the headers right away
+            for i in range(cut):
+                if delay and i:
+                    await asyncio.sleep(delay)
+                await resp.write(parts[i])
+            if action == "hang":
+                await self._closing.wait()
+            if action in ("drop", "hang"):
+                abort(request)
+                return resp
+            if action == "error":
+                if delay:
+                    await asyncio.sleep(delay)
+                await resp.write(error_part)
+            await resp.write_eof()
+        except ConnectionResetError:  # the client went away while we were writing
+            self._note_cancel()
+        return resp
+
     async def _take(self, request: web.BaseRequest) -> tuple[int, str, bytes]:
         """Read and record a request: its number (1, 2, …: the fakes' ids use it), path and
         body. No client_max_size: real bodies exceed 1 MB."""
@@ -155,3 +190,16 @@ def abort(request: web.BaseRequest) -> web.StreamResponse:
         request.transport.abort()
     # aiohttp's write_eof on the dead transport raises ConnectionError, which it swallows.
     return web.Response()
+
+
+def stop_point(fault: Fault, n_events: int) -> tuple[int, str | None]:
+    """How many events to send, and what happens after them (drop, error, hang or nothing)."""
+    cut, action = n_events, None
+    for name, after in (
+        ("drop", fault.drop_after_events),
+        ("error", fault.error_after_events),
+        ("hang", fault.hang_after_events),
+    ):
+        if after is not None and (action is None or after < cut):
+            cut, action = min(after, n_events), name
+    return cut, action
