@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -55,6 +56,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _waited_children_cpu() -> float:
+    """CPU of finished children this process waited for (wrk, under taskset)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def sink_processes(pid: int) -> list[int]:
     """The gateway's spawned span-sink children (multiprocessing's spawn_main)."""
     found = []
@@ -64,6 +71,18 @@ def sink_processes(pid: int) -> list[int]:
             if b"spawn_main" in cmdline:
                 found.append(int(child))
     return found
+
+
+def settled_cpu(pids: list[int]) -> float:
+    """The sink processes' CPU once they have finished the spans of the last run (it trails
+    the load by a flush interval or two), so each run is charged for its own spans."""
+    last = sum(_cpu_seconds(p) for p in pids)
+    while True:
+        time.sleep(0.3)
+        now = sum(_cpu_seconds(p) for p in pids)
+        if now - last < 0.01:
+            return now
+        last = now
 
 
 def main() -> None:
@@ -121,6 +140,7 @@ def main() -> None:
         results: dict[tuple[str, str, int], list[float]] = {}
         cpu: dict[tuple[str, str, int], list[float]] = {}
         sink_cpu: dict[tuple[str, int], list[float]] = {}
+        busy: dict[tuple[str, str, int], list[float]] = {}  # core 1's load: all but the gateway
         for round_no in range(args.rounds):
             order = ["off", "on"] if round_no % 2 == 0 else ["on", "off"]
             for name in order:
@@ -135,6 +155,10 @@ def main() -> None:
                     for conc in (16, 64):
                         cpu_before = proc.cpu_seconds()
                         sink_before = sum(_cpu_seconds(c) for c in sinks)
+                        core1_before = (
+                            upstream.cpu_seconds() + sink.cpu_seconds() + _waited_children_cpu()
+                        )
+                        started = time.monotonic()
                         run = run_wrk(
                             proc.url,
                             case.sse,
@@ -143,9 +167,19 @@ def main() -> None:
                             duration_s=args.seconds,
                             cpu=LOADGEN_CPU,
                         )
+                        wall = time.monotonic() - started
                         cpu_us = (proc.cpu_seconds() - cpu_before) * 1e6 / max(run.requests, 1)
+                        sink_during = sum(_cpu_seconds(c) for c in sinks) - sink_before
+                        sink_us = settled_cpu(sinks) - sink_before  # incl. the tail after wrk
+                        core1 = (
+                            upstream.cpu_seconds()
+                            + sink.cpu_seconds()
+                            + _waited_children_cpu()
+                            - core1_before
+                            + sink_during
+                        )
+                        busy.setdefault((case.label, name, conc), []).append(core1 / wall)
                         if name == "on":
-                            sink_us = sum(_cpu_seconds(c) for c in sinks) - sink_before
                             sink_cpu.setdefault((case.label, conc), []).append(
                                 sink_us * 1e6 / max(run.requests, 1)
                             )
@@ -153,7 +187,7 @@ def main() -> None:
                         cpu.setdefault((case.label, name, conc), []).append(cpu_us)
                         print(
                             f"round {round_no} {name} {case.name} c={conc}: {run.rps:.0f} req/s,"
-                            f" {cpu_us:.0f} CPU us/req",
+                            f" {cpu_us:.0f} CPU us/req, core 1 {core1 / wall:.0%} busy",
                             file=sys.stderr,
                             flush=True,
                         )
@@ -162,9 +196,10 @@ def main() -> None:
             sink_count = json.loads(resp.read())
         print(
             "| body | c | tracing off req/s | tracing on req/s | on/off req/s"
-            " | CPU µs/req off | CPU µs/req on | off/on CPU | sink process CPU µs/req |"
+            " | CPU µs/req off | CPU µs/req on | off/on CPU | sink process CPU µs/req"
+            " | core 1 busy off | core 1 busy on |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for label in dict.fromkeys(k[0] for k in results):
             for conc in (16, 64):
                 off = statistics.median(results[(label, "off", conc)])
@@ -174,7 +209,9 @@ def main() -> None:
                 print(
                     f"| {label} | {conc} | {off:,.0f} | {on:,.0f} | {on / off:.0%}"
                     f" | {c_off:,.0f} | {c_on:,.0f} | {c_off / c_on:.0%}"
-                    f" | {statistics.median(sink_cpu.get((label, conc), [0.0])):,.0f} |"
+                    f" | {statistics.median(sink_cpu.get((label, conc), [0.0])):,.0f}"
+                    f" | {statistics.median(busy[(label, 'off', conc)]):.0%}"
+                    f" | {statistics.median(busy[(label, 'on', conc)]):.0%} |"
                 )
         print(
             f"\nOTLP sink received {sink_count['spans']:,} spans in {sink_count['posts']:,} posts."

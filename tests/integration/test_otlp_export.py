@@ -1,9 +1,10 @@
-"""The exporter: spans go out through the OpenTelemetry SDK's OTLP/HTTP exporter and arrive,
-decoded by opentelemetry-proto in a real receiver, with every field intact; the standard
-OTEL_* variables apply; sampling is deterministic by trace id."""
+"""The exporter: spans go out through fastotel or the OpenTelemetry SDK's OTLP/HTTP exporter
+and arrive, decoded by opentelemetry-proto in a real receiver, with every field intact; the
+standard OTEL_* variables apply; sampling is deterministic by trace id."""
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from sluice.config.models import TracingConfig
@@ -13,7 +14,8 @@ from sluice.telemetry.spans import SpanRecord
 from otlp_receiver import OtlpReceiver
 
 
-async def test_spans_arrive_intact_through_the_sdk_exporter() -> None:
+@pytest.mark.parametrize("kind", ["fastotel", "sdk"])
+async def test_spans_arrive_intact_through_either_exporter(kind: str) -> None:
     attrs = {
         "gen_ai.operation.name": "chat",
         "gen_ai.usage.input_tokens": 1240,
@@ -27,7 +29,9 @@ async def test_spans_arrive_intact_through_the_sdk_exporter() -> None:
     root = SpanRecord(5, 6, None, "invoke_agent x", "internal", 1, 2, {}, error="boom")
     async with OtlpReceiver() as receiver:
         exporter = Exporter(
-            TracingConfig.model_validate({"enabled": True, "otlp_endpoint": receiver.url}),
+            TracingConfig.model_validate(
+                {"enabled": True, "otlp_endpoint": receiver.url, "exporter": kind}
+            ),
             {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod"},
         )
         exporter.submit([chat, root])

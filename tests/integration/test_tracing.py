@@ -302,7 +302,7 @@ async def test_slow_or_dead_collector_never_slows_requests(
             await _latencies(on, 5)
             base = statistics.median(await _latencies(off, 40))
             traced = await _latencies(on, 40)
-            await telemetry(on).process()
+            await telemetry(on).flush(1.0)  # hands everything over; the export never ends
             stats = telemetry(on).stats()
         finally:
             await off.server.stop()
@@ -310,9 +310,9 @@ async def test_slow_or_dead_collector_never_slows_requests(
     # Generous: a blocked export would add seconds; the hook adds microseconds.
     assert statistics.median(traced) < base * 2 + 0.02, (base, statistics.median(traced))
     assert max(traced) < 1.0
-    # Memory stays bounded: two bounded stages (the gateway's hand-off buffer and the sink
-    # process's export lane, 16 spans each) plus one batch in flight; the rest dropped.
-    assert stats["export_queue_depth"] <= 2 * 16
+    # Memory stays bounded: the sink process's export lane holds 16 spans at most (plus one
+    # batch in flight); the rest is dropped and counted.
+    assert stats["export_queue_depth"] <= 16
     assert stats["dropped_spans"] > 0
     assert stats["exported"] == 0
 

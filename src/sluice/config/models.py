@@ -103,6 +103,8 @@ class TracingConfig(_Closed):
     export_queue_size: int = Field(default=8192, ge=16)  # spans waiting per collector
     export_batch_size: int = Field(default=512, ge=1)
     export_timeout_s: float = Field(default=10.0, gt=0)
+    # fastotel: encoded and sent in Rust off the GIL; sdk: the OpenTelemetry SDK's exporter.
+    exporter: Literal["fastotel", "sdk"] = "fastotel"
     flush_interval_ms: int = Field(default=200, ge=1)
     store: bool = True
     retention_days: float = Field(default=7.0, gt=0)

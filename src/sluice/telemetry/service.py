@@ -1,10 +1,10 @@
-"""Telemetry: the request path's one hook, and the worker that turns requests into spans.
+"""Telemetry: the request path's two hooks, and what they hand to the span-sink process.
 
-``record`` runs at the end of every request and only appends a small ``Finished`` to a bounded
-queue (by count and by the bytes of history it keeps alive); when full it drops and counts. A
-background task drains the queue every ``flush_interval_ms``: it detects turns, builds spans,
-and hands the spans to the sink process (``telemetry.sink``), which writes the local store and
-exports them. Nothing here can slow a response.
+``begin`` finds the request's turn right after the body peek; ``record`` runs at the end of
+every request and only appends a small ``Finished`` to a bounded buffer (by count and by the
+bytes of captured content it keeps alive); when full it drops and counts. The buffer goes to
+the sink process (``telemetry.sink``) every ``flush_interval_ms``, which builds the spans,
+writes the local store and exports them. Nothing here can slow a response.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import contextlib
 import logging
 import os
 import time
-from collections import OrderedDict, deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,19 +23,17 @@ from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
 from sluice.telemetry.sink import SpanSink
-from sluice.telemetry.spans import (
-    Finished,
-    SpanRecord,
-    chat_span,
-    root_span,
-    tool_call_starts,
-    tool_spans,
+from sluice.telemetry.spans import Finished
+from sluice.telemetry.turns import (
+    Turn,
+    agent_name,
+    detect_turn,
+    parse_traceparent,
+    session_of,
 )
-from sluice.telemetry.turns import agent_name, detect_turn, parse_traceparent, session_of
 
 log = logging.getLogger("sluice.telemetry")
 
-_TOOL_STARTS_KEPT = 10_000  # tool_use ids remembered for the next request's tool span
 _PRUNE_EVERY_S = 3600.0
 _HEADERS = (
     b"user-agent",
@@ -58,37 +55,27 @@ class Telemetry:
     ) -> None:
         self.cfg = cfg
         self.enabled = cfg.enabled
-        # Reads (tool start times, pruning) here; span writes happen in the sink process.
+        # Pruning here; span writes (and tool-start reads) happen in the sink process.
         self._repo = TracesRepo(engine) if engine is not None and cfg.store else None
         self._sink = SpanSink(cfg, database_url, os.environ if env is None else env)
-        self._queue: deque[Finished] = deque()
-        self._queued_bytes = 0
-        self._tool_starts: OrderedDict[str, int] = OrderedDict()
-        self._tool_unknown: OrderedDict[str, int] = OrderedDict()  # looked up, not found
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()  # one batch at a time: flush() waits for one in flight
         self._last_prune = 0.0
         self.recorded = 0
         self.dropped = 0
 
     # -- the request path ---------------------------------------------------------------
 
-    def record(self, ctx: RequestContext, row: Mapping[str, Any]) -> None:
-        """Queue a finished request (identified key, Messages endpoint) for tracing.
+    def begin(self, ctx: RequestContext) -> None:
+        """Find the request's turn right after the body peek, while the ``messages`` bytes are
+        still in the CPU cache (at the end of the request, after the response streamed, the
+        same detection cost more). Tens of µs at most."""
+        if self.enabled and ctx.endpoint == "messages" and ctx.messages_raw is not None:
+            ctx.trace_turn = self._turn_of(ctx)
 
-        The turn is detected here (tens of µs, after the response is complete), so the record
-        keeps no reference to the request body: holding thousands of 100 KB bodies until the
-        worker runs cost more CPU (cache misses, allocator churn) than the detection itself.
-        """
-        if not self.enabled or ctx.key is None or ctx.messages_raw is None:
-            return
-        if ctx.endpoint != "messages":
-            return
-        if len(self._queue) >= self.cfg.queue_size:
-            self._drop()
-            return
+    def _turn_of(self, ctx: RequestContext) -> tuple[Turn, str | None, str] | Literal[False]:
+        """(turn, session, agent), or False when the messages cannot be read."""
         headers: dict[bytes, bytes] = {}
         for name, value in ctx.headers:
             lowered = name.lower()
@@ -100,15 +87,28 @@ class Telemetry:
             turn = detect_turn(ctx.messages_raw, session, ctx.request_id, caller)
         except Exception:  # a body the upstream accepted but turns cannot read: no trace
             log.debug("no turn for %s", ctx.request_id, exc_info=True)
+            return False
+        return turn, session, agent_name(headers)
+
+    def record(self, ctx: RequestContext, row: Mapping[str, Any]) -> None:
+        """Queue a finished request (identified key, Messages endpoint) for tracing.
+
+        The record keeps no reference to the request body (unless content is captured):
+        holding thousands of 100 KB bodies until the sink takes them would cost more memory
+        and CPU (cache misses, allocator churn) than the turn detection that needs them.
+        """
+        if not self.enabled or ctx.key is None or ctx.messages_raw is None:
             return
+        if ctx.endpoint != "messages":
+            return
+        found = ctx.trace_turn if ctx.trace_turn is not None else self._turn_of(ctx)
+        if found is False:
+            return
+        turn, session, agent = found
         capture = self.cfg.capture_content and ctx.key.config.capture_content is not False
-        finished = Finished.of(ctx, row, turn, session, agent_name(headers), capture)
-        size = finished.size
-        if self._queued_bytes + size > self.cfg.queue_bytes:
+        if not self._sink.offer(Finished.of(ctx, row, turn, session, agent, capture)):
             self._drop()
             return
-        self._queue.append(finished)
-        self._queued_bytes += size
         self.recorded += 1
 
     def _drop(self) -> None:
@@ -120,14 +120,15 @@ class Telemetry:
 
     def stats(self) -> dict[str, int]:
         sink = self._sink
-        dropped_spans = sink.dropped + sink.child["export_dropped"]
+        dropped_requests = self.dropped + sink.dropped
+        dropped_spans = sink.child["export_dropped"]
         return {
             "recorded": self.recorded,
-            "queue_depth": len(self._queue) + sink.queue_depth,
-            "dropped": self.dropped + dropped_spans,
-            "dropped_requests": self.dropped,
+            "queue_depth": sink.waiting + sink.export_queue_depth,
+            "dropped": dropped_requests + dropped_spans,
+            "dropped_requests": dropped_requests,
             "dropped_spans": dropped_spans,
-            "export_queue_depth": sink.queue_depth,
+            "export_queue_depth": sink.export_queue_depth,
             "exported": sink.child["exported"],
             "export_failed": sink.child["export_failed"],
             "stored": sink.child["stored"],
@@ -146,85 +147,28 @@ class Telemetry:
         self._wake.set()
         if self._task is not None:
             await self._task
-        await self.process()
         if self.enabled:
             await self._sink.stop()
 
+    async def process(self) -> None:
+        """Hand what is queued to the sink process now (not waiting for the next interval)."""
+        self._sink.push()
+        await asyncio.sleep(0)
+
     async def flush(self, wait_s: float = 10.0) -> None:
-        """Turn everything queued into spans and wait for the exporter (tests, shutdown)."""
-        await self.process()
+        """Hand over everything queued and wait until it is stored and exported (tests,
+        shutdown)."""
         await self._sink.idle(wait_s)
 
     async def _run(self) -> None:
-        interval = self.cfg.flush_interval_ms / 1000
+        """Prunes the store now and then (span building happens in the sink process)."""
         while not self._closing:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                await asyncio.wait_for(self._wake.wait(), _PRUNE_EVERY_S / 60)
             try:
-                await self.process()
                 await self._maybe_prune()
             except Exception:
-                log.exception("trace worker failed a batch")
-
-    # -- the worker -----------------------------------------------------------------------
-
-    async def process(self) -> None:
-        """Drain the queue once: spans for each request, one store write, export."""
-        async with self._lock:
-            await self._process()
-
-    async def _process(self) -> None:
-        batch: list[Finished] = []
-        while self._queue:
-            finished = self._queue.popleft()
-            self._queued_bytes -= finished.size
-            batch.append(finished)
-        if not batch:
-            return
-        spans: list[SpanRecord] = []
-        for finished in batch:
-            try:
-                spans.extend(await self._spans(finished))
-            except Exception:
-                log.exception("could not build spans for %s", finished.request_id)
-        self._sink.submit(spans)
-
-    async def _spans(self, rec: Finished) -> list[SpanRecord]:
-        turn, session, agent = rec.turn, rec.session, rec.agent
-        capture = rec.messages_raw is not None
-        starts = tool_call_starts(rec)
-        for tool_use_id, at in starts.items():
-            self._remember(self._tool_starts, tool_use_id, at)
-        known = {r.tool_use_id: self._tool_starts.get(r.tool_use_id) for r in turn.tool_results}
-        if self._repo is not None:
-            for result in turn.tool_results:
-                tool_use_id = result.tool_use_id
-                if (
-                    known[tool_use_id] is None
-                    and result.asked_at_messages is not None
-                    and tool_use_id not in self._tool_unknown
-                ):
-                    known[tool_use_id] = await self._repo.tool_start(
-                        f"{turn.trace_id:032x}",
-                        f"{turn.chat_span_for(result.asked_at_messages):016x}",
-                        tool_use_id,
-                    )
-                    if known[tool_use_id] is None:
-                        # Asked once: a retried request must not cost a query each time.
-                        self._remember(self._tool_unknown, tool_use_id, 0)
-        found = {k: v for k, v in known.items() if v is not None}
-        spans = [chat_span(rec, turn, session, agent, capture)]
-        if turn.opens:
-            spans.insert(0, root_span(rec, turn, session, agent))
-        spans.extend(tool_spans(rec, turn, session, agent, capture, found))
-        return spans
-
-    @staticmethod
-    def _remember(table: OrderedDict[str, int], tool_use_id: str, at: int) -> None:
-        table[tool_use_id] = at
-        table.move_to_end(tool_use_id)
-        while len(table) > _TOOL_STARTS_KEPT:
-            table.popitem(last=False)
+                log.exception("trace store pruning failed")
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()

@@ -40,7 +40,7 @@ class Finished:
     turn: Turn
     session: str | None
     agent: str
-    messages_raw: Any  # only when content may be captured: the body is not kept otherwise
+    messages_json: bytes | None  # the messages, only when content may be captured
     model_requested: str | None
     model_sent: str | None
     stream: bool
@@ -79,7 +79,7 @@ class Finished:
             turn,
             session,
             agent,
-            ctx.messages_raw if capture else None,
+            bytes(ctx.messages_raw) if capture else None,
             ctx.model_requested,
             ctx.model_sent,
             ctx.stream,
@@ -105,7 +105,7 @@ class Finished:
     @property
     def size(self) -> int:
         """Bytes this record keeps alive (the request's messages, when capturing)."""
-        return len(memoryview(self.messages_raw)) if self.messages_raw is not None else 0
+        return len(self.messages_json) if self.messages_json is not None else 0
 
 
 @dataclass(slots=True)
@@ -211,7 +211,7 @@ def chat_span(
         attrs["error.type"] = error
     if capture:
         attrs["gen_ai.input.messages"] = orjson.dumps(
-            [_semconv_message(m) for m in opening_messages(rec.messages_raw, turn.opening_index)]
+            [_semconv_message(m) for m in opening_messages(rec.messages_json, turn.opening_index)]
         ).decode()
     return SpanRecord(
         turn.trace_id,
