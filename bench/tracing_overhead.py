@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument("--no-store", action="store_true", help="tracing without the local store")
     parser.add_argument("--no-export", action="store_true", help="tracing without a collector")
     parser.add_argument("--flush-ms", type=int, default=200, help="tracing.flush_interval_ms")
+    parser.add_argument(
+        "--exporter", choices=["fastotel", "sdk"], default="fastotel", help="tracing.exporter"
+    )
     args = parser.parse_args()
     if ensure_wrk() is None:
         raise SystemExit("wrk is required")
@@ -126,6 +129,7 @@ def main() -> None:
             )
             + ("  store: false\n" if args.no_store else "")
             + f"  flush_interval_ms: {args.flush_ms}\n"
+            + f"  exporter: {args.exporter}\n"
         )
         gateways: dict[str, tuple[Proc, str]] = {}
         for name, tracing in (("off", ""), ("on", on_yaml)):

@@ -4,8 +4,11 @@ standard OTEL_* variables apply; sampling is deterministic by trace id."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from pydantic import ValidationError
 
 from sluice.config.models import TracingConfig
 from sluice.telemetry.export import Exporter, default_target, parse_headers, sampled
@@ -82,3 +85,14 @@ def test_sampling_is_deterministic_by_trace_id() -> None:
     assert 800 < len(kept) < 1200
     assert kept == [t for t in ids if sampled(t, 0.25)]
     assert all(sampled(t, 1.0) for t in ids) and not any(sampled(t, 0.0) for t in ids)
+
+
+def test_fastotel_exporter_needs_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert TracingConfig.model_validate({"exporter": "fastotel"}).exporter == "fastotel"
+    assert TracingConfig().exporter == "sdk"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fastotel" else real(name, *a)
+    )
+    with pytest.raises(ValidationError, match=r"pip install 'sluice\[fastotel\]'"):
+        TracingConfig.model_validate({"exporter": "fastotel"})

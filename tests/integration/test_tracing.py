@@ -288,13 +288,17 @@ async def _latencies(gw: Gateway, n: int) -> list[float]:
     return out
 
 
+@pytest.mark.parametrize("exporter", ["sdk", "fastotel"])
 @pytest.mark.parametrize("collector", ["slow", "down"])
 async def test_slow_or_dead_collector_never_slows_requests(
-    collector: str, fake: FakeAnthropic, tmp_path: Path
+    collector: str, exporter: str, fake: FakeAnthropic, tmp_path: Path
 ) -> None:
     async with OtlpReceiver(delay_s=3.0) as slow:
         endpoint = slow.url if collector == "slow" else "http://127.0.0.1:9/v1/traces"
-        extra = "  export_queue_size: 16\n  export_batch_size: 4\n  export_timeout_s: 2\n"
+        extra = (
+            "  export_queue_size: 16\n  export_batch_size: 4\n  export_timeout_s: 2\n"
+            f"  exporter: {exporter}\n"
+        )
         off = await start_gateway(tmp_path / "off.db", fake.url)
         on = await start_gateway(tmp_path / "on.db", fake.url, tracing_yaml(endpoint, extra))
         try:

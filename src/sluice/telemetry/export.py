@@ -8,14 +8,12 @@ never holds a request or grows memory.
 
 Two exporters, chosen by ``tracing.exporter``:
 
-- ``fastotel`` (default): fastotel's ``OTLPSpanProcessor`` copies each span into Rust, where it
-  is encoded, sent and retried on a native thread without the GIL. It sends what the SDK's
-  exporter sends for the same spans at a fifth of the CPU (~15 µs a span against ~70 µs,
-  BENCHMARKS.md), which on a small host is the difference between tracing fitting beside
-  the gateway or not.
-- ``sdk``: the OpenTelemetry SDK's ``OTLPSpanExporter`` (protobuf encoding in Python, HTTP,
-  retries with backoff): the reference implementation, for hosts without a fastotel wheel or
-  should fastotel misbehave.
+- ``sdk`` (default): the OpenTelemetry SDK's ``OTLPSpanExporter`` (protobuf encoding in Python,
+  HTTP, retries with backoff), the reference implementation.
+- ``fastotel`` (the ``fastotel`` extra): fastotel's ``OTLPSpanProcessor`` copies each span into
+  Rust, where it is encoded, sent and retried on a native thread without the GIL. It sends what
+  the SDK's exporter sends for the same spans for about half the sink process's CPU
+  (BENCHMARKS.md); it is pre-1.0, hence not the default.
 
 The SDK's own ``BatchSpanProcessor`` is not used for the buffering because it logs a warning
 for every dropped span and exposes no drop count. Without a configured endpoint the standard
