@@ -86,7 +86,6 @@ async def handle_proxy(
             ctx.body = ctx.received_body = await read_body(receive, limit)
             watcher = asyncio.get_running_loop().create_task(disconnect.watch(receive))
             peek_messages_body(ctx)
-            state.telemetry.begin(ctx)
             billable = endpoint == "messages"
             if billable:
                 estimate = len(ctx.body) // BYTES_PER_TOKEN + (ctx.max_tokens or 0)

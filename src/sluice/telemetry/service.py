@@ -1,8 +1,8 @@
-"""Telemetry: the request path's two hooks, and what they hand to the span-sink process.
+"""Telemetry: the request path's one hook, and what it hands to the span-sink process.
 
-``begin`` finds the request's turn right after the body peek; ``record`` runs at the end of
-every request and only appends a small ``Finished`` to a bounded buffer (by count and by the
-bytes of captured content it keeps alive); when full it drops and counts. The buffer goes to
+``record`` runs at the end of every request: it finds the request's turn (tens of µs) and
+appends a small ``Finished`` to a bounded buffer (by count and by the bytes of captured content
+it keeps alive); when full it drops and counts. The buffer goes to
 the sink process (``telemetry.sink``) every ``flush_interval_ms``, which builds the spans,
 writes the local store and exports them. Nothing here can slow a response.
 """
@@ -67,13 +67,6 @@ class Telemetry:
 
     # -- the request path ---------------------------------------------------------------
 
-    def begin(self, ctx: RequestContext) -> None:
-        """Find the request's turn right after the body peek, while the ``messages`` bytes are
-        still in the CPU cache (at the end of the request, after the response streamed, the
-        same detection cost more). Tens of µs at most."""
-        if self.enabled and ctx.endpoint == "messages" and ctx.messages_raw is not None:
-            ctx.trace_turn = self._turn_of(ctx)
-
     def _turn_of(self, ctx: RequestContext) -> tuple[Turn, str | None, str] | Literal[False]:
         """(turn, session, agent), or False when the messages cannot be read."""
         headers: dict[bytes, bytes] = {}
@@ -101,7 +94,7 @@ class Telemetry:
             return
         if ctx.endpoint != "messages":
             return
-        found = ctx.trace_turn if ctx.trace_turn is not None else self._turn_of(ctx)
+        found = self._turn_of(ctx)
         if found is False:
             return
         turn, session, agent = found
