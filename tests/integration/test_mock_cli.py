@@ -41,4 +41,11 @@ async def test_mock_anthropic_command() -> None:
             assert (await r.json())["error"]["type"] == "overloaded_error"
     finally:
         proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), 10)
+        try:
+            # communicate() drains both pipes, so a chatty child cannot block on a full one.
+            _out, err = await asyncio.wait_for(proc.communicate(), 30)
+        except TimeoutError:
+            proc.kill()
+            _out, err = await proc.communicate()
+            raise AssertionError(f"no exit 30 s after Ctrl-C; stderr: {err[-2000:]!r}") from None
+    assert proc.returncode == 0, err[-2000:]
