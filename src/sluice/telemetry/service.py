@@ -143,11 +143,6 @@ class Telemetry:
         if self.enabled:
             await self._sink.stop()
 
-    async def process(self) -> None:
-        """Hand what is queued to the sink process now (not waiting for the next interval)."""
-        self._sink.push()
-        await asyncio.sleep(0)
-
     async def flush(self, wait_s: float = 10.0) -> None:
         """Hand over everything queued and wait until it is stored and exported (tests,
         shutdown)."""

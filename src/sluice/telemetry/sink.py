@@ -57,7 +57,7 @@ class SpanSink:
         self._proc: Any = None  # multiprocessing's SpawnProcess (untyped)
         self._conn: Connection | None = None
         self._pipe_lock = threading.Lock()  # one round trip at a time (drain vs flush)
-        self.dropped = 0  # requests handed over with a child that died
+        self.dropped = 0  # requests lost: in hand when the child died, or queued at stop
         self.child: dict[str, int] = dict.fromkeys(_STATS, 0)  # the child's last counters
 
     # -- the gateway side ----------------------------------------------------------------
@@ -78,10 +78,6 @@ class SpanSink:
         if len(self._buffer) >= self._cfg.export_batch_size:
             self._wake.set()
         return True
-
-    def push(self) -> None:
-        """Hand over what is queued now rather than at the next interval."""
-        self._wake.set()
 
     @property
     def waiting(self) -> int:
