@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 import orjson
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from sluice.core.context import RequestContext
 from sluice.core.peek import peek_messages_body
@@ -175,3 +177,69 @@ def test_agent_name() -> None:
 def test_span_id_is_stable_and_nonzero() -> None:
     assert span_id(b"k", b"chat", b"3") == span_id(b"k", b"chat", b"3")
     assert span_id(b"k", b"chat", b"3") != span_id(b"k", b"chat", b"4")
+
+
+# --- one message, every encoding the CLI has used: one turn --------------------------------
+
+_TEXTS = st.text(min_size=1, max_size=200).filter(lambda t: not t.lstrip().startswith("<system"))
+
+
+def _encodings(text: str) -> list[bytes]:
+    """The same user message as Claude Code has sent it: a plain string (2.1.332, later
+    requests), one text block (its first request; 2.1.197), with a moved ``cache_control``
+    marker (5-minute or 1-hour), keys in another order, and other JSON spacing."""
+    block = {"type": "text", "text": text}
+    shapes: list[Any] = [
+        text,
+        [block],
+        [{**block, "cache_control": {"type": "ephemeral"}}],
+        [{"cache_control": {"type": "ephemeral", "ttl": "1h"}, "text": text, "type": "text"}],
+    ]
+    out = [orjson.dumps([{"role": "user", "content": shape}]) for shape in shapes]
+    out.append(json.dumps([{"content": [block], "role": "user"}], separators=(", ", ": ")).encode())
+    return out
+
+
+@given(text=_TEXTS)
+@settings(max_examples=200, deadline=None)
+def test_every_encoding_of_the_opening_message_is_one_turn(text: str) -> None:
+    keys = {detect_turn(msgspec.Raw(body), SESSION, "r").turn_key for body in _encodings(text)}
+    assert len(keys) == 1
+
+
+@given(a=_TEXTS, b=_TEXTS)
+@settings(max_examples=100, deadline=None)
+def test_different_opening_texts_are_different_turns(a: str, b: str) -> None:
+    assume(a != b)
+    first = detect_turn(raw([{"role": "user", "content": a}]), SESSION, "r")
+    second = detect_turn(raw([user(b)]), SESSION, "r")
+    assert first.turn_key != second.turn_key
+
+
+def test_string_then_blocks_tool_loop_is_one_trace() -> None:
+    # 2.1.332's tool loop: the prompt as blocks, then (next request) as a string.
+    opening = detect_turn(raw([user("list files")]), SESSION, "a")
+    history = [
+        {"role": "user", "content": "list files"},
+        assistant_tool("toolu_1"),
+        tool_result("toolu_1"),
+    ]
+    step = detect_turn(raw(history), SESSION, "b")
+    assert step.trace_id == opening.trace_id
+    assert not step.opens
+    assert [r.name for r in step.tool_results] == ["Bash"]
+    assert step.chat_span_for(1) == opening.chat_span_id
+
+
+def test_an_image_is_part_of_the_turn_key() -> None:
+    def image(data: str) -> dict[str, Any]:
+        source = {"type": "base64", "media_type": "image/png", "data": data}
+        return {
+            "role": "user",
+            "content": [{"type": "image", "source": source}, user("x")["content"][0]],
+        }
+
+    assert (
+        detect_turn(raw([image("AAAA")]), SESSION, "r").turn_key
+        != detect_turn(raw([image("BBBB")]), SESSION, "r").turn_key
+    )

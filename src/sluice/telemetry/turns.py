@@ -118,6 +118,7 @@ class _Block(msgspec.Struct):
     tool_use_id: Any = None
     is_error: Any = None
     content: msgspec.Raw = msgspec.Raw(b"null")
+    source: msgspec.Raw = msgspec.Raw(b"null")  # images and documents
 
 
 class _Message(msgspec.Struct):
@@ -146,6 +147,27 @@ def _message(item: msgspec.Raw, role: str | None = None) -> _Message:
         return _MESSAGE.decode(item)
     except msgspec.DecodeError:
         return _Message()
+
+
+def normalized_content(message: _Message) -> bytes:
+    """The message's content in one canonical byte form: a string is one text block; a block is
+    its type and its text, or its other parts as compact JSON with ``cache_control`` removed."""
+    content = message.content
+    if isinstance(content, str):
+        return b"text\x1f" + content.encode()
+    parts: list[bytes] = []
+    for block in content:
+        if block.type == "text":
+            parts.append(b"text\x1f" + str(block.text or "").encode())
+            continue
+        fields = (block.id, block.name, block.tool_use_id, block.is_error)
+        raw = b"\x1f".join(
+            (bytes(block.input), bytes(block.content), bytes(block.source), orjson.dumps(fields))
+        )
+        if b'"cache_control"' in raw:
+            raw = _CACHE_CONTROL.sub(b"", raw)
+        parts.append(block.type.encode() + b"\x1f" + raw)
+    return b"\x1e".join(parts)
 
 
 def _has_user_text(message: _Message) -> bool:
@@ -204,9 +226,7 @@ def detect_turn(
         if _has_user_text(message):
             opening = index
             break
-    normalized = bytes(items[opening])
-    if b'"cache_control"' in normalized:
-        normalized = _CACHE_CONTROL.sub(b"", normalized)
+    normalized = normalized_content(_message(items[opening]))
     key = hashlib.blake2b(
         b"\0".join((b"sluice-turn", session.encode(), str(opening).encode(), normalized)),
         digest_size=32,
