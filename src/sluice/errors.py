@@ -16,6 +16,9 @@ class GatewayError(Exception):
     http_status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     should_retry: ClassVar[bool | None] = None  # None: let the client decide by status
+    # The Anthropic ``error.type`` when a client reacts to it (Claude Code's retry and
+    # /model hints match Anthropic's types); ``code`` stays Sluice's own, more precise name.
+    wire_type: ClassVar[str | None] = None
     fallbackable: ClassVar[bool] = False
 
     def __init__(
@@ -115,8 +118,11 @@ class ModelNotAllowed(GatewayError):
 
 
 class ModelNotRecognized(GatewayError):
-    http_status = 400
+    # Anthropic answers an unknown model 404 not_found_error, and Claude Code then tells the
+    # user to pick another model; a 400 made it retry without betas and tools (6-8 requests).
+    http_status = 404
     code = "model_not_recognized"
+    wire_type = "not_found_error"
 
 
 class BudgetExceeded(GatewayError):

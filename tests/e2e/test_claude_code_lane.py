@@ -461,6 +461,31 @@ async def test_unknown_key_fails_fast_without_client_retries(
     assert UNKNOWN_KEY.encode() not in sent.response_body
 
 
+async def test_unknown_model_costs_at_most_two_requests_and_shows_the_cli_model_message(
+    fake: FakeAnthropic, gateway: Gateway, proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    # A gateway 400 made the CLI retry without betas and tools (6 POSTs for one --print);
+    # Anthropic's own 404 not_found_error makes it stop and point at /model.
+    result = await claude(
+        proxy,
+        tmp_path,
+        "say hi",
+        "--model",
+        "gpt-nonexistent",
+        api_key=gateway.key,
+        max_retries=None,
+    )
+
+    assert result.rc != 0, result.describe()
+    assert fake.messages_requests() == []
+    posts = proxy.posts()
+    assert 1 <= len(posts) <= 2, [p.status for p in posts]
+    assert all(p.status == 404 for p in posts)
+    error = json.loads(posts[0].response_body)["error"]
+    assert error["type"] == "not_found_error" and "claude-opus-4-8" in error["message"]
+    assert "selected model" in result.stdout.lower() or "/model" in result.stdout, result.describe()
+
+
 @pytest.mark.parametrize(
     ("message", "printed"),
     [

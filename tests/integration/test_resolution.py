@@ -3,7 +3,9 @@ and cache mode."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from sluice.config.vk import VirtualKeyConfig
 from sluice.testing import FakeAnthropic
@@ -120,30 +123,57 @@ async def test_policy_models_deny(gateway: Gateway, fake: FakeAnthropic) -> None
     assert fake.messages_requests() == []
 
 
-async def test_unknown_model_is_400_with_suggestions(gateway: Gateway, fake: FakeAnthropic) -> None:
+async def test_unknown_model_is_404_not_found_with_suggestions(
+    gateway: Gateway, fake: FakeAnthropic
+) -> None:
+    # Anthropic answers an unknown model 404 not_found_error; Claude Code then asks the user to
+    # pick another model instead of retrying without betas and tools.
     minted = await gateway.mint(config=cfg(model_aliases={"fast": "claude-haiku-4-5-20251001"}))
-    for name in ("claude-haiku-4-5", "gpt-4o"):
+    for name in ("gpt-4o", "haiku"):
         status, _, raw = await post(gateway, minted.secret, with_model(BODY, name))
-        assert status == 400
+        assert status == 404
         error = orjson.loads(raw)["error"]
+        assert error["type"] == "not_found_error"
         assert error["code"] == "model_not_recognized" and error["param"] == "model"
         assert f"'{name}'" in error["message"]
         for usable in ("fast", "claude-opus-4-8", "claude-haiku-4-5-20251001"):
             assert usable in error["message"]
-    # A dated Claude name is served even when not declared.
-    assert (await post(gateway, minted.secret, with_model(BODY, "claude-3-5-haiku-20241022")))[
-        0
-    ] == 200
-    assert len(fake.messages_requests()) == 1
+    assert fake.messages_requests() == []
+
+
+async def test_any_claude_name_goes_to_the_anthropic_provider_as_sent(
+    gateway: Gateway, fake: FakeAnthropic
+) -> None:
+    # Undated aliases Anthropic accepts, and models newer than the provider's list: the
+    # upstream judges them (a bare alias must never be a gateway error).
+    minted = await gateway.mint()
+    for name in ("claude-haiku-4-5", "claude-3-5-haiku-20241022", "claude-opus-5-5"):
+        status, _, _ = await post(gateway, minted.secret, with_model(BODY, name))
+        assert status == 200, name
+    sent = [orjson.loads(r.body)["model"] for r in fake.messages_requests()]
+    assert sent == ["claude-haiku-4-5", "claude-3-5-haiku-20241022", "claude-opus-5-5"]
+
+
+async def test_model_rules_apply_before_claude_names_are_forwarded(
+    gateway: Gateway, fake: FakeAnthropic
+) -> None:
+    minted = await gateway.mint(config=cfg(models_allowed=["claude-haiku-*"]))
+    status, _, raw = await post(gateway, minted.secret, with_model(BODY, "claude-opus-5-5"))
+    assert status == 403 and orjson.loads(raw)["error"]["code"] == "model_not_allowed"
+    assert fake.messages_requests() == []
 
 
 async def test_providers_allowed(two: Gateway, fake: FakeAnthropic, second: FakeAnthropic) -> None:
     only_backup = await two.mint(config=cfg(providers_allowed=["backup"]))
     assert (await post(two, only_backup.secret, with_model(BODY, "claude-sonnet-5")))[0] == 200
     assert fake.messages_requests() == [] and len(second.messages_requests()) == 1
-    # A model only the disallowed provider declares is not recognized for this key.
-    status, _, raw = await post(two, only_backup.secret, with_model(BODY, "claude-opus-4-8"))
-    assert status == 400 and orjson.loads(raw)["error"]["code"] == "model_not_recognized"
+    # A model only the disallowed provider declares goes, as a Claude name, to the allowed
+    # Anthropic provider (which judges it); a non-Claude name only it declares is unknown.
+    assert (await post(two, only_backup.secret, with_model(BODY, "claude-opus-4-8")))[0] == 200
+    assert fake.messages_requests() == [] and len(second.messages_requests()) == 2
+    only_primary = await two.mint(config=cfg(providers_allowed=["anthropic-primary"]))
+    status, _, raw = await post(two, only_primary.secret, with_model(BODY, "gpt-like-local"))
+    assert status == 404 and orjson.loads(raw)["error"]["code"] == "model_not_recognized"
     status, _, raw = await post(
         two, only_backup.secret, with_model(BODY, "anthropic-primary/claude-opus-4-8")
     )
@@ -188,3 +218,40 @@ async def test_cache_respect_keeps_bytes_and_disable_removes_only_markers(
     ):
         expected = expected.replace(marker, b"")
     assert sent == expected  # every marker gone, every other byte in place
+
+
+class _HangingModels(FakeAnthropic):
+    """An upstream whose ``GET /v1/models`` never answers in time."""
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method == "GET" and request.path.startswith("/v1/models"):
+            await asyncio.sleep(30)
+        return await super()._handle(request)
+
+
+async def test_a_hanging_model_discovery_never_holds_requests(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    async with _HangingModels() as slow:
+        gw = await start_gateway(
+            tmp_path / "slow.db",
+            fake.url,
+            provider_yaml=(
+                "  slow:\n    type: anthropic\n    api_key: sk-ant-slow\n"
+                f"    base_url: '{slow.url}'\n    discovery_timeout_ms: 300\n"
+            ),
+        )
+        try:
+            minted = await gw.mint(config=cfg(providers_allowed=["slow"]))
+            took: list[float] = []
+            for name in ("claude-haiku-4-5", "claude-haiku-4-5", "local-model", "claude-sonnet-5"):
+                started = time.perf_counter()
+                status, _, _ = await post(gw, minted.secret, with_model(BODY, name))
+                took.append(time.perf_counter() - started)
+                assert status == (404 if name == "local-model" else 200), name
+            # The first lookup is bounded by discovery_timeout_ms; its failure is remembered.
+            assert took[0] < 2.0, took
+            assert max(took[1:]) < 0.25, took
+            assert len(slow.messages_requests()) == 3
+        finally:
+            await gw.server.stop()

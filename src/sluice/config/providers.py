@@ -42,6 +42,9 @@ class AnthropicProviderConfig(_ProviderBase):
     type: Literal["anthropic"]
     api_key: SecretStr | None = None
     base_url: str = "https://api.anthropic.com"
+    # GET /v1/models when no `models` list is declared: how long one lookup may take. A failed
+    # lookup is remembered for 30 s, and a stale list is served while a new one is fetched.
+    discovery_timeout_ms: int = Field(default=2000, ge=50, le=60_000)
 
     _url = field_validator("base_url")(check_url)
 

@@ -1,14 +1,15 @@
 """Model resolution: which provider serves a request, under which model name.
 
 Order: the key's alias, then ``provider-id/model``, then a model a provider declares (its
-``models`` list, or what its ``/v1/models`` reports), then a dated ``claude-…-YYYYMMDD`` name on
-an Anthropic provider (and any ``claude-`` name on one whose list is unknown). Nothing matched
-is a 400 ``model_not_recognized`` that lists names this key can use, never a 504.
+``models`` list, or what its ``/v1/models`` reports), then any ``claude-`` name on the key's
+first Anthropic provider, as sent: Anthropic accepts undated aliases (``claude-haiku-4-5``) and
+models newer than a provider's list, so the upstream judges them. Nothing matched is a 404
+``not_found_error`` (code ``model_not_recognized``) that lists names this key can use, as
+Anthropic answers an unknown model, never a 504.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from sluice.core.router import Router
@@ -17,7 +18,6 @@ from sluice.governance.model_access import model_permitted
 from sluice.providers.base import Provider
 from sluice.store.keys_repo import VirtualKey
 
-_DATED = re.compile(r"^claude-[a-z0-9.-]+-\d{8}$")
 _SUGGESTIONS = 10
 
 
@@ -77,17 +77,12 @@ class ModelResolver:
                     meta={"provider": handle},
                 )
             return handle, rest
-        unknown_lists: list[Provider] = []
         for provider in allowed:
             models = await provider.list_models()
             if any(m.id == target for m in models):
                 return provider.id, target
-            if not models:
-                unknown_lists.append(provider)
-        for provider in allowed:
-            if provider.kind == "anthropic" and _DATED.match(target):
-                return provider.id, target
-        for provider in unknown_lists:
-            if provider.kind == "anthropic" and target.startswith("claude-"):
-                return provider.id, target
+        if target.startswith("claude-"):
+            for provider in allowed:
+                if provider.kind == "anthropic":
+                    return provider.id, target
         return None

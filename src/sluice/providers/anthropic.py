@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluice.providers.anthropic")
 
 _MODELS_TTL_S = 600.0
+_FAILED_TTL_S = 30.0  # a failed discovery is not retried for this long
 
 
 class AnthropicProvider:
@@ -50,7 +51,9 @@ class AnthropicProvider:
             else None
         )
         self._models: list[ModelInfo] | None = None
-        self._models_at = 0.0
+        self._fresh_until = 0.0
+        self._discovery_timeout = config.discovery_timeout_ms / 1000
+        self._discovering: asyncio.Task[None] | None = None
 
     def model_id_for(self, model: str) -> str | None:
         """Anthropic ids are served as they are; a declared list limits them."""
@@ -89,23 +92,40 @@ class AnthropicProvider:
         )
 
     async def list_models(self) -> list[ModelInfo]:
+        """Declared models, else what ``GET /v1/models`` said. One lookup at a time, bounded by
+        ``discovery_timeout_ms``; failures are remembered, and a stale list is answered at once
+        while it is refreshed, so a slow or dead endpoint never holds requests."""
         if self._declared is not None:
             return self._declared
         loop = asyncio.get_running_loop()
-        if self._models is not None and loop.time() - self._models_at < _MODELS_TTL_S:
-            return self._models
+        if loop.time() < self._fresh_until:
+            return self._models or []
+        if self._discovering is None:
+            self._discovering = loop.create_task(self._discover())
+        if self._models is None:  # nothing known yet: wait for this first lookup (bounded)
+            await asyncio.shield(self._discovering)
+        return self._models or []
+
+    async def _discover(self) -> None:
+        loop = asyncio.get_running_loop()
         headers = {"anthropic-version": "2023-06-01"}
         self._auth(headers)
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(self._discovery_timeout):
                 async with self._session.get(
                     f"{self._base}/v1/models", params={"limit": "1000"}, headers=headers
                 ) as resp:
-                    payload = orjson.loads(await resp.read()) if resp.status == 200 else {}
-        except (*TRANSPORT_ERRORS, TimeoutError, orjson.JSONDecodeError) as exc:
+                    payload = orjson.loads(await resp.read()) if resp.status == 200 else None
+            if not isinstance(payload, dict):
+                raise ValueError("not a model list")
+        except (*TRANSPORT_ERRORS, TimeoutError, ValueError) as exc:
             log.warning("model discovery on %s failed: %s", self.id, type(exc).__name__)
-            return self._models or []
-        models = [
+            self._models = self._models or []
+            self._fresh_until = loop.time() + _FAILED_TTL_S
+            return
+        finally:
+            self._discovering = None
+        self._models = [
             ModelInfo(
                 str(item["id"]),
                 str(item.get("display_name") or display_name_for(str(item["id"]))),
@@ -114,8 +134,8 @@ class AnthropicProvider:
             for item in payload.get("data", [])
             if isinstance(item, dict) and "id" in item
         ]
-        self._models, self._models_at = models, loop.time()
-        return models
+        self._fresh_until = loop.time() + _MODELS_TTL_S
 
     async def close(self) -> None:
-        return None
+        if self._discovering is not None:
+            self._discovering.cancel()

@@ -23,7 +23,7 @@ def request_id_headers(request_id: str) -> list[tuple[bytes, bytes]]:
 
 def anthropic_error_body(err: GatewayError, request_id: str) -> dict[str, Any]:
     error: dict[str, Any] = {
-        "type": err.code,
+        "type": err.wire_type or err.code,
         "code": err.code,
         "message": err.message,
         "param": err.param,
