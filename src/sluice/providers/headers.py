@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
 
 # Never forwarded upstream: the client's credentials (the provider's replace them), hop-by-hop
 # headers, and what the HTTP client sets itself.
@@ -63,9 +66,35 @@ def upstream_headers(client_headers: Iterable[tuple[bytes, bytes]]) -> dict[str,
     return out
 
 
+def retry_after_seconds(value: str, now: float | None = None) -> str | None:
+    """``retry-after`` as Claude Code reads it: integer seconds. An HTTP date becomes the
+    seconds until it (never negative), a fraction is rounded up; anything else is dropped."""
+    value = value.strip()
+    if value.isdigit():
+        return value
+    try:
+        return str(max(0, math.ceil(float(value))))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return str(max(0, math.ceil(when - (time.time() if now is None else now))))
+
+
 def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in upstream
-        if name.lower() not in _DROP_DOWNSTREAM
-    ]
+    """End-to-end response headers as the upstream sent them (``x-should-retry`` and
+    ``anthropic-ratelimit-unified-*`` untouched), with ``retry-after`` in integer seconds."""
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in upstream:
+        lname = name.lower()
+        if lname in _DROP_DOWNSTREAM:
+            continue
+        if lname == "retry-after":
+            seconds = retry_after_seconds(value)
+            if seconds is None:
+                continue
+            value = seconds
+        out.append((lname.encode("latin-1"), value.encode("latin-1")))
+    return out

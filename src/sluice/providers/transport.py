@@ -15,6 +15,7 @@ from yarl import URL
 
 from sluice.errors import ProviderError, ProviderTimeout
 from sluice.providers.base import ModelInfo, UpstreamResponse, display_name_for
+from sluice.providers.headers import downstream_headers
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -117,11 +118,7 @@ async def read_body(resp: aiohttp.ClientResponse, provider_id: str) -> bytes:
 
 
 def kept_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.encode(), value.encode("latin-1"))
-        for name in _KEPT
-        if (value := resp.headers.get(name)) is not None
-    ]
+    return downstream_headers((name, value) for name in _KEPT if (value := resp.headers.get(name)))
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[bool], None]:

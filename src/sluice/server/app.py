@@ -72,8 +72,10 @@ class SluiceApp:
             if path == "/v1/models" or path.startswith("/v1/models/"):
                 await handle_models(state, scope, receive, send)
                 return
-            if path == "/":
-                # Claude Code sends HEAD / at start as a warm-up: answer at once, no auth.
+            if path == "/" or path == "/api/hello":
+                # Claude Code's probes, answered at once with no auth: HEAD / (its warm-up),
+                # HEAD /api/hello (warm-up with nonessential traffic on), GET /api/hello
+                # (`claude doctor`'s "API (custom host)" check).
                 await send_json(send, 200, {"name": "sluice", "status": "ok"}, new_request_id())
                 return
             if path == "/healthz":
