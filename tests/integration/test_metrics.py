@@ -97,7 +97,7 @@ async def test_metrics_after_a_known_sequence(gw: Gateway, fake: FakeAnthropic) 
         assert r.status == 200
 
     rows = await gw.ledger_rows()
-    assert len(rows) == 8
+    assert len(rows) == 7  # the 401 has no row: it is counted in sluice_auth_failures_total
     m = await scrape(gw)
 
     def requests(status: str, provider: str = PROVIDER, model: str = MODEL) -> float:
@@ -113,6 +113,7 @@ async def test_metrics_after_a_known_sequence(gw: Gateway, fake: FakeAnthropic) 
     assert requests("403", "", "") == 1
     assert requests("429", "", "") == 1
     assert requests("401", "", "") == 1
+    assert value(m, "sluice_auth_failures_total", reason="malformed") == 1
     assert (
         value(m, "sluice_requests_total", route="models", status="200", provider="", model="") == 1
     )
