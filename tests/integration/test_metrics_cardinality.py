@@ -17,12 +17,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from test_serve import SLUICE, clean_env, cli, free_port
 
-from sluice.testing import FakeAnthropic
+from sluice.core.clock import SystemClock
+from sluice.governance.key_admin import KeyAdmin
+from sluice.store.keys_repo import KeysRepo
+from sluice.testing import FakeAnthropic, ServerThread
+from sluice.testing.gateway import GatewayServer
+
+from support import SECRET, make_config
 
 INVENTED = 20_000
-WARM_UP = 2_000
+WARM_UP = 1_000
 CONCURRENCY = 32
 KNOWN = "claude-haiku-4-5-20251001"
 
@@ -160,3 +168,46 @@ async def test_invented_model_names_leave_metrics_memory_and_scrapes_flat(tmp_pa
         await scraping
         assert status == 200
         assert during < max(0.25, 5 * statistics.median(baseline)), (during, baseline)
+
+
+class SlowCollector(Collector):
+    """Stands in for a registry that takes a second to render."""
+
+    def collect(self) -> Iterable[Metric]:
+        time.sleep(1.0)
+        yield GaugeMetricFamily("slow_render", "A slow render.", value=1)
+
+
+async def test_rendering_never_runs_on_the_request_loop(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The gateway on a loop of its own (as in `sluice serve`), so the client's clock is not
+    stopped by what blocks the gateway's loop."""
+    gw = GatewayServer(make_config(tmp_path / "sluice.db", fake.url))
+    with ServerThread(gw.start, gw.stop) as thread:
+        state = gw.app.state
+        assert state.engine is not None and state.metrics_server is not None
+        metrics_url = state.metrics_server.url
+        admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), SystemClock())
+        key = thread.call(admin.create, name="k").secret
+        state.metrics.registry.register(SlowCollector())
+        async with aiohttp.ClientSession() as s:
+
+            async def scrape() -> str:
+                async with s.get(metrics_url) as r:  # type: ignore[arg-type]
+                    return await r.text()
+
+            async def request() -> int:
+                async with s.post(
+                    f"{gw.url}/v1/messages", data=body(KNOWN), headers={"x-api-key": key}
+                ) as r:
+                    await r.read()
+                    return r.status
+
+            assert await request() == 200
+            scraping = asyncio.ensure_future(scrape())
+            await asyncio.sleep(0.2)  # the render has begun
+            during, status = await timed(request)
+            assert "slow_render 1.0" in await scraping
+    assert status == 200
+    assert during < 0.5, during
