@@ -49,12 +49,21 @@ def _invalid(reason: str) -> KeyRefused:
 
 class KeyCache:
     def __init__(
-        self, repo: KeysRepo, server_secret: bytes, clock: Clock, refresh_s: float
+        self,
+        repo: KeysRepo,
+        server_secret: bytes,
+        clock: Clock,
+        refresh_s: float,
+        *,
+        unknown_max: int = _NEGATIVE_MAX,
+        unknown_ttl_ms: int = _NEGATIVE_TTL_MS,
     ) -> None:
         self._repo = repo
         self._secret = server_secret
         self._clock = clock
         self._refresh_s = refresh_s
+        self._unknown_max = unknown_max
+        self._unknown_ttl_ms = unknown_ttl_ms
         self._keys: dict[str, VirtualKey] = {}
         # key id -> ms when it was found missing, least recently seen first
         self._unknown: OrderedDict[str, int] = OrderedDict()
@@ -126,7 +135,7 @@ class KeyCache:
     async def _load(self, key_id: str) -> VirtualKey | None:
         missing_since = self._unknown.get(key_id)
         if missing_since is not None:
-            if self._clock.now_ms() - missing_since < _NEGATIVE_TTL_MS:
+            if self._clock.now_ms() - missing_since < self._unknown_ttl_ms:
                 self._unknown.move_to_end(key_id)
                 return None
             del self._unknown[key_id]
@@ -144,7 +153,7 @@ class KeyCache:
             del self._loading[key_id]
         if key is None:
             self._unknown[key_id] = self._clock.now_ms()
-            if len(self._unknown) > _NEGATIVE_MAX:
+            if len(self._unknown) > self._unknown_max:
                 self._unknown.popitem(last=False)
             return None
         self._unknown.pop(key_id, None)
