@@ -302,6 +302,20 @@ async def test_every_label_value_comes_from_a_bounded_set(
         assert not any(name.startswith("sluice_key_") for (name, _) in m)
     finally:
         await gw.server.stop()
+    # A name a provider lists at /v1/models (discovered, not declared) is known too.
+    async with FakeAnthropic(models=["claude-discovered-20250101"]) as lister:
+        listed = f"  lister: {{type: anthropic, api_key: k, base_url: '{lister.url}'}}"
+        gw = await start_gateway(tmp_path / "c.db", fake.url, provider_yaml=listed)
+        try:
+            only = VirtualKeyConfig.parse({"providers_allowed": ["lister"]})
+            key = (await gw.mint(config=only)).secret
+            for model in (b"claude-discovered-20250101", b"claude-undiscovered-20250101"):
+                assert await post(gw, key, body().replace(MODEL.encode(), model)) == 200
+            m = await scrape(gw)
+            labels = {dict(k)["model"] for (name, k) in m if name == "sluice_requests_total"}
+            assert labels == {"claude-discovered-20250101", "other"}
+        finally:
+            await gw.server.stop()
     per_key = await start_gateway(
         tmp_path / "b.db", fake.url, extra_yaml="metrics: {port: 0, per_key_labels: true}"
     )
