@@ -15,7 +15,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
-from genai_prices.types import ModelPrice, TieredPrices
+from genai_prices.data_snapshot import get_snapshot
+from genai_prices.types import ClauseEquals, ClauseOr, MatchLogic, ModelPrice, TieredPrices
 
 from sluice.config.models import PriceOverride, PricingConfig
 from sluice.core.usage import Usage
@@ -127,6 +128,16 @@ def _compile(price: ModelPrice) -> Rates | TieredRates | None:
     return TieredRates(tuple(bands))
 
 
+def _exact_names(clause: MatchLogic) -> list[str]:
+    """The names a match clause lists exactly (prefix and substring clauses match any
+    invented suffix, so they list nothing)."""
+    if isinstance(clause, ClauseEquals):
+        return [clause.equals]
+    if isinstance(clause, ClauseOr):
+        return [name for sub in clause.or_ for name in _exact_names(sub)]
+    return []
+
+
 def _to_micros(amount: Decimal) -> int:
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
@@ -159,6 +170,16 @@ class Pricing:
                 found = None
         self._cache[key] = found
         return found
+
+    def known_models(self) -> frozenset[str]:
+        """Model names the price table (and the overrides) know exactly: a bounded set."""
+        names = set(self._overrides)
+        for provider in get_snapshot().providers:
+            if provider.id in _PROVIDER_IDS.values():
+                for model in provider.models:
+                    names.add(model.id)
+                    names.update(_exact_names(model.match))
+        return frozenset(names)
 
     def warm(self, provider_kind: str, models: list[str]) -> None:
         """Look prices up at start-up, not on a first request (the first lookup loads the

@@ -11,9 +11,11 @@ import pytest
 from prometheus_client import generate_latest
 
 from sluice.config.vk import VirtualKeyConfig
+from sluice.errors import RateLimited
 from sluice.store.budgets_repo import Budget, BudgetsRepo
 from sluice.store.db import create_engine
 from sluice.store.ledger import LedgerWriter
+from sluice.telemetry.labels import status_label
 from sluice.telemetry.metrics import Metrics
 from sluice.testing import FakeAnthropic, FakeUsage, Fault, Reply, Scenario, TextBlock
 
@@ -97,7 +99,7 @@ async def test_metrics_after_a_known_sequence(gw: Gateway, fake: FakeAnthropic) 
         assert r.status == 200
 
     rows = await gw.ledger_rows()
-    assert len(rows) == 8
+    assert len(rows) == 7  # the 401 has no row: it is counted in sluice_auth_failures_total
     m = await scrape(gw)
 
     def requests(status: str, provider: str = PROVIDER, model: str = MODEL) -> float:
@@ -113,6 +115,7 @@ async def test_metrics_after_a_known_sequence(gw: Gateway, fake: FakeAnthropic) 
     assert requests("403", "", "") == 1
     assert requests("429", "", "") == 1
     assert requests("401", "", "") == 1
+    assert value(m, "sluice_auth_failures_total", reason="malformed") == 1
     assert (
         value(m, "sluice_requests_total", route="models", status="200", provider="", model="") == 1
     )
@@ -267,3 +270,71 @@ async def test_ledger_queue_is_read_at_scrape_time(tmp_path: Path) -> None:
         assert value(m, "sluice_ledger_dropped_total") == 5
     finally:
         await engine.dispose()
+
+
+async def test_every_label_value_comes_from_a_bounded_set(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Declared models, aliases and priced names are labels; invented names are ``other``;
+    per-key series exist only when ``metrics.per_key_labels`` is on."""
+    fake.set_default(Scenario(Reply([TextBlock("hi")], usage=USAGE)))
+    gw = await start_gateway(tmp_path / "a.db", fake.url, extra_yaml="metrics: {port: 0}")
+    try:
+        aliased = await gw.mint(
+            config=VirtualKeyConfig.parse({"model_aliases": {"fast": "claude-made-up-20250101"}})
+        )
+        models = ["claude-sonnet-5", "claude-opus-4-20250514", "claude-invented-20990101"]
+        for model in models:
+            data = body().replace(MODEL.encode(), model.encode())
+            assert await post(gw, gw.key, data) == 200
+        assert await post(gw, aliased.secret, body().replace(MODEL.encode(), b"fast")) == 200
+        # The provider-prefixed form routes any name: still bounded.
+        prefixed = body().replace(MODEL.encode(), f"{PROVIDER}/x1".encode())
+        assert await post(gw, gw.key, prefixed) == 200
+        m = await scrape(gw)
+        labels = {dict(k)["model"] for (name, k) in m if name == "sluice_requests_total"}
+        assert labels == {
+            "claude-sonnet-5",  # declared by the provider
+            "claude-opus-4-20250514",  # in the price table by that exact name
+            "claude-made-up-20250101",  # an alias's target, declared by an admin
+            "other",  # the invented name and the prefixed one
+        }
+        assert not any(name.startswith("sluice_key_") for (name, _) in m)
+    finally:
+        await gw.server.stop()
+    # A name a provider lists at /v1/models (discovered, not declared) is known too.
+    async with FakeAnthropic(models=["claude-discovered-20250101"]) as lister:
+        listed = f"  lister: {{type: anthropic, api_key: k, base_url: '{lister.url}'}}"
+        gw = await start_gateway(tmp_path / "c.db", fake.url, provider_yaml=listed)
+        try:
+            only = VirtualKeyConfig.parse({"providers_allowed": ["lister"]})
+            key = (await gw.mint(config=only)).secret
+            for model in (b"claude-discovered-20250101", b"claude-undiscovered-20250101"):
+                assert await post(gw, key, body().replace(MODEL.encode(), model)) == 200
+            m = await scrape(gw)
+            labels = {dict(k)["model"] for (name, k) in m if name == "sluice_requests_total"}
+            assert labels == {"claude-discovered-20250101", "other"}
+        finally:
+            await gw.server.stop()
+    per_key = await start_gateway(
+        tmp_path / "b.db", fake.url, extra_yaml="metrics: {port: 0, per_key_labels: true}"
+    )
+    try:
+        assert await post(per_key, per_key.key, body()) == 200
+        m = await scrape(per_key)
+        vk_id = per_key.minted.key.id
+        assert value(m, "sluice_key_requests_total", vk_id=vk_id, status="200") == 1
+        assert value(m, "sluice_key_cost_usd_total", vk_id=vk_id) > 0
+    finally:
+        await per_key.server.stop()
+
+
+def test_free_form_values_are_bounded() -> None:
+    metrics = Metrics()
+    metrics.fallback("a", "b", "a-reason-nobody-declared")
+    metrics.refused(RateLimited("x", meta={"dimension": "made-up"}))
+    m = parse(generate_latest(metrics.registry).decode())
+    assert value(m, "sluice_fallbacks_total", from_provider="a", to_provider="b",
+                 reason="other") == 1  # fmt: skip
+    assert value(m, "sluice_rate_limit_denials_total", dimension="other") == 1
+    assert status_label(200) == "200" and status_label(1234) == "other"

@@ -25,6 +25,9 @@ class ServerConfig(_Closed):
     # process is seen within this bound (the issue asks for 5 s).
     key_refresh_seconds: float = Field(default=2.0, gt=0, le=5.0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Access-log lines a second for requests with no valid key (401s; the rest are counted
+    # in sluice_auth_failures_total, and none is stored in the ledger).
+    unauthenticated_log_per_second: int = Field(default=10, ge=0)
 
 
 class LedgerConfig(_Closed):
@@ -53,6 +56,8 @@ class MetricsConfig(_Closed):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
+    # Label series by virtual key id (sluice_key_requests_total, sluice_key_cost_usd_total).
+    per_key_labels: bool = False
 
 
 # Provider configs live in config/providers.py; ``ProviderConfig`` stays the Anthropic one.

@@ -32,6 +32,7 @@ class RequestContext:
     model_requested: str | None = None
     model_sent: str | None = None
     upstream_model: str | None = None  # the provider's own id for model_sent
+    model_known: bool = False  # declared by an alias or a provider's list (metrics labels)
     stream: bool = False
     max_tokens: int | None = None
     session_id: str | None = None

@@ -81,6 +81,7 @@ class Pipeline:
 
         resolution = await self.resolver.resolve(key, ctx.model_requested)
         ctx.provider_id = resolution.provider_id
+        ctx.model_known = resolution.known
         if resolution.model != ctx.model_requested:
             ctx.body = splice_model(ctx.body, resolution.model)
             ctx.model_sent = resolution.model

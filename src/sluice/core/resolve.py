@@ -26,6 +26,9 @@ class Resolution:
     provider_id: str
     model: str
     alias: str | None  # the alias the client used, when one resolved
+    # Declared (an alias, or a provider's model list) rather than matched by shape: such a
+    # name may become a metrics label; a merely dated name may be invented.
+    known: bool = False
 
 
 def _named(alias: str | None) -> str:
@@ -57,7 +60,7 @@ class ModelResolver:
                 meta={"model": requested, "suggestions": names[:_SUGGESTIONS]},
                 tips=["Use a dated model name, or ask an admin for an alias (model_aliases)."],
             )
-        provider_id, model = found
+        provider_id, model, declared = found
         if not model_permitted(key, model):
             raise ModelNotAllowed(
                 f"Model '{model}' is not allowed for this key{_named(alias)}.",
@@ -65,9 +68,10 @@ class ModelResolver:
                 meta={"model": model, "alias": alias},
                 tips=["See models_allowed and policy_rules.models on the key."],
             )
-        return Resolution(provider_id, model, alias)
+        return Resolution(provider_id, model, alias, known=declared or alias is not None)
 
-    async def _find(self, target: str, allowed: list[Provider]) -> tuple[str, str] | None:
+    async def _find(self, target: str, allowed: list[Provider]) -> tuple[str, str, bool] | None:
+        """(provider id, model, whether a provider lists the model), or None."""
         handle, slash, rest = target.partition("/")
         if slash and handle in self._router.providers:
             if all(p.id != handle for p in allowed):
@@ -76,13 +80,13 @@ class ModelResolver:
                     param="model",
                     meta={"provider": handle},
                 )
-            return handle, rest
+            return handle, rest, False
         for provider in allowed:
             models = await provider.list_models()
             if any(m.id == target for m in models):
-                return provider.id, target
+                return provider.id, target, True
         if target.startswith("claude-"):
             for provider in allowed:
                 if provider.kind == "anthropic":
-                    return provider.id, target
+                    return provider.id, target, False
         return None

@@ -3,6 +3,11 @@
 After a key's first use there is no database round trip per request. A background poll of
 ``updated_at`` keeps every process within ``key_refresh_seconds`` of the database, so a disable,
 revoke or rotation made by any process takes effect everywhere within that bound.
+
+A well-formed key whose id is not on file is remembered as unknown (negative cache: at most
+``_NEGATIVE_MAX`` ids, least recently seen dropped first, each for ``_NEGATIVE_TTL_MS``), and
+concurrent lookups of one id share one database read, so a flood of made-up keys costs at
+most one read per id per TTL. Any refresh that sees a key drops it from the negative cache.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 
 from sluice.core.clock import Clock
 from sluice.errors import InvalidApiKey, VirtualKeyDisabled, VirtualKeyExpired, VirtualKeyRevoked
@@ -19,27 +25,49 @@ from sluice.store.keys_repo import KeysRepo, VirtualKey
 log = logging.getLogger("sluice.keys")
 
 _NEGATIVE_TTL_MS = 2_000  # an unknown id is asked of the DB at most this often
+_NEGATIVE_MAX = 10_000  # unknown ids remembered; junk ids must not grow memory
 _FULL_RESYNC_EVERY = 30  # polls; covers clock skew larger than the overlap margin
 
 
-def _invalid() -> InvalidApiKey:
+class KeyRefused(InvalidApiKey):
+    """A 401 that knows why (``reason``: missing, malformed, unknown, mismatch) for metrics;
+    the client sees the same error whatever the reason (no oracle for which ids exist)."""
+
+    def __init__(self, reason: str, message: str, tips: list[str]) -> None:
+        super().__init__(message, tips=tips)
+        self.reason = reason
+
+
+def _invalid(reason: str) -> KeyRefused:
     # Never echo what was presented: the message is logged and shown to clients.
-    return InvalidApiKey(
+    return KeyRefused(
+        reason,
         "Invalid API key: this virtual key is not known to the gateway.",
-        tips=["Check ANTHROPIC_AUTH_TOKEN / ANTHROPIC_API_KEY against `sluice keys list`."],
+        ["Check ANTHROPIC_AUTH_TOKEN / ANTHROPIC_API_KEY against `sluice keys list`."],
     )
 
 
 class KeyCache:
     def __init__(
-        self, repo: KeysRepo, server_secret: bytes, clock: Clock, refresh_s: float
+        self,
+        repo: KeysRepo,
+        server_secret: bytes,
+        clock: Clock,
+        refresh_s: float,
+        *,
+        unknown_max: int = _NEGATIVE_MAX,
+        unknown_ttl_ms: int = _NEGATIVE_TTL_MS,
     ) -> None:
         self._repo = repo
         self._secret = server_secret
         self._clock = clock
         self._refresh_s = refresh_s
+        self._unknown_max = unknown_max
+        self._unknown_ttl_ms = unknown_ttl_ms
         self._keys: dict[str, VirtualKey] = {}
-        self._unknown: dict[str, int] = {}  # key id -> ms when it was found missing
+        # key id -> ms when it was found missing, least recently seen first
+        self._unknown: OrderedDict[str, int] = OrderedDict()
+        self._loading: dict[str, asyncio.Task[VirtualKey | None]] = {}  # one read per id
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -51,17 +79,20 @@ class KeyCache:
     async def identify(self, presented: str | None) -> VirtualKey:
         """The key whose secret (or, within its rotation grace, previous secret) was presented."""
         if not presented:
-            raise InvalidApiKey(
+            raise KeyRefused(
+                "missing",
                 "Missing API key: send the virtual key as `Authorization: Bearer <key>` "
                 "or `x-api-key`.",
-                tips=["export ANTHROPIC_AUTH_TOKEN=<virtual key> before starting claude"],
+                ["export ANTHROPIC_AUTH_TOKEN=<virtual key> before starting claude"],
             )
         parsed = vk_format.parse_key(presented)
         if parsed is None:
-            raise _invalid()
+            raise _invalid("malformed")
         key = self._keys.get(parsed.key_id) or await self._load(parsed.key_id)
-        if key is None or key.environment != parsed.environment:
-            raise _invalid()
+        if key is None:
+            raise _invalid("unknown")
+        if key.environment != parsed.environment:
+            raise _invalid("mismatch")
         now = self._clock.now_ms()
         presented_hash = vk_format.hash_key(self._secret, presented)
         if not vk_format.hashes_match(presented_hash, key.key_hash):
@@ -71,7 +102,7 @@ class KeyCache:
                 and key.previous_key_hash
                 and vk_format.hashes_match(presented_hash, key.previous_key_hash)
             ):
-                raise _invalid()
+                raise _invalid("mismatch")
         return key
 
     def check_usable(self, key: VirtualKey) -> None:
@@ -89,15 +120,41 @@ class KeyCache:
                 "This key has expired. Extend its expiration date, or create a new key."
             )
 
+    @property
+    def unknown_count(self) -> int:
+        """Ids in the negative cache now."""
+        return len(self._unknown)
+
+    def forget_unknown(self, key_id: str | None = None) -> None:
+        """Drop one id (None: every id) from the negative cache, e.g. once a key is created."""
+        if key_id is None:
+            self._unknown.clear()
+        else:
+            self._unknown.pop(key_id, None)
+
     async def _load(self, key_id: str) -> VirtualKey | None:
         missing_since = self._unknown.get(key_id)
-        if missing_since is not None and self._clock.now_ms() - missing_since < _NEGATIVE_TTL_MS:
-            return None
-        key = await self._repo.get(key_id)
+        if missing_since is not None:
+            if self._clock.now_ms() - missing_since < self._unknown_ttl_ms:
+                self._unknown.move_to_end(key_id)
+                return None
+            del self._unknown[key_id]
+        task = self._loading.get(key_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._read(key_id))
+            self._loading[key_id] = task
+        # Shielded: a caller that goes away does not cancel the read the others wait for.
+        return await asyncio.shield(task)
+
+    async def _read(self, key_id: str) -> VirtualKey | None:
+        try:
+            key = await self._repo.get(key_id)
+        finally:
+            del self._loading[key_id]
         if key is None:
             self._unknown[key_id] = self._clock.now_ms()
-            if len(self._unknown) > 10_000:  # bounded: junk ids must not grow memory
-                self._unknown.clear()
+            if len(self._unknown) > self._unknown_max:
+                self._unknown.popitem(last=False)
             return None
         self._unknown.pop(key_id, None)
         self._keys[key_id] = key
@@ -115,6 +172,7 @@ class KeyCache:
     async def refresh(self, since_ms: int | None) -> None:
         """Apply changes made since ``since_ms`` (None: re-read every cached key)."""
         if since_ms is None:
+            self.forget_unknown()
             changed = await self._repo.get_many(list(self._keys))
         else:
             changed = await self._repo.changed_since(since_ms)

@@ -115,4 +115,5 @@ async def handle_models(state: AppState, scope: Scope, receive: Receive, send: S
             tips=["GET /v1/models lists what this key may use."],
         )
     except GatewayError as err:
+        state.metrics.refused(err)  # metrics: auth failures
         await send_error(send, err, request_id, openai_shape=openai_shape)

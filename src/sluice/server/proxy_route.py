@@ -1,7 +1,9 @@
 """POST /v1/messages and /v1/messages/count_tokens: the hot path, as a plain ASGI handler.
 
 Order: size (declared) -> auth -> body -> peek -> provider -> relay -> settle. Every request
-gets a ledger row, including refusals and client disconnects.
+of an identified key gets a ledger row, including refusals and client disconnects; a request
+never tied to a key (401s: a flood of them must not grow the database) is counted in metrics
+and logged sampled instead.
 """
 
 from __future__ import annotations
@@ -174,6 +176,11 @@ def _settle(
     """Runs once for every request, whatever happened: the ledger row, then the counters."""
     assert state.ledger is not None
     row = ledger_row(ctx, time.perf_counter(), state.pricing)
+    if ctx.key is None:  # unattributed (mostly 401): no row, a metric and a sampled log line
+        state.metrics.observe(ctx, row)
+        if (held_back := state.unkeyed_log.admit()) is not None:
+            log_request(ctx, row, held_back)
+        return row
     if record:
         state.ledger.record(row)
     # In-process counters settle inline; remote ones (Redis) off the response path.

@@ -42,6 +42,8 @@ from sluice.store.ledger import LedgerWriter
 from sluice.store.redis_counters import RedisCounters, RedisRateStore
 from sluice.store.settings_repo import resolve_secret
 from sluice.telemetry import Telemetry
+from sluice.telemetry.access_log import LogSampler
+from sluice.telemetry.labels import ModelLabels, configured_models
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.metrics_server import MetricsServer
 from sluice.testing.fake_anthropic import FakeAnthropic
@@ -86,6 +88,7 @@ class AppState:
     metrics: Metrics = field(init=False)
     metrics_server: MetricsServer | None = None
     telemetry: Telemetry = field(init=False)
+    unkeyed_log: LogSampler = field(init=False)  # access lines of requests with no key
     started_at: float = field(default_factory=time.time)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -112,7 +115,8 @@ class AppState:
         )
         self.ledger.start()
         # --- metrics ---
-        self.metrics = Metrics()
+        self.metrics = Metrics(per_key=cfg.metrics.per_key_labels)
+        self.unkeyed_log = LogSampler(cfg.server.unauthenticated_log_per_second)
         self.metrics.watch_ledger(self.ledger)
         if cfg.metrics.enabled:
             self.metrics_server = MetricsServer(self.metrics, cfg.metrics, cfg.server.workers)
@@ -150,6 +154,8 @@ class AppState:
             providers[provider_id] = build_provider(provider_id, pcfg, self.session)
             self.pricing.warm(pcfg.type, pcfg.models or [])
         self.router = Router(providers)
+        known = configured_models(providers_cfg) | self.pricing.known_models()
+        self.metrics.models = ModelLabels(known)  # metrics: bounded model labels
         breakers = {
             pid: CircuitBreaker(pid, cfg.circuit_breaker, time.monotonic, self._circuit_changed)
             for pid in providers

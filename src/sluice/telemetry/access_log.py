@@ -7,6 +7,8 @@ JSON formatter (sluice.logs) still scrubs anything key-shaped as a second line o
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sluice.core.context import RequestContext
@@ -14,7 +16,32 @@ from sluice.core.context import RequestContext
 access_log = logging.getLogger("sluice.access")
 
 
-def log_request(ctx: RequestContext, row: dict[str, Any]) -> None:
+class LogSampler:
+    """At most ``per_second`` lines a second (0: none); the next line let through carries how
+    many were held back. For floods (unauthenticated requests) that must not flood the log."""
+
+    def __init__(self, per_second: int, now: Callable[[], float] = time.monotonic) -> None:
+        self._limit = per_second
+        self._now = now
+        self._second = -1
+        self._used = 0
+        self.suppressed = 0  # held back since the last line let through
+
+    def admit(self) -> int | None:
+        """None: hold this line back; else log it, with the lines held back before it."""
+        second = int(self._now())
+        if second != self._second:
+            self._second, self._used = second, 0
+        if self._used < self._limit:
+            self._used += 1
+            held, self.suppressed = self.suppressed, 0
+            return held
+        self.suppressed += 1
+        return None
+
+
+def log_request(ctx: RequestContext, row: dict[str, Any], suppressed: int | None = None) -> None:
+    """``suppressed``: lines a sampler held back before this one (logged when not None)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
     cost = row["cost_micros"]
@@ -42,5 +69,6 @@ def log_request(ctx: RequestContext, row: dict[str, Any]) -> None:
             "attempts": ctx.attempts,
             "stream": ctx.stream,
             "client_disconnected": ctx.client_disconnected,
+            **({} if suppressed is None else {"sampled": True, "suppressed": suppressed}),
         },
     )

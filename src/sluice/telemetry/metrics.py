@@ -4,6 +4,10 @@ The request path records through two cheap calls: ``observe`` once per request, 
 and ``active_stream`` around a relayed stream. Label children are bound once per label tuple
 and kept in plain dicts, so a request costs a few dict lookups and counter increments.
 Queue depths and drops are read from their owners at scrape time, never pushed.
+
+Every label value comes from a bounded set (telemetry/labels.py): configured provider ids,
+known models (else ``other``), fixed codes. Per-key labels exist only when opted in
+(``metrics.per_key_labels``): keys are admin-made, but there may be many.
 """
 
 from __future__ import annotations
@@ -20,6 +24,14 @@ from prometheus_client.registry import Collector
 from sluice.core.context import RequestContext
 from sluice.errors import GatewayError
 from sluice.server.responses import Send
+from sluice.telemetry.labels import (
+    AUTH_REASONS,
+    FALLBACK_REASONS,
+    RATE_DIMENSIONS,
+    ModelLabels,
+    bounded,
+    status_label,
+)
 
 log = logging.getLogger("sluice.metrics")
 
@@ -94,7 +106,8 @@ class _QueueCollector(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, models: ModelLabels | None = None, *, per_key: bool = False) -> None:
+        self.models = models if models is not None else ModelLabels()
         self.registry = CollectorRegistry()
         reg = self.registry
         self._requests = Counter(
@@ -156,6 +169,27 @@ class Metrics:
             ["provider"],
             registry=reg,
         )
+        self._auth_failures = Counter(
+            "sluice_auth_failures",
+            "Requests refused with 401 (no ledger row): missing, malformed, unknown, mismatch.",
+            ["reason"],
+            registry=reg,
+        )
+        self._key_requests: Counter | None = None
+        self._key_cost: Counter | None = None
+        if per_key:
+            self._key_requests = Counter(
+                "sluice_key_requests",
+                "Requests by virtual key id and HTTP status (metrics.per_key_labels).",
+                ["vk_id", "status"],
+                registry=reg,
+            )
+            self._key_cost = Counter(
+                "sluice_key_cost_usd",
+                "Priced cost in USD by virtual key id (metrics.per_key_labels).",
+                ["vk_id"],
+                registry=reg,
+            )
         self._active_streams = Gauge(
             "sluice_active_streams", "Streamed responses being relayed now.", registry=reg
         )
@@ -169,14 +203,17 @@ class Metrics:
     def observe(self, ctx: RequestContext, row: dict[str, Any]) -> None:
         """Record one finished request from its context and ledger row."""
         provider = ctx.provider_id or ""
-        # A model label only once routed: a refused request's model string is the client's.
-        model = (ctx.model_sent or "") if provider else ""
+        # Only a known model is a label (else "other"), and only once routed.
+        model = self.models.model(ctx)
         key = (ctx.endpoint, ctx.status, provider, model)
         child = self._by_request.get(key)
         if child is None:
-            child = self._requests.labels(ctx.endpoint, str(ctx.status), provider, model)
+            status = status_label(ctx.status)
+            child = self._requests.labels(ctx.endpoint, status, provider, model)
             self._by_request[key] = child
         child.inc()
+        if self._key_requests is not None and ctx.key is not None:
+            self._per_key(ctx.key.id, ctx.status, row["cost_micros"])
         code = ctx.error_code
         if code is not None:
             if code in BUDGET_CODES:
@@ -211,9 +248,20 @@ class Metrics:
             bound.cost.inc(cost / 1_000_000)
 
     def refused(self, err: GatewayError) -> None:
-        """A refusal raised on the request path: rate limits carry their dimension here."""
+        """A refusal raised on the request path: rate limits carry their dimension here, and
+        an invalid key its reason (an attribute the client never sees)."""
         if err.code == "rate_limited":
-            self._rate_limited.labels(str(err.meta.get("dimension", "unknown"))).inc()
+            dimension = str(err.meta.get("dimension", ""))
+            self._rate_limited.labels(bounded(dimension, RATE_DIMENSIONS)).inc()
+        elif err.code == "invalid_api_key":
+            reason = str(getattr(err, "reason", ""))
+            self._auth_failures.labels(bounded(reason, AUTH_REASONS)).inc()
+
+    def _per_key(self, vk_id: str, status: int, cost_micros: int | None) -> None:
+        assert self._key_requests is not None and self._key_cost is not None
+        self._key_requests.labels(vk_id, status_label(status)).inc()
+        if cost_micros:
+            self._key_cost.labels(vk_id).inc(cost_micros / 1_000_000)
 
     @contextmanager
     def active_stream(self, streaming: bool) -> Iterator[None]:
@@ -232,7 +280,7 @@ class Metrics:
 
         async def counted(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                self._requests.labels(route, str(message["status"]), "", "").inc()
+                self._requests.labels(route, status_label(message["status"]), "", "").inc()
             await send(message)
 
         return counted
@@ -240,7 +288,7 @@ class Metrics:
     # --- the router (fallback chain, circuit breakers) ---------------------------------
 
     def fallback(self, from_id: str, to_id: str, reason: str) -> None:
-        self._fallbacks.labels(from_id, to_id, reason).inc()
+        self._fallbacks.labels(from_id, to_id, bounded(reason, FALLBACK_REASONS)).inc()
 
     def circuit(self, provider_id: str, state: str) -> None:
         """``state``: closed, half_open (or half-open), open."""

@@ -1,6 +1,8 @@
-"""Serve ``/metrics`` on its own port, on the gateway's event loop (a small aiohttp server).
+"""Serve ``/metrics`` on its own port (a small aiohttp server on the gateway's event loop).
 
-A scrape renders the registry in memory (no I/O), so it runs inline; no thread per scrape.
+Rendering the registry runs in a thread of its own, never on the event loop: a render is
+pure CPU for as long as the registry is big, and on the loop every request would wait for
+it. One thread, so scrapes queue rather than pile up threads.
 
 Several worker processes (``server.workers > 1``) cannot share one port: worker ``i`` binds
 the first free port of ``port .. port + workers - 1``, so each worker has its own endpoint and
@@ -10,10 +12,12 @@ it logs an error and serves traffic without the endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -57,6 +61,7 @@ class MetricsServer:
         self._config = config
         self._span = worker_span(workers)
         self._runner: web.AppRunner | None = None
+        self._render: ThreadPoolExecutor | None = None
         self.port: int | None = None  # the bound port, once started (None: not served)
 
     @property
@@ -81,6 +86,7 @@ class MetricsServer:
                 cfg.host,
             )
             return
+        self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-metrics")
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -95,9 +101,13 @@ class MetricsServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._render is not None:
+            self._render.shutdown(wait=False, cancel_futures=True)
+            self._render = None
 
     async def _scrape(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._metrics.registry)
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(self._render, generate_latest, self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

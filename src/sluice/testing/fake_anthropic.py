@@ -15,7 +15,8 @@ Sync use (tests without an event loop, the CLI)::
 
 Routes: ``POST /v1/messages`` (query ignored; SSE when the body has ``"stream": true``, else a
 ``Message`` JSON), ``POST /v1/messages/count_tokens``, ``GET /v1/models``,
-``GET /v1/models/{id}``, ``GET|HEAD /``; anything else is an Anthropic-shaped 404. Every request
+``GET /v1/models/{id}``, ``GET|HEAD /``; anything else is an Anthropic-shaped 404 (with
+``reject_unknown_models``, so is a message for a model not in ``models``). Every request
 is recorded before it is answered. Every response carries ``request-id: req_fake_<n>``, where
 n counts all requests; ``msg_fake_<n>`` and ``toolu_fake_<n>_<index>`` use the same n, so the same
 scenarios in the same order give the same bytes.
@@ -96,9 +97,12 @@ class FakeAnthropic(FakeServer):
         models: list[str] | None = None,
         count_tokens_value: int | None = None,
         max_recorded: int | None = None,
+        reject_unknown_models: bool = False,
     ) -> None:
         super().__init__(default, host=host, port=port, max_recorded=max_recorded)
         self._models = list(models) if models is not None else list(DEFAULT_MODELS)
+        # Like the real API: POST /v1/messages for a model not in ``models`` is a 404.
+        self._reject_unknown = reject_unknown_models
         self._count_tokens_value = count_tokens_value
 
     def messages_requests(self) -> list[RecordedRequest]:
@@ -153,6 +157,8 @@ class FakeAnthropic(FakeServer):
                 return _error_response(400, rid, "Request body must be a JSON object.")
             model = payload.get("model")
             model = model if isinstance(model, str) else "claude-unknown"
+            if self._reject_unknown and model not in self._models:
+                return _error_response(404, rid, f"model: {model}")
             if payload.get("stream") is True:
                 events = stream_events(scenario.reply, model=model, n=n)
                 return await self._stream(request, events, fault, rid)
