@@ -3,8 +3,10 @@
 Before dispatch, the request's worst-case cost (input estimated from the body size, plus
 ``max_tokens`` of output, at the model's price) is reserved against every budget that applies,
 atomically. A block budget that would go over its limit refuses with 402 and nothing is
-reserved, so spend never overshoots. After the response (or a failure or disconnect) the
-reservation is released and the actual cost added, idempotently per request id.
+reserved, so spend never overshoots. While the request runs, one timer per request pushes the
+reservation's deadline on (the TTL only reclaims reservations of a process that died). After
+the response (or a failure or disconnect) the reservation is released and the actual cost
+added, idempotently per request id, and still once if the reservation was reclaimed.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Admitted:
     request_id: str
     budgets: list[tuple[Budget, CounterKey]]
     warnings: list[str]
+    renewal: asyncio.TimerHandle | None = None  # keeps the reservation while the request runs
 
 
 class BudgetGate:
@@ -87,6 +90,7 @@ class BudgetGate:
         self._seed_locks: dict[CounterKey, asyncio.Lock] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._renewals: set[asyncio.Task[None]] = set()
 
     def _set_budgets(self, budgets: list[Budget]) -> None:
         self._budgets = budgets
@@ -105,6 +109,7 @@ class BudgetGate:
         self._stopping.set()
         if self._task is not None:
             await self._task
+        await asyncio.gather(*self._renewals, return_exceptions=True)
 
     async def _poll(self) -> None:
         while not self._stopping.is_set():
@@ -194,13 +199,43 @@ class BudgetGate:
             pct = spent / budget.limit_micros
             if pct >= WARN_AT:
                 warnings.append(f"{budget.scope}:{int(pct * 100)}")
-        return Admitted(request_id, pairs, warnings)
+        admitted = Admitted(request_id, pairs, warnings)
+        self._schedule_renewal(admitted)
+        return admitted
+
+    def _schedule_renewal(self, admitted: Admitted) -> None:
+        # One timer per request (not per chunk): a third of the TTL, so a late tick or one
+        # failed renewal still leaves the reservation in place.
+        admitted.renewal = asyncio.get_running_loop().call_later(
+            self._reservation_ttl_ms / 3000, self._renew, admitted
+        )
+
+    def _renew(self, admitted: Admitted) -> None:
+        """The request still runs: push its reservation's deadline one TTL on."""
+        deadline = self._clock.now_ms() + self._reservation_ttl_ms
+        if self.local is not None:
+            self.local.extend_now(admitted.request_id, deadline)
+        else:
+            task = asyncio.get_running_loop().create_task(
+                self._extend_remote(admitted.request_id, deadline)
+            )
+            self._renewals.add(task)
+            task.add_done_callback(self._renewals.discard)
+        self._schedule_renewal(admitted)
+
+    async def _extend_remote(self, request_id: str, deadline: int) -> None:
+        try:
+            await self.counters.extend(request_id, deadline)
+        except (RedisError, OSError) as exc:
+            # The reservation may lapse; the settle still adds the cost (once) after a reclaim.
+            log.warning("budget reservation renewal failed: %s", type(exc).__name__)
 
     def settle_now(self, admitted: Admitted, actual_micros: int) -> bool:
         """Settle at once when the counters are in-process; False when they are remote (then
         ``settle`` must run, off the response path)."""
         if self.local is None:
             return False
+        _stop_renewal(admitted)
         after = self.local.settle_now(admitted.request_id, actual_micros, self._clock.now_ms())
         for budget, counter, spent, kind, marker in _crossings(admitted, after):
             if self.local.claim_now(marker):
@@ -208,6 +243,7 @@ class BudgetGate:
         return True
 
     async def settle(self, admitted: Admitted, actual_micros: int) -> None:
+        _stop_renewal(admitted)
         try:
             now = self._clock.now_ms()
             after = await self.counters.settle(admitted.request_id, actual_micros, now)
@@ -217,6 +253,12 @@ class BudgetGate:
         except (RedisError, OSError):
             # The reservation expires and is reclaimed; the ledger row still has the cost.
             log.exception("budget settlement failed for %s", admitted.request_id)
+
+
+def _stop_renewal(admitted: Admitted) -> None:
+    if admitted.renewal is not None:
+        admitted.renewal.cancel()
+        admitted.renewal = None
 
 
 def _crossings(
