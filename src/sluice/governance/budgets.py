@@ -17,8 +17,6 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from sluice.core.clock import Clock
 from sluice.core.usage import Usage
 from sluice.errors import BudgetExceeded, BudgetUnavailable
@@ -29,6 +27,7 @@ from sluice.governance.counters import (
     Granted,
     MemoryCounters,
 )
+from sluice.governance.outage import OUTAGE_ERRORS, Outage
 from sluice.governance.webhooks import WebhookSender
 from sluice.governance.windows import window_bounds
 from sluice.pricing import Pricing
@@ -40,6 +39,7 @@ log = logging.getLogger("sluice.budgets")
 BYTES_PER_TOKEN = 3  # conservative: real JSON bodies run nearer 4 bytes a token
 RESERVATION_TTL_MS = 15 * 60 * 1000  # longer than any stream; then reclaimed
 WARN_AT = 0.8
+MAX_UNSETTLED = 100_000  # settlements kept for a retry while the counters are unreachable
 
 
 def _target_of(key: VirtualKey, scope: str) -> str | None:
@@ -67,7 +67,12 @@ class BudgetGate:
         refresh_s: float = 2.0,
         counters: BudgetCounters | None = None,
         reservation_ttl_s: float = RESERVATION_TTL_MS / 1000,
+        outage: Outage | None = None,
     ) -> None:
+        self._outage = outage or Outage()
+        # Settlements that failed (counters unreachable), retried by the poll: settling is
+        # idempotent per request, so a retry never charges twice.
+        self._unsettled: dict[str, tuple[Admitted, int]] = {}
         self._reservation_ttl_ms = int(reservation_ttl_s * 1000)
         self._repo = repo
         self._pricing = pricing
@@ -117,9 +122,18 @@ class BudgetGate:
                 await asyncio.wait_for(self._stopping.wait(), self._refresh_s)
             try:
                 await self.refresh()
-                await self.counters.reclaim(self._clock.now_ms())
             except Exception:
                 log.exception("budget refresh failed")
+            try:
+                await self.counters.reclaim(self._clock.now_ms())
+                await self._retry_unsettled()
+            except OUTAGE_ERRORS as exc:
+                self._outage.failed("budgets", exc)
+
+    async def _retry_unsettled(self) -> None:
+        for request_id, (admitted, actual) in list(self._unsettled.items()):
+            await self._settle_remote(admitted, actual)  # raises while still unreachable
+            self._unsettled.pop(request_id, None)
 
     def applicable(self, key: VirtualKey) -> list[Budget]:
         cached = self._applicable.get(key.id)
@@ -166,11 +180,12 @@ class BudgetGate:
             return None
         try:
             return await self._admit(request_id, budgets, worst_micros)
-        except (RedisError, OSError) as exc:
-            # The shared counters are unreachable: fail closed for block budgets (we cannot
-            # prove the request fits), open for warn-only ones.
-            log.error("budget counters unavailable: %s", type(exc).__name__)
-            if any(b.on_breach == "block" for b in budgets):
+        except OUTAGE_ERRORS as exc:
+            # The shared counters are unreachable. Closed: refuse under a block budget (we
+            # cannot prove the request fits); warn-only budgets never refuse. Open: serve it
+            # uncounted (its cost is in the ledger, which re-seeds a Redis that lost its data).
+            closed = self._outage.failed("budgets", exc) == "closed"
+            if closed and any(b.on_breach == "block" for b in budgets):
                 raise BudgetUnavailable(
                     "Budgets cannot be checked right now (the shared counter store is "
                     "unreachable), so requests under a blocking budget are refused.",
@@ -226,9 +241,9 @@ class BudgetGate:
     async def _extend_remote(self, request_id: str, deadline: int) -> None:
         try:
             await self.counters.extend(request_id, deadline)
-        except (RedisError, OSError) as exc:
+        except OUTAGE_ERRORS as exc:
             # The reservation may lapse; the settle still adds the cost (once) after a reclaim.
-            log.warning("budget reservation renewal failed: %s", type(exc).__name__)
+            self._outage.failed("budgets", exc)
 
     def settle_now(self, admitted: Admitted, actual_micros: int) -> bool:
         """Settle at once when the counters are in-process; False when they are remote (then
@@ -245,14 +260,29 @@ class BudgetGate:
     async def settle(self, admitted: Admitted, actual_micros: int) -> None:
         _stop_renewal(admitted)
         try:
-            now = self._clock.now_ms()
-            after = await self.counters.settle(admitted.request_id, actual_micros, now)
-            for budget, counter, spent, kind, marker in _crossings(admitted, after):
-                if await self.counters.claim_once(marker):
-                    self._webhooks.notify(budget, counter[1], kind, spent)
-        except (RedisError, OSError):
-            # The reservation expires and is reclaimed; the ledger row still has the cost.
-            log.exception("budget settlement failed for %s", admitted.request_id)
+            await self._settle_remote(admitted, actual_micros)
+        except OUTAGE_ERRORS as exc:
+            # Kept and retried by the poll once the counters answer again.
+            self._outage.failed("budgets", exc)
+            if len(self._unsettled) < MAX_UNSETTLED:
+                self._unsettled[admitted.request_id] = (admitted, actual_micros)
+            else:
+                log.error("budget settlement dropped for %s", admitted.request_id)
+
+    async def _settle_remote(self, admitted: Admitted, actual_micros: int) -> None:
+        now = self._clock.now_ms()
+        after = await self.counters.settle(admitted.request_id, actual_micros, now)
+        for budget, counter, spent, kind, marker in _crossings(admitted, after):
+            if await self._claim(marker):
+                self._webhooks.notify(budget, counter[1], kind, spent)
+
+    async def _claim(self, marker: str) -> bool:
+        """First claim of a webhook crossing. Unreachable: open sends (maybe twice across
+        replicas), closed skips (maybe never sent)."""
+        try:
+            return await self.counters.claim_once(marker)
+        except OUTAGE_ERRORS as exc:
+            return self._outage.failed("webhook_dedupe", exc) == "open"
 
 
 def _stop_renewal(admitted: Admitted) -> None:
