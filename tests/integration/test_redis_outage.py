@@ -259,3 +259,43 @@ async def test_configured_outcomes_rate_limits_and_verdicts_closed_budgets_open(
         assert during["degraded"]["budgets"] == "open"
     finally:
         await gw.server.stop()
+
+
+async def test_a_settlement_that_meets_a_hung_redis_is_retried_and_charged_once(
+    tmp_path: Path, fake: FakeAnthropic, private_redis: PrivateRedis
+) -> None:
+    """Redis hangs (SIGSTOP) while a stream runs: the settle times out, is kept, and is
+    applied once when Redis answers again (its data intact), never twice."""
+    import signal
+
+    from test_budgets import CALL_MICROS
+
+    from sluice.governance.windows import window_bounds
+    from sluice.testing import Fault, Reply, Scenario, TextBlock
+
+    gw, keys = await setup(tmp_path, fake, private_redis, "")
+    assert private_redis.proc is not None
+    try:
+        gate = gw.server.app.state.budgets
+        fake.set_default(Scenario(Reply([TextBlock("a b c d", chunks=4)]), Fault(event_delay=0.2)))
+        async with aiohttp.ClientSession() as s:
+            async with s.post(
+                f"{gw.url}/v1/messages", data=STREAM_BODY, headers={"x-api-key": keys.budgeted}
+            ) as r:
+                assert r.status == 200
+                private_redis.proc.send_signal(signal.SIGSTOP)  # hung, not gone
+                assert b"message_stop" in await r.read()
+            await asyncio.sleep(3.0)  # the settle's socket timeout (2 s) has passed
+            private_redis.proc.send_signal(signal.SIGCONT)
+        counter = ("B" * 26, window_bounds("month", int(time.time() * 1000))[0])  # add_budget's id
+        await until(lambda: _settled_is(gate, counter, CALL_MICROS))
+        await asyncio.sleep(1.0)  # more polls and retries: still charged once
+        assert await gate.counters.settled_amount(counter) == CALL_MICROS
+    finally:
+        if private_redis.proc is not None:
+            private_redis.proc.send_signal(signal.SIGCONT)
+        await gw.server.stop()
+
+
+async def _settled_is(gate: Any, counter: tuple[str, int], amount: int) -> bool:
+    return bool(await gate.counters.settled_amount(counter) == amount)

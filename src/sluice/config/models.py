@@ -171,7 +171,7 @@ class SluiceConfig(_Closed):
     @model_validator(mode="after")
     def _workers_share_counters(self) -> SluiceConfig:
         if self.server.workers > 1 and not self.redis:
-            raise ValueError(WORKERS_NEED_REDIS)
+            raise ValueError(f"server.workers {self.server.workers}: {WORKERS_NEED_REDIS}")
         return self
 
     @field_validator("database")
