@@ -21,7 +21,7 @@ from support import Gateway, start_gateway
 
 REDIS_URL = "redis://127.0.0.1:6379/10"  # a database of its own, flushed per test
 STREAM_BODY = BODY[:-1] + b',"stream":true}'
-TTL_S = 0.6
+TTL_S = 1.0
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -77,12 +77,12 @@ async def test_a_stream_that_outlives_the_ttl_keeps_its_reservation_and_is_charg
         limit_micros=worst_stream + worst_plain - 1,
         on_breach="block",
     )
-    # About 5 s of stream: eight times the reservation TTL.
+    # About 8 s of stream: eight times the reservation TTL.
     fake.set_default(
-        Scenario(Reply([TextBlock("a b c d e f g h", chunks=8)]), Fault(event_delay=0.4))
+        Scenario(Reply([TextBlock("a b c d e f g h", chunks=8)]), Fault(event_delay=0.6))
     )
     long = asyncio.create_task(stream(gw))
-    await asyncio.sleep(4 * TTL_S)
+    await asyncio.sleep(3.5 * TTL_S)
     assert not long.done()
     # The stream's reservation still holds: the plain call does not fit beside it.
     status, _, body = await post(gw, gw.key)
