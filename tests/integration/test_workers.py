@@ -22,7 +22,7 @@ from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock,
 
 from services import ensure_redis
 
-REDIS_URL = "redis://127.0.0.1:6379/12"  # a database of its own, flushed per test
+REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own, flushed per test
 BODY = {"model": MODEL, "max_tokens": 2000, "messages": [{"role": "user", "content": "x"}]}
 
 
