@@ -299,3 +299,21 @@ async def test_a_settlement_that_meets_a_hung_redis_is_retried_and_charged_once(
 
 async def _settled_is(gate: Any, counter: tuple[str, int], amount: int) -> bool:
     return bool(await gate.counters.settled_amount(counter) == amount)
+
+
+@pytest.mark.parametrize(("setting", "sent"), [("open", True), ("closed", False)])
+async def test_webhook_dedupe_outcome_when_redis_is_unreachable(
+    tmp_path: Path, fake: FakeAnthropic, setting: str, sent: bool
+) -> None:
+    """The once-per-crossing claim cannot be made: open sends (maybe a repeat), closed skips."""
+    dead = free_port()  # nothing listens here
+    extra = f"redis: redis://127.0.0.1:{dead}/0\nredis_outage: {{webhook_dedupe: {setting}}}\n"
+    gw = await start_gateway(tmp_path / "w.db", fake.url, extra)
+    try:
+        state = gw.server.app.state
+        assert await state.budgets._claim("budget:window:breached") is sent
+        assert state.degraded(False)["webhook_dedupe"] == setting
+        status, ready = await readyz(gw)
+        assert (status, ready["status"]) == (200, "degraded")
+    finally:
+        await gw.server.stop()
