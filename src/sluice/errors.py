@@ -135,6 +135,20 @@ class BudgetUnavailable(GatewayError):
     code = "budget_unavailable"
 
 
+class RateLimitUnavailable(GatewayError):
+    """Rate limits cannot be counted (Redis unreachable) and are set to fail closed."""
+
+    http_status = 503
+    code = "rate_limit_unavailable"
+
+
+class VerdictUnavailable(GatewayError):
+    """Remembered tool verdicts cannot be looked up (Redis unreachable), set to fail closed."""
+
+    http_status = 503
+    code = "verdict_unavailable"
+
+
 class RateLimited(GatewayError):
     http_status = 429
     code = "rate_limited"

@@ -62,9 +62,34 @@ async def test_expired_reservations_are_reclaimed(counters: BudgetCounters) -> N
     assert await counters.reclaim(4_999) == 0
     assert await counters.reclaim(5_000) == 1
     assert isinstance(await counters.reserve("live", [Ask(A, 1000, 1000)], 9_000), Granted)
-    # A late settle of a reclaimed request: no-op.
-    assert await counters.settle("dead", 1000, 6_000) == []
-    assert await counters.settled_amount(A) == 0
+
+
+async def test_a_settle_after_expiry_adds_the_cost_exactly_once(counters: BudgetCounters) -> None:
+    """A request that outlived its reservation is still charged: once, not twice."""
+    await counters.seed(A, 100)
+    assert isinstance(
+        await counters.reserve("long", [Ask(A, 500, 1000), Ask(B, 500, None)], 5_000), Granted
+    )
+    assert await counters.reclaim(5_000) == 1
+    assert await counters.settle("long", 300, 6_000) == [400, 300]
+    assert await counters.settle("long", 300, 6_000) == []  # idempotent after expiry too
+    assert await counters.reclaim(10**9) == 0  # nothing reclaimed twice
+    assert await counters.settled_amount(A) == 400 and await counters.settled_amount(B) == 300
+    # The reservation was released once: 600 more fit, 601 do not.
+    assert isinstance(await counters.reserve("x", [Ask(A, 601, 1000)], 10**9), Refusal)
+    assert isinstance(await counters.reserve("y", [Ask(A, 600, 1000)], 10**9), Granted)
+
+
+async def test_extend_keeps_a_reservation_past_its_first_deadline(
+    counters: BudgetCounters,
+) -> None:
+    assert isinstance(await counters.reserve("stream", [Ask(A, 900, 1000)], 5_000), Granted)
+    await counters.extend("stream", 20_000)
+    await counters.extend("unknown", 20_000)  # a settled or unknown request: no-op
+    assert await counters.reclaim(10_000) == 0
+    assert isinstance(await counters.reserve("other", [Ask(A, 200, 1000)], 30_000), Refusal)
+    assert await counters.settle("stream", 50, 11_000) == [50]
+    assert await counters.reclaim(30_000) == 0
 
 
 async def test_concurrent_reservations_never_pass_the_limit(counters: BudgetCounters) -> None:
@@ -87,5 +112,6 @@ async def test_memory_counters_keep_nothing_per_settled_request() -> None:
     for i in range(1000):
         assert isinstance(await counters.reserve(f"r{i}", [Ask(A, 1, None)], 10_000), Granted)
         assert await counters.settle(f"r{i}", 1, 0) == [i + 1]
-    assert counters.__dict__.keys() == {"settled", "reserved", "_open", "_claimed"}
-    assert counters._open == {} and counters.reserved == {A: 0} and counters.settled == {A: 1000}
+    assert counters.__dict__.keys() == {"settled", "reserved", "_open", "_expired", "_claimed"}
+    assert counters._open == {} == counters._expired
+    assert counters.reserved == {A: 0} and counters.settled == {A: 1000}

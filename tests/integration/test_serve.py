@@ -17,6 +17,8 @@ import aiohttp
 
 from sluice.testing import FakeAnthropic
 
+from services import ensure_redis
+
 SLUICE = str(Path(sys.executable).parent / "sluice")
 BODY = (
     b'{"model":"claude-opus-4-8","max_tokens":64,"stream":true,'
@@ -127,10 +129,12 @@ async def test_demo_mode_serves_a_labelled_canned_reply(tmp_path: Path) -> None:
 
 
 async def test_two_workers_share_one_database_and_flush_on_shutdown(tmp_path: Path) -> None:
+    ensure_redis()
     async with FakeAnthropic() as fake:
         config = tmp_path / "sluice.yaml"
         config.write_text(
             f"database: sqlite:///{tmp_path / 'w.db'}\nsecret_key: s3cret\n"
+            "redis: redis://127.0.0.1:6379/11\n"  # several workers need shared counters
             # Batches far apart: rows can only reach the database through the shutdown flush.
             "ledger: {flush_interval_ms: 600000, batch_size: 10000}\n"
             f"providers:\n  anthropic-primary: {{type: anthropic, api_key: sk-ant-w, "

@@ -18,6 +18,8 @@ from test_serve import cli, free_port, serving
 
 from sluice.testing import FakeAnthropic
 
+from services import ensure_redis
+
 PROVIDER_KEY = "sk-ant-api03-provider-secret-Zx9Qw8Er7Ty6Ui5Op4"
 ECHO_PROVIDER_KEY = "plain-provider-token-4f1e9c2b7a6d"  # not key-shaped: no pattern saves it
 ACCESS_FIELDS = {
@@ -167,6 +169,8 @@ async def test_each_worker_serves_metrics_on_its_own_port(
 ) -> None:
     base = two_free_ports()
     config = write_config(tmp_path, fake.url, echo_upstream, base, "info")
+    ensure_redis()  # several workers need shared counters
+    config.write_text(config.read_text() + "redis: redis://127.0.0.1:6379/11\n")
     key = json.loads(
         await cli(tmp_path, "keys", "create", "--name", "w", "--json", "--config", str(config))
     )["key"]

@@ -12,6 +12,7 @@ import typer
 from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
 from sluice.cli.common import ConfigOption, config_or_exit, console, err_console
 from sluice.config.loader import ConfigProblems, default_config_path, load_config
+from sluice.config.models import WORKERS_NEED_REDIS
 
 app = typer.Typer(help="Sluice: a self-hosted AI gateway for Claude Code.", no_args_is_help=True)
 config_app = typer.Typer(help="Check configuration.", no_args_is_help=True)
@@ -42,6 +43,9 @@ def serve(
     from sluice.telemetry.metrics_server import WORKERS_ENV, metrics_banner
 
     cfg = config_or_exit(config)
+    if (workers or 1) > 1 and not cfg.redis:
+        typer.echo(f"error: --workers {workers}: {WORKERS_NEED_REDIS}", err=True)
+        raise typer.Exit(2)
     configure_logging(cfg.server.log_level)
     # Migrate once here, so workers (or the app) start on a schema already at head.
     asyncio.run(_migrate(cfg.database))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from sluice.config.providers import AnthropicProviderConfig, AnyProviderConfig, check_url
 
@@ -130,11 +130,35 @@ class TracingConfig(_Closed):
         return value
 
 
+Outcome = Literal["open", "closed"]
+
+WORKERS_NEED_REDIS = (
+    "several workers need redis: (budgets, rate limits and tool verdicts are counted per "
+    "process, so each worker would keep its own); set redis: redis://host:6379/0, or run "
+    "one worker"
+)
+
+
+class RedisOutageConfig(_Closed):
+    """What each Redis-backed feature does while Redis is unreachable: ``closed`` refuses
+    with 503 ``<feature>_unavailable``, ``open`` goes on without it (docs/security.md)."""
+
+    # Block budgets cannot prove a request fits: refuse (warn budgets never refuse).
+    budgets: Outcome = "closed"
+    # Rate limits guard capacity, not money: serve uncounted rather than take keys down.
+    rate_limits: Outcome = "open"
+    # A lost verdict means a fresh judgment upstream (the key's policy still applies).
+    verdicts: Outcome = "open"
+    # Send a budget webhook that may repeat rather than lose it.
+    webhook_dedupe: Outcome = "open"
+
+
 class SluiceConfig(_Closed):
     server: ServerConfig = ServerConfig()
     database: str = "sqlite:///./sluice.db"
     # Shared budget counters for several replicas (redis://host:6379/0); in-process when unset.
     redis: str | None = None
+    redis_outage: RedisOutageConfig = RedisOutageConfig()
     secret_key: SecretStr | None = None
     # Signs budget webhooks (HMAC-SHA256 in x-sluice-signature); give receivers this value.
     webhook_secret: SecretStr | None = None
@@ -148,6 +172,12 @@ class SluiceConfig(_Closed):
     tracing: TracingConfig = TracingConfig()
     # Starts the built-in fake upstream and routes to it when no provider is configured.
     demo: bool = False
+
+    @model_validator(mode="after")
+    def _workers_share_counters(self) -> SluiceConfig:
+        if self.server.workers > 1 and not self.redis:
+            raise ValueError(f"server.workers {self.server.workers}: {WORKERS_NEED_REDIS}")
+        return self
 
     @field_validator("database")
     @classmethod

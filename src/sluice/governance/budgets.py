@@ -3,8 +3,10 @@
 Before dispatch, the request's worst-case cost (input estimated from the body size, plus
 ``max_tokens`` of output, at the model's price) is reserved against every budget that applies,
 atomically. A block budget that would go over its limit refuses with 402 and nothing is
-reserved, so spend never overshoots. After the response (or a failure or disconnect) the
-reservation is released and the actual cost added, idempotently per request id.
+reserved, so spend never overshoots. While the request runs, one timer per request pushes the
+reservation's deadline on (the TTL only reclaims reservations of a process that died). After
+the response (or a failure or disconnect) the reservation is released and the actual cost
+added, idempotently per request id, and still once if the reservation was reclaimed.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-from redis.exceptions import RedisError
 
 from sluice.core.clock import Clock
 from sluice.core.usage import Usage
@@ -27,6 +27,7 @@ from sluice.governance.counters import (
     Granted,
     MemoryCounters,
 )
+from sluice.governance.outage import OUTAGE_ERRORS, Outage
 from sluice.governance.webhooks import WebhookSender
 from sluice.governance.windows import window_bounds
 from sluice.pricing import Pricing
@@ -38,6 +39,7 @@ log = logging.getLogger("sluice.budgets")
 BYTES_PER_TOKEN = 3  # conservative: real JSON bodies run nearer 4 bytes a token
 RESERVATION_TTL_MS = 15 * 60 * 1000  # longer than any stream; then reclaimed
 WARN_AT = 0.8
+MAX_UNSETTLED = 100_000  # settlements kept for a retry while the counters are unreachable
 
 
 def _target_of(key: VirtualKey, scope: str) -> str | None:
@@ -52,6 +54,7 @@ class Admitted:
     request_id: str
     budgets: list[tuple[Budget, CounterKey]]
     warnings: list[str]
+    renewal: asyncio.TimerHandle | None = None  # keeps the reservation while the request runs
 
 
 class BudgetGate:
@@ -64,7 +67,12 @@ class BudgetGate:
         refresh_s: float = 2.0,
         counters: BudgetCounters | None = None,
         reservation_ttl_s: float = RESERVATION_TTL_MS / 1000,
+        outage: Outage | None = None,
     ) -> None:
+        self._outage = outage or Outage()
+        # Settlements that failed (counters unreachable), retried by the poll: settling is
+        # idempotent per request, so a retry never charges twice.
+        self._unsettled: dict[str, tuple[Admitted, int]] = {}
         self._reservation_ttl_ms = int(reservation_ttl_s * 1000)
         self._repo = repo
         self._pricing = pricing
@@ -87,6 +95,7 @@ class BudgetGate:
         self._seed_locks: dict[CounterKey, asyncio.Lock] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._renewals: set[asyncio.Task[None]] = set()
 
     def _set_budgets(self, budgets: list[Budget]) -> None:
         self._budgets = budgets
@@ -105,6 +114,7 @@ class BudgetGate:
         self._stopping.set()
         if self._task is not None:
             await self._task
+        await asyncio.gather(*self._renewals, return_exceptions=True)
 
     async def _poll(self) -> None:
         while not self._stopping.is_set():
@@ -112,9 +122,18 @@ class BudgetGate:
                 await asyncio.wait_for(self._stopping.wait(), self._refresh_s)
             try:
                 await self.refresh()
-                await self.counters.reclaim(self._clock.now_ms())
             except Exception:
                 log.exception("budget refresh failed")
+            try:
+                await self.counters.reclaim(self._clock.now_ms())
+                await self._retry_unsettled()
+            except OUTAGE_ERRORS as exc:
+                self._outage.failed("budgets", exc)
+
+    async def _retry_unsettled(self) -> None:
+        for request_id, (admitted, actual) in list(self._unsettled.items()):
+            await self._settle_remote(admitted, actual)  # raises while still unreachable
+            self._unsettled.pop(request_id, None)
 
     def applicable(self, key: VirtualKey) -> list[Budget]:
         cached = self._applicable.get(key.id)
@@ -161,11 +180,12 @@ class BudgetGate:
             return None
         try:
             return await self._admit(request_id, budgets, worst_micros)
-        except (RedisError, OSError) as exc:
-            # The shared counters are unreachable: fail closed for block budgets (we cannot
-            # prove the request fits), open for warn-only ones.
-            log.error("budget counters unavailable: %s", type(exc).__name__)
-            if any(b.on_breach == "block" for b in budgets):
+        except OUTAGE_ERRORS as exc:
+            # The shared counters are unreachable. Closed: refuse under a block budget (we
+            # cannot prove the request fits); warn-only budgets never refuse. Open: serve it
+            # uncounted (its cost is in the ledger, which re-seeds a Redis that lost its data).
+            closed = self._outage.failed("budgets", exc) == "closed"
+            if closed and any(b.on_breach == "block" for b in budgets):
                 raise BudgetUnavailable(
                     "Budgets cannot be checked right now (the shared counter store is "
                     "unreachable), so requests under a blocking budget are refused.",
@@ -194,13 +214,43 @@ class BudgetGate:
             pct = spent / budget.limit_micros
             if pct >= WARN_AT:
                 warnings.append(f"{budget.scope}:{int(pct * 100)}")
-        return Admitted(request_id, pairs, warnings)
+        admitted = Admitted(request_id, pairs, warnings)
+        self._schedule_renewal(admitted)
+        return admitted
+
+    def _schedule_renewal(self, admitted: Admitted) -> None:
+        # One timer per request (not per chunk): a third of the TTL, so a late tick or one
+        # failed renewal still leaves the reservation in place.
+        admitted.renewal = asyncio.get_running_loop().call_later(
+            self._reservation_ttl_ms / 3000, self._renew, admitted
+        )
+
+    def _renew(self, admitted: Admitted) -> None:
+        """The request still runs: push its reservation's deadline one TTL on."""
+        deadline = self._clock.now_ms() + self._reservation_ttl_ms
+        if self.local is not None:
+            self.local.extend_now(admitted.request_id, deadline)
+        else:
+            task = asyncio.get_running_loop().create_task(
+                self._extend_remote(admitted.request_id, deadline)
+            )
+            self._renewals.add(task)
+            task.add_done_callback(self._renewals.discard)
+        self._schedule_renewal(admitted)
+
+    async def _extend_remote(self, request_id: str, deadline: int) -> None:
+        try:
+            await self.counters.extend(request_id, deadline)
+        except OUTAGE_ERRORS as exc:
+            # The reservation may lapse; the settle still adds the cost (once) after a reclaim.
+            self._outage.failed("budgets", exc)
 
     def settle_now(self, admitted: Admitted, actual_micros: int) -> bool:
         """Settle at once when the counters are in-process; False when they are remote (then
         ``settle`` must run, off the response path)."""
         if self.local is None:
             return False
+        _stop_renewal(admitted)
         after = self.local.settle_now(admitted.request_id, actual_micros, self._clock.now_ms())
         for budget, counter, spent, kind, marker in _crossings(admitted, after):
             if self.local.claim_now(marker):
@@ -208,15 +258,37 @@ class BudgetGate:
         return True
 
     async def settle(self, admitted: Admitted, actual_micros: int) -> None:
+        _stop_renewal(admitted)
         try:
-            now = self._clock.now_ms()
-            after = await self.counters.settle(admitted.request_id, actual_micros, now)
-            for budget, counter, spent, kind, marker in _crossings(admitted, after):
-                if await self.counters.claim_once(marker):
-                    self._webhooks.notify(budget, counter[1], kind, spent)
-        except (RedisError, OSError):
-            # The reservation expires and is reclaimed; the ledger row still has the cost.
-            log.exception("budget settlement failed for %s", admitted.request_id)
+            await self._settle_remote(admitted, actual_micros)
+        except OUTAGE_ERRORS as exc:
+            # Kept and retried by the poll once the counters answer again.
+            self._outage.failed("budgets", exc)
+            if len(self._unsettled) < MAX_UNSETTLED:
+                self._unsettled[admitted.request_id] = (admitted, actual_micros)
+            else:
+                log.error("budget settlement dropped for %s", admitted.request_id)
+
+    async def _settle_remote(self, admitted: Admitted, actual_micros: int) -> None:
+        now = self._clock.now_ms()
+        after = await self.counters.settle(admitted.request_id, actual_micros, now)
+        for budget, counter, spent, kind, marker in _crossings(admitted, after):
+            if await self._claim(marker):
+                self._webhooks.notify(budget, counter[1], kind, spent)
+
+    async def _claim(self, marker: str) -> bool:
+        """First claim of a webhook crossing. Unreachable: open sends (maybe twice across
+        replicas), closed skips (maybe never sent)."""
+        try:
+            return await self.counters.claim_once(marker)
+        except OUTAGE_ERRORS as exc:
+            return self._outage.failed("webhook_dedupe", exc) == "open"
+
+
+def _stop_renewal(admitted: Admitted) -> None:
+    if admitted.renewal is not None:
+        admitted.renewal.cancel()
+        admitted.renewal = None
 
 
 def _crossings(

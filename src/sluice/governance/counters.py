@@ -2,7 +2,9 @@
 
 ``reserve`` is all-or-nothing across every budget a request touches: when any blocking budget
 would go over its limit, nothing is reserved. ``settle`` is idempotent per request id.
-Reservations carry a deadline, so those of a request that never settles are reclaimed.
+Reservations carry a deadline, so those of a request that never settles are reclaimed; a
+request that is still running extends its deadline, and one that settles after its
+reservation was reclaimed is still charged, exactly once.
 
 ``MemoryCounters`` is exact within one process (the event loop runs each call to
 completion); ``sluice.store.redis_counters.RedisCounters`` keeps the same contract across
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 CounterKey = tuple[str, int]  # (budget id, window start ms)
+EXPIRED_KEEP_MS = 86_400_000  # how long a reclaimed reservation waits for its late settle
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,13 @@ class BudgetCounters(Protocol):
         webhook checks need no second round trip."""
         ...
 
-    async def reclaim(self, now_ms: int) -> int: ...
+    async def extend(self, request_id: str, deadline_ms: int) -> None:
+        """Move an open reservation's deadline (the request is still running); else no-op."""
+        ...
+
+    async def reclaim(self, now_ms: int) -> int:
+        """Release reservations past their deadline; a later settle still adds its cost."""
+        ...
 
     async def claim_once(self, marker: str) -> bool:
         """True for the first caller only (webhooks go out once per crossing per window)."""
@@ -76,6 +85,8 @@ class MemoryCounters:
     settled: dict[CounterKey, int] = field(default_factory=dict)
     reserved: dict[CounterKey, int] = field(default_factory=dict)
     _open: dict[str, _Reservation] = field(default_factory=dict)
+    # Reclaimed, not yet settled: a late settle adds the cost (dropped after EXPIRED_KEEP_MS).
+    _expired: dict[str, _Reservation] = field(default_factory=dict)
     _claimed: set[str] = field(default_factory=set)
 
     async def claim_once(self, marker: str) -> bool:
@@ -123,22 +134,39 @@ class MemoryCounters:
         return Granted(tuple(self.settled.get(ask.counter, 0) for ask in asks))
 
     def settle_now(self, request_id: str, actual: int, now_ms: int) -> list[int]:
-        """Release the reservation and add the actual amount. A repeat, or a settle after
-        the reservation was reclaimed, finds nothing open: a no-op."""
+        """Release the reservation and add the actual amount; after a reclaim, only add it.
+        A repeat finds nothing: a no-op."""
         reservation = self._open.pop(request_id, None)
-        if reservation is None:
-            return []
+        if reservation is not None:
+            for ask in reservation.asks:
+                self.reserved[ask.counter] -= ask.amount
+        else:
+            reservation = self._expired.pop(request_id, None)
+            if reservation is None:
+                return []
         after = []
         for ask in reservation.asks:
-            self.reserved[ask.counter] -= ask.amount
             after.append(self.settled.get(ask.counter, 0) + actual)
             self.settled[ask.counter] = after[-1]
         return after
 
+    async def extend(self, request_id: str, deadline_ms: int) -> None:
+        self.extend_now(request_id, deadline_ms)
+
+    def extend_now(self, request_id: str, deadline_ms: int) -> None:
+        reservation = self._open.get(request_id)
+        if reservation is not None:
+            reservation.deadline_ms = deadline_ms
+
     async def reclaim(self, now_ms: int) -> int:
-        """Drop reservations past their deadline (their request never settled)."""
+        """Release reservations past their deadline (their request stopped extending them)."""
         expired = [rid for rid, r in self._open.items() if r.deadline_ms <= now_ms]
         for rid in expired:
-            for ask in self._open.pop(rid).asks:
+            reservation = self._expired[rid] = self._open.pop(rid)
+            for ask in reservation.asks:
                 self.reserved[ask.counter] -= ask.amount
+        for rid in [
+            r for r, v in self._expired.items() if v.deadline_ms < now_ms - EXPIRED_KEEP_MS
+        ]:
+            del self._expired[rid]
         return len(expired)

@@ -13,7 +13,8 @@ from typing import Protocol
 
 from sluice.config.vk import RateLimits
 from sluice.core.clock import Clock
-from sluice.errors import RateLimited
+from sluice.errors import RateLimited, RateLimitUnavailable
+from sluice.governance.outage import OUTAGE_ERRORS, Outage
 from sluice.governance.windows import window_bounds
 
 LEASE_TTL_MS = 15 * 60 * 1000  # a concurrency slot of a process that died frees itself
@@ -97,8 +98,11 @@ def _refuse(dimension: str, limit: int, retry_after_s: int) -> RateLimited:
 
 
 class RateLimiter:
-    def __init__(self, clock: Clock, store: RateStore | None = None) -> None:
+    def __init__(
+        self, clock: Clock, store: RateStore | None = None, outage: Outage | None = None
+    ) -> None:
         self._clock = clock
+        self._outage = outage or Outage()
         self.store: RateStore = store or MemoryRateStore()
         self._local = self.store if isinstance(self.store, MemoryRateStore) else None
 
@@ -113,7 +117,16 @@ class RateLimiter:
         day, day_end = window_bounds("day", now)
         assert minute_end is not None and day_end is not None
         lease = Lease(key_id, lease_id, minute, estimated_tokens, bool(limits.max_concurrent))
-        dimension = await self.store.acquire(lease, day, limits, now)
+        try:
+            dimension = await self.store.acquire(lease, day, limits, now)
+        except OUTAGE_ERRORS as exc:
+            if self._outage.failed("rate_limits", exc) == "closed":
+                raise RateLimitUnavailable(
+                    "Rate limits cannot be counted right now (the shared counter store is "
+                    "unreachable), and this gateway refuses rate-limited keys meanwhile.",
+                    tips=["Check the redis: setting and that Redis is up; see /readyz."],
+                ) from exc
+            return None  # open: served uncounted
         if dimension is None:
             return lease
         to_minute = max(1, -(-(minute_end - now) // 1000))
@@ -133,4 +146,8 @@ class RateLimiter:
         return True
 
     async def release(self, lease: Lease, actual_tokens: int) -> None:
-        await self.store.release(lease, actual_tokens)
+        try:
+            await self.store.release(lease, actual_tokens)
+        except OUTAGE_ERRORS as exc:
+            # The concurrency slot frees itself after LEASE_TTL_MS; TPM is left uncorrected.
+            self._outage.failed("rate_limits", exc)

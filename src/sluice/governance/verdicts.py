@@ -17,7 +17,8 @@ import orjson
 from redis.asyncio import Redis
 
 from sluice.core.clock import Clock
-from sluice.errors import GatewayError, ToolNotAllowed
+from sluice.errors import GatewayError, ToolNotAllowed, VerdictUnavailable
+from sluice.governance.outage import OUTAGE_ERRORS, Outage
 
 DEFAULT_TTL_S = 120.0
 MAX_ENTRIES = 10_000
@@ -105,26 +106,53 @@ class VerdictCache:
 
 
 class RedisVerdicts:
-    """Shared by replicas: Claude Code's retry is refused whichever replica it reaches."""
+    """Shared by replicas: Claude Code's retry is refused whichever replica it reaches.
 
-    def __init__(self, client: Redis, ttl_s: float = DEFAULT_TTL_S) -> None:
+    With Redis unreachable, a lookup either finds nothing (open: the request goes upstream and
+    the key's policy judges its response afresh) or refuses (closed: 503)."""
+
+    def __init__(
+        self, client: Redis, ttl_s: float = DEFAULT_TTL_S, outage: Outage | None = None
+    ) -> None:
         self._redis = client
         self._ttl_ms = int(ttl_s * 1000)
+        self._outage = outage or Outage()
 
     @staticmethod
     def _key(key_id: str, fingerprint: bytes) -> str:
         return f"sluice:v:{key_id}:{fingerprint.hex()}"
 
+    def _lost(self, exc: Exception) -> None:
+        if self._outage.failed("verdicts", exc) == "closed":
+            raise VerdictUnavailable(
+                "Remembered tool verdicts cannot be checked right now (the shared store is "
+                "unreachable), and this gateway refuses such requests meanwhile.",
+                tips=["Check the redis: setting and that Redis is up; see /readyz."],
+            ) from exc
+
     async def any_for(self, key_id: str) -> bool:
-        return bool(await self._redis.exists(f"sluice:v:any:{key_id}"))
+        try:
+            return bool(await self._redis.exists(f"sluice:v:any:{key_id}"))
+        except OUTAGE_ERRORS as exc:
+            self._lost(exc)
+            return False
 
     async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
         record = {"message": verdict.message, "meta": verdict.meta, "tips": verdict.tips}
-        await self._redis.set(self._key(key_id, fingerprint), orjson.dumps(record), px=self._ttl_ms)
-        await self._redis.set(f"sluice:v:any:{key_id}", 1, px=self._ttl_ms)
+        try:
+            key = self._key(key_id, fingerprint)
+            await self._redis.set(key, orjson.dumps(record), px=self._ttl_ms)
+            await self._redis.set(f"sluice:v:any:{key_id}", 1, px=self._ttl_ms)
+        except OUTAGE_ERRORS as exc:
+            # After the response: nothing to refuse. The retry is judged afresh.
+            self._outage.failed("verdicts", exc)
 
     async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None:
-        raw = await self._redis.get(self._key(key_id, fingerprint))
+        try:
+            raw = await self._redis.get(self._key(key_id, fingerprint))
+        except OUTAGE_ERRORS as exc:
+            self._lost(exc)
+            return None
         if raw is None:
             return None
         record = orjson.loads(raw)

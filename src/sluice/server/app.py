@@ -84,16 +84,19 @@ class SluiceApp:
             if path == "/readyz":
                 db = await state.db_ready()
                 redis = await state.redis_ready()
-                ok = db and redis is not False
+                degraded = state.degraded(redis)
+                # Redis down is degraded, not unready: every replica shares it, and each
+                # feature's configured outage outcome is the answer (redis_outage:).
                 body: dict[str, Any] = {
-                    "status": "ok" if ok else "unavailable",
+                    "status": "unavailable" if not db else "degraded" if degraded else "ok",
                     "database": db,
                     "redis": redis,
+                    "degraded": degraded,
                     # Informational: an open circuit is the upstream's trouble, not this
                     # replica's, so it does not make the replica unready.
                     "providers": state.circuits(),
                 }
-                await send_json(send, 200 if ok else 503, body, new_request_id())
+                await send_json(send, 200 if db else 503, body, new_request_id())
                 return
         await send_error(
             send,

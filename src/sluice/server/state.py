@@ -28,6 +28,7 @@ from sluice.core.router import Router
 from sluice.governance.budgets import BudgetGate
 from sluice.governance.counters import BudgetCounters, MemoryCounters
 from sluice.governance.key_cache import KeyCache
+from sluice.governance.outage import Outage, Outcome
 from sluice.governance.policy import PolicyBook
 from sluice.governance.rate_limits import RateLimiter
 from sluice.governance.verdicts import RedisVerdicts, VerdictCache, Verdicts
@@ -81,6 +82,7 @@ class AppState:
     pipeline: Pipeline = field(init=False)
     pricing: Pricing = field(init=False)
     budgets: BudgetGate = field(init=False)
+    outage: Outage = field(init=False)
     rate_limits: RateLimiter = field(init=False)
     webhooks: WebhookSender = field(init=False)
     session: aiohttp.ClientSession | None = None
@@ -166,8 +168,9 @@ class AppState:
         counters: BudgetCounters = (
             RedisCounters.from_url(cfg.redis) if cfg.redis else MemoryCounters()
         )
+        self.outage = Outage(cfg.redis_outage)
         verdicts: Verdicts = (
-            RedisVerdicts(counters.client)
+            RedisVerdicts(counters.client, outage=self.outage)
             if isinstance(counters, RedisCounters)
             else VerdictCache(self.clock)
         )
@@ -182,10 +185,13 @@ class AppState:
             cfg.server.key_refresh_seconds,
             counters,
             cfg.budget_reservation_ttl_s,
+            self.outage,
         )
         await self.budgets.start()
         self.rate_limits = RateLimiter(
-            self.clock, RedisRateStore(counters) if isinstance(counters, RedisCounters) else None
+            self.clock,
+            RedisRateStore(counters) if isinstance(counters, RedisCounters) else None,
+            self.outage,
         )
 
     async def stop(self) -> None:
@@ -227,6 +233,10 @@ class AppState:
         """None when no Redis is configured."""
         counters = self.budgets.counters if hasattr(self, "budgets") else None
         return await counters.ping() if isinstance(counters, RedisCounters) else None
+
+    def degraded(self, redis_up: bool | None) -> dict[str, Outcome]:
+        """Redis-backed features running on their outage outcome (see governance/outage.py)."""
+        return self.outage.degraded(redis_up) if hasattr(self, "outage") else {}
 
     async def db_ready(self) -> bool:
         if self.engine is None:

@@ -3,9 +3,10 @@ is one Lua script, so Redis runs it atomically.
 
 Keys (prefix ``sluice:``): ``b:{budget}:{window}:s`` settled micro-USD, ``…:r`` reserved;
 ``res:{request}`` a hash of what a request reserved; ``resz`` a sorted set of reservations by
-deadline (reclaimed when a replica dies before settling); ``done:{request}`` marks a settled
-request for a day, so settlement is idempotent. Scripts touch keys named inside the
-reservation hash, so this needs a single Redis (not Redis Cluster).
+deadline (a running request pushes its deadline on; reclaimed when a replica dies before
+settling, the hash then kept a day, marked ``expired``, so a late settle still adds the cost);
+``done:{request}`` marks a settled request for a day, so settlement is idempotent. Scripts
+touch keys named inside the reservation hash, so this needs a single Redis (not Redis Cluster).
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
 local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
 if n == 0 then return {} end
 local amount = tonumber(redis.call('HGET', KEYS[1], 'amount'))
+local live = redis.call('HEXISTS', KEYS[1], 'expired') == 0
 local after = {}
 for i = 1, n do
-  redis.call('DECRBY', redis.call('HGET', KEYS[1], 'r' .. i), amount)
+  if live then redis.call('DECRBY', redis.call('HGET', KEYS[1], 'r' .. i), amount) end
   after[i] = redis.call('INCRBY', redis.call('HGET', KEYS[1], 's' .. i), ARGV[1])
 end
 redis.call('DEL', KEYS[1])
@@ -67,7 +69,10 @@ for _, id in ipairs(ids) do
   local n = tonumber(redis.call('HGET', res, 'n') or '0')
   local amount = tonumber(redis.call('HGET', res, 'amount') or '0')
   for i = 1, n do redis.call('DECRBY', redis.call('HGET', res, 'r' .. i), amount) end
-  redis.call('DEL', res)
+  if n > 0 then
+    redis.call('HSET', res, 'expired', 1)
+    redis.call('EXPIRE', res, ARGV[3])
+  end
   redis.call('ZREM', KEYS[1], id)
 end
 return #ids
@@ -141,8 +146,13 @@ class RedisCounters:
         after = await self._settle(keys=keys, args=[actual, request_id, DONE_TTL_S])
         return [int(v) for v in after]
 
+    async def extend(self, request_id: str, deadline_ms: int) -> None:
+        # XX: only a reservation still open (a reclaimed one stays reclaimed).
+        await self._redis.zadd(f"{PREFIX}resz", {request_id: deadline_ms}, xx=True)
+
     async def reclaim(self, now_ms: int) -> int:
-        return int(await self._reclaim(keys=[f"{PREFIX}resz"], args=[now_ms, f"{PREFIX}res:"]))
+        args: list[Any] = [now_ms, f"{PREFIX}res:", DONE_TTL_S]
+        return int(await self._reclaim(keys=[f"{PREFIX}resz"], args=args))
 
     async def claim_once(self, marker: str) -> bool:
         claimed = await self._redis.set(f"{PREFIX}once:{marker}", 1, nx=True, ex=40 * 86_400)
