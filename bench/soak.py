@@ -156,9 +156,12 @@ async def _one(
         async with session.post(url, data=_body(n), headers=headers) as resp:
             rid, status = resp.headers.get("request-id"), resp.status
             if cut_after is not None and status == 200:
+                data = b""
                 for _ in range(cut_after):
-                    if not await resp.content.readany():
-                        break
+                    chunk = await resp.content.readany()
+                    if not chunk:  # the stream ended first: not a disconnect
+                        return Seen(rid, status, _outcome(status, data), time.monotonic())
+                    data += chunk
                 resp.close()  # drop the connection mid-stream
                 return Seen(rid, status, "disconnect", time.monotonic())
             data = await resp.read()
@@ -223,7 +226,10 @@ def _frozen_code(tmp: Path) -> Path:
 
 
 def _has_idle_timeout(env: dict[str, str]) -> bool:
-    probe = "from sluice.config.providers import _ProviderBase as P; print('stream_idle_timeout_s' in P.model_fields)"
+    probe = (
+        "from sluice.config.providers import _ProviderBase as P;"
+        " print('stream_idle_timeout_s' in P.model_fields)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     return out.stdout.strip() == "True"
 
@@ -260,10 +266,9 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"{url}: the process exited ({proc.returncode})")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
+            if resp.status == 200:
+                return
         time.sleep(0.2)
     raise SystemExit(f"{url} not ready after {timeout_s:g}s")
 
@@ -428,12 +433,14 @@ def soak(args: argparse.Namespace) -> None:
         f"Soak: {args.minutes} min, {args.streams} concurrent streams, disconnect share"
         f" {args.disconnect:.0%}, seed {args.seed}, code {commit} (frozen copy),"
         f" stream_idle_timeout_s {'=' + str(IDLE_TIMEOUT_S) if idle else 'not supported'}.",
-        f"Upstream mix: {', '.join(f'{label} {share:.0%}' for share, label, _ in MIX)}, the rest whole.",
+        "Upstream mix: "
+        + ", ".join(f"{label} {share:.0%}" for share, label, _ in MIX)
+        + ", the rest whole.",
         "",
         *_minute_table(run, started, args.minutes),
         "",
-        f"After the load (+5 s): RSS {final.rss_kib / 1024:.1f} MiB, peak {final.hwm_kib / 1024:.1f}"
-        f" MiB, open fds {final.fds}.",
+        f"After the load (+5 s): RSS {final.rss_kib / 1024:.1f} MiB,"
+        f" peak {final.hwm_kib / 1024:.1f} MiB, open fds {final.fds}.",
         "",
         *_reconcile(run, ledger),
     ]
