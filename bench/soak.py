@@ -162,6 +162,8 @@ async def _one(
                     if not chunk:  # the stream ended first: not a disconnect
                         return Seen(rid, status, _outcome(status, data), time.monotonic())
                     data += chunk
+                if b"event: message_stop" in data or b"event: error" in data:
+                    return Seen(rid, status, _outcome(status, data), time.monotonic())
                 resp.close()  # drop the connection mid-stream
                 return Seen(rid, status, "disconnect", time.monotonic())
             data = await resp.read()
@@ -423,6 +425,8 @@ def soak(args: argparse.Namespace) -> None:
         url = f"http://127.0.0.1:{gw_port}/v1/messages?beta=true"
         started = uvloop.run(drive(url, key, gateway.pid, args, run))
         time.sleep(5)  # let the last rows reach the ledger queue
+        settled = _proc_sample(gateway.pid, time.monotonic() - started, len(run.seen))
+        time.sleep(25)  # past the upstream pool's keep-alive (15 s): its idle sockets close
         final = _proc_sample(gateway.pid, time.monotonic() - started, len(run.seen))
         _stop(gateway)
         ledger = _ledger(tmp / "sluice.db")
@@ -439,8 +443,9 @@ def soak(args: argparse.Namespace) -> None:
         "",
         *_minute_table(run, started, args.minutes),
         "",
-        f"After the load (+5 s): RSS {final.rss_kib / 1024:.1f} MiB,"
-        f" peak {final.hwm_kib / 1024:.1f} MiB, open fds {final.fds}.",
+        f"After the load: +5 s RSS {settled.rss_kib / 1024:.1f} MiB, open fds {settled.fds};"
+        f" +30 s RSS {final.rss_kib / 1024:.1f} MiB, open fds {final.fds};"
+        f" peak RSS {final.hwm_kib / 1024:.1f} MiB.",
         "",
         *_reconcile(run, ledger),
     ]
