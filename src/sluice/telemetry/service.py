@@ -148,6 +148,11 @@ class Telemetry:
         shutdown)."""
         await self._sink.idle(wait_s)
 
+    async def handed_over(self, wait_s: float = 10.0) -> bool:
+        """Wait until the sink process has taken every queued request (tests: its counters
+        are then complete, even while a stuck collector keeps the export from ending)."""
+        return await self._sink.handed_over(wait_s)
+
     async def _run(self) -> None:
         """Prunes the store now and then (span building happens in the sink process)."""
         while not self._closing:
