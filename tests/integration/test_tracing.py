@@ -10,6 +10,7 @@ import os
 import signal
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -419,3 +420,45 @@ async def test_a_killed_sink_process_is_replaced(
         assert sink._proc.pid != old_pid and sink._proc.is_alive()
     finally:
         await gw.server.stop()
+
+
+async def _stored_spans(gw: Gateway) -> set[tuple[str, str]]:
+    from sqlalchemy import select
+
+    from sluice.store.tables import trace_spans
+
+    engine = gw.server.app.state.engine
+    assert engine is not None
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(trace_spans.c.trace_id, trace_spans.c.span_id))
+        return {(r.trace_id, r.span_id) for r in rows}
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 1.0])
+async def test_sample_ratio_decides_which_turns_are_exported(
+    ratio: float, fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """The store keeps every span; the collector gets exactly the turns the ratio samples:
+    whole traces, chosen by the low 64 bits of the trace id (OpenTelemetry's
+    TraceIdRatioBased rule, so every replica keeps the same turns). 0 exports nothing, 1
+    everything, 0.5 some but not all of 24 turns (all or none: a 2^-23 chance)."""
+    turns = 24
+    yaml = tracing_yaml(receiver.url, f"  sample_ratio: {ratio}\n")
+    gw = await start_gateway(tmp_path / "r.db", fake.url, yaml)
+    try:
+        for _ in range(turns):  # a session each: a turn (a trace) each
+            session = {"X-Claude-Code-Session-Id": str(uuid.uuid4())}
+            await send(gw, "05-print-bare-authtoken.json", **session)
+        assert await telemetry(gw).flush(60.0)  # everything stored and exported
+        stored = await _stored_spans(gw)
+    finally:
+        await gw.server.stop()
+    traces = {trace for trace, _ in stored}
+    assert len(traces) == turns and len(stored) == 2 * turns  # a turn each, 2 spans each
+    bound = int(ratio * 2**64)
+    kept = {t for t in traces if int(t, 16) & (2**64 - 1) < bound or ratio == 1.0}
+    exported = {(s.trace_id, s.span_id) for s in receiver.spans}
+    assert exported == {(t, s) for t, s in stored if t in kept}
+    assert len(receiver.spans) == len(exported)  # each span once
+    if ratio == 0.5:
+        assert 0 < len(kept) < turns
