@@ -305,8 +305,13 @@ async def test_slow_or_dead_collector_never_slows_requests(
         try:
             await _latencies(off, 5)  # warm both
             await _latencies(on, 5)
-            base = statistics.median(await _latencies(off, 40))
-            traced = await _latencies(on, 40)
+            # Alternating, so that both see the same machine load (other jobs share it).
+            untraced: list[float] = []
+            traced: list[float] = []
+            for _ in range(40):
+                untraced += await _latencies(off, 1)
+                traced += await _latencies(on, 1)
+            base = statistics.median(untraced)
             # Every request reaches the sink process, however slowly a loaded machine runs it
             # (its spawn alone can take seconds); its counters are then complete. The export
             # itself never ends.
@@ -317,7 +322,7 @@ async def test_slow_or_dead_collector_never_slows_requests(
             await on.server.stop()
     # Generous: a blocked export would add seconds; the hook adds microseconds.
     assert statistics.median(traced) < base * 2 + 0.02, (base, statistics.median(traced))
-    assert max(traced) < 1.0
+    assert max(traced) < 1.5  # an export in the way would hold a request 2 s (its timeout)
     # Memory stays bounded and nothing goes missing: of the spans built (2 per request, all
     # stored), the export lane holds 16 at most and one batch (4) is in flight; every other
     # one failed (the collector answers nothing within the 2 s timeout) or was dropped and
