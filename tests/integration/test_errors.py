@@ -13,7 +13,7 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
-from sluice.testing import FakeAnthropic, Fault, Scenario, scenario_by_name
+from sluice.testing import FakeAnthropic, Fault, Reply, Scenario, TextBlock, scenario_by_name
 
 from support import Gateway, start_gateway
 
@@ -189,6 +189,85 @@ async def test_upstream_sse_error_event_relayed(gateway: Gateway, fake: FakeAnth
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
         b'"message":"Overloaded"}}\n\n'
     )
+
+
+async def test_mid_stream_error_event_is_ledgered_with_its_type(
+    gateway: Gateway, fake: FakeAnthropic
+) -> None:
+    """The client got 200 and then the upstream's `event: error`: the row keeps the 200 and
+    records the event's error type (it said nothing about the failure before)."""
+    fake.script(Scenario(fault=Fault(error_after_events=3, error_type="overloaded_error")))
+    status, headers, body = await post(gateway, SMALL, key=gateway.key)
+    assert status == 200 and b'"type":"overloaded_error"' in body
+    row = await gateway.ledger_row(headers["request-id"])
+    assert (row["status"], row["error_code"]) == (200, "overloaded_error")
+    assert row["input_tokens"] == 25
+
+
+async def _idle_gateway(tmp_path: Path, fake: FakeAnthropic, idle_s: float) -> Gateway:
+    return await start_gateway(
+        tmp_path / "s.db", fake.url, provider_yaml=f"    stream_idle_timeout_s: {idle_s}"
+    )
+
+
+async def test_mid_stream_silence_ends_with_idle_timeout(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    """An upstream that goes silent mid-stream: after stream_idle_timeout_s the client's
+    stream ends with an `event: error` frame, the upstream connection is closed, and the
+    ledger row records stream_idle_timeout."""
+    gw = await _idle_gateway(tmp_path, fake, 0.5)
+    try:
+        fake.script(Scenario(fault=Fault(hang_after_events=3)))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, headers, body = await post(gw, SMALL, key=gw.key)
+        assert loop.time() - started < 5
+        assert status == 200 and body.count(b"event: ") == 4  # three events, then the error
+        last = [e for e in body.split(b"\n\n") if e][-1]
+        assert last.startswith(b"event: error\ndata: ")
+        error = orjson.loads(last.split(b"data: ", 1)[1])["error"]
+        assert (error["type"], error["code"]) == ("api_error", "stream_idle_timeout")
+        assert "stream_idle_timeout_s" in error["message"]
+        assert await fake.wait_cancelled(1, timeout=3.0)
+        row = await gw.ledger_row(headers["request-id"])
+        assert (row["status"], row["error_code"]) == (200, "stream_idle_timeout")
+        assert row["input_tokens"] == 25
+    finally:
+        await gw.server.stop()
+
+
+async def test_idle_timeout_before_the_first_event_is_504(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    """Headers came, then nothing: no byte reached the client, so it gets a proper 504."""
+    gw = await _idle_gateway(tmp_path, fake, 0.3)
+    try:
+        fake.script(Scenario(fault=Fault(hang_after_events=0)))
+        status, headers, body = await post(gw, SMALL, key=gw.key)
+        assert status == 504
+        assert envelope(body)["code"] == "stream_idle_timeout"
+        row = await gw.ledger_row(headers["request-id"])
+        assert (row["status"], row["error_code"]) == (504, "stream_idle_timeout")
+    finally:
+        await gw.server.stop()
+
+
+async def test_idle_timeout_bounds_silence_not_the_stream(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    """Events 0.2 s apart for ~2 s under a 0.5 s idle timeout: the stream runs to its end."""
+    gw = await _idle_gateway(tmp_path, fake, 0.5)
+    try:
+        reply = Reply([TextBlock("a long and slow answer", chunks=8)])
+        fake.script(Scenario(reply, Fault(event_delay=0.2)))
+        status, headers, body = await post(gw, SMALL, key=gw.key)
+        assert status == 200 and body.endswith(b'data: {"type":"message_stop"}\n\n')
+        assert b"event: error" not in body
+        row = await gw.ledger_row(headers["request-id"])
+        assert (row["status"], row["error_code"]) == (200, None)
+    finally:
+        await gw.server.stop()
 
 
 async def test_client_disconnect_cancels_upstream(gateway: Gateway, fake: FakeAnthropic) -> None:

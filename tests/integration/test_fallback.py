@@ -322,3 +322,68 @@ async def test_count_tokens_is_a_marked_estimate_when_no_provider_can_count(
         assert secondary.calls() == 0 and fake.requests == []
     finally:
         await gw.server.stop()
+
+
+ONE_BODY = orjson.dumps(
+    {
+        "model": "claude-haiku-4-5-20251001",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+)
+
+
+async def _circuit(gw: Gateway) -> str:
+    async with aiohttp.ClientSession() as s, s.get(f"{gw.url}/readyz") as r:
+        return str((await r.json())["providers"]["anthropic-primary"]["state"])
+
+
+async def test_single_provider_terminal_4xx_never_judges_the_circuit(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    """No chain (one provider, never refused): the breaker judges each attempt as a chain's
+    attempt is judged (docs/fallback.md: a terminal 4xx never counts). A 400 does not close an
+    open circuit, nor does a half-open probe answered 400; the next success does."""
+    breaker = "circuit_breaker: {failure_threshold: 2, window_s: 30, cooldown_s: 0.3}"
+    gw = await start_gateway(tmp_path / "one.db", fake.url, extra_yaml=breaker)
+    bad = Scenario(fault=Fault.json_error(400, "invalid_request_error", "bad field"))
+    try:
+        fake.script(Scenario(fault=Fault(status=529)), Scenario(fault=Fault(status=529)))
+        for _ in range(2):
+            assert (await _post(gw, ONE_BODY))[0] == 529
+        assert await _circuit(gw) == "open"
+        fake.script(bad)
+        status, _, body = await _post(gw, ONE_BODY)
+        assert status == 400 and b"bad field" in body  # never refused: nowhere else to go
+        assert await _circuit(gw) == "open"
+        await asyncio.sleep(0.4)  # past the cooldown
+        fake.script(bad)
+        assert (await _post(gw, ONE_BODY))[0] == 400
+        assert await _circuit(gw) != "closed"
+        assert (await _post(gw, ONE_BODY))[0] == 200
+        assert await _circuit(gw) == "closed"
+    finally:
+        await gw.server.stop()
+
+
+async def test_single_provider_failures_open_the_circuit_and_4xx_do_not(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    """Many 4xx between two failures neither reset nor add to the failure count."""
+    breaker = "circuit_breaker: {failure_threshold: 3, window_s: 30, cooldown_s: 30}"
+    gw = await start_gateway(tmp_path / "one.db", fake.url, extra_yaml=breaker)
+    try:
+        fake.script(
+            Scenario(fault=Fault(status=500)),
+            *[Scenario(fault=Fault.json_error(404, "not_found_error", "no")) for _ in range(5)],
+            Scenario(fault=Fault(status=500)),
+        )
+        statuses = [(await _post(gw, ONE_BODY))[0] for _ in range(7)]
+        assert statuses == [500, 404, 404, 404, 404, 404, 500]
+        assert await _circuit(gw) == "closed"  # 2 failures of 3
+        fake.script(Scenario(fault=Fault(status=500)))
+        assert (await _post(gw, ONE_BODY))[0] == 500
+        assert await _circuit(gw) == "open"
+    finally:
+        await gw.server.stop()

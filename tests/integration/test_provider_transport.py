@@ -3,6 +3,7 @@ error mapping (before and during a stream), and provider secrets kept out of eve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
@@ -211,3 +212,38 @@ def _only(provider: str) -> Any:
     from sluice.config.vk import VirtualKeyConfig
 
     return VirtualKeyConfig(providers_allowed=[provider])
+
+
+@pytest.mark.parametrize("kind", TRANSLATING)
+async def test_silent_upstream_mid_stream_hits_the_idle_timeout(kind: str, tmp_path: Path) -> None:
+    """Every lane reads its body through the same idle watch: translated (Bedrock, OpenAI)
+    and passed through (Vertex)."""
+    async with lane(kind, tmp_path, "stream_idle_timeout_s: 0.5") as up:
+        up.fake.script(Scenario(fault=Fault(hang_after_events=3)))
+        status, _, raw = await _post(up, True)
+        row = (await up.gateway.ledger_rows())[-1]
+    assert status == 200
+    last = [e for e in raw.split(b"\n\n") if e][-1]
+    assert last.startswith(b"event: error\ndata: ")
+    assert orjson.loads(last.split(b"data: ", 1)[1])["error"]["code"] == "stream_idle_timeout"
+    assert (row["status"], row["error_code"]) == (200, "stream_idle_timeout")
+
+
+async def test_idle_timeout_counts_silence_not_a_slow_reader() -> None:
+    """A reader that takes longer than the idle timeout between reads (a slow client on the
+    other side of the relay) is not upstream silence: the stream is read to its end."""
+    from sluice.providers.transport import upstream_chunks
+    from sluice.testing import FakeAnthropic
+
+    reply = Reply([TextBlock("slow reader", chunks=6)])
+    body = b'{"model":"claude-haiku-4-5-20251001","max_tokens":8,"stream":true,"messages":[]}'
+    async with (
+        FakeAnthropic(Scenario(reply, Fault(event_delay=0.02))) as fake,
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + "/v1/messages", data=body) as resp,
+    ):
+        got = b""
+        async for chunk in upstream_chunks(resp, "up", 0.2):
+            got += chunk
+            await asyncio.sleep(0.3)
+    assert got.endswith(b'data: {"type":"message_stop"}\n\n')

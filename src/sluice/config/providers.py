@@ -36,6 +36,8 @@ class _ProviderBase(BaseModel):
     connect_timeout_ms: int = Field(default=10_000, ge=1)
     # Bounds the wait for response headers; a stream may then run as long as it runs.
     header_timeout_ms: int = Field(default=600_000, ge=1)
+    # A stream whose upstream sends nothing for this long is ended with an SSE error event.
+    stream_idle_timeout_s: float = Field(default=300.0, gt=0)
 
 
 class AnthropicProviderConfig(_ProviderBase):

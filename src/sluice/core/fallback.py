@@ -103,6 +103,7 @@ async def _first_event(upstream: UpstreamResponse) -> UpstreamResponse:
         trigger = _stream_error_trigger(head)
         if trigger is not None:
             return_error = _whole(upstream, head)
+            upstream.close(True)  # the error is in hand; the rest of the stream is not wanted
             raise _Failed(trigger, return_error, None)
     return _buffered(upstream, head, chunks)
 
@@ -127,23 +128,41 @@ class FallbackSender:
         self.observer = observer
 
     async def send_one(self, ctx: RequestContext, provider: Provider) -> UpstreamResponse:
-        """No chain: one attempt, judged by the circuit breaker but never refused by it (there
-        is nowhere else to go)."""
-        breaker = self.breakers.get(provider.id)
+        """No chain: one attempt, judged by the circuit breaker exactly as a chain's attempt
+        is (``_judged``), but never refused by it (there is nowhere else to go). The provider's
+        ``header_timeout_ms`` bounds it, not ``fallback.timeout_ms``; a stream is not read
+        ahead to its first event (nothing could be done with a failure there)."""
         ctx.attempts = 1
         if ctx.model_sent:
             ctx.upstream_model = provider.model_id_for(ctx.model_sent)
         try:
-            upstream = await provider.send(ctx)
-        except GatewayError as err:
-            if breaker is not None and err.fallbackable:
+            return await self._judged(ctx, provider, None, first_event=False)
+        except _Failed as failed:
+            return self._give_up(failed, exhausted=False)
+
+    async def _judged(
+        self, ctx: RequestContext, provider: Provider, timeout_s: float | None, *, first_event: bool
+    ) -> UpstreamResponse:
+        """One attempt and its circuit breaker's verdict, the same for a chain and a single
+        provider: a fallback trigger (``_Failed``) is a failure, a status below 400 a success,
+        anything else (a terminal 4xx, a request the provider cannot express, a cancel)
+        neither: the probe slot is released and the provider is not judged."""
+        breaker = self.breakers.get(provider.id)
+        try:
+            upstream = await self._attempt(ctx, provider, timeout_s, first_event=first_event)
+        except _Failed:
+            if breaker is not None:
                 breaker.failure()
             raise
+        except BaseException:
+            if breaker is not None:
+                breaker.release()
+            raise
         if breaker is not None:
-            if trigger_for_status(upstream.status) is None:
+            if upstream.status < 400:
                 breaker.success()
             else:
-                breaker.failure()
+                breaker.release()  # a terminal 4xx says nothing about the provider
         return upstream
 
     async def send_chain(
@@ -174,17 +193,17 @@ class FallbackSender:
             ctx.upstream_model = upstream_model
             ctx.attempts += 1
             try:
-                upstream = await self._attempt(ctx, provider, policy.timeout_ms / 1000)
+                upstream = await self._judged(
+                    ctx, provider, policy.timeout_ms / 1000, first_event=True
+                )
             except UnsupportedByProvider as err:
                 # This upstream can't express the request (nothing was sent): skip it. The
                 # 400 is the answer only when no other provider could take the request.
-                breaker.release()
                 ctx.attempts -= 1
                 ctx.attempt_log.append(f"{provider.id}:unsupported")
                 unsupported = unsupported or err
                 continue
             except _Failed as failed:
-                breaker.failure()
                 outcome = failed.response.status if failed.response is not None else failed.trigger
                 ctx.attempt_log.append(f"{provider.id}:{outcome}")
                 log.warning(
@@ -198,14 +217,7 @@ class FallbackSender:
                     return self._give_up(failed, exhausted=False)
                 last = failed
                 continue
-            except BaseException:
-                breaker.release()
-                raise
             ctx.attempt_log.append(f"{provider.id}:{upstream.status}")
-            if upstream.status < 400:
-                breaker.success()
-            else:
-                breaker.release()  # a terminal 4xx says nothing about the provider
             _count_fallbacks(ctx)
             return upstream
         if last is None:
@@ -214,10 +226,10 @@ class FallbackSender:
         return self._give_up(last, exhausted=every_one_tried and len(chain) > 1)
 
     async def _attempt(
-        self, ctx: RequestContext, provider: Provider, timeout_s: float
+        self, ctx: RequestContext, provider: Provider, timeout_s: float | None, *, first_event: bool
     ) -> UpstreamResponse:
-        """One provider: a good response (first event already read, when streamed), a terminal
-        4xx, or ``_Failed``."""
+        """One provider: a good response (first event already read, when streamed and
+        ``first_event``), a terminal 4xx, or ``_Failed``."""
         upstream: UpstreamResponse | None = None
         try:
             async with asyncio.timeout(timeout_s):
@@ -227,7 +239,7 @@ class FallbackSender:
                     data = await upstream.read_all()
                     upstream.close(False)
                     raise _Failed(trigger, _whole(upstream, data), None)
-                if upstream.status == 200 and upstream.is_sse:
+                if first_event and upstream.status == 200 and upstream.is_sse:
                     return await _first_event(upstream)
                 return upstream
         except _Failed as failed:

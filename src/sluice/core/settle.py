@@ -44,7 +44,9 @@ def ledger_row(ctx: RequestContext, finished: float, pricing: Pricing) -> dict[s
         "model_sent": ctx.model_sent,
         "streaming": ctx.stream,
         "status": ctx.status,
-        "error_code": ctx.error_code,
+        # A stream that started (200) and then got an upstream `event: error` keeps its 200;
+        # the event's error type says what went wrong.
+        "error_code": ctx.error_code or ctx.facts.stream_error_type,
         "stop_reason": ctx.facts.stop_reason,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,

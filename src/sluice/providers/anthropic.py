@@ -89,6 +89,7 @@ class AnthropicProvider:
             self.id,
             downstream_headers(resp.headers.items()),
             resp.headers.get("request-id"),
+            idle_s=self._config.stream_idle_timeout_s,
         )
 
     async def list_models(self) -> list[ModelInfo]:

@@ -65,6 +65,7 @@ class BedrockProvider:
     ) -> None:
         self.id = provider_id
         self._config = config
+        self._idle_s = config.stream_idle_timeout_s
         self._session = session
         self._region = config.region
         self._betas = beta_table(DEFAULT_BETA_ALLOWLIST, config.betas, config.beta_defaults)
@@ -135,9 +136,9 @@ class BedrockProvider:
             translator = EventStreamToSSE(
                 strip_invocation_metrics=not self._config.keep_invocation_metrics
             )
-            return translated_stream(resp, translator, self.id, request_id)
+            return translated_stream(resp, translator, self.id, request_id, idle_s=self._idle_s)
         if ctx.stream:
-            return passthrough(resp, self.id, request_id)
+            return passthrough(resp, self.id, request_id, idle_s=self._idle_s)
         raw = await read_body(resp, self.id)
         body = self._anthropic_model(raw)
         return whole_response(resp.status, body, kept_headers(resp), request_id)

@@ -136,7 +136,9 @@ class OpenAIProvider:
             return error_response(status, payload, resp, request_id)
         if ctx.stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
             translator = OpenAIStreamTranslator(model)
-            return translated_stream(resp, translator, self.id, request_id)
+            return translated_stream(
+                resp, translator, self.id, request_id, idle_s=self._config.stream_idle_timeout_s
+            )
         raw = await read_body(resp, self.id)
         try:
             completion = orjson.loads(raw)

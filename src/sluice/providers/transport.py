@@ -16,6 +16,7 @@ from yarl import URL
 from sluice.errors import ProviderError, ProviderTimeout
 from sluice.providers.base import ModelInfo, UpstreamResponse, display_name_for
 from sluice.providers.headers import downstream_headers
+from sluice.streaming.idle import IdleWatch, StreamIdle
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -167,26 +168,59 @@ def error_response(
     return whole_response(status, orjson.dumps(payload), kept_headers(resp), upstream_request_id)
 
 
+class StreamIdleTimeout(ProviderError):
+    """The upstream went silent mid-response for ``stream_idle_timeout_s``."""
+
+    http_status = 504
+    code = "stream_idle_timeout"
+
+
+async def upstream_chunks(
+    resp: aiohttp.ClientResponse, provider_id: str, idle_s: float
+) -> AsyncIterator[bytes]:
+    """The response body as it arrives. A broken connection is ``ProviderError``; no byte
+    for ``idle_s`` while waiting for one is ``StreamIdleTimeout`` (``streaming/idle.py``)."""
+    content = resp.content
+    watch = IdleWatch(content, idle_s)
+    try:
+        while True:
+            watch.reading()
+            chunk = await content.readany()
+            watch.idle()
+            if not chunk:
+                return
+            yield chunk
+    except StreamIdle as exc:
+        raise StreamIdleTimeout(
+            f"Upstream {provider_id} sent nothing for {idle_s:g}s mid-response "
+            f"(providers.{provider_id}.stream_idle_timeout_s).",
+            meta={"provider": provider_id},
+        ) from exc
+    except TRANSPORT_ERRORS as exc:
+        raise ProviderError(
+            f"Upstream {provider_id} connection lost mid-response: {type(exc).__name__}",
+            meta={"provider": provider_id},
+        ) from exc
+    finally:
+        watch.close()
+
+
 def translated_stream(
     resp: aiohttp.ClientResponse,
     translator: StreamTranslator,
     provider_id: str,
     upstream_request_id: str | None,
+    *,
+    idle_s: float,
 ) -> UpstreamResponse:
     """Translate the upstream's stream chunk by chunk, in the relay's own task: each chunk's
     events go out as soon as it is read; nothing is buffered beyond an incomplete frame."""
 
     async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in resp.content.iter_any():
-                out = translator.feed(chunk)
-                if out:
-                    yield out
-        except TRANSPORT_ERRORS as exc:
-            raise ProviderError(
-                f"Upstream {provider_id} connection lost mid-response: {type(exc).__name__}",
-                meta={"provider": provider_id},
-            ) from exc
+        async for chunk in upstream_chunks(resp, provider_id, idle_s):
+            out = translator.feed(chunk)
+            if out:
+                yield out
         rest = translator.finish()
         if rest:
             yield rest
@@ -215,18 +249,13 @@ def relayed(
     provider_id: str,
     headers: list[tuple[bytes, bytes]],
     upstream_request_id: str | None,
+    *,
+    idle_s: float,
 ) -> UpstreamResponse:
     """The upstream's body as it is, chunk by chunk, with ``headers`` for the client."""
 
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in resp.content.iter_any():
-                yield chunk
-        except TRANSPORT_ERRORS as exc:
-            raise ProviderError(
-                f"Upstream {provider_id} connection lost mid-response: {type(exc).__name__}",
-                meta={"provider": provider_id},
-            ) from exc
+    def body() -> AsyncIterator[bytes]:
+        return upstream_chunks(resp, provider_id, idle_s)
 
     async def read_all() -> bytes:
         return await read_body(resp, provider_id)
@@ -243,7 +272,11 @@ def relayed(
 
 
 def passthrough(
-    resp: aiohttp.ClientResponse, provider_id: str, upstream_request_id: str | None
+    resp: aiohttp.ClientResponse,
+    provider_id: str,
+    upstream_request_id: str | None,
+    *,
+    idle_s: float,
 ) -> UpstreamResponse:
     """The upstream's body as it is (Vertex relays Anthropic's own SSE and JSON); of its
     headers only those a client acts on."""
@@ -251,4 +284,4 @@ def passthrough(
     headers = [(b"content-type", content_type.encode("latin-1")), *kept_headers(resp)]
     if content_type.startswith("text/event-stream"):
         headers.append((b"cache-control", b"no-cache"))
-    return relayed(resp, provider_id, headers, upstream_request_id)
+    return relayed(resp, provider_id, headers, upstream_request_id, idle_s=idle_s)

@@ -124,7 +124,7 @@ class VertexProvider:
             raw = await read_body(resp, self.id)
             status, payload = vertex_error_to_anthropic(resp.status, raw)
             return error_response(status, payload, resp, request_id)
-        return passthrough(resp, self.id, request_id)
+        return passthrough(resp, self.id, request_id, idle_s=self._config.stream_idle_timeout_s)
 
     async def list_models(self) -> list[ModelInfo]:
         return self._listed

@@ -143,10 +143,15 @@ class Telemetry:
         if self.enabled:
             await self._sink.stop()
 
-    async def flush(self, wait_s: float = 10.0) -> None:
+    async def flush(self, wait_s: float = 10.0) -> bool:
         """Hand over everything queued and wait until it is stored and exported (tests,
-        shutdown)."""
-        await self._sink.idle(wait_s)
+        shutdown); False when that took longer than ``wait_s``."""
+        return await self._sink.idle(wait_s)
+
+    async def handed_over(self, wait_s: float = 10.0) -> bool:
+        """Wait until the sink process has taken every queued request (tests: its counters
+        are then complete, even while a stuck collector keeps the export from ending)."""
+        return await self._sink.handed_over(wait_s)
 
     async def _run(self) -> None:
         """Prunes the store now and then (span building happens in the sink process)."""

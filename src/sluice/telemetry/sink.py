@@ -89,9 +89,9 @@ class SpanSink:
         """Spans waiting in the child's export lanes."""
         return self.child["export_queue"]
 
-    async def idle(self, wait_s: float) -> bool:
-        """Hand over what is queued, and wait until it is stored and exported (tests,
-        shutdown)."""
+    async def handed_over(self, wait_s: float) -> bool:
+        """Hand over what is queued and wait until the child has taken all of it (its spans
+        built, stored, offered to the export lanes: ``child`` counts them), not for the export."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         self._wake.set()
@@ -99,6 +99,15 @@ class SpanSink:
             if loop.time() > deadline:
                 return False
             await asyncio.sleep(0.01)
+        return True
+
+    async def idle(self, wait_s: float) -> bool:
+        """Hand over what is queued, and wait until it is stored and exported (tests,
+        shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        if not await self.handed_over(wait_s):
+            return False
         if self._conn is None:
             return True
         self._busy = True
