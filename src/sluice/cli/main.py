@@ -39,7 +39,7 @@ def serve(
 
     from sluice.logs import configure_logging
     from sluice.server.app import SluiceApp
-    from sluice.server.http_protocol import http_protocol
+    from sluice.server.edge_limits import http_protocol
     from sluice.telemetry.metrics_server import WORKERS_ENV, metrics_banner
 
     cfg = config_or_exit(config)

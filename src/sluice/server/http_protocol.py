@@ -20,10 +20,8 @@ plus one timer per connection for its first head.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import httptools
 import orjson
@@ -32,7 +30,6 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.server import ServerState
 
-from sluice.config.models import ServerConfig
 from sluice.core.clock import new_request_id
 from sluice.errors import (
     GatewayError,
@@ -40,37 +37,10 @@ from sluice.errors import (
     RequestTimeout,
     TooManyConnections,
 )
+from sluice.server.edge_limits import EdgeLimits
 from sluice.server.responses import anthropic_error_body, error_headers, request_id_headers
 
 log = logging.getLogger("sluice.edge")
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeLimits:
-    """The edge settings, picklable (``--workers`` hands the protocol to spawned processes)."""
-
-    max_header_bytes: int
-    max_headers: int
-    header_timeout_s: float
-    body_idle_timeout_s: float
-    max_connections: int | None
-
-    @classmethod
-    def from_server(cls, server: ServerConfig) -> EdgeLimits:
-        return cls(
-            server.max_header_bytes,
-            server.max_headers,
-            server.header_timeout_s,
-            server.body_idle_timeout_s,
-            server.max_connections,
-        )
-
-
-def http_protocol(server: ServerConfig) -> type[asyncio.Protocol]:
-    """The value for uvicorn's ``http`` option: our protocol bound to these limits."""
-    factory = functools.partial(SluiceHttpProtocol, limits=EdgeLimits.from_server(server))
-    # uvicorn only calls it with its keyword arguments; a partial pickles, a new class not.
-    return cast("type[asyncio.Protocol]", factory)
 
 
 def error_response(err: GatewayError) -> bytes:

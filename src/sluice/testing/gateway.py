@@ -19,7 +19,7 @@ import uvicorn
 from sluice.config.models import SluiceConfig
 from sluice.core.clock import Clock
 from sluice.server.app import SluiceApp
-from sluice.server.http_protocol import http_protocol
+from sluice.server.edge_limits import http_protocol
 
 
 class GatewayServer:
