@@ -157,3 +157,27 @@ class RateLimited(GatewayError):
 class UnsupportedByProvider(InvalidRequest):
     """The request uses an Anthropic feature the chosen upstream cannot express (server tools,
     signed thinking for an OpenAI upstream): refused, never dropped silently."""
+
+
+class RequestHeadersTooLarge(GatewayError):
+    """431: the request line and headers are over ``server.max_header_bytes``, or there are
+    more than ``server.max_headers`` lines. Typed like Anthropic's own size refusal."""
+
+    http_status = 431
+    code = "request_too_large"
+    should_retry = False
+
+
+class RequestTimeout(GatewayError):
+    """408: the request head did not arrive within ``server.header_timeout_s``."""
+
+    http_status = 408
+    code = "request_timeout"
+
+
+class TooManyConnections(GatewayError):
+    """503: this process already holds ``server.max_connections`` open connections."""
+
+    http_status = 503
+    code = "overloaded_error"
+    should_retry = True

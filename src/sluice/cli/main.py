@@ -40,6 +40,7 @@ def serve(
 
     from sluice.logs import configure_logging
     from sluice.server.app import SluiceApp
+    from sluice.server.edge_limits import http_protocol
     from sluice.telemetry.metrics_server import WORKERS_ENV, metrics_banner
 
     cfg = config_or_exit(config)
@@ -56,7 +57,7 @@ def serve(
         host=bind_host,
         port=bind_port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(cfg.server),  # httptools with edge limits (picklable for workers)
         lifespan="on",
         server_header=False,
         access_log=False,

@@ -28,6 +28,17 @@ class ServerConfig(_Closed):
     # Access-log lines a second for requests with no valid key (401s; the rest are counted
     # in sluice_auth_failures_total, and none is stored in the ledger).
     unauthenticated_log_per_second: int = Field(default=10, ge=0)
+    # Edge limits, enforced before auth by server/http_protocol.py (issue #11).
+    # Request line + header section size; over it: 431 and the connection closes.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Header lines per request; over it: 431 and the connection closes.
+    max_headers: int = Field(default=200, ge=8)
+    # Seconds to receive a whole request head (from connect or its first byte).
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    # Seconds without a byte while a request body is being read.
+    body_idle_timeout_s: float = Field(default=30.0, gt=0)
+    # Open connections per process; over it: 503 and close. None: no cap.
+    max_connections: int | None = Field(default=None, ge=1)
 
 
 class LedgerConfig(_Closed):

@@ -1,4 +1,4 @@
-"""Run a real Sluice gateway (uvicorn, uvloop, httptools) for tests and benchmarks.
+"""Run a real Sluice gateway (uvicorn, uvloop, httptools + edge limits) for tests, benchmarks.
 
 ``GatewayServer`` has async ``start``/``stop``, so it runs in the test's own loop or, through
 ``ServerThread``, on a loop of its own for sync tests and subprocess clients (Claude Code)::
@@ -19,6 +19,7 @@ import uvicorn
 from sluice.config.models import SluiceConfig
 from sluice.core.clock import Clock
 from sluice.server.app import SluiceApp
+from sluice.server.edge_limits import http_protocol
 
 
 class GatewayServer:
@@ -47,7 +48,7 @@ class GatewayServer:
         self._sock = sock
         config = uvicorn.Config(
             self.app,
-            http="httptools",
+            http=http_protocol(self._config.server),  # the same edge limits as `sluice serve`
             lifespan="on",
             server_header=False,
             access_log=False,

@@ -1,0 +1,261 @@
+"""uvicorn's httptools protocol with limits at the connection edge, before any auth.
+
+httptools enforces no limit of its own: a header section is buffered whole (a long header
+value is even concatenated piece by piece), and a connection may take forever to send it.
+This subclass adds, per process and per connection:
+
+- a cap on the request line plus header section (``server.max_header_bytes``) and on the
+  header count (``server.max_headers``): 431 in the Anthropic error shape, then close,
+  without reading the rest;
+- a header-read timeout (``server.header_timeout_s``), from connect or from a request's first
+  byte: 408 if part of a head arrived, then close;
+- a body-read idle timeout (``server.body_idle_timeout_s``): close;
+- an optional cap on open connections (``server.max_connections``): 503, then close.
+
+Costs on the hot path: per read, a few attribute reads; per request, nothing when the head
+and body arrive in one read (timers are armed only while a read leaves them incomplete),
+plus one timer per connection for its first head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httptools
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.utils import get_remote_addr
+from uvicorn.server import ServerState
+
+from sluice.core.clock import new_request_id
+from sluice.errors import (
+    GatewayError,
+    RequestHeadersTooLarge,
+    RequestTimeout,
+    TooManyConnections,
+)
+from sluice.server.edge_limits import EdgeLimits
+from sluice.server.responses import anthropic_error_body, error_headers, request_id_headers
+
+log = logging.getLogger("sluice.edge")
+
+
+def error_response(err: GatewayError) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection, in the Anthropic error shape."""
+    rid = new_request_id()
+    body = orjson.dumps(anthropic_error_body(err, rid))
+    lines = [STATUS_LINE[err.status]]
+    headers = [
+        (b"content-type", b"application/json"),
+        *request_id_headers(rid),
+        *error_headers(err),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"connection", b"close"),
+    ]
+    lines.extend(name + b": " + value + b"\r\n" for name, value in headers)
+    lines.append(b"\r\n")
+    lines.append(body)
+    return b"".join(lines)
+
+
+class _HeadRefused(Exception):
+    """Raised from a parser callback to stop parsing; feed_data re-raises it as context."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _too_large(limits: EdgeLimits, what: str) -> _HeadRefused:
+    return _HeadRefused(
+        RequestHeadersTooLarge(
+            f"Request {what} exceeds the gateway limit.",
+            meta={"max_header_bytes": limits.max_header_bytes, "max_headers": limits.max_headers},
+        )
+    )
+
+
+class SluiceHttpProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: EdgeLimits,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = limits
+        self._head_open = False  # a request head has begun and is not complete
+        self._idle = True  # no request in progress (fresh connection, or the last one ended)
+        self._begun = 0  # requests begun on this connection
+        self._in_body = False  # head complete, message not complete
+        self._head_bytes = 0  # wire bytes of the open head, counted in whole reads
+        self._head_size = 0  # request target + complete header lines, exact
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_rx_at = 0.0
+
+    # Connection -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        cap = self.limits.max_connections
+        if cap is not None and len(self.connections) >= cap:
+            # Not added to the server's connection set: it never counts against the cap.
+            self.transport = transport
+            self._refuse(TooManyConnections(f"The gateway is at its limit of {cap} connections."))
+            return
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's data_received, plus the limits: its own would answer 400 to a refusal.
+        self._unset_keepalive_if_required()
+        if self._body_timer is not None:
+            self._body_rx_at = self.loop.time()
+        idle, begun = self._idle, self._begun
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadRefused):
+                self._refuse(exc.__context__.error)
+            else:
+                self._bad_request()
+            return
+        except httptools.HttpParserError:
+            self._bad_request()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._head_open:
+            self._head_progress(len(data), self._begun - begun, idle)
+        elif self._in_body and self._body_timer is None:
+            self._body_rx_at = self.loop.time()
+            self._body_timer = self.loop.call_later(
+                self.limits.body_idle_timeout_s, self._body_idle
+            )
+
+    def _head_progress(self, size: int, new: int, idle: bool) -> None:
+        """A read ended inside a request head: count it, cap it, time it."""
+        # The whole read belongs to this head unless a pipelined request ended in it; then
+        # the head's first read goes uncounted (slack of one read, never a false refusal).
+        if new == 0 or (new == 1 and idle):
+            self._head_bytes += size
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(_too_large(self.limits, "header section").error)
+                return
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self.limits.header_timeout_s, self._head_timeout
+            )
+
+    # Parser callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_open, self._idle = True, False
+        self._begun += 1
+        self._head_bytes = self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self._head_size += len(url)
+        if self._head_size > self.limits.max_header_bytes:
+            raise _too_large(self.limits, "line")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.limits.max_header_bytes:
+            raise _too_large(self.limits, "header section")
+        if len(self.headers) >= self.limits.max_headers:
+            raise _too_large(self.limits, "header count")
+        # uvicorn's on_header, inlined (one call per header line).
+        name = name.lower()
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._head_open, self._in_body = False, True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body, self._idle = False, True
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    # Timers and refusals ----------------------------------------------------------------
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # pipelined behind a running request: not the client's fault
+            self._head_timer = self.loop.call_later(
+                self.limits.header_timeout_s, self._head_timeout
+            )
+            return
+        if self._head_open:
+            self._refuse(RequestTimeout("The request head was not received in time."))
+            return
+        self._close("header_timeout")
+
+    def _body_idle(self) -> None:
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        cycle = self.cycle
+        if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
+            # We are not reading (back-pressure, or the app has not asked for the body yet).
+            due = now + self.limits.body_idle_timeout_s
+        else:
+            due = self._body_rx_at + self.limits.body_idle_timeout_s
+        if due > now:
+            self._body_timer = self.loop.call_later(due - now, self._body_idle)
+            return
+        self._close("body_idle_timeout")
+
+    def _refuse(self, err: GatewayError) -> None:
+        """Answer ``err`` and close, without reading further; mid-response, only close."""
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(error_response(err))
+        self._close(err.code, status=err.status)
+
+    def _bad_request(self) -> None:
+        self.logger.warning("Invalid HTTP request received.")
+        self.send_400_response("Invalid HTTP request received.")
+
+    def _close(self, reason: str, status: int | None = None) -> None:
+        self._cancel_timers()
+        peer = get_remote_addr(self.transport)
+        log.info(
+            "edge: connection closed (%s)",
+            reason,
+            extra={"reason": reason, "status": status, "client": peer[0] if peer else None},
+        )
+        self.transport.close()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
