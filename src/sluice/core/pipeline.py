@@ -10,7 +10,7 @@ import orjson
 
 from sluice.core.body_edit import splice_model, strip_cache_control, strip_named
 from sluice.core.context import RequestContext
-from sluice.core.peek import last_message
+from sluice.core.peek import check_tools, last_message
 from sluice.core.resolve import ModelResolver
 from sluice.errors import ModelNotAllowed
 from sluice.governance.policy import PolicyBook
@@ -49,6 +49,8 @@ class Pipeline:
             needs_parse = policy.tool_mode != "block_calls" or (
                 policy.mcp.active and ctx.mcp_servers_raw is not None
             )
+            if needs_parse:
+                check_tools(ctx.body)  # the names judged must be the names relayed
             declared = policy.check_declared(ctx.parsed_body()) if needs_parse else []
             # A denied MCP server in mcp_servers[] runs on the provider's side, where no
             # response guard can stop its calls: refuse it unless the mode strips it.
