@@ -118,3 +118,36 @@ async def test_a_long_unknown_model_is_echoed_truncated(gateway: Gateway) -> Non
     status, _, raw = await post(gateway, gateway.key, body)
     assert status == 400
     assert len(raw) < 2_000
+
+
+@pytest.mark.parametrize("where", ["model", "messages"])
+async def test_invalid_utf8_is_a_400_with_a_policy_key(gateway: Gateway, where: str) -> None:
+    # The peek skips strings without decoding them; the full parse a policy needs must not
+    # turn bytes that are not UTF-8 (here a CESU-encoded surrogate) into a 500.
+    minted = await gateway.mint(config=policy(tools={"deny": ["^Bash$"], "mode": "strip"}))
+    bad = b"\xed\xa0\x80"
+    model = b"claude-opus-4-8" + (bad if where == "model" else b"")
+    text = b"hi" + (bad if where == "messages" else b"")
+    body = (
+        b'{"model":"'
+        + model
+        + b'","max_tokens":16,"messages":[{"role":"user","content":"'
+        + text
+        + b'"}],"tools":[]}'
+    )
+    status, _, raw = await post(gateway, minted.secret, body)
+    assert status == 400, raw
+    assert orjson.loads(raw)["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("depth", [300, 600, 900])
+async def test_url_policy_reads_a_deep_message_without_a_500(gateway: Gateway, depth: int) -> None:
+    minted = await gateway.mint(config=policy(urls={"deny": ["evil\\.example"]}))
+    nest = "[" * depth + '"https://evil.example/x"' + "]" * depth
+    body = (
+        '{"model":"claude-opus-4-8","max_tokens":16,"messages":[{"role":"user","content":'
+        + nest
+        + "}]}"
+    )
+    status, _, raw = await post(gateway, minted.secret, body.encode())
+    assert status in (400, 403), raw[:300]

@@ -63,7 +63,15 @@ def last_message(ctx: RequestContext) -> Any:
         raise too_deep() from exc
     if where is not None:
         raise repeated(where)
-    return orjson.loads(memoryview(items[-1]))
+    return loads(items[-1])
+
+
+def loads(raw: msgspec.Raw) -> Any:
+    """Parse a member the peek kept raw (skipped strings were not checked for UTF-8)."""
+    try:
+        return orjson.loads(memoryview(raw))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
 
 
 def _session_from_metadata(metadata: Any) -> str | None:
@@ -102,7 +110,11 @@ def _is(raw: msgspec.Raw | None, opener: bytes) -> TypeGuard[msgspec.Raw]:
 
 
 def _small(raw: msgspec.Raw | None) -> Any:
-    return None if raw is None else msgspec.json.decode(raw)
+    """Decode one small member (skipped values were validated as JSON, not as UTF-8)."""
+    try:
+        return None if raw is None else msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
 
 
 def _check_nested(members: dict[str, msgspec.Raw]) -> None:

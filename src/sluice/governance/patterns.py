@@ -39,7 +39,7 @@ def compile_pattern(pattern: str) -> Pattern:
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise PatternError(
-            f"regular expression {pattern!r} is not supported: {reason} (patterns use RE2 "
-            "syntax: no backreferences or lookaround)"
+            f"invalid regular expression {pattern!r}: {reason} (patterns use RE2 syntax: "
+            "no backreferences or lookaround)"
         ) from exc
     return compiled

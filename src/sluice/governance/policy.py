@@ -143,14 +143,19 @@ class KeyPolicy:
 
 
 def _text_of(node: Any) -> str:
-    """All string values in a message, joined (URLs are looked for in any of them)."""
-    if isinstance(node, str):
-        return node
-    if isinstance(node, dict):
-        return "\n".join(_text_of(v) for v in node.values())
-    if isinstance(node, list):
-        return "\n".join(_text_of(v) for v in node)
-    return ""
+    """All string values in a message, joined (URLs are looked for in any of them). A loop,
+    not recursion: a message may nest as deep as the parser allows."""
+    parts: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, dict):
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return "\n".join(parts)
 
 
 class PolicyBook:
