@@ -112,7 +112,12 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
             }
         )
         minted = await gw.mint(config=strict)
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        # A connection per request: on a kept-alive one, each answer here waited ~40 ms
+        # (Nagle and delayed ACK: the gateway's accepted sockets have no TCP_NODELAY).
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
         return Harness(loop, gw, fake, minted.secret, session, logs)
 
     h = asyncio.run_coroutine_threadsafe(setup(), loop).result(timeout=60)
@@ -153,7 +158,7 @@ values = st.recursive(
     max_leaves=12,
 )
 urls = st.sampled_from(["https://evil.example/x", "https://ok.example/y", "http://" + "h" * 3000])
-texts = st.text(max_size=80) | urls | st.builds(lambda n: "é" * n, st.integers(0, 20_000))
+texts = st.text(max_size=80) | urls | st.builds(lambda n: "é" * n, st.integers(0, 5_000))
 blocks = st.one_of(
     st.fixed_dictionaries({"type": st.just("text"), "text": texts}),
     st.fixed_dictionaries(
@@ -182,7 +187,7 @@ servers = st.fixed_dictionaries(
 models = (
     st.sampled_from([*MODELS, "fast", "nope", "", "a" * 26 + "!"])
     | st.text(max_size=300)
-    | st.builds(lambda n: "m" * n, st.integers(250, 300_000))
+    | st.builds(lambda n: "m" * n, st.integers(250, 100_000))
     | values
 )
 bodies = st.fixed_dictionaries(
@@ -273,7 +278,7 @@ def headers(draw: st.DrawFn, h: Harness) -> dict[str, str]:
 PROXY_PATHS = ["/v1/messages", "/v1/messages/count_tokens"]
 
 
-@settings(FUZZ, max_examples=900)
+@settings(FUZZ, max_examples=750)
 @given(data=st.data())
 def test_fuzz_messages_bodies(harness: Harness, data: st.DataObject) -> None:
     path = data.draw(st.sampled_from(PROXY_PATHS))
@@ -281,7 +286,7 @@ def test_fuzz_messages_bodies(harness: Harness, data: st.DataObject) -> None:
     harness.send("POST", path, data.draw(encoded()), {"x-api-key": key})
 
 
-@settings(FUZZ, max_examples=350)
+@settings(FUZZ, max_examples=450)
 @given(data=st.data())
 def test_fuzz_garbage_and_deep_bodies(harness: Harness, data: st.DataObject) -> None:
     body = data.draw(st.binary(max_size=3_000) | nested() | st.text(max_size=200).map(str.encode))
