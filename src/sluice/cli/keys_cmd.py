@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 import typer
-import yaml
 from rich.table import Table
 
 from sluice.cli.common import (
@@ -23,7 +22,7 @@ from sluice.cli.common import (
     print_json,
     run,
 )
-from sluice.config.loader import ConfigProblems
+from sluice.config.loader import ConfigProblems, load_yaml
 from sluice.config.vk import VirtualKeyConfig, set_path
 from sluice.core.clock import SystemClock
 from sluice.governance.key_admin import KeyAdmin, KeyAdminError, MintedKey
@@ -181,7 +180,7 @@ _status_command("revoked", "Revoke a key. Final.")
 
 
 def _load_vk_config(path: Path) -> VirtualKeyConfig:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
     if not isinstance(data, dict):
         fail(f"{path}: the top level must be a mapping")
     return VirtualKeyConfig.parse(data, str(path))

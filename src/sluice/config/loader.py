@@ -16,6 +16,9 @@ from sluice.config.models import SluiceConfig
 from sluice.config.providers import PROVIDER_TYPES
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Nodes a document may have once its aliases are expanded: a config is a few hundred, while
+# a "billion laughs" (aliases of aliases) is refused before anything walks its expansion.
+MAX_YAML_NODES = 100_000
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,54 @@ def problems_from_validation(err: ValidationError) -> list[ConfigProblem]:
     return out
 
 
-def parse_config(
-    text: str, source: str = "<config>", env: Mapping[str, str] | None = None
-) -> SluiceConfig:
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], limit: int) -> int:
+    """How many nodes ``node`` stands for once every alias is expanded (aliases share the
+    node they name, so each node is counted once and its size reused)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        if known < 0:
+            raise ValueError("an alias refers to itself (a recursive structure)")
+        return known
+    sizes[id(node)] = -1
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        children: list[yaml.Node] = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = []
+    for child in children:
+        total += _expanded_size(child, sizes, limit)
+        if total > limit:
+            raise ValueError(f"aliases expand to more than {limit} nodes")
+    sizes[id(node)] = total
+    return total
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with alias expansion bounded by ``MAX_YAML_NODES``."""
+    loader = yaml.SafeLoader(text)
     try:
-        raw = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, MAX_YAML_NODES)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         raise ConfigProblems(source, [ConfigProblem(where, f"invalid YAML: {exc}")]) from exc
+    except (ValueError, RecursionError) as exc:
+        why = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise ConfigProblems(source, [ConfigProblem("", f"refused YAML: {why}")]) from exc
+    finally:
+        loader.dispose()
+
+
+def parse_config(
+    text: str, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> SluiceConfig:
+    raw = load_yaml(text, source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

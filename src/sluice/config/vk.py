@@ -6,12 +6,12 @@ validated on save so that a bad pattern is refused then, never at request time.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sluice.config.loader import ConfigProblem, ConfigProblems, problems_from_validation
+from sluice.governance.patterns import compile_pattern
 
 
 class _Closed(BaseModel):
@@ -20,10 +20,7 @@ class _Closed(BaseModel):
 
 def _compile_all(patterns: list[str]) -> list[str]:
     for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        compile_pattern(pattern)  # PatternError is a ValueError: pydantic reports its path
     return patterns
 
 

@@ -7,15 +7,18 @@ from collections.abc import Iterable
 import orjson
 
 from sluice.core.json_spans import (
+    DuplicateMember,
     Member,
     array_elements,
     as_text,
     cut_spans,
     element_cuts,
     find_member,
+    find_unique_member,
     member_cut,
     object_members,
 )
+from sluice.errors import InvalidRequest
 
 
 def splice_model(body: bytes, model: str) -> bytes:
@@ -53,10 +56,10 @@ def _cache_control_cut(text: str, start: int) -> tuple[int, int] | None:
     if text[start] != "{":
         return None
     members = object_members(text, start)
-    for index, (key, _) in enumerate(members):
-        if key == "cache_control":
-            return member_cut(text, members, index)
-    return None
+    found = [index for index, (key, _) in enumerate(members) if key == "cache_control"]
+    if len(found) > 1:
+        raise DuplicateMember("cache_control")
+    return member_cut(text, members, found[0]) if found else None
 
 
 def _blocks(text: str, member: Member | None) -> Iterable[int]:
@@ -68,7 +71,19 @@ def _blocks(text: str, member: Member | None) -> Iterable[int]:
 
 def strip_cache_control(body: bytes) -> tuple[bytes, int]:
     """Remove every ``cache_control`` from ``system[]``, ``messages[].content[]``, ``tools[]``
-    and the top level. Returns the new body and how many markers were removed."""
+    and the top level. Returns the new body and how many markers were removed. A repeated
+    ``content`` or ``cache_control`` is refused: one copy would stay behind."""
+    try:
+        return _strip_cache_control(body)
+    except DuplicateMember as exc:
+        raise InvalidRequest(
+            f"`{exc.key}` appears more than once in one object of the request body; "
+            "send each member once.",
+            param=exc.key,
+        ) from exc
+
+
+def _strip_cache_control(body: bytes) -> tuple[bytes, int]:
     text = as_text(body)
     top = object_members(text, 0)
     members = dict(top)
@@ -79,7 +94,7 @@ def strip_cache_control(body: bytes) -> tuple[bytes, int]:
     starts = [*_blocks(text, members.get("system")), *_blocks(text, members.get("tools"))]
     for message_start in _blocks(text, members.get("messages")):
         if text[message_start] == "{":
-            starts.extend(_blocks(text, find_member(text, message_start, "content")))
+            starts.extend(_blocks(text, find_unique_member(text, message_start, "content")))
     for start in starts:
         cut = _cache_control_cut(text, start)
         if cut is not None:

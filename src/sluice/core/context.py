@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from sluice.core.usage import ResponseFacts
+from sluice.errors import InvalidRequest
 from sluice.store.keys_repo import VirtualKey
 
 
@@ -59,7 +60,10 @@ class RequestContext:
     def parsed_body(self) -> dict[str, Any]:
         """The request body as parsed JSON, parsed on first use (only policies need it)."""
         if self.parsed is None:
-            parsed = orjson.loads(self.body)
+            try:
+                parsed = orjson.loads(self.body)
+            except orjson.JSONDecodeError as exc:  # the peek skips strings without UTF-8 checks
+                raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
             self.parsed = parsed if isinstance(parsed, dict) else {}
         return self.parsed
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import msgspec
+
 _STRUCT_S = re.compile(r'["{}\[\]]')
 _SCALAR = re.compile(r"-?[0-9][0-9eE.+-]*|true|false|null")
 _scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -171,3 +173,101 @@ def element_cuts(elements: list[tuple[int, int]], drop: set[int]) -> list[tuple[
         else:  # everything goes
             cuts.append((elements[0][0], elements[last][1]))
     return cuts
+
+
+_RAW_OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class DuplicateMember(SpanError):
+    """An object repeats a key (JSON leaves which one counts to each parser)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"member {key!r} appears more than once")
+        self.key = key
+
+
+def raw_members(raw: bytes | msgspec.Raw) -> dict[str, msgspec.Raw]:
+    return _RAW_OBJECT.decode(raw)
+
+
+def raw_elements(raw: bytes | msgspec.Raw) -> list[msgspec.Raw]:
+    return _RAW_ARRAY.decode(raw)
+
+
+def duplicate_member(
+    raw: bytes | msgspec.Raw, members: dict[str, msgspec.Raw] | None = None
+) -> str | None:
+    """The first key that occurs twice among the JSON object ``raw``'s own members, or None.
+    ``raw`` must be valid JSON; ``members`` is its ``raw_members`` when the caller has it.
+
+    Fast check: decoded to ``{key: raw value}`` (a repeated key keeps one value), a compact
+    object with no repeat is exactly ``{``, ``"key":value`` and commas, ``}``. Escapes and
+    whitespace only make the real object longer, and so does a dropped repeat: only when the
+    sum falls short is the object walked member by member.
+    """
+    if members is None:
+        members = _RAW_OBJECT.decode(raw)
+    size = len(memoryview(raw))
+    accounted = 1 + sum(len(k.encode()) + 4 + len(memoryview(v)) for k, v in members.items())
+    if accounted == size or not members:
+        return None
+    return _walk_for_duplicate(as_text(bytes(raw)), members)
+
+
+def _walk_for_duplicate(text: str, members: dict[str, msgspec.Raw]) -> str | None:
+    """The exact check: read the keys in order, skipping each value by comparing it with the
+    value the decoder kept for that key (a C compare); only a value that differs is scanned."""
+    seen: set[str] = set()
+    pos = _skip_ws_s(text, _skip_ws_s(text, 0) + 1)
+    while pos < len(text) and text[pos] == '"':
+        key, after = _scanstring(text, pos + 1, False)
+        if key in seen:
+            return str(key)
+        seen.add(key)
+        value_start = _skip_ws_s(text, _skip_ws_s(text, after) + 1)
+        kept = members.get(key)
+        value_end = _known_value_end(text, value_start, bytes(kept) if kept else b"")
+        pos = _skip_ws_s(text, _skip_ws_s(text, value_end) + 1)
+    return None
+
+
+def _known_value_end(text: str, start: int, kept: bytes) -> int:
+    end = start + len(kept)
+    after = _skip_ws_s(text, end)
+    # ``kept`` may be only a prefix of this value (a number: ``1`` of ``12``).
+    if kept and text.startswith(kept.decode("latin-1"), start) and text[after : after + 1] in ",}":
+        return end
+    return end_of_value(text, start)
+
+
+def duplicate_path(raw: bytes | msgspec.Raw, path: str) -> str | None:
+    """The path (``path.key``, ``path[i]...``) of the first repeated member anywhere inside
+    ``raw``, or None. For small values (this turn's message): each level is decoded again."""
+    head = bytes(memoryview(raw)[:1])
+    if head == b"{":
+        members = _RAW_OBJECT.decode(raw)
+        repeated = duplicate_member(raw, members)
+        if repeated is not None:
+            return f"{path}.{repeated}"
+        children = [(f"{path}.{k}", v) for k, v in members.items()]
+    elif head == b"[":
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(_RAW_ARRAY.decode(raw))]
+    else:
+        return None
+    for child_path, child in children:
+        found = duplicate_path(child, child_path)
+        if found is not None:
+            return found
+    return None
+
+
+def find_unique_member(text: str, start: int, key: str) -> Member | None:
+    """Like ``find_member``, but reads every member and refuses a repeated ``key``."""
+    found = None
+    for name, member in iter_members(text, start):
+        if name == key:
+            if found is not None:
+                raise DuplicateMember(key)
+            found = member
+    return found

@@ -2,40 +2,76 @@
 
 A Claude Code body is 76-125 KB, mostly tool schemas and history. A full ``orjson.loads``
 builds every object in it (and feeds the garbage collector) on every request; msgspec decodes
-just ``model``, ``stream``, ``max_tokens`` and ``metadata``, validates the rest as JSON and
-skips it. The full parse happens only when a key's policy needs it (``ctx.parsed_body()``).
+the top level to ``{key: raw JSON}`` (validating the rest and skipping it), then only the
+small members (``model``, ``stream``, ``max_tokens``, ``metadata``) are decoded. The full
+parse happens only when a key's policy needs it (``ctx.parsed_body()``).
+
+JSON lets an object repeat a key and leaves which one counts to the parser: the gateway
+could judge one ``mcp_servers`` while the upstream reads the other. So a body that repeats a
+top-level member, or a member of ``metadata`` or of an ``mcp_servers[]`` entry, is refused.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 import orjson
 
 from sluice.core.context import RequestContext
+from sluice.core.json_spans import duplicate_member, duplicate_path, raw_elements, raw_members
 from sluice.errors import InvalidRequest
 
-
-class _Peek(msgspec.Struct):
-    model: Any = None
-    messages: msgspec.Raw = msgspec.Raw()  # kept as raw bytes: validated, never built
-    stream: Any = None
-    max_tokens: Any = None
-    metadata: Any = None
-    mcp_servers: msgspec.Raw = msgspec.Raw()  # rare; kept raw, parsed only when present
+# Identifiers the gateway stores and echoes (model, session id) are refused (model) or
+# truncated (session) past this many characters; real model ids are under 100.
+MAX_IDENTIFIER_CHARS = 256
+_ECHO_CHARS = 64  # how much of a refused identifier an error message repeats
 
 
-_DECODER = msgspec.json.Decoder(_Peek)
-_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+def echo(value: str, limit: int = _ECHO_CHARS) -> str:
+    """``value`` cut for an error message or a log line."""
+    return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
+
+
+def repeated(member: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"`{member}` appears more than once in the request body; send each member once.",
+        param=member,
+    )
+
+
+def too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        "The request body is nested too deeply (the gateway's JSON parser allows about "
+        "900 levels).",
+        tips=["Send a Messages API body; real ones nest about a dozen levels."],
+    )
 
 
 def last_message(ctx: RequestContext) -> Any:
-    """The last message, parsed alone: the rest of the history stays raw bytes."""
+    """The last message, parsed alone (the rest of the history stays raw bytes). A member
+    repeated anywhere inside it is refused: policy reads every string in it."""
     if ctx.messages_raw is None:
         return None
-    items = _RAW_LIST.decode(ctx.messages_raw)
-    return orjson.loads(memoryview(items[-1])) if items else None
+    items = raw_elements(ctx.messages_raw)
+    if not items:
+        return None
+    index = len(items) - 1
+    try:
+        where = duplicate_path(items[-1], f"messages[{index}]")
+    except RecursionError as exc:
+        raise too_deep() from exc
+    if where is not None:
+        raise repeated(where)
+    return loads(items[-1])
+
+
+def loads(raw: msgspec.Raw) -> Any:
+    """Parse a member the peek kept raw (skipped strings were not checked for UTF-8)."""
+    try:
+        return orjson.loads(memoryview(raw))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
 
 
 def _session_from_metadata(metadata: Any) -> str | None:
@@ -51,13 +87,9 @@ def _session_from_metadata(metadata: Any) -> str | None:
     return session if isinstance(session, str) and session else None
 
 
-def peek_messages_body(ctx: RequestContext) -> None:
-    """Validate the minimum (a JSON object with ``model`` and ``messages``) and fill ``ctx``.
-
-    Everything else is the upstream's to judge: unknown fields pass through untouched.
-    """
+def _top_level(body: bytes) -> dict[str, msgspec.Raw]:
     try:
-        peek = _DECODER.decode(ctx.body)
+        members = raw_members(body)
     except msgspec.ValidationError as exc:
         raise InvalidRequest("The request body must be a JSON object.") from exc
     except msgspec.DecodeError as exc:
@@ -65,20 +97,76 @@ def peek_messages_body(ctx: RequestContext) -> None:
             f"The request body is not valid JSON: {exc}",
             tips=["Send a JSON object with `model`, `max_tokens` and `messages`."],
         ) from exc
-    model = peek.model
+    except RecursionError as exc:
+        raise too_deep() from exc
+    if (key := duplicate_member(body, members)) is not None:
+        raise repeated(key)
+    return members
+
+
+def _is(raw: msgspec.Raw | None, opener: bytes) -> TypeGuard[msgspec.Raw]:
+    """Whether ``raw`` is an object (``{``) or an array (``[``)."""
+    return raw is not None and bytes(memoryview(raw)[:1]) == opener
+
+
+def _small(raw: msgspec.Raw | None) -> Any:
+    """Decode one small member (skipped values were validated as JSON, not as UTF-8)."""
+    try:
+        return None if raw is None else msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+
+
+def _check_nested(members: dict[str, msgspec.Raw]) -> None:
+    """Repeats inside the small objects the gateway reads or judges."""
+    metadata = members.get("metadata")
+    if _is(metadata, b"{") and (key := duplicate_member(metadata)) is not None:
+        raise repeated(f"metadata.{key}")
+    servers = members.get("mcp_servers")
+    if _is(servers, b"["):
+        for index, server in enumerate(raw_elements(servers)):
+            if _is(server, b"{") and (key := duplicate_member(server)):
+                raise repeated(f"mcp_servers[{index}].{key}")
+
+
+def check_tools(body: bytes) -> None:
+    """Repeats inside ``tools[]`` entries: run only when a policy reads the declared tools."""
+    tools = raw_members(body).get("tools")
+    if _is(tools, b"["):
+        for index, tool in enumerate(raw_elements(tools)):
+            if _is(tool, b"{") and (key := duplicate_member(tool)):
+                raise repeated(f"tools[{index}].{key}")
+
+
+def peek_messages_body(ctx: RequestContext) -> None:
+    """Validate the minimum (a JSON object with ``model`` and ``messages``) and fill ``ctx``.
+
+    Everything else is the upstream's to judge: unknown fields pass through untouched.
+    """
+    members = _top_level(ctx.body)
+    model = _small(members.get("model"))
     if not isinstance(model, str) or not model:
         raise InvalidRequest("`model`: field required (a model name string).", param="model")
-    if bytes(memoryview(peek.messages)[:1]) != b"[":
+    if len(model) > MAX_IDENTIFIER_CHARS:
+        raise InvalidRequest(
+            f"`model` is longer than {MAX_IDENTIFIER_CHARS} characters: '{echo(model)}'.",
+            param="model",
+        )
+    messages = members.get("messages")
+    if not _is(messages, b"["):
         raise InvalidRequest("`messages`: field required (an array of messages).", param="messages")
-    ctx.messages_raw = peek.messages
-    ctx.mcp_servers_raw = peek.mcp_servers if len(memoryview(peek.mcp_servers)) else None
+    _check_nested(members)
+    ctx.messages_raw = messages
+    ctx.mcp_servers_raw = members.get("mcp_servers")
     ctx.model_requested = model
     ctx.model_sent = model
-    ctx.stream = peek.stream is True
-    ctx.max_tokens = peek.max_tokens if isinstance(peek.max_tokens, int) else None
+    ctx.stream = _small(members.get("stream")) is True
+    max_tokens = _small(members.get("max_tokens"))
+    ctx.max_tokens = max_tokens if isinstance(max_tokens, int) else None
     header_session = ctx.header(b"x-claude-code-session-id")
-    ctx.session_id = (
+    session = (
         header_session.decode("latin-1")
         if header_session
-        else _session_from_metadata(peek.metadata)
+        else _session_from_metadata(_small(members.get("metadata")))
     )
+    ctx.session_id = session[:MAX_IDENTIFIER_CHARS] if session else session

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from sluice.core.body_edit import splice_model, strip_cache_control, strip_named
 from sluice.core.context import RequestContext
-from sluice.core.peek import last_message
+from sluice.core.peek import check_tools, last_message, loads
 from sluice.core.resolve import ModelResolver
 from sluice.errors import ModelNotAllowed
 from sluice.governance.policy import PolicyBook
@@ -40,7 +38,7 @@ class Pipeline:
             # Only this turn's message is scanned: parse it alone, not the whole history.
             view: dict[str, Any] = {"messages": [last_message(ctx)]}
             if ctx.mcp_servers_raw is not None:
-                view["mcp_servers"] = orjson.loads(memoryview(ctx.mcp_servers_raw))
+                view["mcp_servers"] = loads(ctx.mcp_servers_raw)
             policy.check_urls(view)
         guard: ToolGuard | None = None
         if policy.guards_tools:
@@ -49,6 +47,8 @@ class Pipeline:
             needs_parse = policy.tool_mode != "block_calls" or (
                 policy.mcp.active and ctx.mcp_servers_raw is not None
             )
+            if needs_parse:
+                check_tools(ctx.body)  # the names judged must be the names relayed
             declared = policy.check_declared(ctx.parsed_body()) if needs_parse else []
             # A denied MCP server in mcp_servers[] runs on the provider's side, where no
             # response guard can stop its calls: refuse it unless the mode strips it.

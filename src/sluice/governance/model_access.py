@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
+from sluice.governance.patterns import Pattern, compile_pattern
 from sluice.store.keys_repo import VirtualKey
 
 
 @lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _compiled(pattern: str) -> Pattern:
+    return compile_pattern(pattern)
 
 
 def matches_allowed(model: str, allowed: list[str]) -> bool:

@@ -1,8 +1,9 @@
 """Per-key regex policy: tools, MCP servers, URLs and models.
 
-Patterns match unanchored (``re.search``), so ``^Bash$`` is exact and ``Bash`` matches any tool
-containing it. Deny wins; a non-empty allow list makes that dimension an allowlist. Patterns
-were validated when the key config was saved; here they are compiled once per key revision.
+Patterns are RE2 (``governance.patterns``) and match unanchored (``search``), so ``^Bash$``
+is exact and ``Bash`` matches any tool containing it. Deny wins; a non-empty allow list makes
+that dimension an allowlist. Patterns were validated when the key config was saved; here they
+are compiled once per key revision.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.config.vk import AllowDeny, VirtualKeyConfig
+from sluice.core.peek import echo
 from sluice.errors import ToolNotAllowed, UrlNotAllowed
+from sluice.governance.patterns import MAX_MATCHED_CHARS, Pattern, compile_pattern
 from sluice.store.keys_repo import VirtualKey
 
 _URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
@@ -21,15 +24,15 @@ _URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
 @dataclass(frozen=True, slots=True)
 class Rules:
     dimension: str  # tools | mcp | urls | models
-    allow: tuple[re.Pattern[str], ...]
-    deny: tuple[re.Pattern[str], ...]
+    allow: tuple[Pattern, ...]
+    deny: tuple[Pattern, ...]
 
     @classmethod
     def compile(cls, dimension: str, rules: AllowDeny) -> Rules:
         return cls(
             dimension,
-            tuple(re.compile(p) for p in rules.allow),
-            tuple(re.compile(p) for p in rules.deny),
+            tuple(compile_pattern(p) for p in rules.allow),
+            tuple(compile_pattern(p) for p in rules.deny),
         )
 
     @property
@@ -38,6 +41,11 @@ class Rules:
 
     def violation(self, value: str) -> str | None:
         """Why ``value`` is refused (the rule, for messages and the ledger), or None."""
+        if not self.active:
+            return None
+        limit = MAX_MATCHED_CHARS[self.dimension]
+        if len(value) > limit:
+            return f"policy_rules.{self.dimension}: value longer than {limit} characters"
         for pattern in self.deny:
             if pattern.search(value):
                 return f"policy_rules.{self.dimension}.deny: {pattern.pattern}"
@@ -86,8 +94,8 @@ class KeyPolicy:
 
     def tool_error(self, name: str, reason: str) -> ToolNotAllowed:
         return ToolNotAllowed(
-            f"Tool '{name}' is blocked by this key's policy ({reason})",
-            meta={"tool": name, "rule": reason},
+            f"Tool '{echo(name)}' is blocked by this key's policy ({reason})",
+            meta={"tool": echo(name), "rule": reason},
             tips=["Ask an admin to change this key's policy_rules if the tool should be allowed."],
         )
 
@@ -129,20 +137,25 @@ class KeyPolicy:
             reason = self.urls.violation(url)
             if reason is not None:
                 raise UrlNotAllowed(
-                    f"URL '{url}' is blocked by this key's policy ({reason})",
-                    meta={"url": url, "rule": reason},
+                    f"URL '{echo(url, 256)}' is blocked by this key's policy ({reason})",
+                    meta={"url": echo(url, 256), "rule": reason},
                 )
 
 
 def _text_of(node: Any) -> str:
-    """All string values in a message, joined (URLs are looked for in any of them)."""
-    if isinstance(node, str):
-        return node
-    if isinstance(node, dict):
-        return "\n".join(_text_of(v) for v in node.values())
-    if isinstance(node, list):
-        return "\n".join(_text_of(v) for v in node)
-    return ""
+    """All string values in a message, joined (URLs are looked for in any of them). A loop,
+    not recursion: a message may nest as deep as the parser allows."""
+    parts: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, dict):
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return "\n".join(parts)
 
 
 class PolicyBook:
