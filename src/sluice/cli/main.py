@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from pathlib import Path
 
 import typer
 
 from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
-from sluice.cli.common import ConfigOption, config_or_exit, console, err_console
+from sluice.cli.common import ConfigOption, config_or_exit, console, err_console, fail
+from sluice.cli.ports import ensure_free, port_taken_message
 from sluice.config.loader import ConfigProblems, default_config_path, load_config
 
 app = typer.Typer(help="Sluice: a self-hosted AI gateway for Claude Code.", no_args_is_help=True)
@@ -42,12 +44,15 @@ def serve(
     from sluice.telemetry.metrics_server import WORKERS_ENV, metrics_banner
 
     cfg = config_or_exit(config)
-    configure_logging(cfg.server.log_level)
-    # Migrate once here, so workers (or the app) start on a schema already at head.
-    asyncio.run(_migrate(cfg.database))
     bind_host = host or cfg.server.host
     bind_port = port if port is not None else cfg.server.port
     n_workers = workers or cfg.server.workers
+    ensure_free(bind_host, bind_port, "--port or server.port")
+    if cfg.metrics.enabled and n_workers == 1:  # several workers take the first free ports
+        ensure_free(cfg.metrics.host, cfg.metrics.port, "metrics.port (or metrics.enabled: false)")
+    configure_logging(cfg.server.log_level)
+    # Migrate once here, so workers (or the app) start on a schema already at head.
+    asyncio.run(_migrate(cfg.database))
     options = dict(
         host=bind_host,
         port=bind_port,
@@ -101,13 +106,18 @@ def config_check(config: Path | None = ConfigOption) -> None:
     )
 
 
-@mock_app.command("anthropic")
+def _scenario_help() -> str:
+    from sluice.testing.named import SCENARIO_HELP
+
+    # One paragraph per line: rich keeps them apart, and nothing is cut with "...".
+    return "\n\n".join(f"{name}: {text}" for name, text in SCENARIO_HELP.items())
+
+
+@mock_app.command("anthropic", epilog="Scenarios:\n\n" + _scenario_help())
 def mock_anthropic(
     port: int = typer.Option(8090, "--port"),
     host: str = typer.Option("127.0.0.1", "--host"),
-    scenario: str = typer.Option(
-        "text", "--scenario", help="text, tool_bash, thinking, err529, ..."
-    ),
+    scenario: str = typer.Option("text", "--scenario", help="One of the scenarios listed below."),
 ) -> None:
     """Start the built-in fake Anthropic upstream."""
     from sluice.testing import SCENARIO_NAMES
@@ -115,8 +125,13 @@ def mock_anthropic(
 
     if scenario not in SCENARIO_NAMES:
         raise typer.BadParameter(f"unknown scenario; one of: {', '.join(SCENARIO_NAMES)}")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(port, scenario, host=host))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_forever(port, scenario, host=host))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        fail(port_taken_message(host, port, "--port"))
 
 
 def main() -> None:
