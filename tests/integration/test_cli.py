@@ -166,7 +166,7 @@ def test_readable_output_without_json(config_file: Path) -> None:
 def test_ambiguous_or_missing_id(config_file: Path) -> None:
     result = runner.invoke(app, ["keys", "show", "nope", "--config", str(config_file)])
     assert result.exit_code == 1
-    assert "no key with id or display prefix" in result.output
+    assert "no key with id, display prefix or name" in result.output
 
 
 def test_config_check_reports_every_problem_with_its_path(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import orjson
 import typer
 import yaml
 from rich.table import Table
+from rich.text import Text
 
 from sluice.cli.common import (
     ConfigOption,
@@ -23,6 +24,7 @@ from sluice.cli.common import (
     print_json,
     run,
 )
+from sluice.cli.tables import Col, clean, print_table
 from sluice.config.loader import ConfigProblems
 from sluice.config.vk import VirtualKeyConfig, set_path
 from sluice.core.clock import SystemClock
@@ -53,6 +55,8 @@ def _show(key: VirtualKey, as_json: bool, secret: str | None = None) -> None:
         print_json(payload)
         return
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     for name in (
         "id",
         "name",
@@ -65,10 +69,10 @@ def _show(key: VirtualKey, as_json: bool, secret: str | None = None) -> None:
         "organization",
         "description",
     ):
-        table.add_row(name, str(payload[name] if payload[name] is not None else "-"))
+        table.add_row(name, Text(clean(payload[name])))
     for name in ("expires_at", "created_at", "last_used_at", "rotation_grace_until"):
         table.add_row(name, iso(payload[name]))
-    table.add_row("config", orjson.dumps(payload["config"]).decode())
+    table.add_row("config", Text(clean(orjson.dumps(payload["config"]).decode())))
     console.print(table)
     if secret is not None:
         console.print("\n[bold]Key (shown once, store it now):[/bold]")
@@ -121,19 +125,31 @@ def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) ->
     if as_json:
         print_json([k.public_dict() for k in keys])
         return
-    table = Table("id", "prefix", "name", "status", "principal", "project", "expires", "last used")
-    for k in keys:
-        table.add_row(
-            k.id,
-            k.display_prefix,
-            k.name,
-            k.status,
-            k.principal or "-",
-            k.project or "-",
-            iso(k.expires_at),
-            iso(k.last_used_at),
-        )
-    console.print(table)
+    print_table(
+        [
+            Col("id", keep=True),
+            Col("prefix", keep=True),
+            Col("name"),
+            Col("status"),
+            Col("principal", drop=3),
+            Col("project", drop=4),
+            Col("expires", drop=6),
+            Col("last used", drop=5),
+        ],
+        [
+            [
+                k.id,
+                k.display_prefix,
+                k.name,
+                k.status,
+                k.principal,
+                k.project,
+                iso(k.expires_at),
+                iso(k.last_used_at),
+            ]
+            for k in keys
+        ],
+    )
 
 
 @app.command()
