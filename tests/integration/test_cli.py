@@ -56,7 +56,7 @@ def test_keys_lifecycle(config_file: Path) -> None:
     assert isinstance(created, dict)
     secret = created["key"]
     assert secret.startswith("lw_vk_live_") and len(secret) >= 11 + 26 + 24
-    assert created["display_prefix"] == secret[:18]
+    assert created["display_prefix"] == "lw_vk_live_" + secret[30:37]
     assert created["id"] == secret[11:37]
     assert created["principal"] == "alice" and created["status"] == "active"
     assert created["expires_at"] is not None

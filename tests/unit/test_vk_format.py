@@ -17,7 +17,8 @@ def test_mint_and_parse() -> None:
     assert len(live) == 11 + 26 + vk_format.SECRET_LEN
     assert vk_format.parse_key(live) == vk_format.ParsedKey("live", key_id)
     assert vk_format.parse_key(test) == vk_format.ParsedKey("test", key_id)
-    assert vk_format.display_prefix(live) == live[:18]
+    assert vk_format.display_prefix(live) == "lw_vk_live_" + key_id[-7:]
+    assert vk_format.display_prefix(test) == "lw_vk_test_" + key_id[-7:]
     assert vk_format.mint_key(key_id) != live  # a fresh secret each time
 
 
