@@ -280,3 +280,44 @@ def test_control_characters_in_stored_strings_are_escaped(config_file: Path) -> 
         assert "\\x1b[31mred\\x07" in out, out
     shown = cli(config_file, "keys", "show", key["id"]).stdout
     assert "[bold]x[/bold]" in shown  # printed as text, not read as markup
+
+
+# --- item 6: clearing a setting -------------------------------------------------------------
+
+
+def test_null_or_unset_removes_a_setting(config_file: Path, tmp_path: Path) -> None:
+    key = mint(config_file, "k")
+    cli(
+        config_file,
+        "keys",
+        "update",
+        "k",
+        "--set",
+        'rate_limits={"rpm": 60}',
+        "--set",
+        'providers_allowed=["anthropic-primary"]',
+        "--set",
+        "fallback.max_attempts=2",
+    )
+    cleared = cli(config_file, "keys", "update", "k", "--set", "rate_limits=null", "--json")
+    assert json.loads(cleared.stdout)["config"] == {
+        "providers_allowed": ["anthropic-primary"],
+        "fallback": {"max_attempts": 2},
+    }
+    unset = cli(
+        config_file,
+        "keys",
+        "update",
+        key["id"],
+        "--unset",
+        "providers_allowed",
+        "--set",
+        "fallback.max_attempts=null",
+        "--json",
+    )
+    assert json.loads(unset.stdout)["config"] == {}
+    # A config file may say null too: that setting takes its default.
+    doc = tmp_path / "vk.yaml"
+    doc.write_text("rate_limits: null\nmodels_allowed: null\ncache: {mode: disable}\n")
+    replaced = cli(config_file, "keys", "update", "k", "--config-file", str(doc), "--json")
+    assert json.loads(replaced.stdout)["config"] == {"cache": {"mode": "disable"}}

@@ -76,3 +76,11 @@ def test_vk_config_refuses_bad_documents(doc: dict[str, object], path: str) -> N
     with pytest.raises(ConfigProblems) as info:
         VirtualKeyConfig.parse(doc)
     assert any(p.path == path for p in info.value.problems), info.value.problems
+
+
+def test_null_means_not_set() -> None:
+    parsed = VirtualKeyConfig.parse({"rate_limits": None, "fallback": {"max_attempts": None}})
+    assert parsed == VirtualKeyConfig()
+    doc = {"rate_limits": {"rpm": 1, "tpm": 2}}
+    assert set_path(doc, "rate_limits.rpm", None) == {"rate_limits": {"tpm": 2}}
+    assert set_path(doc, "rate_limits", None) == {}

@@ -207,7 +207,12 @@ def _load_vk_config(path: Path) -> VirtualKeyConfig:
 def update(
     key_id: str = typer.Argument(..., metavar="ID"),
     set_: list[str] = typer.Option(
-        [], "--set", help="path=JSON, e.g. policy_rules.tools.deny='[\"^Bash$\"]'"
+        [],
+        "--set",
+        help="path=JSON, e.g. policy_rules.tools.deny='[\"^Bash$\"]'; path=null removes it",
+    ),
+    unset: list[str] = typer.Option(
+        [], "--unset", help="Remove a setting (its default applies), e.g. rate_limits."
     ),
     config_file: Path | None = typer.Option(
         None, "--config-file", help="Replace the whole key config."
@@ -238,6 +243,8 @@ def update(
             except orjson.JSONDecodeError:
                 value = raw  # a bare word is taken as a string
             document = set_path(document, path.strip(), value)
+        for path in unset:
+            document = set_path(document, path.strip(), None)
         fields = given(
             name=name,
             description=description,
@@ -248,7 +255,8 @@ def update(
         )
         if expires is not None:
             fields["expires_at"] = parse_when(expires, SystemClock().now_ms(), future=True)
-        new_config = VirtualKeyConfig.parse(document, "config") if (set_ or config_file) else None
+        edited = set_ or unset or config_file
+        new_config = VirtualKeyConfig.parse(document, "config") if edited else None
         return await admin.update(key.id, config=new_config, fields=fields)
 
     key: VirtualKey = run(lambda: _with_admin(config, action))
