@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from test_serve import clean_env
+from test_serve import clean_env, serving
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
 
@@ -76,3 +77,40 @@ async def test_serve_with_a_busy_metrics_port_says_so_and_prints_no_banner(
     assert rc != 0
     assert f":{metrics_port}" not in out, out  # no "Metrics on http://…:PORT" banner
     assert_one_line_about(err, metrics_port, "metrics.port")
+
+
+async def _start_and_stop(cwd: Path, env: dict[str, str] | None = None) -> tuple[str, str, int]:
+    """Run `sluice serve` until it answers, stop it; its stdout, stderr and port."""
+    async with serving(cwd) as (url, proc):
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return out.decode(), err.decode(), int(url.rsplit(":", 1)[1])
+
+
+async def test_first_start_ends_with_the_next_steps_and_announces_demo_mode(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "sluice.yaml").write_text("metrics: {port: 0}\n")
+    out, _err, port = await _start_and_stop(tmp_path)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines[-1].strip().startswith("export ANTHROPIC_AUTH_TOKEN=lw_vk_live_"), out
+    assert lines[-2].strip() == f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{port}", out
+    assert any("sluice keys create --name" in line for line in lines), out
+    demo = next(line for line in lines if "DEMO MODE" in line)
+    assert not demo.lstrip().startswith("{") and "not a real model" in demo, out
+    metrics = next(line for line in lines if line.startswith("Metrics on http://127.0.0.1:"))
+    assert not metrics.endswith(":0/metrics"), out  # the port really bound, not the setting
+
+
+async def test_tracing_and_an_empty_provider_key_are_announced(tmp_path: Path) -> None:
+    (tmp_path / "sluice.yaml").write_text(
+        "metrics: {enabled: false}\n"
+        "tracing: {enabled: true}\n"
+        "providers:\n"
+        "  anthropic-primary: {type: anthropic, api_key: '${SLUICE_NEWCOMER_UNSET_KEY}'}\n"
+    )
+    out, err, _port = await _start_and_stop(tmp_path)
+    assert "Tracing on: spans go to the local store" in out, out
+    warning = next(line for line in err.splitlines() if "SLUICE_NEWCOMER_UNSET_KEY" in line)
+    assert "providers.anthropic-primary.api_key" in warning and "not set" in warning
+    assert "DEMO MODE" not in out

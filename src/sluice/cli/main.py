@@ -39,11 +39,13 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
+    from sluice.cli.startup import AnnouncingServer, announce, warn_empty_provider_keys
     from sluice.logs import configure_logging
     from sluice.server.app import SluiceApp
     from sluice.telemetry.metrics_server import WORKERS_ENV, metrics_banner
 
     cfg = config_or_exit(config)
+    warn_empty_provider_keys(config or default_config_path())
     bind_host = host or cfg.server.host
     bind_port = port if port is not None else cfg.server.port
     n_workers = workers or cfg.server.workers
@@ -64,11 +66,10 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=10,
     )
-    console.print(
-        f"Sluice listening on http://{bind_host}:{bind_port} (workers={n_workers})", highlight=False
-    )
-    console.print(metrics_banner(cfg.metrics, n_workers), highlight=False)  # metrics
+    url = f"http://{bind_host}:{bind_port}"
+    metrics = metrics_banner(cfg.metrics, n_workers)
     if n_workers > 1:
+        announce(None, cfg, url, n_workers, metrics, config)()
         # Workers import the app by name; each builds its own state from the same file.
         chosen = config or default_config_path()
         if chosen is not None:
@@ -76,7 +77,13 @@ def serve(
         os.environ[WORKERS_ENV] = str(n_workers)  # metrics: one port per worker
         uvicorn.run("sluice.server.app:create_app", factory=True, workers=n_workers, **options)  # type: ignore[arg-type]
         return
-    uvicorn.run(SluiceApp(cfg), **options)  # type: ignore[arg-type]
+    sluice_app = SluiceApp(cfg)
+    show = announce(sluice_app, cfg, url, n_workers, metrics, config)
+    server = AnnouncingServer(uvicorn.Config(sluice_app, **options), show)  # type: ignore[arg-type]
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn logged why
 
 
 async def _migrate(url: str) -> None:
