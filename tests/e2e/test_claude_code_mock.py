@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sluice.config.vk import VirtualKeyConfig
 from sluice.testing.fake_anthropic import FakeAnthropic, mock_upstream
 
 from claude_cli import run_claude
@@ -77,3 +78,29 @@ async def test_529_then_success_is_retried_by_claude_code(
     statuses = [r["status"] for r in await gw.ledger_rows()]
     assert statuses == [529, 200]
     assert fake.messages_requests()[0].body == fake.messages_requests()[1].body
+
+
+async def test_denied_tool_scenario_under_a_deny_policy(tmp_path: Path) -> None:
+    """`tool_denied` with `policy_rules.tools.deny: ["^Bash$"]`: Claude Code prints its own
+    "Failed to authenticate" before the 403 (the README's Troubleshooting explains it), then
+    Sluice's message naming the rule; Bash never runs."""
+    deny = VirtualKeyConfig.parse({"policy_rules": {"tools": {"deny": ["^Bash$"]}}})
+    marker = tmp_path / "MARKER"
+    async with mock_upstream("tool_denied", bash_command=f"touch {marker}") as fake:
+        gw = await start_gateway(tmp_path / "sluice.db", fake.url, key_config=deny)
+        try:
+            result = await run_claude(
+                [*PRINT, "list files", "--allowedTools", "Bash"],
+                base_url=gw.url,
+                auth_token=gw.key,
+                cwd=tmp_path / "work",
+                home=tmp_path / "home",
+                timeout=90,
+                max_retries=None,
+            )
+        finally:
+            await gw.server.stop()
+    rule = "Tool 'Bash' is blocked by this key's policy (policy_rules.tools.deny: ^Bash$)"
+    assert f"Failed to authenticate. API Error: 403 {rule}" in result.stdout, result.describe()
+    assert result.rc != 0 and not marker.exists()
+    assert len(fake.messages_requests()) == 1
