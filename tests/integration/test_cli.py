@@ -56,7 +56,7 @@ def test_keys_lifecycle(config_file: Path) -> None:
     assert isinstance(created, dict)
     secret = created["key"]
     assert secret.startswith("lw_vk_live_") and len(secret) >= 11 + 26 + 24
-    assert created["display_prefix"] == secret[:18]
+    assert created["display_prefix"] == "lw_vk_live_" + secret[30:37]
     assert created["id"] == secret[11:37]
     assert created["principal"] == "alice" and created["status"] == "active"
     assert created["expires_at"] is not None
@@ -166,7 +166,7 @@ def test_readable_output_without_json(config_file: Path) -> None:
 def test_ambiguous_or_missing_id(config_file: Path) -> None:
     result = runner.invoke(app, ["keys", "show", "nope", "--config", str(config_file)])
     assert result.exit_code == 1
-    assert "no key with id or display prefix" in result.output
+    assert "no key with id, display prefix or name" in result.output
 
 
 def test_config_check_reports_every_problem_with_its_path(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ async def test_key_stored_only_as_hmac(gateway: Gateway) -> None:
         .fetchone()
     )
     expected = hmac.new(SECRET.encode(), gateway.key.encode(), hashlib.sha256).hexdigest()
-    assert row == (expected, gateway.key[:18])
+    assert row == (expected, "lw_vk_live_" + gateway.key[30:37])
 
 
 async def test_disable_from_another_process_propagates_within_5s(

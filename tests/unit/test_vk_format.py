@@ -17,7 +17,8 @@ def test_mint_and_parse() -> None:
     assert len(live) == 11 + 26 + vk_format.SECRET_LEN
     assert vk_format.parse_key(live) == vk_format.ParsedKey("live", key_id)
     assert vk_format.parse_key(test) == vk_format.ParsedKey("test", key_id)
-    assert vk_format.display_prefix(live) == live[:18]
+    assert vk_format.display_prefix(live) == "lw_vk_live_" + key_id[-7:]
+    assert vk_format.display_prefix(test) == "lw_vk_test_" + key_id[-7:]
     assert vk_format.mint_key(key_id) != live  # a fresh secret each time
 
 
@@ -75,3 +76,11 @@ def test_vk_config_refuses_bad_documents(doc: dict[str, object], path: str) -> N
     with pytest.raises(ConfigProblems) as info:
         VirtualKeyConfig.parse(doc)
     assert any(p.path == path for p in info.value.problems), info.value.problems
+
+
+def test_null_means_not_set() -> None:
+    parsed = VirtualKeyConfig.parse({"rate_limits": None, "fallback": {"max_attempts": None}})
+    assert parsed == VirtualKeyConfig()
+    doc = {"rate_limits": {"rpm": 1, "tpm": 2}}
+    assert set_path(doc, "rate_limits.rpm", None) == {"rate_limits": {"tpm": 2}}
+    assert set_path(doc, "rate_limits", None) == {}

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 from ulid import ULID
 
 from sluice.cli.common import (
@@ -22,10 +21,14 @@ from sluice.cli.common import (
     open_db,
     print_json,
     run,
+    warn,
 )
+from sluice.cli.tables import Col, print_table
 from sluice.core.clock import SystemClock
+from sluice.governance.key_admin import KeyAdminError, resolve_key
 from sluice.governance.windows import WINDOWS, window_bounds
 from sluice.store.budgets_repo import SCOPES, Budget, BudgetsRepo
+from sluice.store.keys_repo import KeysRepo
 
 app = typer.Typer(
     help="Budgets: spending limits with block or warn on breach.", no_args_is_help=True
@@ -79,19 +82,31 @@ def _show(rows: list[dict[str, Any]], as_json: bool, single: bool = False) -> No
     if as_json:
         print_json(rows[0] if single else rows)
         return
-    table = Table("id", "name", "scope", "target", "window", "limit $", "spent $", "on breach")
-    for r in rows:
-        table.add_row(
-            r["id"],
-            r["name"] or "-",
-            r["scope"],
-            r["target"],
-            r["window"],
-            f"{r['limit_usd']:.2f}",
-            f"{r['spent_usd']:.6f}",
-            r["on_breach"],
-        )
-    console.print(table)
+    print_table(
+        [
+            Col("id", keep=True),
+            Col("name", drop=2),
+            Col("scope", keep=True),
+            Col("target"),
+            Col("window", drop=1),
+            Col("limit $", justify="right"),
+            Col("spent $", justify="right"),
+            Col("on breach", drop=3),
+        ],
+        [
+            [
+                r["id"],
+                r["name"],
+                r["scope"],
+                r["target"],
+                r["window"],
+                f"{r['limit_usd']:.2f}",
+                f"{r['spent_usd']:.6f}",
+                r["on_breach"],
+            ]
+            for r in rows
+        ],
+    )
     if single:
         console.print(f"window {iso(rows[0]['window_start'])} .. {iso(rows[0]['window_end'])}")
 
@@ -99,12 +114,17 @@ def _show(rows: list[dict[str, Any]], as_json: bool, single: bool = False) -> No
 @app.command()
 def create(
     scope: str = typer.Option(
-        ..., "--scope", help="organization|team|project|virtual_key|principal"
+        ..., "--scope", help="principal, project, team, organization or virtual_key"
     ),
     target: str = typer.Option(
-        ..., "--target", help="The id the scope matches (a user id, key id…)."
+        ...,
+        "--target",
+        help="What the scope matches: a principal (user id), project, team or organization "
+        "name, or a key (id, display prefix or name).",
     ),
-    window: str = typer.Option(..., "--window", help="minute|hour|day|week|month|total (UTC)"),
+    window: str = typer.Option(
+        ..., "--window", help="minute, hour, day, week, month or total (UTC)"
+    ),
     limit: str = typer.Option(..., "--limit", help="USD"),
     on_breach: str = typer.Option(
         "block", "--on-breach", help="block (402) or warn (header, webhook)"
@@ -132,11 +152,34 @@ def create(
         updated_at=now,
     )
 
-    async def action(repo: BudgetsRepo) -> dict[str, Any]:
-        await repo.insert(budget)
-        return await _with_spent(repo, budget)
+    async def action() -> dict[str, Any]:
+        async with open_db(config_or_exit(config)) as (engine, _secret):
+            repo = BudgetsRepo(engine)
+            resolved = await _resolve_target(KeysRepo(engine), scope, target)
+            saved = dataclasses.replace(budget, target=resolved)
+            await repo.insert(saved)
+            return await _with_spent(repo, saved)
 
-    _show([run(lambda: _with_repo(config, action))], as_json, single=True)
+    _show([run(action)], as_json, single=True)
+
+
+async def _resolve_target(keys: KeysRepo, scope: str, target: str) -> str:
+    """A virtual_key target becomes the key's id (it may be given as a prefix or a name); a
+    target no key carries yet is a warning, since the budget would apply to nothing."""
+    if scope == "virtual_key":
+        try:
+            return (await resolve_key(keys, target)).id
+        except KeyAdminError as exc:
+            if "matches" in str(exc):
+                fail(str(exc))
+            warn(
+                f"no key with id, display prefix or name {target!r} exists yet; "
+                "this budget applies to nothing until one does"
+            )
+            return target
+    if not await keys.field_in_use(scope, target):
+        warn(f"no key has {scope} {target!r} yet; this budget applies once one does")
+    return target
 
 
 @app.command("list")

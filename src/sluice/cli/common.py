@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.loader import ConfigProblems, load_config
@@ -34,9 +35,15 @@ _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    err_console.print(
+        f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True
+    )
 
 
 def config_or_exit(path: Path | None) -> SluiceConfig:

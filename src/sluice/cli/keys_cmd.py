@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sluice.cli.common import (
     ConfigOption,
@@ -22,6 +23,7 @@ from sluice.cli.common import (
     print_json,
     run,
 )
+from sluice.cli.tables import Col, clean, print_table
 from sluice.config.loader import ConfigProblems, load_yaml
 from sluice.config.vk import VirtualKeyConfig, set_path
 from sluice.core.clock import SystemClock
@@ -52,6 +54,8 @@ def _show(key: VirtualKey, as_json: bool, secret: str | None = None) -> None:
         print_json(payload)
         return
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     for name in (
         "id",
         "name",
@@ -64,10 +68,10 @@ def _show(key: VirtualKey, as_json: bool, secret: str | None = None) -> None:
         "organization",
         "description",
     ):
-        table.add_row(name, str(payload[name] if payload[name] is not None else "-"))
+        table.add_row(name, Text(clean(payload[name])))
     for name in ("expires_at", "created_at", "last_used_at", "rotation_grace_until"):
         table.add_row(name, iso(payload[name]))
-    table.add_row("config", orjson.dumps(payload["config"]).decode())
+    table.add_row("config", Text(clean(orjson.dumps(payload["config"]).decode())))
     console.print(table)
     if secret is not None:
         console.print("\n[bold]Key (shown once, store it now):[/bold]")
@@ -120,19 +124,31 @@ def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) ->
     if as_json:
         print_json([k.public_dict() for k in keys])
         return
-    table = Table("id", "prefix", "name", "status", "principal", "project", "expires", "last used")
-    for k in keys:
-        table.add_row(
-            k.id,
-            k.display_prefix,
-            k.name,
-            k.status,
-            k.principal or "-",
-            k.project or "-",
-            iso(k.expires_at),
-            iso(k.last_used_at),
-        )
-    console.print(table)
+    print_table(
+        [
+            Col("id", keep=True),
+            Col("prefix", keep=True),
+            Col("name"),
+            Col("status"),
+            Col("principal", drop=3),
+            Col("project", drop=4),
+            Col("expires", drop=6),
+            Col("last used", drop=5),
+        ],
+        [
+            [
+                k.id,
+                k.display_prefix,
+                k.name,
+                k.status,
+                k.principal,
+                k.project,
+                iso(k.expires_at),
+                iso(k.last_used_at),
+            ]
+            for k in keys
+        ],
+    )
 
 
 @app.command()
@@ -190,7 +206,12 @@ def _load_vk_config(path: Path) -> VirtualKeyConfig:
 def update(
     key_id: str = typer.Argument(..., metavar="ID"),
     set_: list[str] = typer.Option(
-        [], "--set", help="path=JSON, e.g. policy_rules.tools.deny='[\"^Bash$\"]'"
+        [],
+        "--set",
+        help="path=JSON, e.g. policy_rules.tools.deny='[\"^Bash$\"]'; path=null removes it",
+    ),
+    unset: list[str] = typer.Option(
+        [], "--unset", help="Remove a setting (its default applies), e.g. rate_limits."
     ),
     config_file: Path | None = typer.Option(
         None, "--config-file", help="Replace the whole key config."
@@ -221,6 +242,8 @@ def update(
             except orjson.JSONDecodeError:
                 value = raw  # a bare word is taken as a string
             document = set_path(document, path.strip(), value)
+        for path in unset:
+            document = set_path(document, path.strip(), None)
         fields = given(
             name=name,
             description=description,
@@ -231,7 +254,8 @@ def update(
         )
         if expires is not None:
             fields["expires_at"] = parse_when(expires, SystemClock().now_ms(), future=True)
-        new_config = VirtualKeyConfig.parse(document, "config") if (set_ or config_file) else None
+        edited = set_ or unset or config_file
+        new_config = VirtualKeyConfig.parse(document, "config") if edited else None
         return await admin.update(key.id, config=new_config, fields=fields)
 
     key: VirtualKey = run(lambda: _with_admin(config, action))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from pathlib import Path
 
 import typer
 
 from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
-from sluice.cli.common import ConfigOption, config_or_exit, console, err_console
+from sluice.cli.common import ConfigOption, config_or_exit, console, err_console, fail
+from sluice.cli.ports import ensure_free, port_taken_message
 from sluice.config.loader import ConfigProblems, default_config_path, load_config
 from sluice.config.models import WORKERS_NEED_REDIS
 
@@ -38,21 +40,28 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
+    from sluice.cli.startup import AnnouncingServer, announce, warn_empty_provider_keys
     from sluice.logs import configure_logging
     from sluice.server.app import SluiceApp
     from sluice.server.edge_limits import http_protocol
     from sluice.telemetry.metrics_server import WORKERS_ENV, metrics_banner
 
     cfg = config_or_exit(config)
-    if (workers or 1) > 1 and not cfg.redis:
-        typer.echo(f"error: --workers {workers}: {WORKERS_NEED_REDIS}", err=True)
+    if (workers or cfg.server.workers) > 1 and not cfg.redis:
+        typer.echo(
+            f"error: --workers {workers or cfg.server.workers}: {WORKERS_NEED_REDIS}", err=True
+        )
         raise typer.Exit(2)
-    configure_logging(cfg.server.log_level)
-    # Migrate once here, so workers (or the app) start on a schema already at head.
-    asyncio.run(_migrate(cfg.database))
+    warn_empty_provider_keys(config or default_config_path())
     bind_host = host or cfg.server.host
     bind_port = port if port is not None else cfg.server.port
     n_workers = workers or cfg.server.workers
+    ensure_free(bind_host, bind_port, "--port or server.port")
+    if cfg.metrics.enabled and n_workers == 1:  # several workers take the first free ports
+        ensure_free(cfg.metrics.host, cfg.metrics.port, "metrics.port (or metrics.enabled: false)")
+    configure_logging(cfg.server.log_level)
+    # Migrate once here, so workers (or the app) start on a schema already at head.
+    asyncio.run(_migrate(cfg.database))
     options = dict(
         host=bind_host,
         port=bind_port,
@@ -64,11 +73,10 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=10,
     )
-    console.print(
-        f"Sluice listening on http://{bind_host}:{bind_port} (workers={n_workers})", highlight=False
-    )
-    console.print(metrics_banner(cfg.metrics, n_workers), highlight=False)  # metrics
+    url = f"http://{bind_host}:{bind_port}"
+    metrics = metrics_banner(cfg.metrics, n_workers)
     if n_workers > 1:
+        announce(None, cfg, url, n_workers, metrics, config)()
         # Workers import the app by name; each builds its own state from the same file.
         chosen = config or default_config_path()
         if chosen is not None:
@@ -76,7 +84,13 @@ def serve(
         os.environ[WORKERS_ENV] = str(n_workers)  # metrics: one port per worker
         uvicorn.run("sluice.server.app:create_app", factory=True, workers=n_workers, **options)  # type: ignore[arg-type]
         return
-    uvicorn.run(SluiceApp(cfg), **options)  # type: ignore[arg-type]
+    sluice_app = SluiceApp(cfg)
+    show = announce(sluice_app, cfg, url, n_workers, metrics, config)
+    server = AnnouncingServer(uvicorn.Config(sluice_app, **options), show)  # type: ignore[arg-type]
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn logged why
 
 
 async def _migrate(url: str) -> None:
@@ -106,13 +120,18 @@ def config_check(config: Path | None = ConfigOption) -> None:
     )
 
 
-@mock_app.command("anthropic")
+def _scenario_help() -> str:
+    from sluice.testing.named import SCENARIO_HELP
+
+    # One paragraph per line: rich keeps them apart, and nothing is cut with "...".
+    return "\n\n".join(f"{name}: {text}" for name, text in SCENARIO_HELP.items())
+
+
+@mock_app.command("anthropic", epilog="Scenarios:\n\n" + _scenario_help())
 def mock_anthropic(
     port: int = typer.Option(8090, "--port"),
     host: str = typer.Option("127.0.0.1", "--host"),
-    scenario: str = typer.Option(
-        "text", "--scenario", help="text, tool_bash, thinking, err529, ..."
-    ),
+    scenario: str = typer.Option("text", "--scenario", help="One of the scenarios listed below."),
 ) -> None:
     """Start the built-in fake Anthropic upstream."""
     from sluice.testing import SCENARIO_NAMES
@@ -120,8 +139,13 @@ def mock_anthropic(
 
     if scenario not in SCENARIO_NAMES:
         raise typer.BadParameter(f"unknown scenario; one of: {', '.join(SCENARIO_NAMES)}")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(port, scenario, host=host))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_forever(port, scenario, host=host))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        fail(port_taken_message(host, port, "--port"))
 
 
 def main() -> None:

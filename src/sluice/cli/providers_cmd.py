@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from sluice.cli.common import ConfigOption, JsonOption, config_or_exit, console, fail
+from sluice.cli.tables import Col, print_table
 
 app = typer.Typer(help="Upstream providers and their circuit breakers.", no_args_is_help=True)
 
@@ -28,10 +29,10 @@ def list_providers(config: Path | None = ConfigOption, as_json: bool = JsonOptio
         rows = [{"id": pid, "type": p.type, "models": p.models} for pid, p in cfg.providers.items()]
         console.print_json(orjson.dumps(rows).decode())
         return
-    table = Table("id", "type", "models")
-    for pid, provider in cfg.providers.items():
-        table.add_row(pid, provider.type, ", ".join(provider.models or ["(any)"]))
-    console.print(table)
+    print_table(
+        [Col("id", keep=True), Col("type"), Col("models")],
+        [[pid, p.type, ", ".join(p.models or ["(any)"])] for pid, p in cfg.providers.items()],
+    )
 
 
 async def _fetch(url: str) -> dict[str, Any]:

@@ -6,19 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 from sqlalchemy import func, select
 
 from sluice.cli.common import (
     ConfigOption,
     JsonOption,
     config_or_exit,
-    console,
     open_db,
     parse_when,
     print_json,
     run,
 )
+from sluice.cli.tables import Col, print_table
 from sluice.core.clock import SystemClock
 from sluice.governance.windows import WINDOWS, window_bounds
 from sluice.store.tables import ledger
@@ -33,10 +32,10 @@ GROUPS = {
 
 
 def spend(
-    by: str = typer.Option("key", "--by", help="key | principal | project | model | session"),
+    by: str = typer.Option("key", "--by", help="key, principal, project, model or session"),
     since: str | None = typer.Option(None, "--since", help="A date, or a duration back like 7d."),
     window: str | None = typer.Option(
-        None, "--window", help="The current UTC window: minute|hour|day|week|month|total."
+        None, "--window", help="The current UTC window: minute, hour, day, week, month or total."
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -84,18 +83,33 @@ def spend(
             [{by: r["group"], **{k: int(v) for k, v in r.items() if k != "group"}} for r in rows]
         )
         return
-    table = Table(by, "requests", "cost USD", "input", "output", "cache read", "cache write")
-    for r in rows:
-        cost = f"{int(r['cost_micros']) / 1e6:.6f}"
-        if r["unpriced_requests"]:
-            cost += f" (+{r['unpriced_requests']} unpriced)"
-        table.add_row(
-            str(r["group"] or "-"),
-            str(r["requests"]),
-            cost,
-            str(r["input_tokens"]),
-            str(r["output_tokens"]),
-            str(r["cache_read_tokens"]),
-            str(r["cache_creation_tokens"]),
-        )
-    console.print(table)
+    print_table(
+        [
+            Col(by, keep=True),
+            Col("requests", justify="right"),
+            Col("cost USD", justify="right"),
+            Col("input", justify="right", drop=4),
+            Col("output", justify="right", drop=3),
+            Col("cache read", justify="right", drop=2),
+            Col("cache write", justify="right", drop=1),
+        ],
+        [
+            [
+                r["group"],
+                r["requests"],
+                _cost(r),
+                r["input_tokens"],
+                r["output_tokens"],
+                r["cache_read_tokens"],
+                r["cache_creation_tokens"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _cost(row: dict[str, Any]) -> str:
+    cost = f"{int(row['cost_micros']) / 1e6:.6f}"
+    if row["unpriced_requests"]:
+        cost += f" (+{row['unpriced_requests']} unpriced)"
+    return cost

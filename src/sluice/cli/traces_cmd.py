@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from sluice.cli.common import (
@@ -21,15 +23,14 @@ from sluice.cli.common import (
     open_db,
     print_json,
     run,
+    warn,
 )
+from sluice.cli.tables import clean
+from sluice.governance.key_admin import KeyAdminError, resolve_key
+from sluice.store.keys_repo import KeysRepo
 from sluice.store.traces_repo import TracesRepo
 
 app = typer.Typer(help="Traces per turn, from the local trace store.", no_args_is_help=True)
-
-
-def _key_id(key: str) -> str:
-    """A key id, or a full key / display prefix (the id is the ULID inside it)."""
-    return key[11:37] if key.startswith("lw_vk_") and len(key) >= 37 else key
 
 
 def _duration(start_ns: int, end_ns: int) -> str:
@@ -40,7 +41,9 @@ def _duration(start_ns: int, end_ns: int) -> str:
 @app.command("list")
 def list_traces(
     session: str | None = typer.Option(None, "--session", help="Only this session's turns."),
-    key: str | None = typer.Option(None, "--key", help="Only this key (id or full key)."),
+    key: str | None = typer.Option(
+        None, "--key", help="Only this key (id, display prefix, name or the key itself)."
+    ),
     limit: int = typer.Option(50, "--limit", min=1),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -50,8 +53,17 @@ def list_traces(
 
     async def fetch() -> list[dict[str, Any]]:
         async with open_db(cfg) as (engine, _secret):
+            key_id = None
+            if key is not None:
+                try:
+                    key_id = (await resolve_key(KeysRepo(engine), key)).id
+                except KeyAdminError as exc:
+                    if "matches" in str(exc):
+                        fail(str(exc))
+                    warn(str(exc))
+                    key_id = key
             repo = TracesRepo(engine)
-            return await repo.turns(session=session, key=_key_id(key) if key else None, limit=limit)
+            return await repo.turns(session=session, key=key_id, limit=limit)
 
     rows = run(fetch)
     if as_json:
@@ -73,8 +85,8 @@ def list_traces(
     for r in rows:
         table.add_row(
             r["trace_id"],
-            r["agent"] or "-",
-            r["session_id"] or "-",
+            Text(clean(r["agent"])),
+            Text(clean(r["session_id"])),
             str(r["model_calls"]),
             str(r["tools"]),
             f"{int(r['input_tokens'])}/{int(r['output_tokens'])}",
@@ -86,9 +98,14 @@ def list_traces(
     Console(width=max(console.width, 180)).print(table)
 
 
+def _safe(value: object) -> str:
+    return escape(clean(value))
+
+
 def _label(span: dict[str, Any]) -> str:
     attrs = orjson.loads(span["attributes"])
-    parts = [f"[bold]{span['name']}[/bold]", _duration(span["start_ns"], span["end_ns"])]
+    # Stored strings: escaped for the terminal and for rich markup.
+    parts = [f"[bold]{_safe(span['name'])}[/bold]", _duration(span["start_ns"], span["end_ns"])]
     if span["name"].startswith("chat "):
         parts.append(f"tokens {span['input_tokens']}/{span['output_tokens']}")
         cached = attrs.get("gen_ai.usage.cache_read.input_tokens")
@@ -97,34 +114,40 @@ def _label(span: dict[str, Any]) -> str:
         if span["cost_micros"] is not None:
             parts.append(f"${span['cost_micros'] / 1e6:.6f}")
         if attrs.get("gen_ai.response.finish_reasons"):
-            parts.append(f"stop {','.join(attrs['gen_ai.response.finish_reasons'])}")
+            parts.append(f"stop {_safe(','.join(attrs['gen_ai.response.finish_reasons']))}")
         if span["request_id"]:
-            parts.append(span["request_id"])
+            parts.append(_safe(span["request_id"]))
     elif span["name"].startswith("execute_tool "):
-        parts.append(str(attrs.get("gen_ai.tool.call.id", "")))
+        parts.append(_safe(attrs.get("gen_ai.tool.call.id", "")))
     elif attrs.get("gen_ai.conversation.id"):
-        parts.append(f"session {attrs['gen_ai.conversation.id']}")
+        parts.append(f"session {_safe(attrs['gen_ai.conversation.id'])}")
     if span["error"]:
-        parts.append(f"[red]error {span['error']}[/red]")
+        parts.append(f"[red]error {_safe(span['error'])}[/red]")
     return "  ".join(parts)
 
 
 @app.command("show")
 def show(
-    trace_id: str = typer.Argument(..., help="A trace id from `sluice traces list`."),
+    trace_id: str = typer.Argument(
+        ..., help="A trace id from `sluice traces list`, or its first characters."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Print one turn as a tree: agent -> model calls -> tools."""
     cfg = config_or_exit(config)
 
-    async def fetch() -> list[dict[str, Any]]:
+    async def fetch() -> tuple[str, list[dict[str, Any]]]:
         async with open_db(cfg) as (engine, _secret):
-            return await TracesRepo(engine).spans(trace_id)
+            repo = TracesRepo(engine)
+            matches = await repo.trace_ids(trace_id.strip())
+            if len(matches) > 1:
+                fail(f"{trace_id!r} matches several traces: {', '.join(matches)}")
+            if not matches:
+                fail(f"no trace with an id starting {trace_id!r} (see `sluice traces list`)")
+            return matches[0], await repo.spans(matches[0])
 
-    spans = run(fetch)
-    if not spans:
-        fail(f"no spans for trace {trace_id}")
+    trace_id, spans = run(fetch)
     if as_json:
         print_json(
             [

@@ -78,7 +78,7 @@ class VirtualKeyConfig(_Closed):
     @classmethod
     def parse(cls, data: dict[str, Any], source: str = "config") -> VirtualKeyConfig:
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(_without_nulls(data))
         except ValidationError as exc:
             raise ConfigProblems(source, problems_from_validation(exc)) from exc
 
@@ -87,8 +87,16 @@ class VirtualKeyConfig(_Closed):
         return self.model_dump(mode="json", exclude_defaults=True)
 
 
+def _without_nulls(data: dict[str, Any]) -> dict[str, Any]:
+    """A null setting means "not set": its default applies (``rate_limits: null``)."""
+    return {
+        k: _without_nulls(v) if isinstance(v, dict) else v for k, v in data.items() if v is not None
+    }
+
+
 def set_path(document: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """Return a copy of ``document`` with ``a.b.c`` set to ``value`` (``--set a.b.c=JSON``)."""
+    """Return a copy of ``document`` with ``a.b.c`` set to ``value`` (``--set a.b.c=JSON``);
+    ``None`` (``--set a.b.c=null``, ``--unset a.b.c``) removes the setting: its default applies."""
     parts = dotted.split(".")
     if not all(parts):
         raise ConfigProblems("--set", [ConfigProblem(dotted, "empty path segment")])
@@ -99,5 +107,8 @@ def set_path(document: dict[str, Any], dotted: str, value: Any) -> dict[str, Any
         child = dict(child) if isinstance(child, dict) else {}
         node[part] = child
         node = child
-    node[parts[-1]] = value
+    if value is None:
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = value
     return root

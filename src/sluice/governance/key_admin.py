@@ -28,6 +28,25 @@ class MintedKey:
     secret: str  # shown once, never stored
 
 
+async def resolve_key(repo: KeysRepo, ident: str) -> VirtualKey:
+    """The one key ``ident`` names: an id, display prefix, unique name, or a whole key.
+
+    An exact id wins; several matches are an error that lists them, so the caller can pick.
+    """
+    parsed = vk_format.parse_key(ident.strip())
+    ident = parsed.key_id if parsed is not None else ident.strip()
+    found = await repo.find(ident)
+    exact = [k for k in found if k.id == ident]
+    if exact:
+        return exact[0]
+    if not found:
+        raise KeyAdminError(f"no key with id, display prefix or name {ident!r}")
+    if len(found) > 1:
+        matches = "; ".join(f"{k.id} ({k.display_prefix}, name {k.name!r})" for k in found)
+        raise KeyAdminError(f"{ident!r} matches {len(found)} keys: {matches}; use the id")
+    return found[0]
+
+
 class KeyAdmin:
     def __init__(self, repo: KeysRepo, server_secret: bytes, clock: Clock) -> None:
         self._repo = repo
@@ -75,16 +94,9 @@ class KeyAdmin:
     async def list_all(self) -> list[VirtualKey]:
         return await self._repo.list_all()
 
-    async def resolve(self, id_or_prefix: str) -> VirtualKey:
-        found = await self._repo.find(id_or_prefix)
-        if not found:
-            raise KeyAdminError(f"no key with id or display prefix {id_or_prefix!r}")
-        if len(found) > 1:
-            ids = ", ".join(k.id for k in found)
-            raise KeyAdminError(
-                f"display prefix {id_or_prefix!r} matches several keys ({ids}); use the id"
-            )
-        return found[0]
+    async def resolve(self, ident: str) -> VirtualKey:
+        """A key by its id, display prefix, name, or the full key itself."""
+        return await resolve_key(self._repo, ident)
 
     async def _write(self, key: VirtualKey, **changes: Any) -> VirtualKey:
         updated = dataclasses.replace(key, updated_at=self._clock.now_ms(), **changes)

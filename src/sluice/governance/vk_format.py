@@ -19,6 +19,7 @@ from ulid import ULID
 LIVE_PREFIX = "lw_vk_live_"
 TEST_PREFIX = "lw_vk_test_"
 DISPLAY_PREFIX_LEN = 18
+_ID_LEN = 26
 SECRET_LEN = 32
 _ALPHABET = string.ascii_letters + string.digits
 _SHAPE = re.compile(r"lw_vk_(live|test)_([0-9A-HJKMNP-TV-Z]{26})([A-Za-z0-9]{24,128})")
@@ -47,7 +48,13 @@ def mint_key(key_id: str, *, test: bool = False) -> str:
 
 
 def display_prefix(key: str) -> str:
-    return key[:DISPLAY_PREFIX_LEN]
+    """``lw_vk_live_`` and the last 7 characters of the key id (key[30:37], just before the
+    secret). Those are the ULID's random part: its first characters are a timestamp, which
+    keys minted within half a minute share. 35 random bits keep a million keys' prefixes
+    apart in practice, and rotation (same id) keeps the prefix."""
+    env = key[: len(LIVE_PREFIX)]
+    key_id = key[len(LIVE_PREFIX) : len(LIVE_PREFIX) + _ID_LEN]
+    return env + key_id[-(DISPLAY_PREFIX_LEN - len(LIVE_PREFIX)) :]
 
 
 def hash_key(server_secret: bytes, key: str) -> str:

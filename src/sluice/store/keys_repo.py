@@ -86,14 +86,21 @@ class KeysRepo:
             )
         return _from_row(row) if row is not None else None
 
-    async def find(self, id_or_prefix: str) -> list[VirtualKey]:
-        """By exact id, or by display prefix (which may match several keys)."""
+    async def find(self, ident: str) -> list[VirtualKey]:
+        """By exact id, display prefix or name (a prefix or a name may match several keys)."""
+        c = virtual_keys.c
         query = select(virtual_keys).where(
-            or_(virtual_keys.c.id == id_or_prefix, virtual_keys.c.display_prefix == id_or_prefix)
+            or_(c.id == ident, c.display_prefix == ident, c.name == ident)
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [_from_row(r) for r in rows]
+
+    async def field_in_use(self, column: str, value: str) -> bool:
+        """Whether some key has ``value`` in ``column`` (principal, project, team, …)."""
+        query = select(virtual_keys.c.id).where(virtual_keys.c[column] == value).limit(1)
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
 
     async def list_all(self) -> list[VirtualKey]:
         query = select(virtual_keys).order_by(virtual_keys.c.created_at)

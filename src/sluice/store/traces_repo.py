@@ -103,6 +103,16 @@ class TracesRepo:
         async with self._engine.connect() as conn:
             return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
+    async def trace_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Trace ids that start with ``prefix`` (hex, so no LIKE wildcard can sneak in)."""
+        prefix = prefix.lower()
+        if not prefix or any(ch not in "0123456789abcdef" for ch in prefix):
+            return []
+        c = trace_spans.c
+        query = select(c.trace_id).where(c.trace_id.startswith(prefix)).distinct().limit(limit)
+        async with self._engine.connect() as conn:
+            return [str(r[0]) for r in (await conn.execute(query)).all()]
+
     async def spans(self, trace_id: str) -> list[dict[str, Any]]:
         c = trace_spans.c
         async with self._engine.connect() as conn:

@@ -32,6 +32,7 @@ stream-only faults. A client that goes away mid-response increments ``cancelled_
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import urllib.parse
 from typing import Any, Final
 
@@ -50,10 +51,17 @@ from sluice.testing.scenarios import (
     stream_events,
 )
 
-__all__ = ["DEFAULT_MODELS", "FakeAnthropic", "RecordedRequest", "serve_forever"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "FakeAnthropic",
+    "RecordedRequest",
+    "mock_upstream",
+    "serve_forever",
+]
 
 DEFAULT_MODELS: Final = ("claude-opus-4-8", "claude-sonnet-5", "claude-haiku-4-5-20251001")
 _NO_FAULT: Final = Fault()
+_SEEN_BODIES: Final = 1000
 _SSE_CONTENT_TYPE: Final = "text/event-stream; charset=utf-8"
 # http.HTTPStatus has no phrase for Anthropic's 529.
 _REASONS: Final = {529: "Overloaded"}
@@ -104,6 +112,7 @@ class FakeAnthropic(FakeServer):
         # Like the real API: POST /v1/messages for a model not in ``models`` is a 404.
         self._reject_unknown = reject_unknown_models
         self._count_tokens_value = count_tokens_value
+        self._seen_bodies: dict[bytes, None] = {}  # for Scenario.first_attempt_fault
 
     def messages_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST" and r.path == "/v1/messages"]
@@ -143,6 +152,8 @@ class FakeAnthropic(FakeServer):
     ) -> web.StreamResponse:
         scenario = self._next_scenario()
         fault = scenario.fault or _NO_FAULT
+        if scenario.first_attempt_fault is not None and self._first_attempt(body):
+            fault = scenario.first_attempt_fault
         self.active_streams += 1
         try:
             if (early := await self._before_headers(request, fault)) is not None:
@@ -159,15 +170,26 @@ class FakeAnthropic(FakeServer):
             model = model if isinstance(model, str) else "claude-unknown"
             if self._reject_unknown and model not in self._models:
                 return _error_response(404, rid, f"model: {model}")
+            reply = scenario.reply_for(payload)
             if payload.get("stream") is True:
-                events = stream_events(scenario.reply, model=model, n=n)
+                events = stream_events(reply, model=model, n=n)
                 return await self._stream(request, events, fault, rid)
-            return _json_response(message_json(scenario.reply, model=model, n=n), rid)
+            return _json_response(message_json(reply, model=model, n=n), rid)
         except asyncio.CancelledError:
             self._note_cancel()
             raise
         finally:
             self.active_streams -= 1
+
+    def _first_attempt(self, body: bytes) -> bool:
+        """True the first time this body is seen (a bounded memory of recent bodies)."""
+        digest = hashlib.sha256(body).digest()
+        if digest in self._seen_bodies:
+            return False
+        self._seen_bodies[digest] = None
+        if len(self._seen_bodies) > _SEEN_BODIES:
+            self._seen_bodies.pop(next(iter(self._seen_bodies)))
+        return True
 
     @staticmethod
     def _fault_response(fault: Fault, rid: str) -> web.Response:
@@ -195,10 +217,18 @@ class FakeAnthropic(FakeServer):
         )
 
 
+def mock_upstream(
+    scenario_name: str, *, host: str = "127.0.0.1", port: int = 0, bash_command: str | None = None
+) -> FakeAnthropic:
+    """The fake upstream `sluice mock anthropic` runs (bounded record of requests)."""
+    extra = {"bash_command": bash_command} if bash_command is not None else {}
+    scenario = scenario_by_name(scenario_name, **extra)
+    return FakeAnthropic(scenario, host=host, port=port, max_recorded=100)
+
+
 async def serve_forever(port: int, scenario_name: str, host: str = "127.0.0.1") -> None:
     """Run a fake upstream with a named scenario until cancelled (`sluice mock anthropic`)."""
-    fake = FakeAnthropic(scenario_by_name(scenario_name), host=host, port=port, max_recorded=100)
-    async with fake:
+    async with mock_upstream(scenario_name, host=host, port=port) as fake:
         print(
             f"Fake Anthropic upstream (DEMO, not a real model) listening on {fake.url} "
             f"scenario={scenario_name}",

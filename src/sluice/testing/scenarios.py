@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "SCENARIO_HELP",
     "SCENARIO_NAMES",
     "Block",
     "FakeUsage",
@@ -30,6 +31,7 @@ __all__ = [
     "scenario_by_name",
     "sse_event",
     "stream_events",
+    "tool_rounds_this_turn",
 ]
 
 JSON = dict[str, Any]
@@ -200,6 +202,34 @@ class Fault:
 class Scenario:
     reply: Reply = field(default_factory=Reply)
     fault: Fault | None = None
+    # Tool scenarios: once this turn carries `tool_rounds` tool_result messages, answer with
+    # `after_tools` instead, so a client's agent loop ends (None: always `reply`).
+    after_tools: Reply | None = None
+    tool_rounds: int = 1
+    # A fault for the first attempt at each distinct request body; a retry of it succeeds.
+    first_attempt_fault: Fault | None = None
+
+    def reply_for(self, payload: JSON) -> Reply:
+        """The reply for this request body (the tool loop's answer depends on it)."""
+        if self.after_tools is not None and tool_rounds_this_turn(payload) >= self.tool_rounds:
+            return self.after_tools
+        return self.reply
+
+
+def tool_rounds_this_turn(payload: JSON) -> int:
+    """How many user messages at the end of the conversation carry tool results: the tool
+    rounds of the current turn (an earlier turn's rounds end at a plain user message)."""
+    messages = payload.get("messages")
+    rounds = 0
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        if not any(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks):
+            break
+        rounds += 1
+    return rounds
 
 
 # --- builders -----------------------------------------------------------------------------
@@ -311,67 +341,5 @@ def message_json(reply: Reply, *, model: str, n: int) -> JSON:
     }
 
 
-# --- named scenarios (used by `sluice mock anthropic --scenario NAME`) ----------------------
-
-SCENARIO_NAMES: tuple[str, ...] = (
-    "text",
-    "tool_bash",
-    "tool_read",
-    "thinking",
-    "cache",
-    "err400",
-    "err401",
-    "err403",
-    "err429",
-    "err500",
-    "err529",
-    "html502",
-    "sse_error",
-    "drop",
-    "hang",
-    "slow",
-)
-
-_STATUS_SCENARIOS = {"err400": 400, "err401": 401, "err403": 403, "err500": 500, "err529": 529}
-
-
-def scenario_by_name(name: str, *, bash_command: str = "echo SLUICE_TOOL_MARKER") -> Scenario:
-    """A named scenario; raises ValueError for an unknown name."""
-    if name in _STATUS_SCENARIOS:
-        return Scenario(fault=Fault(status=_STATUS_SCENARIOS[name]))
-    match name:
-        case "text":
-            return Scenario()
-        case "tool_bash":
-            tool_input = {"command": bash_command, "description": "Run a command"}
-            blocks: list[Block] = [
-                TextBlock("I'll run that command."),
-                ToolUseBlock("Bash", tool_input),
-            ]
-            return Scenario(Reply(blocks=blocks))
-        case "tool_read":
-            return Scenario(Reply(blocks=[ToolUseBlock("Read", {"file_path": "/etc/hostname"})]))
-        case "thinking":
-            blocks = [
-                ThinkingBlock("The user wants a greeting. A short one will do."),
-                TextBlock("Hello! How can I help?"),
-            ]
-            return Scenario(Reply(blocks=blocks))
-        case "cache":
-            usage = FakeUsage(
-                cache_read_input_tokens=2048, cache_creation_5m=512, cache_creation_1h=256
-            )
-            return Scenario(Reply(usage=usage))
-        case "err429":
-            return Scenario(fault=Fault(status=429, retry_after="2"))
-        case "html502":
-            return Scenario(fault=Fault.html(502))
-        case "sse_error":
-            return Scenario(fault=Fault(error_after_events=3))
-        case "drop":
-            return Scenario(fault=Fault(drop_after_events=3))
-        case "hang":
-            return Scenario(fault=Fault(hang_after_events=1))
-        case "slow":
-            return Scenario(fault=Fault(first_byte_delay=0.5, event_delay=0.05))
-    raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIO_NAMES)}")
+# The named scenarios live in their own module; re-exported here for existing imports.
+from sluice.testing.named import SCENARIO_HELP, SCENARIO_NAMES, scenario_by_name  # noqa: E402
