@@ -87,6 +87,8 @@ class BudgetGate:
         self._seed_locks: dict[CounterKey, asyncio.Lock] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The poll and config sync refresh one at a time: an older list never lands last.
+        self._refresh_lock = asyncio.Lock()
 
     def _set_budgets(self, budgets: list[Budget]) -> None:
         self._budgets = budgets
@@ -95,7 +97,8 @@ class BudgetGate:
 
     async def refresh(self) -> None:
         """Reload the budget list now (the poll does this every ``refresh_s``)."""
-        self._set_budgets(await self._repo.list_all())
+        async with self._refresh_lock:
+            self._set_budgets(await self._repo.list_all())
 
     async def start(self) -> None:
         await self.refresh()

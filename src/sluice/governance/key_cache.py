@@ -42,6 +42,10 @@ class KeyCache:
         self._unknown: dict[str, int] = {}  # key id -> ms when it was found missing
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # Refreshes run one at a time, so an older read never lands after a newer one; a
+        # first-use load that overlaps a reload is not cached (it may predate the change).
+        self._refresh_lock = asyncio.Lock()
+        self._generation = 0
 
     async def authenticate(self, presented: str | None) -> VirtualKey:
         key = await self.identify(presented)
@@ -93,7 +97,10 @@ class KeyCache:
         missing_since = self._unknown.get(key_id)
         if missing_since is not None and self._clock.now_ms() - missing_since < _NEGATIVE_TTL_MS:
             return None
+        generation = self._generation
         key = await self._repo.get(key_id)
+        if generation != self._generation:
+            return key
         if key is None:
             self._unknown[key_id] = self._clock.now_ms()
             if len(self._unknown) > 10_000:  # bounded: junk ids must not grow memory
@@ -114,14 +121,31 @@ class KeyCache:
 
     async def refresh(self, since_ms: int | None) -> None:
         """Apply changes made since ``since_ms`` (None: re-read every cached key)."""
-        if since_ms is None:
-            changed = await self._repo.get_many(list(self._keys))
-        else:
-            changed = await self._repo.changed_since(since_ms)
-        for key in changed:
-            self._unknown.pop(key.id, None)
-            if key.id in self._keys:
-                self._keys[key.id] = key
+        async with self._refresh_lock:
+            self._generation += 1
+            if since_ms is None:
+                changed = await self._repo.get_many(list(self._keys))
+            else:
+                changed = await self._repo.changed_since(since_ms)
+            for key in changed:
+                self._unknown.pop(key.id, None)
+                if key.id in self._keys:
+                    self._keys[key.id] = key
+
+    async def reload(self) -> None:
+        """A key change has committed (config sync): forget the ids found missing and re-read
+        every cached key, so the next request sees the change. The one entry point for
+        invalidation."""
+        async with self._refresh_lock:
+            self._generation += 1
+            self._unknown.clear()
+            cached = list(self._keys)
+            fresh = {key.id: key for key in await self._repo.get_many(cached)}
+            for key_id in cached:
+                if key_id in fresh:
+                    self._keys[key_id] = fresh[key_id]
+                else:
+                    self._keys.pop(key_id, None)
 
     async def _poll_forever(self) -> None:
         # Overlap each window by two intervals: writers stamp updated_at with their own clock.
