@@ -118,11 +118,16 @@ def sluice_cmd() -> list[str]:
 
 
 def write_config(
-    tmp: Path, upstream_url: str, database: str | None = None, redis: str | None = None
+    tmp: Path,
+    upstream_url: str,
+    database: str | None = None,
+    redis: str | None = None,
+    extra_yaml: str = "",
 ) -> Path:
     cfg = tmp / ("sluice-pg.yaml" if database else "sluice.yaml")
     cfg.write_text(
-        "server: {host: 127.0.0.1, port: 4000, log_level: warning}\n"
+        (extra_yaml + "\n" if extra_yaml else "")
+        + "server: {host: 127.0.0.1, port: 4000, log_level: warning}\n"
         f"database: {database or f'sqlite:///{tmp}/sluice.db'}\n"
         + (f"redis: {redis}\n" if redis else "")
         + "secret_key: bench-secret\n"
@@ -383,6 +388,7 @@ def run(
     commit: str | None = None,
     budgets: bool = False,
     pg_redis: bool = False,
+    extra_yaml: str = "",
 ) -> dict[str, Any]:
     pin = PROXY_CPU if (os.cpu_count() or 1) >= 2 else None
     loadgen_pin = LOADGEN_CPU if pin is not None else None
@@ -406,7 +412,7 @@ def run(
         upstream = start("upstream", up_cmd, up_port, loadgen_pin, tmp)
         procs.append(upstream)
         upstream.wait_ready()
-        cfg = write_config(tmp, upstream.url)
+        cfg = write_config(tmp, upstream.url, extra_yaml=extra_yaml)
         key = mint_key(cfg)
         policy_key = mint_key(cfg, "bench-policy", {"policy_rules": POLICY_RULES})
         cases = body_cases(key)
@@ -420,7 +426,7 @@ def run(
         if pg_db is not None:
             redis_flush()
             pg_create(pg_db)
-            pg_cfg = write_config(tmp, upstream.url, PG_URL.format(db=pg_db), REDIS_URL)
+            pg_cfg = write_config(tmp, upstream.url, PG_URL.format(db=pg_db), REDIS_URL, extra_yaml)
             pg_key = mint_budget_key(pg_cfg)
             pg_cases = [(pg_cfg, rekey(case, pg_key, "pg")) for case in cases]
         extra = [c for c in budget_cases if c] + [p[1] for p in pg_cases if p]
@@ -431,6 +437,7 @@ def run(
                     scripts[work.name] = write_wrk_script(work, tmp)
         result: dict[str, Any] = {
             "meta": {
+                "sluice_yaml": extra_yaml,
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "command": " ".join([Path(sys.executable).name, *sys.argv]),
                 "machine": machine_info(wrk),
@@ -537,6 +544,13 @@ def main() -> None:
         help="add the row 'Sluice on PostgreSQL + Redis' (a second process; needs 127.0.0.1"
         " postgres (trust, user postgres, db test) and redis; a fresh database, redis db 12)",
     )
+    parser.add_argument(
+        "--sluice-yaml",
+        default="",
+        metavar="YAML",
+        help="top-level lines added to the gateway's config, for A/B runs of a setting,"
+        " e.g. 'ledger: {acknowledge_after_commit: false}'",
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     plan = replace(
@@ -553,6 +567,7 @@ def main() -> None:
         commit=args.commit,
         budgets=args.budgets,
         pg_redis=args.pg_redis,
+        extra_yaml=args.sluice_yaml,
     )
 
 

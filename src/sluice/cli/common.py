@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import click
 import orjson
 import typer
 from rich.console import Console
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.loader import ConfigProblems, load_config
 from sluice.config.models import SluiceConfig
+from sluice.store import config_version
 from sluice.store.db import create_engine, migrate
 from sluice.store.settings_repo import resolve_secret
 
@@ -57,12 +59,37 @@ def config_or_exit(path: Path | None) -> SluiceConfig:
 
 @asynccontextmanager
 async def open_db(config: SluiceConfig) -> AsyncIterator[tuple[AsyncEngine, bytes]]:
+    """The database; when the command changed a key or a budget, it returns only once every
+    running gateway has applied the change (see ``config_version``)."""
     engine = create_engine(config.database)
     try:
         await migrate(engine)
+        before = await config_version.current(engine)
         yield engine, await resolve_secret(config, engine)
+        after = await config_version.current(engine)
+        if after != before:
+            await _await_gateways(engine, after, config.server.config_ack_timeout_s)
     finally:
         await engine.dispose()
+
+
+async def _await_gateways(engine: AsyncEngine, version: int, timeout_s: float) -> None:
+    acked = await config_version.wait_applied(engine, version, timeout_s)
+    if not acked.lagging:
+        return
+    err_console.print(
+        f"[red]error:[/red] the change is saved, but {len(acked.lagging)} running gateway(s) "
+        f"did not confirm applying it within {timeout_s:g} s: {', '.join(acked.lagging)}. "
+        "They may still admit requests under the old settings until they poll "
+        "(server.key_refresh_seconds); check that they are healthy.",
+        highlight=False,
+    )
+    # Print the command's result first (a new key's secret is shown only once), then fail.
+    click.get_current_context().call_on_close(_exit_not_acknowledged)
+
+
+def _exit_not_acknowledged() -> None:
+    raise typer.Exit(3)
 
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:

@@ -24,6 +24,12 @@ class ServerConfig(_Closed):
     # Seconds between polls of the key table, so a disable/revoke/rotate made by another
     # process is seen within this bound (the issue asks for 5 s).
     key_refresh_seconds: float = Field(default=2.0, gt=0, le=5.0)
+    # How often a gateway checks the config version on SQLite (or on PostgreSQL while its
+    # LISTEN connection is down); key/budget commands wait for every gateway to apply it.
+    config_poll_ms: int = Field(default=50, ge=5, le=5000)
+    # How long a key/budget command waits for every live gateway to apply it; after that it
+    # names the ones that did not and exits 3 (the change itself stays committed).
+    config_ack_timeout_s: float = Field(default=5.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Access-log lines a second for requests with no valid key (401s; the rest are counted
     # in sluice_auth_failures_total, and none is stored in the ledger).

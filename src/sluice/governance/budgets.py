@@ -96,6 +96,8 @@ class BudgetGate:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._renewals: set[asyncio.Task[None]] = set()
+        # The poll and config sync refresh one at a time: an older list never lands last.
+        self._refresh_lock = asyncio.Lock()
 
     def _set_budgets(self, budgets: list[Budget]) -> None:
         self._budgets = budgets
@@ -104,7 +106,8 @@ class BudgetGate:
 
     async def refresh(self) -> None:
         """Reload the budget list now (the poll does this every ``refresh_s``)."""
-        self._set_budgets(await self._repo.list_all())
+        async with self._refresh_lock:
+            self._set_budgets(await self._repo.list_all())
 
     async def start(self) -> None:
         await self.refresh()

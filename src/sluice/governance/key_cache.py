@@ -67,9 +67,13 @@ class KeyCache:
         self._keys: dict[str, VirtualKey] = {}
         # key id -> ms when it was found missing, least recently seen first
         self._unknown: OrderedDict[str, int] = OrderedDict()
-        self._loading: dict[str, asyncio.Task[VirtualKey | None]] = {}  # one read per id
+        self._loading: dict[tuple[str, int], asyncio.Task[VirtualKey | None]] = {}  # in flight
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # Refreshes run one at a time, so an older read never lands after a newer one; a
+        # first-use load that overlaps a reload is not cached (it may predate the change).
+        self._refresh_lock = asyncio.Lock()
+        self._generation = 0
 
     async def authenticate(self, presented: str | None) -> VirtualKey:
         key = await self.identify(presented)
@@ -139,18 +143,24 @@ class KeyCache:
                 self._unknown.move_to_end(key_id)
                 return None
             del self._unknown[key_id]
-        task = self._loading.get(key_id)
+        # One read per id and generation: a request that starts after a reload never joins a
+        # read that began before it (and may predate the change).
+        flight = (key_id, self._generation)
+        task = self._loading.get(flight)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._read(key_id))
-            self._loading[key_id] = task
+            self._loading[flight] = task
         # Shielded: a caller that goes away does not cancel the read the others wait for.
         return await asyncio.shield(task)
 
     async def _read(self, key_id: str) -> VirtualKey | None:
+        generation = self._generation
         try:
             key = await self._repo.get(key_id)
         finally:
-            del self._loading[key_id]
+            self._loading.pop((key_id, generation), None)
+        if generation != self._generation:
+            return key  # overlapped a reload: it may predate the change, so cache nothing
         if key is None:
             self._unknown[key_id] = self._clock.now_ms()
             if len(self._unknown) > self._unknown_max:
@@ -171,15 +181,32 @@ class KeyCache:
 
     async def refresh(self, since_ms: int | None) -> None:
         """Apply changes made since ``since_ms`` (None: re-read every cached key)."""
-        if since_ms is None:
+        async with self._refresh_lock:
+            self._generation += 1
+            if since_ms is None:
+                self.forget_unknown()
+                changed = await self._repo.get_many(list(self._keys))
+            else:
+                changed = await self._repo.changed_since(since_ms)
+            for key in changed:
+                self._unknown.pop(key.id, None)
+                if key.id in self._keys:
+                    self._keys[key.id] = key
+
+    async def reload(self) -> None:
+        """A key change has committed (config sync): forget the ids found missing and re-read
+        every cached key, so the next request sees the change. The one entry point for
+        invalidation."""
+        async with self._refresh_lock:
+            self._generation += 1
             self.forget_unknown()
-            changed = await self._repo.get_many(list(self._keys))
-        else:
-            changed = await self._repo.changed_since(since_ms)
-        for key in changed:
-            self._unknown.pop(key.id, None)
-            if key.id in self._keys:
-                self._keys[key.id] = key
+            cached = list(self._keys)
+            fresh = {key.id: key for key in await self._repo.get_many(cached)}
+            for key_id in cached:
+                if key_id in fresh:
+                    self._keys[key_id] = fresh[key_id]
+                else:
+                    self._keys.pop(key_id, None)
 
     async def _poll_forever(self) -> None:
         # Overlap each window by two intervals: writers stamp updated_at with their own clock.

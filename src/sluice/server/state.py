@@ -26,6 +26,7 @@ from sluice.core.pipeline import Pipeline
 from sluice.core.resolve import ModelResolver
 from sluice.core.router import Router
 from sluice.governance.budgets import BudgetGate
+from sluice.governance.config_sync import ConfigSync
 from sluice.governance.counters import BudgetCounters, MemoryCounters
 from sluice.governance.key_cache import KeyCache
 from sluice.governance.outage import Outage, Outcome
@@ -76,6 +77,7 @@ class AppState:
     clock: Clock = field(default_factory=SystemClock)
     engine: AsyncEngine | None = None
     keys: KeyCache | None = None
+    config_sync: ConfigSync | None = None
     ledger: LedgerWriter | None = None
     router: Router = field(default_factory=lambda: Router({}))
     fallback: FallbackSender = field(default_factory=lambda: FallbackSender({}))
@@ -188,6 +190,10 @@ class AppState:
             self.outage,
         )
         await self.budgets.start()
+        self.config_sync = ConfigSync(
+            self.engine, [self.keys.reload, self.budgets.refresh], cfg.server.config_poll_ms / 1000
+        )
+        await self.config_sync.start()
         self.rate_limits = RateLimiter(
             self.clock,
             RedisRateStore(counters) if isinstance(counters, RedisCounters) else None,
@@ -195,6 +201,8 @@ class AppState:
         )
 
     async def stop(self) -> None:
+        if self.config_sync is not None:
+            await self.config_sync.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         if self.keys is not None:

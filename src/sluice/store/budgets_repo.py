@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.store import config_version
 from sluice.store.tables import budgets, ledger
 
 SCOPES = ("organization", "team", "project", "virtual_key", "principal")
@@ -55,16 +56,19 @@ class BudgetsRepo:
     async def insert(self, budget: Budget) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(budgets.insert().values(**dataclasses.asdict(budget)))
+            await config_version.bump(conn)
 
     async def save(self, budget: Budget) -> None:
         values = dataclasses.asdict(budget)
         values.pop("id")
         async with self._engine.begin() as conn:
             await conn.execute(update(budgets).where(budgets.c.id == budget.id).values(**values))
+            await config_version.bump(conn)
 
     async def delete(self, budget_id: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(delete(budgets).where(budgets.c.id == budget_id))
+            await config_version.bump(conn)
 
     async def find(self, id_or_name: str) -> list[Budget]:
         query = select(budgets).where(or_(budgets.c.id == id_or_name, budgets.c.name == id_or_name))

@@ -11,6 +11,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.vk import VirtualKeyConfig
+from sluice.store import config_version
 from sluice.store.tables import virtual_keys
 
 
@@ -76,6 +77,7 @@ class KeysRepo:
     async def insert(self, key: VirtualKey) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(virtual_keys.insert().values(**_to_row(key)))
+            await config_version.bump(conn)
 
     async def get(self, key_id: str) -> VirtualKey | None:
         async with self._engine.connect() as conn:
@@ -130,3 +132,4 @@ class KeysRepo:
             await conn.execute(
                 update(virtual_keys).where(virtual_keys.c.id == key.id).values(**row)
             )
+            await config_version.bump(conn)

@@ -133,3 +133,21 @@ trace_spans = Table(
 Index("ix_trace_spans_created_at", trace_spans.c.created_at)
 Index("ix_trace_spans_session_id", trace_spans.c.session_id)
 Index("ix_trace_spans_vk_id", trace_spans.c.vk_id)
+
+# One row (id 1): bumped in the same transaction as every key or budget change.
+config_version = Table(
+    "config_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+# One row per running gateway process: the config version it has applied, and when it last
+# said so (database clock, ms).
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("applied_version", BigInteger, nullable=False),
+)

@@ -1,0 +1,116 @@
+"""Applying key and budget changes the moment they commit, and saying so.
+
+Each gateway process registers in ``replicas`` and watches the config version: on PostgreSQL
+it LISTENs for the NOTIFY sent with every bump (and checks every heartbeat as a safety net);
+on SQLite it reads the one-row version every ``config_poll_ms``. When the version moves it
+reloads keys and budgets, then records the version as applied. The CLI waits for that before
+it reports success. Nothing here runs on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.store import config_version
+from sluice.store.config_version import CHANNEL, HEARTBEAT_S
+
+log = logging.getLogger("sluice.config_sync")
+
+Reload = Callable[[], Awaitable[None]]
+
+
+def _asyncpg_dsn(engine: AsyncEngine) -> str:
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class ConfigSync:
+    def __init__(self, engine: AsyncEngine, reloaders: list[Reload], poll_s: float) -> None:
+        self._engine = engine
+        self._reloaders = reloaders
+        self._poll_s = poll_s
+        self.replica_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.applied = 0
+        self.reloads = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        self.applied = await config_version.current(self._engine)
+        await self._reload()
+        await config_version.register(self._engine, self.replica_id, self.applied)
+        await self._listen()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        try:
+            await config_version.unregister(self._engine, self.replica_id)
+        except Exception:  # the row goes stale and is ignored after LIVE_WITHIN_MS
+            log.warning("could not remove replica row %s", self.replica_id)
+
+    async def _listen(self) -> None:
+        if self._engine.dialect.name != "postgresql":
+            return
+        try:
+            self._listener = await asyncpg.connect(_asyncpg_dsn(self._engine))
+            await self._listener.add_listener(CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError) as exc:
+            self._listener = None
+            log.warning("LISTEN %s failed (%s); checking every poll instead", CHANNEL, exc)
+
+    def _notified(self, *_args: object) -> None:
+        self._wake.set()
+
+    def _interval(self) -> float:
+        listening = self._listener is not None and not self._listener.is_closed()
+        return HEARTBEAT_S if listening else self._poll_s
+
+    async def _reload(self) -> None:
+        for reload in self._reloaders:
+            await reload()
+        self.reloads += 1
+
+    async def _run(self) -> None:
+        last_beat = time.monotonic()
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval())
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                last_beat = await self._check(last_beat)
+            except Exception:  # keep serving; the next tick tries again
+                log.exception("config version check failed")
+
+    async def _check(self, last_beat: float) -> float:
+        version = await config_version.current(self._engine)
+        changed = version > self.applied
+        if changed:
+            await self._reload()
+            self.applied = version
+        now = time.monotonic()
+        if changed or now - last_beat >= HEARTBEAT_S:
+            await config_version.heartbeat(self._engine, self.replica_id, self.applied)
+            if self._listener is not None and self._listener.is_closed():
+                await self._listen()  # the LISTEN connection dropped: reconnect
+            return now
+        return last_beat
