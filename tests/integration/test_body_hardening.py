@@ -116,7 +116,7 @@ async def test_a_1mb_model_gives_a_small_error_ledger_and_log(
 async def test_a_long_unknown_model_is_echoed_truncated(gateway: Gateway) -> None:
     body = ('{"model":"' + "z" * 250 + '","max_tokens":16,' + MSGS + "}").encode()
     status, _, raw = await post(gateway, gateway.key, body)
-    assert status == 400
+    assert status == 404  # an unknown model is Anthropic's 404 not_found_error
     assert len(raw) < 2_000
 
 
