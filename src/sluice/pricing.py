@@ -10,6 +10,7 @@ genai-prices per request costs ~0.7 ms, more than the whole rest of the request 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -22,6 +23,10 @@ from sluice.config.models import PriceOverride, PricingConfig
 from sluice.core.usage import Usage
 
 log = logging.getLogger("sluice.pricing")
+
+# Lookups remembered, least recently used dropped first: model names are the client's, and
+# genai-prices prices any name by its prefix, so the cache must not grow with invented ones.
+PRICE_CACHE_MAX = 4096
 
 # Our provider kinds -> genai-prices provider ids.
 _PROVIDER_IDS = {"anthropic": "anthropic", "bedrock": "aws", "vertex": "google"}
@@ -143,15 +148,24 @@ def _to_micros(amount: Decimal) -> int:
 
 
 class Pricing:
-    def __init__(self, config: PricingConfig | None = None) -> None:
+    def __init__(
+        self, config: PricingConfig | None = None, *, cache_max: int = PRICE_CACHE_MAX
+    ) -> None:
         cfg = config or PricingConfig()
+        self._cache_max = cache_max
         self._overrides = {m: Rates.from_override(o) for m, o in cfg.overrides.items()}
         self._fallback = Rates.from_override(cfg.unknown_model_price)
-        self._cache: dict[tuple[str, str], Rates | TieredRates | ModelPrice | None] = {}
+        self._cache: OrderedDict[tuple[str, str], Rates | TieredRates | ModelPrice | None]
+        self._cache = OrderedDict()
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
 
     def _lookup(self, provider_kind: str, model: str) -> Rates | TieredRates | ModelPrice | None:
         key = (provider_kind, model)
         if key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         found: Rates | TieredRates | ModelPrice | None = self._overrides.get(model)
         if found is None:
@@ -163,12 +177,14 @@ class Pricing:
                 )
                 found = _compile(result.model_price) or result.model_price
             except LookupError:
-                # Once per model: an unpriced model is recorded as unknown, not as free.
+                # Once per model (while remembered): recorded as unknown, not as free.
                 log.warning(
                     "no price for %s model %r: cost recorded as unknown", provider_kind, model
                 )
                 found = None
         self._cache[key] = found
+        if len(self._cache) > self._cache_max:
+            self._cache.popitem(last=False)
         return found
 
     def known_models(self) -> frozenset[str]:

@@ -76,7 +76,8 @@ async def post_all(url: str, keys: list[str | None], concurrency: int = 64) -> l
 
 @pytest.fixture
 async def clocked(fake: FakeAnthropic, tmp_path: Path) -> Gateway:
-    gw = await start_gateway(tmp_path / "sluice.db", fake.url, clock=ManualClock())
+    # A slow poll: its full resync (every 30 polls) would clear the negative cache mid-test.
+    gw = await start_gateway(tmp_path / "sluice.db", fake.url, clock=ManualClock(), refresh_s=5.0)
     yield gw  # type: ignore[misc]
     await gw.server.stop()
 
