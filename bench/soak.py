@@ -343,6 +343,13 @@ def _reconcile(run: Run, ledger: dict[str, tuple[int, str | None, bool]]) -> lis
     rows200 = sum(1 for s in ok200 if s.request_id in ledger and ledger[s.request_id][0] == 200)
     gone = [s for s in with_id if s.outcome == "disconnect"]
     rows_gone = sum(1 for s in gone if s.request_id in ledger and ledger[s.request_id][2])
+    # A cut that lands after the gateway's last byte (often an error frame the client had not
+    # read yet) is an ended stream to the gateway, rightly: its row says how it ended.
+    late_cuts = Counter(
+        ledger[s.request_id][1] or "-"
+        for s in gone
+        if s.request_id in ledger and not ledger[s.request_id][2]
+    )
     status_mismatch = sum(
         1 for s in with_id if s.request_id in ledger and ledger[s.request_id][0] != s.status
     )
@@ -361,6 +368,9 @@ def _reconcile(run: Run, ledger: dict[str, tuple[int, str | None, bool]]) -> lis
         f"| client got 200 / rows with status 200 for them | {len(ok200):,} / {rows200:,} |",
         f"| rows whose status differs from the client's | {status_mismatch:,} |",
         f"| client disconnects / rows marked client_disconnected | {len(gone):,} / {rows_gone:,} |",
+        "",
+        "Client cuts whose row is not marked (the stream had ended first), by the row's error"
+        " code: " + (", ".join(f"{k} {v:,}" for k, v in late_cuts.items()) or "none"),
         "",
         "Client outcomes: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1])),
