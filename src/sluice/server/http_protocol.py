@@ -43,12 +43,13 @@ from sluice.server.responses import anthropic_error_body, error_headers, request
 log = logging.getLogger("sluice.edge")
 
 
-def error_response(err: GatewayError) -> bytes:
+def error_response(err: GatewayError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """A whole HTTP/1.1 response that closes the connection, in the Anthropic error shape."""
     rid = new_request_id()
     body = orjson.dumps(anthropic_error_body(err, rid))
     lines = [STATUS_LINE[err.status]]
     headers = [
+        *default_headers,  # uvicorn's (date)
         (b"content-type", b"application/json"),
         *request_id_headers(rid),
         *error_headers(err),
@@ -74,6 +75,7 @@ def _too_large(limits: EdgeLimits, what: str) -> _HeadRefused:
         RequestHeadersTooLarge(
             f"Request {what} exceeds the gateway limit.",
             meta={"max_header_bytes": limits.max_header_bytes, "max_headers": limits.max_headers},
+            tips=["Send fewer or smaller headers, or raise server.max_header_bytes/max_headers."],
         )
     )
 
@@ -96,6 +98,8 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         self._in_body = False  # head complete, message not complete
         self._head_bytes = 0  # wire bytes of the open head, counted in whole reads
         self._head_size = 0  # request target + complete header lines, exact
+        self._in_chunk = False  # between a chunk's header and its end (chunked bodies)
+        self._trailer_bytes = 0  # reads with no body bytes since a chunk header
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_rx_at = 0.0
@@ -122,6 +126,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_rx_at = self.loop.time()
         idle, begun = self._idle, self._begun
+        body_before = len(self.cycle.body) if self._in_chunk else -1
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -141,11 +146,25 @@ class SluiceHttpProtocol(HttpToolsProtocol):
             return
         if self._head_open:
             self._head_progress(len(data), self._begun - begun, idle)
-        elif self._in_body and self._body_timer is None:
-            self._body_rx_at = self.loop.time()
-            self._body_timer = self.loop.call_later(
-                self.limits.body_idle_timeout_s, self._body_idle
-            )
+        elif self._in_body:
+            if body_before >= 0 and self._in_chunk:
+                self._chunk_progress(len(data), len(self.cycle.body) > body_before)
+            if self._body_timer is None:
+                self._body_rx_at = self.loop.time()
+                self._body_timer = self.loop.call_later(
+                    self.limits.body_idle_timeout_s, self._body_idle
+                )
+
+    def _chunk_progress(self, size: int, had_body: bool) -> None:
+        """A read ended inside a chunk of a chunked body. A read with no body bytes after a
+        chunk header is (part of) the trailer section, which httptools buffers whole: cap it
+        like a header section. Chunked bodies only, so no cost for Content-Length ones."""
+        if had_body:
+            self._trailer_bytes = 0
+            return
+        self._trailer_bytes += size
+        if self._trailer_bytes > self.limits.max_header_bytes:
+            self._refuse(_too_large(self.limits, "trailer section").error)
 
     def _head_progress(self, size: int, new: int, idle: bool) -> None:
         """A read ended inside a request head: count it, cap it, time it."""
@@ -195,6 +214,13 @@ class SluiceHttpProtocol(HttpToolsProtocol):
             self._head_timer = None
         super().on_headers_complete()
 
+    def on_chunk_header(self) -> None:
+        self._in_chunk = True
+
+    def on_chunk_complete(self) -> None:
+        self._in_chunk = False
+        self._trailer_bytes = 0
+
     def on_message_complete(self) -> None:
         self._in_body, self._idle = False, True
         if self._body_timer is not None:
@@ -237,7 +263,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
     def _refuse(self, err: GatewayError) -> None:
         """Answer ``err`` and close, without reading further; mid-response, only close."""
         if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(error_response(err))
+            self.transport.write(error_response(err, self.server_state.default_headers))
         self._close(err.code, status=err.status)
 
     def _bad_request(self) -> None:
