@@ -96,8 +96,8 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         self._idle = True  # no request in progress (fresh connection, or the last one ended)
         self._begun = 0  # requests begun on this connection
         self._in_body = False  # head complete, message not complete
-        self._head_bytes = 0  # wire bytes of the open head, counted in whole reads
-        self._head_size = 0  # request target + complete header lines, exact
+        self._head_bytes = 0  # wire bytes of the open head, in whole reads before this one
+        self._read_len = 0  # bytes in the read being parsed
         self._in_chunk = False  # between a chunk's header and its end (chunked bodies)
         self._trailer_bytes = 0  # reads with no body bytes since a chunk header
         self._head_timer: asyncio.TimerHandle | None = None
@@ -126,6 +126,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_rx_at = self.loop.time()
         idle, begun = self._idle, self._begun
+        self._read_len = len(data)
         body_before = len(self.cycle.body) if self._in_chunk else -1
         try:
             self.parser.feed_data(data)
@@ -186,32 +187,21 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_open, self._idle = True, False
         self._begun += 1
-        self._head_bytes = self._head_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self._head_size += len(url)
-        if self._head_size > self.limits.max_header_bytes:
-            raise _too_large(self.limits, "line")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.limits.max_header_bytes:
-            raise _too_large(self.limits, "header section")
-        if len(self.headers) >= self.limits.max_headers:
-            raise _too_large(self.limits, "header count")
-        # uvicorn's on_header, inlined (one call per header line).
-        name = name.lower()
-        value = value.rstrip(b" \t")
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
-        self.headers.append((name, value))
+        self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._head_open, self._in_body = False, True
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        limits = self.limits
+        if len(self.headers) > limits.max_headers:
+            raise _too_large(limits, "header count")
+        # The head fits if all the reads it spans do; else (rare) measure it exactly.
+        if self._head_bytes + self._read_len > limits.max_header_bytes:
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > limits.max_header_bytes:
+                raise _too_large(limits, "header section")
         super().on_headers_complete()
 
     def on_chunk_header(self) -> None:
