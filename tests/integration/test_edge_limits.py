@@ -184,6 +184,12 @@ def test_header_timeout_closes_the_connection(tmp_path: Path) -> None:
                 s.sendall(HEAD + b"\r\n")
                 assert read_response(s).startswith(b"HTTP/1.1 200 ")
                 time.sleep(0.7)  # longer than the header timeout, shorter than keep-alive
+            # The next head on that connection is timed from its first byte.
+            started = time.monotonic()
+            s.sendall(HEAD)
+            raw = read_until_closed(s)
+            assert 0.4 < time.monotonic() - started < 2.0
+            assert_error(raw, 408, "request_timeout")
 
 
 def test_workers_enforce_the_limits_too(tmp_path: Path) -> None:

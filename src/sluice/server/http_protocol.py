@@ -12,15 +12,15 @@ This subclass adds, per process and per connection:
 - a body-read idle timeout (``server.body_idle_timeout_s``): close;
 - an optional cap on open connections (``server.max_connections``): 503, then close.
 
-Costs on the hot path: per read, a few attribute reads; per request, nothing when the head
-and body arrive in one read (timers are armed only while a read leaves them incomplete),
-plus one timer per connection for its first head.
+Costs on the hot path: per read, a few attribute reads (and the loop's clock while a body is
+read); no per-request timer: one lazy timer per connection is re-armed only when it fires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 import httptools
@@ -100,9 +100,12 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         self._read_len = 0  # bytes in the read being parsed
         self._in_chunk = False  # between a chunk's header and its end (chunked bodies)
         self._trailer_bytes = 0  # reads with no body bytes since a chunk header
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
-        self._body_rx_at = 0.0
+        self._head_due = 0.0  # loop time by which the open head must be complete; 0: none
+        self._body_rx_at = 0.0  # loop time of the last read inside a body
+        # One lazy timer per connection: never cancelled on the hot path; when it fires it
+        # checks the deadlines above and re-arms itself for the nearest (or lapses).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
 
     # Connection -------------------------------------------------------------------------
 
@@ -114,17 +117,16 @@ class SluiceHttpProtocol(HttpToolsProtocol):
             self._refuse(TooManyConnections(f"The gateway is at its limit of {cap} connections."))
             return
         super().connection_made(transport)
-        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timeout)
+        self._head_due = self.loop.time() + self.limits.header_timeout_s
+        self._arm(self._head_due)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timers()
+        self._cancel_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, plus the limits: its own would answer 400 to a refusal.
         self._unset_keepalive_if_required()
-        if self._body_timer is not None:
-            self._body_rx_at = self.loop.time()
         idle, begun = self._idle, self._begun
         self._read_len = len(data)
         body_before = len(self.cycle.body) if self._in_chunk else -1
@@ -150,11 +152,10 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         elif self._in_body:
             if body_before >= 0 and self._in_chunk:
                 self._chunk_progress(len(data), len(self.cycle.body) > body_before)
-            if self._body_timer is None:
-                self._body_rx_at = self.loop.time()
-                self._body_timer = self.loop.call_later(
-                    self.limits.body_idle_timeout_s, self._body_idle
-                )
+            self._body_rx_at = now = self.loop.time()
+            due = now + self.limits.body_idle_timeout_s
+            if self._timer is None or self._timer_due > due:
+                self._arm(due)
 
     def _chunk_progress(self, size: int, had_body: bool) -> None:
         """A read ended inside a chunk of a chunked body. A read with no body bytes after a
@@ -176,10 +177,10 @@ class SluiceHttpProtocol(HttpToolsProtocol):
             if self._head_bytes > self.limits.max_header_bytes:
                 self._refuse(_too_large(self.limits, "header section").error)
                 return
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self.limits.header_timeout_s, self._head_timeout
-            )
+        if not self._head_due:
+            self._head_due = due = self.loop.time() + self.limits.header_timeout_s
+            if self._timer is None or self._timer_due > due:
+                self._arm(due)
 
     # Parser callbacks -------------------------------------------------------------------
 
@@ -191,9 +192,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_open, self._in_body = False, True
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_due = 0.0
         limits = self.limits
         if len(self.headers) > limits.max_headers:
             raise _too_large(limits, "header count")
@@ -213,42 +212,45 @@ class SluiceHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_body, self._idle = False, True
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
         super().on_message_complete()
 
     # Timers and refusals ----------------------------------------------------------------
 
-    def _head_timeout(self) -> None:
-        self._head_timer = None
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(due, self._on_timer)
+        self._timer_due = due
+
+    def _on_timer(self) -> None:
+        self._timer = None
         if self.transport.is_closing():
             return
-        if self.flow.read_paused:  # pipelined behind a running request: not the client's fault
-            self._head_timer = self.loop.call_later(
-                self.limits.header_timeout_s, self._head_timeout
-            )
-            return
+        now = self.loop.time() + 0.001  # a timer may fire a hair early
+        due = math.inf
+        if self._head_due:
+            if self.flow.read_paused:  # pipelined behind a running request: not the client's
+                self._head_due = now + self.limits.header_timeout_s
+            elif now >= self._head_due:
+                self._head_timed_out()
+                return
+            due = self._head_due
+        if self._in_body:
+            cycle = self.cycle
+            if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
+                self._body_rx_at = now  # we are not reading (back-pressure, or 100-continue)
+            if now >= self._body_rx_at + self.limits.body_idle_timeout_s:
+                self._close("body_idle_timeout")
+                return
+            due = min(due, self._body_rx_at + self.limits.body_idle_timeout_s)
+        if due < math.inf:
+            self._arm(due)
+
+    def _head_timed_out(self) -> None:
         if self._head_open:
             self._refuse(RequestTimeout("The request head was not received in time."))
-            return
-        self._close("header_timeout")
-
-    def _body_idle(self) -> None:
-        self._body_timer = None
-        if not self._in_body or self.transport.is_closing():
-            return
-        now = self.loop.time()
-        cycle = self.cycle
-        if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
-            # We are not reading (back-pressure, or the app has not asked for the body yet).
-            due = now + self.limits.body_idle_timeout_s
         else:
-            due = self._body_rx_at + self.limits.body_idle_timeout_s
-        if due > now:
-            self._body_timer = self.loop.call_later(due - now, self._body_idle)
-            return
-        self._close("body_idle_timeout")
+            self._close("header_timeout")  # connected, sent nothing: close without a word
 
     def _refuse(self, err: GatewayError) -> None:
         """Answer ``err`` and close, without reading further; mid-response, only close."""
@@ -261,7 +263,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         self.send_400_response("Invalid HTTP request received.")
 
     def _close(self, reason: str, status: int | None = None) -> None:
-        self._cancel_timers()
+        self._cancel_timer()
         peer = get_remote_addr(self.transport)
         log.info(
             "edge: connection closed (%s)",
@@ -270,8 +272,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         )
         self.transport.close()
 
-    def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._body_timer = None
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
