@@ -184,6 +184,12 @@ def test_header_timeout_closes_the_connection(tmp_path: Path) -> None:
                 s.sendall(HEAD + b"\r\n")
                 assert read_response(s).startswith(b"HTTP/1.1 200 ")
                 time.sleep(0.7)  # longer than the header timeout, shorter than keep-alive
+            # The next head on that connection is timed from its first byte.
+            started = time.monotonic()
+            s.sendall(HEAD)
+            raw = read_until_closed(s)
+            assert 0.4 < time.monotonic() - started < 2.0
+            assert_error(raw, 408, "request_timeout")
 
 
 def test_workers_enforce_the_limits_too(tmp_path: Path) -> None:
@@ -336,3 +342,44 @@ async def test_slowloris_connections_are_closed_and_do_not_delay_others(tmp_path
     assert statistics.median(closed_after) < timeout_s + 0.5, statistics.median(closed_after)
     delay = statistics.median(during) - statistics.median(baseline)
     assert delay < 0.050, (statistics.median(baseline), statistics.median(during))
+
+
+async def test_chunked_body_passes_and_an_endless_trailer_is_cut(tmp_path: Path) -> None:
+    """httptools buffers a trailer section whole, as it does a head: the same cap applies."""
+    async with edge_gateway(tmp_path, max_header_bytes=8192) as gw:
+        body = json.dumps(
+            {
+                "model": "claude-opus-4-8",
+                "max_tokens": 16,
+                "messages": [{"role": "user", "content": "x" * 200_000}],
+            }
+        ).encode()
+        head = (
+            f"POST /v1/messages HTTP/1.1\r\nHost: sluice\r\nx-api-key: {gw.key}\r\n"
+            "content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        ).encode()
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 50_000]), body[i : i + 50_000])
+            for i in range(0, len(body), 50_000)
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
+        writer.write(head + chunks + b"0\r\nX-Trailer: ok\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+        # A trailer that never ends: cut once it is over the cap, not buffered forever.
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
+        writer.write(head + chunks + b"0\r\nX-Trailer: ")
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            for _ in range(200):
+                writer.write(b"t" * 16384)
+                await writer.drain()
+                sent += 16384
+                if reader.at_eof():
+                    break
+                await asyncio.sleep(0.005)
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(reader.read(), 2)
+        assert reader.at_eof()
+        assert sent < 1_000_000, sent
+        writer.close()

@@ -12,15 +12,15 @@ This subclass adds, per process and per connection:
 - a body-read idle timeout (``server.body_idle_timeout_s``): close;
 - an optional cap on open connections (``server.max_connections``): 503, then close.
 
-Costs on the hot path: per read, a few attribute reads; per request, nothing when the head
-and body arrive in one read (timers are armed only while a read leaves them incomplete),
-plus one timer per connection for its first head.
+Costs on the hot path: per read, a few attribute reads (and the loop's clock while a body is
+read); no per-request timer: one lazy timer per connection is re-armed only when it fires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 import httptools
@@ -43,12 +43,13 @@ from sluice.server.responses import anthropic_error_body, error_headers, request
 log = logging.getLogger("sluice.edge")
 
 
-def error_response(err: GatewayError) -> bytes:
+def error_response(err: GatewayError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """A whole HTTP/1.1 response that closes the connection, in the Anthropic error shape."""
     rid = new_request_id()
     body = orjson.dumps(anthropic_error_body(err, rid))
     lines = [STATUS_LINE[err.status]]
     headers = [
+        *default_headers,  # uvicorn's (date)
         (b"content-type", b"application/json"),
         *request_id_headers(rid),
         *error_headers(err),
@@ -74,6 +75,7 @@ def _too_large(limits: EdgeLimits, what: str) -> _HeadRefused:
         RequestHeadersTooLarge(
             f"Request {what} exceeds the gateway limit.",
             meta={"max_header_bytes": limits.max_header_bytes, "max_headers": limits.max_headers},
+            tips=["Send fewer or smaller headers, or raise server.max_header_bytes/max_headers."],
         )
     )
 
@@ -94,11 +96,16 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         self._idle = True  # no request in progress (fresh connection, or the last one ended)
         self._begun = 0  # requests begun on this connection
         self._in_body = False  # head complete, message not complete
-        self._head_bytes = 0  # wire bytes of the open head, counted in whole reads
-        self._head_size = 0  # request target + complete header lines, exact
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
-        self._body_rx_at = 0.0
+        self._head_bytes = 0  # wire bytes of the open head, in whole reads before this one
+        self._read_len = 0  # bytes in the read being parsed
+        self._in_chunk = False  # between a chunk's header and its end (chunked bodies)
+        self._trailer_bytes = 0  # reads with no body bytes since a chunk header
+        self._head_due = 0.0  # loop time by which the open head must be complete; 0: none
+        self._body_rx_at = 0.0  # loop time of the last read inside a body
+        # One lazy timer per connection: never cancelled on the hot path; when it fires it
+        # checks the deadlines above and re-arms itself for the nearest (or lapses).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
 
     # Connection -------------------------------------------------------------------------
 
@@ -110,18 +117,19 @@ class SluiceHttpProtocol(HttpToolsProtocol):
             self._refuse(TooManyConnections(f"The gateway is at its limit of {cap} connections."))
             return
         super().connection_made(transport)
-        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timeout)
+        self._head_due = self.loop.time() + self.limits.header_timeout_s
+        self._arm(self._head_due)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timers()
+        self._cancel_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, plus the limits: its own would answer 400 to a refusal.
         self._unset_keepalive_if_required()
-        if self._body_timer is not None:
-            self._body_rx_at = self.loop.time()
         idle, begun = self._idle, self._begun
+        self._read_len = len(data)
+        body_before = len(self.cycle.body) if self._in_chunk else -1
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -141,11 +149,24 @@ class SluiceHttpProtocol(HttpToolsProtocol):
             return
         if self._head_open:
             self._head_progress(len(data), self._begun - begun, idle)
-        elif self._in_body and self._body_timer is None:
-            self._body_rx_at = self.loop.time()
-            self._body_timer = self.loop.call_later(
-                self.limits.body_idle_timeout_s, self._body_idle
-            )
+        elif self._in_body:
+            if body_before >= 0 and self._in_chunk:
+                self._chunk_progress(len(data), len(self.cycle.body) > body_before)
+            self._body_rx_at = now = self.loop.time()
+            due = now + self.limits.body_idle_timeout_s
+            if self._timer is None or self._timer_due > due:
+                self._arm(due)
+
+    def _chunk_progress(self, size: int, had_body: bool) -> None:
+        """A read ended inside a chunk of a chunked body. A read with no body bytes after a
+        chunk header is (part of) the trailer section, which httptools buffers whole: cap it
+        like a header section. Chunked bodies only, so no cost for Content-Length ones."""
+        if had_body:
+            self._trailer_bytes = 0
+            return
+        self._trailer_bytes += size
+        if self._trailer_bytes > self.limits.max_header_bytes:
+            self._refuse(_too_large(self.limits, "trailer section").error)
 
     def _head_progress(self, size: int, new: int, idle: bool) -> None:
         """A read ended inside a request head: count it, cap it, time it."""
@@ -156,10 +177,10 @@ class SluiceHttpProtocol(HttpToolsProtocol):
             if self._head_bytes > self.limits.max_header_bytes:
                 self._refuse(_too_large(self.limits, "header section").error)
                 return
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self.limits.header_timeout_s, self._head_timeout
-            )
+        if not self._head_due:
+            self._head_due = due = self.loop.time() + self.limits.header_timeout_s
+            if self._timer is None or self._timer_due > due:
+                self._arm(due)
 
     # Parser callbacks -------------------------------------------------------------------
 
@@ -167,77 +188,74 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_open, self._idle = True, False
         self._begun += 1
-        self._head_bytes = self._head_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self._head_size += len(url)
-        if self._head_size > self.limits.max_header_bytes:
-            raise _too_large(self.limits, "line")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.limits.max_header_bytes:
-            raise _too_large(self.limits, "header section")
-        if len(self.headers) >= self.limits.max_headers:
-            raise _too_large(self.limits, "header count")
-        # uvicorn's on_header, inlined (one call per header line).
-        name = name.lower()
-        value = value.rstrip(b" \t")
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
-        self.headers.append((name, value))
+        self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._head_open, self._in_body = False, True
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_due = 0.0
+        limits = self.limits
+        if len(self.headers) > limits.max_headers:
+            raise _too_large(limits, "header count")
+        # The head fits if all the reads it spans do; else (rare) measure it exactly.
+        if self._head_bytes + self._read_len > limits.max_header_bytes:
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > limits.max_header_bytes:
+                raise _too_large(limits, "header section")
         super().on_headers_complete()
+
+    def on_chunk_header(self) -> None:
+        self._in_chunk = True
+
+    def on_chunk_complete(self) -> None:
+        self._in_chunk = False
+        self._trailer_bytes = 0
 
     def on_message_complete(self) -> None:
         self._in_body, self._idle = False, True
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
         super().on_message_complete()
 
     # Timers and refusals ----------------------------------------------------------------
 
-    def _head_timeout(self) -> None:
-        self._head_timer = None
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(due, self._on_timer)
+        self._timer_due = due
+
+    def _on_timer(self) -> None:
+        self._timer = None
         if self.transport.is_closing():
             return
-        if self.flow.read_paused:  # pipelined behind a running request: not the client's fault
-            self._head_timer = self.loop.call_later(
-                self.limits.header_timeout_s, self._head_timeout
-            )
-            return
+        now = self.loop.time() + 0.001  # a timer may fire a hair early
+        due = math.inf
+        if self._head_due:
+            if self.flow.read_paused:  # pipelined behind a running request: not the client's
+                self._head_due = now + self.limits.header_timeout_s
+            elif now >= self._head_due:
+                self._head_timed_out()
+                return
+            due = self._head_due
+        if self._in_body:
+            cycle = self.cycle
+            if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
+                self._body_rx_at = now  # we are not reading (back-pressure, or 100-continue)
+            if now >= self._body_rx_at + self.limits.body_idle_timeout_s:
+                self._close("body_idle_timeout")
+                return
+            due = min(due, self._body_rx_at + self.limits.body_idle_timeout_s)
+        if due < math.inf:
+            self._arm(due)
+
+    def _head_timed_out(self) -> None:
         if self._head_open:
             self._refuse(RequestTimeout("The request head was not received in time."))
-            return
-        self._close("header_timeout")
-
-    def _body_idle(self) -> None:
-        self._body_timer = None
-        if not self._in_body or self.transport.is_closing():
-            return
-        now = self.loop.time()
-        cycle = self.cycle
-        if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
-            # We are not reading (back-pressure, or the app has not asked for the body yet).
-            due = now + self.limits.body_idle_timeout_s
         else:
-            due = self._body_rx_at + self.limits.body_idle_timeout_s
-        if due > now:
-            self._body_timer = self.loop.call_later(due - now, self._body_idle)
-            return
-        self._close("body_idle_timeout")
+            self._close("header_timeout")  # connected, sent nothing: close without a word
 
     def _refuse(self, err: GatewayError) -> None:
         """Answer ``err`` and close, without reading further; mid-response, only close."""
         if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(error_response(err))
+            self.transport.write(error_response(err, self.server_state.default_headers))
         self._close(err.code, status=err.status)
 
     def _bad_request(self) -> None:
@@ -245,7 +263,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         self.send_400_response("Invalid HTTP request received.")
 
     def _close(self, reason: str, status: int | None = None) -> None:
-        self._cancel_timers()
+        self._cancel_timer()
         peer = get_remote_addr(self.transport)
         log.info(
             "edge: connection closed (%s)",
@@ -254,8 +272,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
         )
         self.transport.close()
 
-    def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._body_timer = None
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
