@@ -26,6 +26,7 @@ from sluice.errors import InvalidRequest
 # truncated (session) past this many characters; real model ids are under 100.
 MAX_IDENTIFIER_CHARS = 256
 _ECHO_CHARS = 64  # how much of a refused identifier an error message repeats
+_DECODE = msgspec.json.Decoder().decode
 
 
 def echo(value: str, limit: int = _ECHO_CHARS) -> str:
@@ -112,7 +113,7 @@ def _is(raw: msgspec.Raw | None, opener: bytes) -> TypeGuard[msgspec.Raw]:
 def _small(raw: msgspec.Raw | None) -> Any:
     """Decode one small member (skipped values were validated as JSON, not as UTF-8)."""
     try:
-        return None if raw is None else msgspec.json.decode(raw)
+        return None if raw is None else _DECODE(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
 
