@@ -151,3 +151,28 @@ async def test_url_policy_reads_a_deep_message_without_a_500(gateway: Gateway, d
     )
     status, _, raw = await post(gateway, minted.secret, body.encode())
     assert status in (400, 403), raw[:300]
+
+
+async def test_a_stored_pattern_re2_cannot_compile_fails_closed(gateway: Gateway) -> None:
+    # A key saved before patterns were RE2 may hold a lookahead: it still loads, and its
+    # policy refuses (403 naming the rule) instead of failing the request with a 500.
+    from sqlalchemy import update
+
+    from sluice.store.tables import virtual_keys
+
+    minted = await gateway.mint()
+    legacy = '{"policy_rules": {"models": {"deny": ["^(?=claude-x)"]}}}'
+    engine = gateway.server.app.state.engine
+    assert engine is not None
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(virtual_keys).where(virtual_keys.c.id == minted.key.id).values(config=legacy)
+        )
+    body = ('{"model":"claude-opus-4-8","max_tokens":16,' + MSGS + "}").encode()
+    status, _, raw = await post(gateway, minted.secret, body)
+    assert status == 403, raw
+    error = orjson.loads(raw)["error"]
+    assert error["type"] == "model_not_allowed"
+    assert "(?=claude-x)" in error["message"]
+    status, _, raw = await post(gateway, gateway.key, body)  # other keys are served
+    assert status == 200, raw
