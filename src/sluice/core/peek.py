@@ -23,8 +23,9 @@ from sluice.core.json_spans import duplicate_member, duplicate_path, raw_element
 from sluice.errors import InvalidRequest
 
 # Identifiers the gateway stores and echoes (model, session id) are refused (model) or
-# truncated (session) past this many characters; real model ids are under 100.
-MAX_IDENTIFIER_CHARS = 256
+# truncated (session) past this many characters: the ledger's columns are 200 wide (longer
+# values would fail its insert on PostgreSQL), real model ids are under 100.
+MAX_IDENTIFIER_CHARS = 200
 _ECHO_CHARS = 64  # how much of a refused identifier an error message repeats
 _DECODE = msgspec.json.Decoder().decode
 
@@ -149,6 +150,7 @@ def peek_messages_body(ctx: RequestContext) -> None:
     if not isinstance(model, str) or not model:
         raise InvalidRequest("`model`: field required (a model name string).", param="model")
     if len(model) > MAX_IDENTIFIER_CHARS:
+        ctx.model_requested = model[:MAX_IDENTIFIER_CHARS]  # the ledger keeps a cut form
         raise InvalidRequest(
             f"`model` is longer than {MAX_IDENTIFIER_CHARS} characters: '{echo(model)}'.",
             param="model",
