@@ -44,8 +44,8 @@ def repeated(member: str) -> InvalidRequest:
 
 def too_deep() -> InvalidRequest:
     return InvalidRequest(
-        "The request body is nested too deeply (the gateway's JSON parser allows about "
-        "900 levels).",
+        "The request body is nested too deeply for the gateway's JSON parser (its limit is "
+        "just under 1,000 levels).",
         tips=["Send a Messages API body; real ones nest about a dozen levels."],
     )
 
