@@ -13,6 +13,8 @@ top-level member, or a member of ``metadata`` or of an ``mcp_servers[]`` entry, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeGuard
 
 import msgspec
@@ -50,19 +52,28 @@ def too_deep() -> InvalidRequest:
     )
 
 
+@contextmanager
+def _json_problems_are_400() -> Iterator[None]:
+    """Nested members were skipped by the first pass, not decoded: their keys and strings may
+    still be bytes that are not UTF-8, and they may nest past the parser's limit."""
+    try:
+        yield
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise too_deep() from exc
+
+
 def last_message(ctx: RequestContext) -> Any:
     """The last message, parsed alone (the rest of the history stays raw bytes). A member
     repeated anywhere inside it is refused: policy reads every string in it."""
     if ctx.messages_raw is None:
         return None
-    items = raw_elements(ctx.messages_raw)
-    if not items:
-        return None
-    index = len(items) - 1
-    try:
-        where = duplicate_path(items[-1], f"messages[{index}]")
-    except RecursionError as exc:
-        raise too_deep() from exc
+    with _json_problems_are_400():
+        items = raw_elements(ctx.messages_raw)
+        if not items:
+            return None
+        where = duplicate_path(items[-1], f"messages[{len(items) - 1}]")
     if where is not None:
         raise repeated(where)
     return loads(items[-1])
@@ -133,11 +144,12 @@ def _check_nested(members: dict[str, msgspec.Raw]) -> None:
 
 def check_tools(body: bytes) -> None:
     """Repeats inside ``tools[]`` entries: run only when a policy reads the declared tools."""
-    tools = raw_members(body).get("tools")
-    if _is(tools, b"["):
-        for index, tool in enumerate(raw_elements(tools)):
-            if _is(tool, b"{") and (key := duplicate_member(tool)):
-                raise repeated(f"tools[{index}].{key}")
+    with _json_problems_are_400():
+        tools = raw_members(body).get("tools")
+        if _is(tools, b"["):
+            for index, tool in enumerate(raw_elements(tools)):
+                if _is(tool, b"{") and (key := duplicate_member(tool)):
+                    raise repeated(f"tools[{index}].{key}")
 
 
 def peek_messages_body(ctx: RequestContext) -> None:
@@ -158,7 +170,8 @@ def peek_messages_body(ctx: RequestContext) -> None:
     messages = members.get("messages")
     if not _is(messages, b"["):
         raise InvalidRequest("`messages`: field required (an array of messages).", param="messages")
-    _check_nested(members)
+    with _json_problems_are_400():
+        _check_nested(members)
     ctx.messages_raw = messages
     ctx.mcp_servers_raw = members.get("mcp_servers")
     ctx.model_requested = model
