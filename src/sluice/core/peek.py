@@ -170,8 +170,12 @@ def peek_messages_body(ctx: RequestContext) -> None:
     messages = members.get("messages")
     if not _is(messages, b"["):
         raise InvalidRequest("`messages`: field required (an array of messages).", param="messages")
-    with _json_problems_are_400():
+    try:  # a plain try, not _json_problems_are_400(): this runs on every request
         _check_nested(members)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise too_deep() from exc
     ctx.messages_raw = messages
     ctx.mcp_servers_raw = members.get("mcp_servers")
     ctx.model_requested = model
