@@ -10,11 +10,18 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from sqlalchemy import update
 
 from sluice.config.vk import VirtualKeyConfig
+from sluice.core.peek import MAX_IDENTIFIER_CHARS
+from sluice.governance.key_admin import KeyAdmin
+from sluice.store.keys_repo import KeysRepo
+from sluice.store.tables import virtual_keys
 from sluice.testing import FakeAnthropic
+from sluice.testing.gateway import GatewayServer
 
-from support import Gateway
+from services import migrated_engine
+from support import SECRET, Gateway, make_config
 
 MSGS = '"messages":[{"role":"user","content":"hi"}]'
 
@@ -110,11 +117,13 @@ async def test_a_1mb_model_gives_a_small_error_ledger_and_log(
     assert orjson.loads(raw)["error"]["param"] == "model"
     row = await gateway.ledger_row(headers["request-id"])
     assert len(json.dumps(row, default=str)) < 4_000
+    assert row["model_requested"] == "m" * MAX_IDENTIFIER_CHARS
+    assert row["error_code"] == "invalid_request_error"
     assert all(len(r.getMessage()) + len(str(r.__dict__)) < 8_000 for r in caplog.records)
 
 
 async def test_a_long_unknown_model_is_echoed_truncated(gateway: Gateway) -> None:
-    body = ('{"model":"' + "z" * 250 + '","max_tokens":16,' + MSGS + "}").encode()
+    body = ('{"model":"' + "z" * MAX_IDENTIFIER_CHARS + '","max_tokens":16,' + MSGS + "}").encode()
     status, _, raw = await post(gateway, gateway.key, body)
     assert status == 404  # an unknown model is Anthropic's 404 not_found_error
     assert len(raw) < 2_000
@@ -151,3 +160,57 @@ async def test_url_policy_reads_a_deep_message_without_a_500(gateway: Gateway, d
     )
     status, _, raw = await post(gateway, minted.secret, body.encode())
     assert status in (400, 403), raw[:300]
+
+
+async def test_a_stored_pattern_re2_cannot_compile_fails_closed(gateway: Gateway) -> None:
+    # A key saved before patterns were RE2 may hold a lookahead: it still loads, and its
+    # policy refuses (403 naming the rule) instead of failing the request with a 500.
+    minted = await gateway.mint()
+    legacy = '{"policy_rules": {"models": {"deny": ["^(?=claude-x)"]}}}'
+    engine = gateway.server.app.state.engine
+    assert engine is not None
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(virtual_keys).where(virtual_keys.c.id == minted.key.id).values(config=legacy)
+        )
+    body = ('{"model":"claude-opus-4-8","max_tokens":16,' + MSGS + "}").encode()
+    status, _, raw = await post(gateway, minted.secret, body)
+    assert status == 403, raw
+    error = orjson.loads(raw)["error"]
+    assert error["type"] == "model_not_allowed"
+    assert "(?=claude-x)" in error["message"]
+    status, _, raw = await post(gateway, gateway.key, body)  # other keys are served
+    assert status == 200, raw
+
+
+async def test_long_identifiers_reach_the_postgresql_ledger(
+    fake: FakeAnthropic, tmp_path: Any
+) -> None:
+    # The ledger's model and session columns are 200 wide: a longer value once failed the
+    # ledger's insert on PostgreSQL (SQLite does not check widths), losing the row.
+
+    async with migrated_engine("postgresql", tmp_path / "unused.db") as engine:
+        url = engine.url.render_as_string(hide_password=False).replace("+asyncpg", "")
+        config = make_config(tmp_path / "unused.db", fake.url).model_copy(update={"database": url})
+        server = GatewayServer(config)
+        await server.start()
+        try:
+            state = server.app.state
+            assert state.engine is not None and state.ledger is not None
+            admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), state.clock)
+            minted = await admin.create(name="pg", principal="p")
+            gw = Gateway(server, admin, minted, tmp_path / "unused.db")
+            body = ('{"model":"' + "m" * 300 + '","max_tokens":16,' + MSGS + "}").encode()
+            _, headers, _ = await post(gw, minted.secret, body)
+            session = {"x-claude-code-session-id": "s" * 300, "x-api-key": minted.secret}
+            ok = ('{"model":"claude-opus-4-8","max_tokens":16,' + MSGS + "}").encode()
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(f"{gw.url}/v1/messages", data=ok, headers=session) as r,
+            ):
+                assert r.status == 200
+                second = r.headers["request-id"]
+            assert (await gw.ledger_row(headers["request-id"]))["model_requested"] is not None
+            assert len((await gw.ledger_row(second))["session_id"]) == MAX_IDENTIFIER_CHARS
+        finally:
+            await server.stop()

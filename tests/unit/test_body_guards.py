@@ -11,7 +11,7 @@ import pytest
 from sluice.core.body_edit import strip_cache_control
 from sluice.core.context import RequestContext
 from sluice.core.json_spans import duplicate_member
-from sluice.core.peek import MAX_IDENTIFIER_CHARS, peek_messages_body
+from sluice.core.peek import MAX_IDENTIFIER_CHARS, check_tools, last_message, peek_messages_body
 from sluice.errors import InvalidRequest
 
 from support import fixture_names, fixture_request
@@ -151,3 +151,22 @@ def test_duplicate_check_is_cheap_on_pretty_printed_bodies() -> None:
     for _ in range(20):
         peek_messages_body(ctx_for(pretty))
     assert (time.perf_counter() - started) / 20 < 0.01
+
+
+BAD_UTF8 = b"\xed\xa0\x80"  # a CESU-encoded surrogate: the first pass skips it undecoded
+
+
+@pytest.mark.parametrize("where", ["metadata", "mcp_servers", "tools", "last message"])
+def test_bytes_that_are_not_utf8_in_a_nested_key_are_a_400(where: str) -> None:
+    obj = b'{"k' + BAD_UTF8 + b'":1}'
+    msgs = b'[{"role":"user","content":[' + obj + b"]}]" if where == "last message" else b"[]"
+    body = b'{"model":"a","messages":' + msgs
+    if where in ("metadata", "tools", "mcp_servers"):
+        body += b',"' + where.encode() + b'":' + (obj if where == "metadata" else b"[" + obj + b"]")
+    body += b"}"
+    ctx = ctx_for(body)
+    with pytest.raises(InvalidRequest) as info:
+        peek_messages_body(ctx)
+        check_tools(ctx.body)
+        last_message(ctx)
+    assert "not valid JSON" in info.value.message

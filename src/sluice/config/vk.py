@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from sluice.config.loader import ConfigProblem, ConfigProblems, problems_from_validation
 from sluice.governance.patterns import compile_pattern
@@ -18,7 +25,11 @@ class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _compile_all(patterns: list[str]) -> list[str]:
+def _compile_all(patterns: list[str], info: ValidationInfo) -> list[str]:
+    # A stored key is loaded as it is (one saved before patterns were RE2 must not stop the
+    # key list from loading): its policy fails closed on the pattern instead.
+    if isinstance(info.context, dict) and info.context.get("stored"):
+        return patterns
     for pattern in patterns:
         compile_pattern(pattern)  # PatternError is a ValueError: pydantic reports its path
     return patterns

@@ -208,9 +208,9 @@ def duplicate_member(
     """
     if members is None:
         members = _RAW_OBJECT.decode(raw)
-    size = len(memoryview(raw))
-    accounted = 1 + sum(len(k.encode()) + 4 + len(memoryview(v)) for k, v in members.items())
-    if accounted == size or not members:
+    # Characters, not bytes, for keys: a lower bound still (a non-ASCII key takes the walk).
+    accounted = 1 + 4 * len(members) + sum(map(len, members)) + sum(map(len, members.values()))
+    if accounted == len(raw) or not members:
         return None
     return _walk_for_duplicate(as_text(bytes(raw)), members)
 

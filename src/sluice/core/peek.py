@@ -13,6 +13,8 @@ top-level member, or a member of ``metadata`` or of an ``mcp_servers[]`` entry, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeGuard
 
 import msgspec
@@ -23,9 +25,11 @@ from sluice.core.json_spans import duplicate_member, duplicate_path, raw_element
 from sluice.errors import InvalidRequest
 
 # Identifiers the gateway stores and echoes (model, session id) are refused (model) or
-# truncated (session) past this many characters; real model ids are under 100.
-MAX_IDENTIFIER_CHARS = 256
+# truncated (session) past this many characters: the ledger's columns are 200 wide (longer
+# values would fail its insert on PostgreSQL), real model ids are under 100.
+MAX_IDENTIFIER_CHARS = 200
 _ECHO_CHARS = 64  # how much of a refused identifier an error message repeats
+_DECODE = msgspec.json.Decoder().decode
 
 
 def echo(value: str, limit: int = _ECHO_CHARS) -> str:
@@ -42,10 +46,22 @@ def repeated(member: str) -> InvalidRequest:
 
 def too_deep() -> InvalidRequest:
     return InvalidRequest(
-        "The request body is nested too deeply (the gateway's JSON parser allows about "
-        "900 levels).",
+        "The request body is nested too deeply for the gateway's JSON parser (its limit is "
+        "just under 1,000 levels).",
         tips=["Send a Messages API body; real ones nest about a dozen levels."],
     )
+
+
+@contextmanager
+def _json_problems_are_400() -> Iterator[None]:
+    """Nested members were skipped by the first pass, not decoded: their keys and strings may
+    still be bytes that are not UTF-8, and they may nest past the parser's limit."""
+    try:
+        yield
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise too_deep() from exc
 
 
 def last_message(ctx: RequestContext) -> Any:
@@ -53,14 +69,11 @@ def last_message(ctx: RequestContext) -> Any:
     repeated anywhere inside it is refused: policy reads every string in it."""
     if ctx.messages_raw is None:
         return None
-    items = raw_elements(ctx.messages_raw)
-    if not items:
-        return None
-    index = len(items) - 1
-    try:
-        where = duplicate_path(items[-1], f"messages[{index}]")
-    except RecursionError as exc:
-        raise too_deep() from exc
+    with _json_problems_are_400():
+        items = raw_elements(ctx.messages_raw)
+        if not items:
+            return None
+        where = duplicate_path(items[-1], f"messages[{len(items) - 1}]")
     if where is not None:
         raise repeated(where)
     return loads(items[-1])
@@ -112,7 +125,7 @@ def _is(raw: msgspec.Raw | None, opener: bytes) -> TypeGuard[msgspec.Raw]:
 def _small(raw: msgspec.Raw | None) -> Any:
     """Decode one small member (skipped values were validated as JSON, not as UTF-8)."""
     try:
-        return None if raw is None else msgspec.json.decode(raw)
+        return None if raw is None else _DECODE(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
 
@@ -131,11 +144,12 @@ def _check_nested(members: dict[str, msgspec.Raw]) -> None:
 
 def check_tools(body: bytes) -> None:
     """Repeats inside ``tools[]`` entries: run only when a policy reads the declared tools."""
-    tools = raw_members(body).get("tools")
-    if _is(tools, b"["):
-        for index, tool in enumerate(raw_elements(tools)):
-            if _is(tool, b"{") and (key := duplicate_member(tool)):
-                raise repeated(f"tools[{index}].{key}")
+    with _json_problems_are_400():
+        tools = raw_members(body).get("tools")
+        if _is(tools, b"["):
+            for index, tool in enumerate(raw_elements(tools)):
+                if _is(tool, b"{") and (key := duplicate_member(tool)):
+                    raise repeated(f"tools[{index}].{key}")
 
 
 def peek_messages_body(ctx: RequestContext) -> None:
@@ -148,6 +162,7 @@ def peek_messages_body(ctx: RequestContext) -> None:
     if not isinstance(model, str) or not model:
         raise InvalidRequest("`model`: field required (a model name string).", param="model")
     if len(model) > MAX_IDENTIFIER_CHARS:
+        ctx.model_requested = model[:MAX_IDENTIFIER_CHARS]  # the ledger keeps a cut form
         raise InvalidRequest(
             f"`model` is longer than {MAX_IDENTIFIER_CHARS} characters: '{echo(model)}'.",
             param="model",
@@ -155,7 +170,12 @@ def peek_messages_body(ctx: RequestContext) -> None:
     messages = members.get("messages")
     if not _is(messages, b"["):
         raise InvalidRequest("`messages`: field required (an array of messages).", param="messages")
-    _check_nested(members)
+    try:  # a plain try, not _json_problems_are_400(): this runs on every request
+        _check_nested(members)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise too_deep() from exc
     ctx.messages_raw = messages
     ctx.mcp_servers_raw = members.get("mcp_servers")
     ctx.model_requested = model

@@ -15,7 +15,7 @@ from typing import Any
 from sluice.config.vk import AllowDeny, VirtualKeyConfig
 from sluice.core.peek import echo
 from sluice.errors import ToolNotAllowed, UrlNotAllowed
-from sluice.governance.patterns import MAX_MATCHED_CHARS, Pattern, compile_pattern
+from sluice.governance.patterns import MAX_MATCHED_CHARS, Pattern, PatternError, compile_pattern
 from sluice.store.keys_repo import VirtualKey
 
 _URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
@@ -27,22 +27,29 @@ class Rules:
     allow: tuple[Pattern, ...]
     deny: tuple[Pattern, ...]
 
+    broken: str | None = None  # a stored pattern RE2 cannot compile: refuse everything
+
     @classmethod
     def compile(cls, dimension: str, rules: AllowDeny) -> Rules:
-        return cls(
-            dimension,
-            tuple(compile_pattern(p) for p in rules.allow),
-            tuple(compile_pattern(p) for p in rules.deny),
-        )
+        try:
+            return cls(
+                dimension,
+                tuple(compile_pattern(p) for p in rules.allow),
+                tuple(compile_pattern(p) for p in rules.deny),
+            )
+        except PatternError as exc:  # saved before patterns were RE2: fail closed
+            return cls(dimension, (), (), f"policy_rules.{dimension}: {exc}; update the key")
 
     @property
     def active(self) -> bool:
-        return bool(self.allow or self.deny)
+        return bool(self.allow or self.deny or self.broken)
 
     def violation(self, value: str) -> str | None:
         """Why ``value`` is refused (the rule, for messages and the ledger), or None."""
         if not self.active:
             return None
+        if self.broken is not None:
+            return self.broken
         limit = MAX_MATCHED_CHARS[self.dimension]
         if len(value) > limit:
             return f"policy_rules.{self.dimension}: value longer than {limit} characters"

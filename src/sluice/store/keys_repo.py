@@ -60,7 +60,8 @@ class VirtualKey:
 
 def _from_row(row: RowMapping) -> VirtualKey:
     values = dict(row)
-    values["config"] = VirtualKeyConfig.model_validate(orjson.loads(values["config"] or "{}"))
+    document = orjson.loads(values["config"] or "{}")
+    values["config"] = VirtualKeyConfig.model_validate(document, context={"stored": True})
     return VirtualKey(**values)
 
 
