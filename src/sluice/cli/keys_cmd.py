@@ -31,6 +31,9 @@ from sluice.governance.key_admin import KeyAdmin, KeyAdminError, MintedKey
 from sluice.store.keys_repo import KeysRepo, VirtualKey
 
 app = typer.Typer(help="Mint and manage virtual keys.", no_args_is_help=True)
+KeyArgument = typer.Argument(
+    ..., metavar="ID", help="The key's id, display prefix, name (if unique) or the key itself."
+)
 
 
 async def _with_admin(config_path: Path | None, action: Any) -> Any:
@@ -153,18 +156,18 @@ def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) ->
 
 @app.command()
 def show(
-    key_id: str = typer.Argument(..., metavar="ID"),
+    key_id: str = KeyArgument,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show one key by id or display prefix."""
+    """Show one key (by id, display prefix, name or the key itself)."""
     key: VirtualKey = run(lambda: _with_admin(config, lambda admin: admin.resolve(key_id)))
     _show(key, as_json)
 
 
 @app.command()
 def rotate(
-    key_id: str = typer.Argument(..., metavar="ID"),
+    key_id: str = KeyArgument,
     grace: str = typer.Option("24h", "--grace", help="How long the old secret keeps working."),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -179,7 +182,7 @@ def rotate(
 
 def _status_command(status: str, doc: str) -> None:
     def command(
-        key_id: str = typer.Argument(..., metavar="ID"),
+        key_id: str = KeyArgument,
         config: Path | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
@@ -204,7 +207,7 @@ def _load_vk_config(path: Path) -> VirtualKeyConfig:
 
 @app.command()
 def update(
-    key_id: str = typer.Argument(..., metavar="ID"),
+    key_id: str = KeyArgument,
     set_: list[str] = typer.Option(
         [],
         "--set",

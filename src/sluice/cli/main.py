@@ -12,7 +12,7 @@ import typer
 
 from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
 from sluice.cli.common import ConfigOption, config_or_exit, console, err_console, fail
-from sluice.cli.ports import ensure_free, port_taken_message
+from sluice.cli.ports import METRICS_SETTING, ensure_free, port_taken_message
 from sluice.config.loader import ConfigProblems, default_config_path, load_config
 from sluice.config.models import WORKERS_NEED_REDIS
 
@@ -58,7 +58,8 @@ def serve(
     n_workers = workers or cfg.server.workers
     ensure_free(bind_host, bind_port, "--port or server.port")
     if cfg.metrics.enabled and n_workers == 1:  # several workers take the first free ports
-        ensure_free(cfg.metrics.host, cfg.metrics.port, "metrics.port (or metrics.enabled: false)")
+        # A busy metrics port never stops the gateway (replicas on one host share a config).
+        ensure_free(cfg.metrics.host, cfg.metrics.port, METRICS_SETTING, fatal=False)
     configure_logging(cfg.server.log_level)
     # Migrate once here, so workers (or the app) start on a schema already at head.
     asyncio.run(_migrate(cfg.database))

@@ -19,7 +19,6 @@ import yaml
 from sluice.cli.common import console, warn
 from sluice.config.models import SluiceConfig
 from sluice.server.app import SluiceApp
-from sluice.telemetry.export import default_target
 
 _WHOLE_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -33,7 +32,7 @@ class AnnouncingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        if self.started and not self.should_exit:
+        if self.started:  # bound and serving (a signal may already be asking it to stop)
             self._announce()
 
 
@@ -59,6 +58,8 @@ def warn_empty_provider_keys(path: Path | None) -> None:
 def _tracing_line(cfg: SluiceConfig) -> str | None:
     if not cfg.tracing.enabled:
         return None
+    from sluice.telemetry.export import default_target  # the OTLP exporter: only when tracing
+
     places = ["the local store (`sluice traces list`)"] if cfg.tracing.store else []
     target = default_target(cfg.tracing, os.environ)
     if target is not None:
@@ -98,7 +99,8 @@ def announce(
             lines.append(
                 f"Metrics on {served.url}"
                 if served is not None and served.url
-                else "Metrics: not served (see the log; metrics.port sets the port)"
+                else f"Metrics: not served (port {cfg.metrics.port} is in use; "
+                "choose another with metrics.port)"
             )
         else:
             lines.append(metrics)
