@@ -25,6 +25,7 @@ from sluice.store.keys_repo import KeysRepo
 from sluice.testing import FakeAnthropic
 from sluice.testing.gateway import GatewayServer
 
+from services import ensure_redis
 from support import SECRET, Gateway, make_config
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
@@ -46,14 +47,16 @@ def rss_kb(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def serving(tmp_path: Path, server_yaml: str, *args: str) -> Iterator[tuple[int, int]]:
+def serving(
+    tmp_path: Path, server_yaml: str, *args: str, extra_yaml: str = ""
+) -> Iterator[tuple[int, int]]:
     """`sluice serve` (demo mode) with extra ``server:`` settings; yields (port, pid)."""
     port = free_port()
     config = tmp_path / "sluice.yaml"
     config.write_text(
         f"server: {{host: 127.0.0.1, port: {port}, {server_yaml}}}\n"
         f"database: sqlite:///{tmp_path / 'edge.db'}\nsecret_key: s3cret\n"
-        "metrics: {enabled: false}\n"
+        f"metrics: {{enabled: false}}\n{extra_yaml}"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "SLUICE_CONFIG")}
     log = (tmp_path / "serve.log").open("wb")  # a file, not a pipe: refusals log a line each
@@ -193,7 +196,15 @@ def test_header_timeout_closes_the_connection(tmp_path: Path) -> None:
 
 
 def test_workers_enforce_the_limits_too(tmp_path: Path) -> None:
-    with serving(tmp_path, "max_header_bytes: 4096", "--workers", "2") as (port, _):
+    ensure_redis()  # several workers need shared counters
+    workers = serving(
+        tmp_path,
+        "max_header_bytes: 4096",
+        "--workers",
+        "2",
+        extra_yaml="redis: redis://127.0.0.1:6379/13\n",
+    )
+    with workers as (port, _):
         big = HEAD + b"X-Big: " + b"a" * 5000 + b"\r\n\r\n"
         assert_error(roundtrip(port, big), 431, "request_too_large")
         assert b" 200 " in roundtrip(port, OK[:-2] + b"X-Ok: " + b"a" * 3000 + b"\r\n\r\n")[:20]

@@ -180,12 +180,14 @@ class KeyCache:
             await self._task
 
     async def refresh(self, since_ms: int | None) -> None:
-        """Apply changes made since ``since_ms`` (None: re-read every cached key)."""
+        """Apply changes made since ``since_ms`` (None: re-read every cached key). The poll is
+        the safety net: its overlapping windows correct a first-use read that raced it, so it
+        does not invalidate reads in flight (that would defeat the negative cache's one read
+        per id under a flood); ``reload`` does, for changes the CLI waits on."""
         async with self._refresh_lock:
-            self._generation += 1
             if since_ms is None:
-                self.forget_unknown()
                 changed = await self._repo.get_many(list(self._keys))
+                self.forget_unknown()
             else:
                 changed = await self._repo.changed_since(since_ms)
             for key in changed:
