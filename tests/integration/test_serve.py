@@ -132,7 +132,8 @@ async def test_two_workers_share_one_database_and_flush_on_shutdown(tmp_path: Pa
         config.write_text(
             f"database: sqlite:///{tmp_path / 'w.db'}\nsecret_key: s3cret\n"
             # Batches far apart: rows can only reach the database through the shutdown flush.
-            "ledger: {flush_interval_ms: 600000, batch_size: 10000}\n"
+            "ledger: {flush_interval_ms: 600000, batch_size: 10000, "
+            "acknowledge_after_commit: false}\n"
             f"providers:\n  anthropic-primary: {{type: anthropic, api_key: sk-ant-w, "
             f"base_url: '{fake.url}', models: [claude-opus-4-8]}}\n"
         )

@@ -95,4 +95,3 @@ async def wait_applied(engine: AsyncEngine, version: int, timeout_s: float) -> A
         if not behind or time.monotonic() >= deadline:
             return Acknowledged(version, behind)
         await asyncio.sleep(0.01)
-
