@@ -22,6 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.store.ledger_sqlite import SqliteLedgerWriter
 from sluice.store.tables import ledger, virtual_keys
 
 log = logging.getLogger("sluice.ledger")
@@ -37,6 +38,12 @@ class LedgerWriter:
         max_queue: int = 100_000,
     ) -> None:
         self._engine = engine
+        database = engine.url.database
+        self._sqlite = (
+            SqliteLedgerWriter(database)
+            if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+            else None
+        )
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue
@@ -90,6 +97,8 @@ class LedgerWriter:
         if self._task is not None:
             await self._task
         await self.flush()
+        if self._sqlite is not None:
+            await self._sqlite.close()
 
     async def _run(self) -> None:
         while not self._closing:
@@ -136,6 +145,10 @@ class LedgerWriter:
         if self._closing or now - self._last_used_at >= self._interval:
             last_used, self._last_used, self._last_used_at = self._last_used, {}, now
         try:
+            if self._sqlite is not None:
+                await self._sqlite.write(rows, last_used)
+                self.transactions += 1
+                return
             async with self._engine.begin() as conn:
                 for start in range(0, len(rows), self._batch_size):
                     await conn.execute(statement, rows[start : start + self._batch_size])
