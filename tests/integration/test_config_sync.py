@@ -89,6 +89,8 @@ async def _start(config: Path) -> tuple[str, asyncio.subprocess.Process]:
                 pass
             assert proc.returncode is None, "gateway exited"
             await asyncio.sleep(0.05)
+    proc.kill()  # never leave a half-started gateway behind
+    await proc.wait()
     raise AssertionError("gateway did not become ready")
 
 

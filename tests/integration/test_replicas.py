@@ -126,6 +126,8 @@ async def start_replica(config: Path) -> tuple[str, asyncio.subprocess.Process]:
                 pass
             assert proc.returncode is None
             await asyncio.sleep(0.05)
+    proc.kill()  # never leave a half-started replica behind
+    await proc.wait()
     raise AssertionError("replica did not become ready")
 
 
