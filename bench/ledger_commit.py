@@ -8,6 +8,11 @@ rows each transaction carried. CPU per row is the number that stays meaningful o
 loaded machine; req/s of the full gateway does not.
 
     .venv/bin/python bench/ledger_commit.py [--rows 20000] [--database sqlite|postgresql]
+        [--work-us 300]
+
+``--work-us`` burns that much CPU per simulated request before its row (Sluice (full) costs
+~300 µs a request on a quiet machine, BENCHMARKS.md), so batches form as in a busy gateway
+and rows/s of record vs commit is the throughput ratio durable acknowledgement costs.
 """
 
 from __future__ import annotations
@@ -40,7 +45,13 @@ def _row(i: int, tag: str) -> dict[str, Any]:
     }
 
 
-async def _one(url: str, mode: str, rows: int, concurrency: int) -> dict[str, Any]:
+def _burn(us: float) -> None:
+    end = time.perf_counter() + us / 1e6
+    while time.perf_counter() < end:
+        pass
+
+
+async def _one(url: str, mode: str, rows: int, concurrency: int, work_us: float) -> dict[str, Any]:
     engine = create_engine(url)
     await migrate(engine)
     writer = LedgerWriter(engine)  # the defaults: batches of 200, a 200 ms timer
@@ -52,6 +63,7 @@ async def _one(url: str, mode: str, rows: int, concurrency: int) -> dict[str, An
     async def request() -> None:
         for i in queue:
             await asyncio.sleep(0)  # the rest of the request: one trip through the loop
+            _burn(work_us)
             if mode == "commit":
                 began = time.perf_counter()
                 await writer.commit(_row(i, tag))
@@ -81,6 +93,7 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--repeat", type=int, default=3, help="alternating A/B rounds")
+    parser.add_argument("--work-us", type=float, default=0.0, help="CPU per simulated request")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'ledger.db'}" if args.database == "sqlite" else PG
@@ -89,7 +102,7 @@ async def main() -> None:
         for round_ in range(args.repeat):
             for concurrency in (1, 16, 64):
                 for mode in ("record", "commit"):
-                    r = await _one(url, mode, args.rows, concurrency)
+                    r = await _one(url, mode, args.rows, concurrency, args.work_us)
                     print(
                         f"| {round_ + 1} | {r['mode']} | {r['c']} | {r['cpu_us_per_row']} | "
                         f"{r['rows_per_s']:,} | {r['wait_p50_ms']} | {r['wait_p99_ms']} | "

@@ -13,22 +13,22 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import bindparam
-from sqlalchemy.dialects import sqlite
-
 from sluice.store.tables import ledger
 
-_DIALECT = sqlite.dialect(paramstyle="named")
+_COLUMNS = frozenset(ledger.c.keys())
+_ON_CONFLICT = " ON CONFLICT (request_id) DO NOTHING"
+_MAX_ROWS = 500  # rows per statement: well under SQLite's 32,766 bound variables
 
 
-def _insert_sql(columns: tuple[str, ...]) -> str:
-    """The idempotent multi-row insert for rows with these keys, as SQLite text."""
-    statement = (
-        sqlite.insert(ledger)
-        .values({name: bindparam(name) for name in columns})
-        .on_conflict_do_nothing(index_elements=["request_id"])
-    )
-    return str(statement.compile(dialect=_DIALECT))
+def _insert_prefix(columns: tuple[str, ...]) -> tuple[str, str]:
+    """``INSERT INTO ledger (...) VALUES`` and one row's ``(?, ...)`` for rows with these keys.
+    Names are checked against the table; values are always bound."""
+    unknown = set(columns) - _COLUMNS
+    if unknown:
+        raise ValueError(f"not ledger columns: {sorted(unknown)}")
+    names = ", ".join(f'"{name}"' for name in columns)
+    insert = f"INSERT INTO ledger ({names}) VALUES "  # noqa: S608 (names checked, values bound)
+    return insert, "(" + ", ".join("?" * len(columns)) + ")"
 
 
 class SqliteLedgerWriter:
@@ -36,7 +36,7 @@ class SqliteLedgerWriter:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-ledger")
         self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
-        self._sql: dict[tuple[str, ...], str] = {}
+        self._sql: dict[tuple[str, ...], tuple[str, str]] = {}
 
     async def write(self, rows: list[dict[str, Any]], last_used: dict[str, int]) -> None:
         loop = asyncio.get_running_loop()
@@ -55,23 +55,23 @@ class SqliteLedgerWriter:
         return conn
 
     def _write(self, rows: list[dict[str, Any]], last_used: dict[str, int]) -> None:
+        # Autocommit, one multi-row INSERT per batch: a statement is its own transaction and
+        # one sqlite3_step, so the thread takes the GIL back about once per batch rather than
+        # once per row (each take can wait a switch interval while the event loop is busy).
         conn = self._conn or self._connect()
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for columns, values in groups.items():
-                sql = self._sql.get(columns) or self._sql.setdefault(columns, _insert_sql(columns))
-                conn.executemany(sql, values)
-            conn.executemany(
-                "UPDATE virtual_keys SET last_used_at = ? WHERE id = ?",
-                [(at, key_id) for key_id, at in last_used.items()],
+        for columns, group in groups.items():
+            prefix, one = self._sql.get(columns) or self._sql.setdefault(
+                columns, _insert_prefix(columns)
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            for start in range(0, len(group), _MAX_ROWS):
+                chunk = group[start : start + _MAX_ROWS]
+                sql = prefix + ", ".join([one] * len(chunk)) + _ON_CONFLICT
+                conn.execute(sql, [value for row in chunk for value in row.values()])
+        for key_id, at in last_used.items():
+            conn.execute("UPDATE virtual_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
 
     def _close(self) -> None:
         if self._conn is not None:
