@@ -89,6 +89,8 @@ async def _start(config: Path) -> tuple[str, asyncio.subprocess.Process]:
                 pass
             assert proc.returncode is None, "gateway exited"
             await asyncio.sleep(0.05)
+    proc.kill()  # never leave a half-started gateway behind
+    await proc.wait()
     raise AssertionError("gateway did not become ready")
 
 
@@ -270,3 +272,71 @@ async def test_key_update_policy_applies_at_once(setup: Setup) -> None:
     )
     assert 200 in before
     assert 200 not in after and len(set(after)) == 1, after
+
+
+async def test_cli_ignores_gateways_that_are_gone(tmp_path: Path) -> None:
+    """With no gateway running the command returns at once; a row left by a gateway that
+    crashed (its heartbeat stale) is not waited for."""
+    import sqlite3
+
+    db = tmp_path / "alone.db"
+    config = tmp_path / "sluice.yaml"
+    config.write_text(
+        f"database: sqlite:///{db}\nsecret_key: s\nserver: {{config_ack_timeout_s: 60}}\n"
+    )
+    await cli(config, "keys", "create", "--name", "warm")  # migrations out of the way
+    with sqlite3.connect(db) as conn:
+        conn.execute("insert into replicas values ('crashed:1:abc', 1000, 0)")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await cli(config, "keys", "create", "--name", "k")
+    assert loop.time() - started < 30  # a wait would last the whole 60 s
+
+
+async def test_cli_names_a_gateway_that_does_not_apply_the_change(tmp_path: Path) -> None:
+    """A gateway alive but stuck (its heartbeat fresh, its applied version old): the command
+    still prints its result (a new key's secret is shown only once), says which gateway did
+    not confirm, and exits 3 after config_ack_timeout_s."""
+    import sqlite3
+    import time
+
+    db = tmp_path / "stuck.db"
+    config = tmp_path / "sluice.yaml"
+    config.write_text(
+        f"database: sqlite:///{db}\nsecret_key: s\nserver: {{config_ack_timeout_s: 0.5}}\n"
+    )
+    await cli(config, "keys", "create", "--name", "warm")
+    stop = asyncio.Event()
+
+    async def stuck_gateway() -> None:
+        with sqlite3.connect(db) as conn:
+            while not stop.is_set():
+                conn.execute(
+                    "insert or replace into replicas values ('stuck-host:1:abc', ?, 0)",
+                    (int(time.time() * 1000),),
+                )
+                conn.commit()
+                await asyncio.sleep(0.1)
+
+    beating = asyncio.create_task(stuck_gateway())
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            SLUICE,
+            "keys",
+            "create",
+            "--name",
+            "k",
+            "--json",
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+    finally:
+        stop.set()
+        await beating
+    assert proc.returncode == 3
+    assert json.loads(out)["key"].startswith("lw_vk_")
+    message = " ".join(err.decode().split())
+    assert "stuck-host:1:abc" in message and "did not confirm" in message

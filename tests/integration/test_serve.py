@@ -136,7 +136,8 @@ async def test_two_workers_share_one_database_and_flush_on_shutdown(tmp_path: Pa
             f"database: sqlite:///{tmp_path / 'w.db'}\nsecret_key: s3cret\n"
             "redis: redis://127.0.0.1:6379/11\n"  # several workers need shared counters
             # Batches far apart: rows can only reach the database through the shutdown flush.
-            "ledger: {flush_interval_ms: 600000, batch_size: 10000}\n"
+            "ledger: {flush_interval_ms: 600000, batch_size: 10000, "
+            "acknowledge_after_commit: false}\n"
             f"providers:\n  anthropic-primary: {{type: anthropic, api_key: sk-ant-w, "
             f"base_url: '{fake.url}', models: [claude-opus-4-8]}}\n"
         )
@@ -158,3 +159,39 @@ async def test_two_workers_share_one_database_and_flush_on_shutdown(tmp_path: Pa
         assert len(fake.messages_requests()) == 20
         count = sqlite3.connect(tmp_path / "w.db").execute("select count(*) from ledger").fetchone()
         assert count == (20,)
+
+
+async def test_sigkill_on_sqlite_loses_no_acknowledged_row(tmp_path: Path) -> None:
+    """Default ledger settings on SQLite (issue #11 item 9): a response received in full has
+    its row committed, so a kill -9 right after loses none. The batch timer is 10 minutes
+    here: only the commit before the last byte can have saved them."""
+    async with FakeAnthropic() as fake:
+        config = tmp_path / "sluice.yaml"
+        config.write_text(
+            f"database: sqlite:///{tmp_path / 'k.db'}\nsecret_key: s3cret\n"
+            "ledger: {flush_interval_ms: 600000, batch_size: 10000}\n"
+            f"providers:\n  anthropic-primary: {{type: anthropic, api_key: sk-ant-k, "
+            f"base_url: '{fake.url}', models: [claude-opus-4-8]}}\n"
+        )
+        key = json.loads(
+            await cli(tmp_path, "keys", "create", "--name", "k", "--json", "--config", str(config))
+        )["key"]
+        acknowledged = []
+        async with serving(tmp_path, "--config", str(config)) as (url, proc):
+            async with aiohttp.ClientSession() as s:
+
+                async def one(stream: bool) -> None:
+                    body = BODY if stream else BODY.replace(b'"stream":true', b'"stream":false')
+                    async with s.post(
+                        f"{url}/v1/messages", data=body, headers={"x-api-key": key}
+                    ) as r:
+                        await r.read()
+                        assert r.status == 200
+                        acknowledged.append(r.headers["request-id"])
+
+                await asyncio.gather(*[one(i % 2 == 0) for i in range(30)])
+            proc.kill()
+            await proc.wait()
+    rows = sqlite3.connect(tmp_path / "k.db").execute("select request_id from ledger").fetchall()
+    assert len(acknowledged) == 30
+    assert set(acknowledged) <= {r[0] for r in rows}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.config.vk import VirtualKeyConfig
@@ -60,6 +61,37 @@ async def test_keys_roundtrip_and_changes(engine: AsyncEngine) -> None:
     await admin.set_status(minted.key.id, "active")
     await cache.refresh(since)
     assert (await cache.authenticate(minted.secret)).id == minted.key.id
+
+
+async def test_ledger_group_commit_shares_transactions(engine: AsyncEngine) -> None:
+    """Durable acknowledgement: 200 requests finishing together each wait for their row's
+    commit, sharing a few transactions; one that is cancelled (its client left) neither
+    loses its row nor cancels the others' wait."""
+    writer = LedgerWriter(engine, flush_interval_ms=60_000)  # the timer never fires here
+    writer.start()
+    row = {
+        "created_at": 1,
+        "endpoint": "messages",
+        "streaming": False,
+        "status": 200,
+        "duration_ms": 5,
+        "client_disconnected": False,
+        "input_tokens": 3,
+        "output_tokens": 4,
+    }
+    try:
+        waits = [
+            asyncio.create_task(writer.commit({**row, "request_id": f"g{i}"})) for i in range(200)
+        ]
+        await asyncio.sleep(0)
+        waits[0].cancel()
+        await asyncio.wait_for(asyncio.gather(*waits[1:]), 30)
+        async with engine.connect() as conn:
+            count = (await conn.execute(select(func.count()).select_from(ledger))).scalar_one()
+        assert count == 200
+        assert 1 <= writer.transactions <= 20, writer.transactions
+    finally:
+        await writer.stop()
 
 
 async def test_ledger_batches_are_idempotent(engine: AsyncEngine) -> None:

@@ -7,11 +7,11 @@ import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-import click
 import orjson
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from sluice.store.db import create_engine, migrate
 from sluice.store.settings_repo import resolve_secret
 
 T = TypeVar("T")
+# Set by main() for one invocation: gateways that did not confirm a change (exit code 3).
+UNCONFIRMED: ContextVar[list[str] | None] = ContextVar("sluice_unconfirmed", default=None)
+UNCONFIRMED_EXIT = 3
 console = Console()
 err_console = Console(stderr=True)
 
@@ -84,12 +87,11 @@ async def _await_gateways(engine: AsyncEngine, version: int, timeout_s: float) -
         "(server.key_refresh_seconds); check that they are healthy.",
         highlight=False,
     )
-    # Print the command's result first (a new key's secret is shown only once), then fail.
-    click.get_current_context().call_on_close(_exit_not_acknowledged)
-
-
-def _exit_not_acknowledged() -> None:
-    raise typer.Exit(3)
+    # The result is still printed (a new key's secret is shown only once); main() then
+    # exits with UNCONFIRMED_EXIT.
+    pending = UNCONFIRMED.get()
+    if pending is not None:
+        pending.extend(acked.lagging)
 
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:

@@ -11,7 +11,15 @@ from pathlib import Path
 import typer
 
 from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
-from sluice.cli.common import ConfigOption, config_or_exit, console, err_console, fail
+from sluice.cli.common import (
+    UNCONFIRMED,
+    UNCONFIRMED_EXIT,
+    ConfigOption,
+    config_or_exit,
+    console,
+    err_console,
+    fail,
+)
 from sluice.cli.ports import METRICS_SETTING, ensure_free, port_taken_message
 from sluice.config.loader import ConfigProblems, default_config_path, load_config
 from sluice.config.models import WORKERS_NEED_REDIS
@@ -150,7 +158,17 @@ def mock_anthropic(
 
 
 def main() -> None:
-    app()
+    unconfirmed: list[str] = []
+    UNCONFIRMED.set(unconfirmed)
+    try:
+        app()
+    except SystemExit as done:
+        # A key/budget change some running gateway did not confirm: not a success.
+        if unconfirmed and done.code in (0, None):
+            raise SystemExit(UNCONFIRMED_EXIT) from None
+        raise
+    if unconfirmed:
+        raise SystemExit(UNCONFIRMED_EXIT)
 
 
 __all__ = ["app", "config_or_exit", "load_config", "main"]

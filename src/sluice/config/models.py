@@ -53,8 +53,9 @@ class LedgerConfig(_Closed):
     max_queue: int = Field(default=100_000, ge=100)
     # Hold the end of each relayed response until its row is committed (group commit), so a
     # crash never loses a row already acknowledged to a client. Costs about one commit's
-    # latency at the end of each response (not its first byte).
-    acknowledge_after_commit: bool = False
+    # latency at the end of each response (not its first byte); false: rows wait up to
+    # flush_interval_ms in memory and a kill -9 loses them.
+    acknowledge_after_commit: bool = True
 
 
 class CircuitBreakerConfig(_Closed):

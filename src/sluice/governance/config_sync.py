@@ -14,9 +14,11 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +29,33 @@ from sluice.store.config_version import CHANNEL, HEARTBEAT_S
 log = logging.getLogger("sluice.config_sync")
 
 Reload = Callable[[], Awaitable[None]]
+
+
+class _SqliteVersion:
+    """Reads the version with the stdlib driver on a thread of its own: one thread hop per
+    check (through aiosqlite it costs several), so checking every 50 ms stays near free."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-config")
+        self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
+
+    async def read(self) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read)
+
+    def _read(self) -> int:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None)
+        row = self._conn.execute("SELECT version FROM config_version WHERE id = 1").fetchone()
+        return int(row[0])
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 def _asyncpg_dsn(engine: AsyncEngine) -> str:
@@ -45,6 +74,12 @@ class ConfigSync:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
+        database = engine.url.database
+        self._sqlite = (
+            _SqliteVersion(database)
+            if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+            else None
+        )
 
     async def start(self) -> None:
         self.applied = await config_version.current(self._engine)
@@ -61,6 +96,8 @@ class ConfigSync:
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
+        if self._sqlite is not None:
+            await self._sqlite.close()
         try:
             await config_version.unregister(self._engine, self.replica_id)
         except Exception:  # the row goes stale and is ignored after LIVE_WITHIN_MS
@@ -102,7 +139,10 @@ class ConfigSync:
                 log.exception("config version check failed")
 
     async def _check(self, last_beat: float) -> float:
-        version = await config_version.current(self._engine)
+        if self._sqlite is not None:
+            version = await self._sqlite.read()
+        else:
+            version = await config_version.current(self._engine)
         changed = version > self.applied
         if changed:
             await self._reload()

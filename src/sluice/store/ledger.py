@@ -1,8 +1,13 @@
-"""The ledger writer: one row per request, written off the response path in batches.
+"""The ledger writer: one row per request, written off the request path in batches.
 
 ``record`` never blocks and never awaits. A background task drains the buffer every
 ``flush_interval_ms`` (or sooner when a batch fills) with one multi-row insert, idempotent on
 the request id. ``stop`` flushes what is left, so a clean shutdown loses nothing.
+
+``commit`` is the durable variant (the default, ``ledger.acknowledge_after_commit``): it wakes
+the writer and waits for the transaction that holds its row. Requests that finish while a
+transaction is in flight all ride the next one and await one shared future (group commit),
+so under load a transaction carries many rows and a request pays one await.
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.store.ledger_sqlite import SqliteLedgerWriter
 from sluice.store.tables import ledger, virtual_keys
 
 log = logging.getLogger("sluice.ledger")
@@ -31,6 +38,12 @@ class LedgerWriter:
         max_queue: int = 100_000,
     ) -> None:
         self._engine = engine
+        database = engine.url.database
+        self._sqlite = (
+            SqliteLedgerWriter(database)
+            if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+            else None
+        )
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue
@@ -39,8 +52,13 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closing = False
-        self._waiters: list[asyncio.Future[None]] = []
+        # Resolved when the batch now being buffered is committed (or its write failed).
+        self._batch_done: asyncio.Future[None] | None = None
+        # key id -> last use: written at most once per interval, not with every batch.
+        self._last_used: dict[str, int] = {}
+        self._last_used_at = 0.0
         self.dropped = 0
+        self.transactions = 0
         self.written = 0
 
     def record(self, row: dict[str, Any]) -> None:
@@ -57,11 +75,12 @@ class LedgerWriter:
     async def commit(self, row: dict[str, Any]) -> None:
         """Record ``row`` and wait until the batch holding it is committed (group commit:
         requests finishing together share one transaction)."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        done = self._batch_done
+        if done is None:
+            done = self._batch_done = asyncio.get_running_loop().create_future()
         self.record(row)
         self._wake.set()
-        await waiter
+        await asyncio.shield(done)  # shared: one request's cancellation must not cancel it
 
     @property
     def pending(self) -> int:
@@ -78,6 +97,8 @@ class LedgerWriter:
         if self._task is not None:
             await self._task
         await self.flush()
+        if self._sqlite is not None:
+            await self._sqlite.close()
 
     async def _run(self) -> None:
         while not self._closing:
@@ -95,32 +116,50 @@ class LedgerWriter:
         the request path far more than it saves."""
         async with self._lock:
             batch, self._buffer = self._buffer, []
-            waiters, self._waiters = self._waiters, []
+            done, self._batch_done = self._batch_done, None
             try:
-                if batch:
+                if batch or (self._closing and self._last_used):
                     await self._write(batch)
             except BaseException:
                 self._buffer[:0] = batch  # keep them for the next attempt
                 raise
             finally:
-                # Never hold a response forever on a failing database: the rows stay queued.
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                # Never hold a response forever on a failing database: the rows stay queued
+                # (and the failure is logged by the caller).
+                if done is not None and not done.done():
+                    done.set_result(None)
             self.written += len(batch)
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         dialect = self._engine.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
-        last_used: dict[str, int] = {}
         for row in rows:
             if row.get("vk_id") and row["status"] < 400:
-                last_used[row["vk_id"]] = max(row["created_at"], last_used.get(row["vk_id"], 0))
-        async with self._engine.begin() as conn:
-            for start in range(0, len(rows), self._batch_size):
-                await conn.execute(statement, rows[start : start + self._batch_size])
-            for key_id, at in last_used.items():
-                await conn.execute(
-                    update(virtual_keys).where(virtual_keys.c.id == key_id).values(last_used_at=at)
-                )
+                key_id = row["vk_id"]
+                self._last_used[key_id] = max(row["created_at"], self._last_used.get(key_id, 0))
+        # Durable acknowledgement flushes far more often than the interval; last_used_at is
+        # not worth an UPDATE per key in each of those transactions.
+        now = time.monotonic()
+        last_used: dict[str, int] = {}
+        if self._closing or now - self._last_used_at >= self._interval:
+            last_used, self._last_used, self._last_used_at = self._last_used, {}, now
+        try:
+            if self._sqlite is not None:
+                await self._sqlite.write(rows, last_used)
+                self.transactions += 1
+                return
+            async with self._engine.begin() as conn:
+                for start in range(0, len(rows), self._batch_size):
+                    await conn.execute(statement, rows[start : start + self._batch_size])
+                for key_id, at in last_used.items():
+                    await conn.execute(
+                        update(virtual_keys)
+                        .where(virtual_keys.c.id == key_id)
+                        .values(last_used_at=at)
+                    )
+        except BaseException:
+            for key_id, at in last_used.items():  # not written: try again with the next batch
+                self._last_used[key_id] = max(at, self._last_used.get(key_id, 0))
+            raise
+        self.transactions += 1
