@@ -16,6 +16,7 @@ from sluice.config import SluiceConfig, parse_config
 from sluice.config.vk import VirtualKeyConfig
 from sluice.core.clock import Clock, SystemClock
 from sluice.governance.key_admin import KeyAdmin, MintedKey
+from sluice.store import config_version
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.tables import ledger
 from sluice.testing.gateway import GatewayServer
@@ -126,7 +127,21 @@ async def start_gateway(
     minted = await admin.create(
         name="alice-laptop", principal="alice", project="web", team="core", config=key_config
     )
+    await applied(server)
     return Gateway(server, admin, minted, db_path)
+
+
+async def applied(server: GatewayServer, timeout: float = 5.0) -> None:
+    """Wait until the gateway has applied every committed key/budget change (config sync), as
+    the CLI does: a test then starts from a settled gateway, not one about to reload."""
+    state = server.app.state
+    sync = state.config_sync
+    assert state.engine is not None and sync is not None
+    target = await config_version.current(state.engine)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while sync.applied < target:
+        assert asyncio.get_running_loop().time() < deadline, "config change not applied"
+        await asyncio.sleep(0.01)
 
 
 # --- Prometheus scrapes -------------------------------------------------------------------

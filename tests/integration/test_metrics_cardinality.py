@@ -30,7 +30,9 @@ from sluice.testing.gateway import GatewayServer
 from support import SECRET, make_config
 
 INVENTED = 20_000
-WARM_UP = 1_000
+# As many requests as the flood, on one name: a gateway's RSS grows ~15-19 MB over its first
+# ~20k requests of any kind (the same with one name repeated), so measure from there.
+WARM_UP = 20_000
 CONCURRENCY = 32
 KNOWN = "claude-haiku-4-5-20251001"
 
