@@ -89,7 +89,7 @@ class Gateway:
         return await self.admin.create(**fields)
 
     async def ledger_rows(self) -> list[dict[str, Any]]:
-        state = self.server.app.state
+        state = self.server.app.services
         assert state.ledger is not None and state.engine is not None
         await state.ledger.flush()
         async with state.engine.connect() as conn:
@@ -121,7 +121,7 @@ async def start_gateway(
     config = make_config(db_path, upstream_url, extra_yaml, provider_yaml, refresh_s)
     server = GatewayServer(config, clock=clock)
     await server.start()
-    state = server.app.state
+    state = server.app.services
     assert state.engine is not None
     admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), clock or SystemClock())
     minted = await admin.create(
@@ -134,7 +134,7 @@ async def start_gateway(
 async def applied(server: GatewayServer, timeout: float = 5.0) -> None:
     """Wait until the gateway has applied every committed key/budget change (config sync), as
     the CLI does: a test then starts from a settled gateway, not one about to reload."""
-    state = server.app.state
+    state = server.app.services
     sync = state.config_sync
     assert state.engine is not None and sync is not None
     target = await config_version.current(state.engine)
@@ -162,7 +162,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def scrape(gw: Gateway) -> Samples:
-    server = gw.server.app.state.metrics_server
+    server = gw.server.app.services.metrics_server
     assert server is not None and server.port is not None
     async with (
         aiohttp.ClientSession() as s,

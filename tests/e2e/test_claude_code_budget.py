@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 async def test_over_budget_principal_gets_402(
     gateway: Gateway, fake: FakeAnthropic, tmp_path: Path
 ) -> None:
-    state = gateway.server.app.state
+    state = gateway.server.app.services
     assert state.engine is not None
     repo = BudgetsRepo(state.engine)
     await repo.insert(

@@ -67,7 +67,7 @@ async def test_claude_code_turn_is_one_trace_with_its_tool_tree(
     assert result.rc == 0, result.describe()
     assert marker.exists(), "Claude Code did not run the Bash tool"
     first, second = fake.messages_requests()
-    telemetry = traced.server.app.state.telemetry
+    telemetry = traced.server.app.services.telemetry
     await telemetry.flush()
     spans = await receiver.wait_for(4)
 

@@ -167,7 +167,7 @@ async def test_a_stored_pattern_re2_cannot_compile_fails_closed(gateway: Gateway
     # policy refuses (403 naming the rule) instead of failing the request with a 500.
     minted = await gateway.mint()
     legacy = '{"policy_rules": {"models": {"deny": ["^(?=claude-x)"]}}}'
-    engine = gateway.server.app.state.engine
+    engine = gateway.server.app.services.engine
     assert engine is not None
     async with engine.begin() as conn:
         await conn.execute(
@@ -195,7 +195,7 @@ async def test_long_identifiers_reach_the_postgresql_ledger(
         server = GatewayServer(config)
         await server.start()
         try:
-            state = server.app.state
+            state = server.app.services
             assert state.engine is not None and state.ledger is not None
             admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), state.clock)
             minted = await admin.create(name="pg", principal="p")

@@ -61,7 +61,7 @@ async def test_a_stream_that_outlives_the_ttl_keeps_its_reservation_and_is_charg
     short_ttl: Gateway, fake: FakeAnthropic
 ) -> None:
     gw = short_ttl
-    gate = gw.server.app.state.budgets
+    gate = gw.server.app.services.budgets
     worst_stream = gate.worst_case_micros(
         "anthropic", "claude-haiku-4-5-20251001", len(STREAM_BODY), 64
     )

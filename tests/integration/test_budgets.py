@@ -41,13 +41,13 @@ async def post(gw: Gateway, key: str, body: bytes = BODY) -> tuple[int, Any, dic
 
 
 async def add_budget(gw: Gateway, clock_ms: int, **fields: Any) -> Budget:
-    engine = gw.server.app.state.engine
+    engine = gw.server.app.services.engine
     assert engine is not None
     budget = Budget(
         id=fields.pop("id", "B" * 26), created_at=clock_ms, updated_at=clock_ms, **fields
     )
     await BudgetsRepo(engine).insert(budget)
-    gate = gw.server.app.state.budgets
+    gate = gw.server.app.services.budgets
     await gate.refresh()  # as the 2 s poll would
     return budget
 
@@ -150,7 +150,7 @@ async def test_warn_budget_header_and_webhooks_once(
         # Spent before call k is 85 (k - 1): 80 % of 500 is passed from the 6th call (425).
         assert seen[:5] == [None] * 5
         assert seen[5:] == ["project:85", "project:102", "project:119", "project:136"]
-        await gw.server.app.state.webhooks.drain()
+        await gw.server.app.services.webhooks.drain()
         kinds = [payload["type"] for payload, _, _ in received]
         assert kinds == ["budget.threshold_crossed", "budget.breached"]
         for payload, signature, raw in received:
@@ -291,7 +291,7 @@ async def test_webhook_retries_and_slack_format(tmp_path: Path, fake: FakeAnthro
             name="core-weekly",
         )
         assert (await post(gw, gw.key))[0] == 200  # 85 of 100: past 80 %
-        await gw.server.app.state.webhooks.drain()
+        await gw.server.app.services.webhooks.drain()
         # The first delivery got a 500 and was retried; Slack gets {"text": ...}.
         assert len(attempts) == 2 and attempts[0] == attempts[1]
         assert set(attempts[0]) == {"text"}

@@ -229,7 +229,7 @@ async def start_edge_gateway(tmp_path: Path, upstream: str, **server: object) ->
     config = config.model_copy(update={"server": config.server.model_copy(update=server)})
     gw = GatewayServer(config)
     await gw.start()
-    state = gw.app.state
+    state = gw.app.services
     assert state.engine is not None
     admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), SystemClock())
     return Gateway(gw, admin, await admin.create(name="edge"), tmp_path / "sluice.db")

@@ -112,7 +112,7 @@ async def test_unauthenticated_flood_stores_nothing_and_logs_sampled(
 
 
 async def test_unknown_key_ids_cost_one_read_per_id_per_ttl(clocked: Gateway) -> None:
-    state = clocked.server.app.state
+    state = clocked.server.app.services
     assert state.engine is not None and state.keys is not None
     clock = state.clock
     assert isinstance(clock, ManualClock)
@@ -161,7 +161,7 @@ async def test_requests_with_a_valid_key_never_read_the_key_table(
     refresh poll, every 5 s here, is the only reader)."""
     gw = await start_gateway(tmp_path / "sluice.db", fake.url, refresh_s=5.0)
     try:
-        state = gw.server.app.state
+        state = gw.server.app.services
         assert state.engine is not None
         assert await post_all(gw.url, [gw.key]) == [200]
         with counting(state.engine) as sql:

@@ -34,15 +34,15 @@ async def test_disable_enable_revoke(gateway: Gateway, fake: FakeAnthropic) -> N
     key_id = gateway.minted.key.id
     assert (await call(gateway.url, gateway.key))[0] == 200
     await gateway.admin.set_status(key_id, "disabled")
-    await gateway.server.app.state.keys.refresh(None)  # type: ignore[union-attr]
+    await gateway.server.app.services.keys.refresh(None)  # type: ignore[union-attr]
     status, body = await call(gateway.url, gateway.key)
     assert status == 403
     assert body["error"]["code"] == "virtual_key_disabled"  # type: ignore[index]
     await gateway.admin.set_status(gateway.minted.key.display_prefix, "active")
-    await gateway.server.app.state.keys.refresh(None)  # type: ignore[union-attr]
+    await gateway.server.app.services.keys.refresh(None)  # type: ignore[union-attr]
     assert (await call(gateway.url, gateway.key))[0] == 200
     await gateway.admin.set_status(key_id, "revoked")
-    await gateway.server.app.state.keys.refresh(None)  # type: ignore[union-attr]
+    await gateway.server.app.services.keys.refresh(None)  # type: ignore[union-attr]
     status, body = await call(gateway.url, gateway.key, bearer=True)
     assert status == 403
     assert body["error"]["code"] == "virtual_key_revoked"  # type: ignore[index]
@@ -70,7 +70,7 @@ async def test_expiry_and_rotation_grace_follow_the_clock(
 
         old = gw.key
         rotated = await gw.admin.rotate(gw.minted.key.id, grace_s=24 * 3600)
-        await gw.server.app.state.keys.refresh(None)  # type: ignore[union-attr]
+        await gw.server.app.services.keys.refresh(None)  # type: ignore[union-attr]
         assert rotated.secret != old
         assert rotated.secret[:37] == old[:37]  # same id: the prefix and ULID stay
         assert (await call(gw.url, rotated.secret))[0] == 200
@@ -80,7 +80,7 @@ async def test_expiry_and_rotation_grace_follow_the_clock(
         assert (await call(gw.url, rotated.secret))[0] == 200
 
         again = await gw.admin.rotate(gw.minted.key.id, grace_s=0)
-        await gw.server.app.state.keys.refresh(None)  # type: ignore[union-attr]
+        await gw.server.app.services.keys.refresh(None)  # type: ignore[union-attr]
         assert (await call(gw.url, rotated.secret))[0] == 401
         assert (await call(gw.url, again.secret))[0] == 200
     finally:

@@ -54,7 +54,7 @@ async def gw(fake: FakeAnthropic, tmp_path: Path) -> Gateway:
 
 async def add_block_budget(gw: Gateway, principal: str, secret: str) -> None:
     """A 1 micro-USD block budget, seen by the gate at its next refresh (0.5 s in tests)."""
-    state = gw.server.app.state
+    state = gw.server.app.services
     assert state.engine is not None and state.keys is not None
     budget = Budget(
         id="B" * 26,
@@ -153,7 +153,7 @@ async def test_metrics_after_a_known_sequence(gw: Gateway, fake: FakeAnthropic) 
 
 
 async def test_metrics_live_on_their_own_port(gw: Gateway) -> None:
-    state = gw.server.app.state
+    state = gw.server.app.services
     assert state.metrics_server is not None and state.metrics_server.port not in (
         None,
         gw.server.port,
@@ -169,11 +169,11 @@ async def test_metrics_live_on_their_own_port(gw: Gateway) -> None:
 async def test_metrics_disabled_and_port_in_use(fake: FakeAnthropic, tmp_path: Path) -> None:
     off = await start_gateway(tmp_path / "a.db", fake.url, extra_yaml="metrics: {enabled: false}")
     try:
-        assert off.server.app.state.metrics_server is None
+        assert off.server.app.services.metrics_server is None
     finally:
         await off.server.stop()
     first = await start_gateway(tmp_path / "b.db", fake.url)
-    server = first.server.app.state.metrics_server
+    server = first.server.app.services.metrics_server
     assert server is not None and server.port is not None
     try:
         # A taken port never stops the gateway: it serves traffic without the endpoint.
@@ -181,8 +181,8 @@ async def test_metrics_disabled_and_port_in_use(fake: FakeAnthropic, tmp_path: P
             tmp_path / "c.db", fake.url, extra_yaml=f"metrics: {{port: {server.port}}}"
         )
         try:
-            assert taken.server.app.state.metrics_server is not None
-            assert taken.server.app.state.metrics_server.port is None
+            assert taken.server.app.services.metrics_server is not None
+            assert taken.server.app.services.metrics_server.port is None
             assert await post(taken, taken.key, body()) == 200
         finally:
             await taken.server.stop()

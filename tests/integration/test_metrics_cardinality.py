@@ -187,7 +187,7 @@ async def test_rendering_never_runs_on_the_request_loop(
     stopped by what blocks the gateway's loop."""
     gw = GatewayServer(make_config(tmp_path / "sluice.db", fake.url))
     with ServerThread(gw.start, gw.stop) as thread:
-        state = gw.app.state
+        state = gw.app.services
         assert state.engine is not None and state.metrics_server is not None
         metrics_url = state.metrics_server.url
         admin = KeyAdmin(KeysRepo(state.engine), SECRET.encode(), SystemClock())

@@ -211,7 +211,7 @@ async def test_policy_change_applies_without_restart(
     _, _, got = await post(gateway.url, gateway.key, make_body())
     assert b"event: error" not in got
     await gateway.admin.update(gateway.minted.key.id, config=policy(tools={"deny": ["Bash"]}))
-    await gateway.server.app.state.keys.refresh(None)  # type: ignore[union-attr]
+    await gateway.server.app.services.keys.refresh(None)  # type: ignore[union-attr]
     _, _, got = await post(gateway.url, gateway.key, make_body(text="now"))
     assert error_frame(got)["error"]["code"] == "tool_not_allowed"
 

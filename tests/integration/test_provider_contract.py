@@ -188,7 +188,7 @@ async def test_claude_code_replay_accumulates(up: Lane) -> None:
 
 
 async def test_count_tokens_where_the_provider_can(up: Lane) -> None:
-    provider = up.gateway.server.app.state.router.providers["up"]
+    provider = up.gateway.server.app.services.router.providers["up"]
     if not provider.can_count_tokens(MODEL):
         # Bedrock and OpenAI: the router counts elsewhere or estimates (marked as such).
         assert up.kind in ("bedrock", "openai")

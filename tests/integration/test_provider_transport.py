@@ -180,8 +180,8 @@ async def test_provider_secrets_never_leak(
     secrets = [AWS_SECRET, "session-secret-0123456789", VERTEX_TOKEN, OPENAI_KEY, header_secret]
     gw = await start_gateway(tmp_path / "s.db", dead, provider_yaml=yaml)
     outputs: list[str] = [
-        repr(gw.server.app.state.config),
-        str(gw.server.app.state.config.providers),
+        repr(gw.server.app.services.config),
+        str(gw.server.app.services.config.providers),
     ]
     try:
         for provider in ("b", "v", "o"):

@@ -276,7 +276,7 @@ async def test_a_settlement_that_meets_a_hung_redis_is_retried_and_charged_once(
     gw, keys = await setup(tmp_path, fake, private_redis, "")
     assert private_redis.proc is not None
     try:
-        gate = gw.server.app.state.budgets
+        gate = gw.server.app.services.budgets
         fake.set_default(Scenario(Reply([TextBlock("a b c d", chunks=4)]), Fault(event_delay=0.2)))
         async with aiohttp.ClientSession() as s:
             async with s.post(
@@ -310,7 +310,7 @@ async def test_webhook_dedupe_outcome_when_redis_is_unreachable(
     extra = f"redis: redis://127.0.0.1:{dead}/0\nredis_outage: {{webhook_dedupe: {setting}}}\n"
     gw = await start_gateway(tmp_path / "w.db", fake.url, extra)
     try:
-        state = gw.server.app.state
+        state = gw.server.app.services
         assert await state.budgets._claim("budget:window:breached") is sent
         assert state.degraded(False)["webhook_dedupe"] == setting
         status, ready = await readyz(gw)

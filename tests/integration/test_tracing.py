@@ -69,7 +69,7 @@ async def send(gw: Gateway, fixture: str, key: str | None = None, **headers: str
 
 
 def telemetry(gw: Gateway) -> Telemetry:
-    return gw.server.app.state.telemetry
+    return gw.server.app.services.telemetry
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ async def _same_key(a: Gateway, b: Gateway) -> str:
 
     from sluice.store.tables import virtual_keys
 
-    state_a, state_b = a.server.app.state, b.server.app.state
+    state_a, state_b = a.server.app.services, b.server.app.services
     assert state_a.engine is not None and state_b.engine is not None
     async with state_a.engine.connect() as conn:
         row = (
@@ -432,7 +432,7 @@ async def _stored_spans(gw: Gateway) -> set[tuple[str, str]]:
 
     from sluice.store.tables import trace_spans
 
-    engine = gw.server.app.state.engine
+    engine = gw.server.app.services.engine
     assert engine is not None
     async with engine.connect() as conn:
         rows = await conn.execute(select(trace_spans.c.trace_id, trace_spans.c.span_id))

@@ -94,7 +94,7 @@ def announce(
 
     def show() -> None:
         lines = [f"Sluice listening on {url} (workers={workers})"]
-        served = app.state.metrics_server if app is not None else None
+        served = app.services.metrics_server if app is not None else None
         if app is not None and cfg.metrics.enabled:
             lines.append(
                 f"Metrics on {served.url}"
@@ -106,7 +106,7 @@ def announce(
             lines.append(metrics)
         if (tracing := _tracing_line(cfg)) is not None:
             lines.append(tracing)
-        if app is not None and app.state.demo is not None:
+        if app is not None and app.services.demo:
             lines.append(
                 "\nDEMO MODE: no provider key is configured, so replies come from a canned "
                 "fake upstream, not a real model. Set ANTHROPIC_API_KEY (or add a provider to "

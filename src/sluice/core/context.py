@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from sluice.core.disconnect import DisconnectWatch
 from sluice.core.usage import ResponseFacts
 from sluice.errors import InvalidRequest
+from sluice.governance.budgets import Admitted
+from sluice.governance.rate_limits import Lease
+from sluice.providers.base import UpstreamResponse
+from sluice.server.responses import Receive
 from sluice.store.keys_repo import VirtualKey
+
+if TYPE_CHECKING:  # MERGE: direct import once tool_guard is in core (layers branch)
+    from sluice.governance.tool_guard import ToolGuard
 
 
 @dataclass(slots=True)
@@ -56,6 +64,15 @@ class RequestContext:
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Awaited just before a relayed response's last byte (durable ledger acknowledgement).
     before_end: Callable[[], Awaitable[None]] | None = None
+    # What the steps hold between admit and settle (core/steps/).
+    receive: Receive | None = None  # the ASGI channel the body (then a disconnect) comes on
+    disconnect: DisconnectWatch | None = None
+    lease: Lease | None = None  # rate limits
+    reservation: Admitted | None = None  # budgets
+    guard: ToolGuard | None = None  # the response-side tool policy
+    upstream: UpstreamResponse | None = None  # None after dispatch: count_tokens estimate
+    relayed: bool = False
+    settled: bool = False
 
     def parsed_body(self) -> dict[str, Any]:
         """The request body as parsed JSON, parsed on first use (only policies need it)."""
@@ -66,6 +83,9 @@ class RequestContext:
                 raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
             self.parsed = parsed if isinstance(parsed, dict) else {}
         return self.parsed
+
+    def client_gone(self) -> None:
+        self.client_disconnected = True
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; ``name`` must be lower-case."""

@@ -6,6 +6,7 @@ streaming response costs a third of the relay's throughput.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -15,20 +16,29 @@ from typing import Any
 from sluice import __version__
 from sluice.config.loader import load_config
 from sluice.config.models import SluiceConfig
-from sluice.core.clock import Clock, new_request_id
+from sluice.core.clock import Clock, SystemClock, new_request_id
 from sluice.errors import NotFound
 from sluice.logs import configure_logging
 from sluice.server.models_route import handle_models
 from sluice.server.proxy_route import handle_proxy
 from sluice.server.responses import Receive, Scope, Send, send_error, send_json
-from sluice.server.state import AppState
+from sluice.server.services import Services, build_services
 
 log = logging.getLogger("sluice")
 
 
 class SluiceApp:
     def __init__(self, config: SluiceConfig, clock: Clock | None = None) -> None:
-        self.state = AppState(config) if clock is None else AppState(config, clock=clock)
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._services: Services | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def services(self) -> Services:
+        """Built at start-up (lifespan); requests only arrive after it."""
+        assert self._services is not None, "the app has not started"
+        return self._services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -42,9 +52,10 @@ class SluiceApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.state.start()
+                    self._services = await build_services(self.config, self.clock, self._stack)
                 except Exception as exc:
                     log.exception("start-up failed")
+                    await self._stack.aclose()
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
                 # Long-lived start-up objects leave the collector's view: full collections
@@ -53,24 +64,24 @@ class SluiceApp:
                 gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.state.stop()
+                await self._stack.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         path: str = scope["path"]
-        state = self.state
+        services = self.services
         if method == "POST":
             if path == "/v1/messages":
-                await handle_proxy(state, scope, receive, send, "messages")
+                await handle_proxy(services, scope, receive, send, "messages")
                 return
             if path == "/v1/messages/count_tokens":
-                await handle_proxy(state, scope, receive, send, "count_tokens")
+                await handle_proxy(services, scope, receive, send, "count_tokens")
                 return
         elif method in ("GET", "HEAD"):
             if path == "/v1/models" or path.startswith("/v1/models/"):
-                await handle_models(state, scope, receive, send)
+                await handle_models(services, scope, receive, send)
                 return
             if path == "/" or path == "/api/hello":
                 # Claude Code's probes, answered at once with no auth: HEAD / (its warm-up),
@@ -82,9 +93,9 @@ class SluiceApp:
                 await send_json(send, 200, self._health(), new_request_id())
                 return
             if path == "/readyz":
-                db = await state.db_ready()
-                redis = await state.redis_ready()
-                degraded = state.degraded(redis)
+                db = await services.db_ready()
+                redis = await services.redis_ready()
+                degraded = services.degraded(redis)
                 # Redis down is degraded, not unready: every replica shares it, and each
                 # feature's configured outage outcome is the answer (redis_outage:).
                 body: dict[str, Any] = {
@@ -94,7 +105,7 @@ class SluiceApp:
                     "degraded": degraded,
                     # Informational: an open circuit is the upstream's trouble, not this
                     # replica's, so it does not make the replica unready.
-                    "providers": state.circuits(),
+                    "providers": services.circuits(),
                 }
                 await send_json(send, 200 if db else 503, body, new_request_id())
                 return
@@ -108,8 +119,8 @@ class SluiceApp:
         return {
             "status": "ok",
             "version": __version__,
-            "uptime_s": round(time.time() - self.state.started_at, 3),
-            "demo": self.state.demo is not None,
+            "uptime_s": round(time.time() - self.services.started_at, 3),
+            "demo": self.services.demo,
         }
 
 

@@ -11,21 +11,21 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from sluice.core.clock import new_request_id
+from sluice.core.steps.identify import presented_key
 from sluice.errors import GatewayError, InvalidRequest, NotFound
 from sluice.governance.model_access import model_permitted
 from sluice.providers.base import ModelInfo
-from sluice.server.asgi_io import has_header, presented_key
 from sluice.server.responses import Receive, Scope, Send, send_error, send_json
-from sluice.server.state import AppState
+from sluice.server.services import Services
 from sluice.store.keys_repo import VirtualKey
 
 
-async def visible_models(state: AppState, key: VirtualKey) -> list[ModelInfo]:
+async def visible_models(services: Services, key: VirtualKey) -> list[ModelInfo]:
     """The key's aliases (those that resolve to a model it may use), then every model its
     allowed providers serve, minus what its policy denies."""
     seen: dict[str, ModelInfo] = {}
-    resolver = state.pipeline.resolver
-    policy = state.pipeline.policies.for_key(key)
+    resolver = services.resolver
+    policy = services.policies.for_key(key)
     for alias in key.config.model_aliases:
         try:
             resolution = await resolver.resolve(key, alias)
@@ -33,7 +33,7 @@ async def visible_models(state: AppState, key: VirtualKey) -> list[ModelInfo]:
             continue  # an alias to a model this key may not use is not listed
         if policy.models.violation(alias) is None:
             seen[alias] = ModelInfo(alias, f"{alias} (alias for {resolution.model})")
-    for provider in state.router.allowed_for(key):
+    for provider in services.router.allowed_for(key):
         for info in await provider.list_models():
             if info.id not in seen and model_permitted(key, info.id):
                 seen[info.id] = info
@@ -85,15 +85,16 @@ def _page(models: list[ModelInfo], query: dict[str, list[str]]) -> dict[str, Any
     }
 
 
-async def handle_models(state: AppState, scope: Scope, receive: Receive, send: Send) -> None:
-    assert state.keys is not None
-    send = state.metrics.counting_send("models", send)  # metrics: requests by route
+async def handle_models(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    send = services.metrics.counting_send("models", send)  # metrics: requests by route
     request_id = new_request_id()
-    key_text, scheme = presented_key(scope)
-    openai_shape = scheme == "bearer" and not has_header(scope, b"anthropic-version")
+    key_text, scheme = presented_key(scope["headers"])
+    openai_shape = scheme == "bearer" and not any(
+        k == b"anthropic-version" for k, _ in scope["headers"]
+    )
     try:
-        key = await state.keys.authenticate(key_text)
-        models = await visible_models(state, key)
+        key = await services.keys.authenticate(key_text)
+        models = await visible_models(services, key)
         path: str = scope["path"]
         if path.rstrip("/") == "/v1/models":
             if openai_shape:
@@ -115,5 +116,5 @@ async def handle_models(state: AppState, scope: Scope, receive: Receive, send: S
             tips=["GET /v1/models lists what this key may use."],
         )
     except GatewayError as err:
-        state.metrics.refused(err)  # metrics: auth failures
+        services.metrics.refused(err)  # metrics: auth failures
         await send_error(send, err, request_id, openai_shape=openai_shape)

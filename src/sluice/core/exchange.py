@@ -1,0 +1,134 @@
+"""One request's life after the handler built its context: run the steps, respond (relay
+the upstream, or refuse in the client's error shape), then settle exactly once.
+
+Settling builds the request's row, records it in the ledger (or commits it, for a durable
+acknowledgement, just before the response's last byte), gives every step back what it holds
+(in reverse order), and hands the row to the observers (traces, metrics, the access log).
+A request never tied to a key (mostly 401s: a flood of them must not grow the database) gets
+no ledger row: only the observers' ``unattributed`` hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from sluice.core.context import RequestContext
+from sluice.core.relay import relay_error_safe
+from sluice.core.settle import ledger_row
+from sluice.core.steps.base import Steps
+from sluice.errors import GatewayError
+from sluice.governance.budgets import BYTES_PER_TOKEN
+from sluice.pricing import Pricing
+from sluice.server.responses import Send, send_error, send_json
+from sluice.store.ledger import LedgerWriter
+
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the response ended
+
+
+class Observer(Protocol):
+    """What watches requests from outside the path: metrics, traces, the access log."""
+
+    def settled(self, ctx: RequestContext, row: dict[str, Any]) -> None: ...
+
+    def unattributed(self, ctx: RequestContext, row: dict[str, Any]) -> None: ...
+
+    def refused(self, err: GatewayError) -> None: ...
+
+    def streaming(self, active: bool) -> contextlib.AbstractContextManager[None]: ...
+
+
+class NoObserver:
+    def settled(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+        return None
+
+    def unattributed(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+        return None
+
+    def refused(self, err: GatewayError) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def streaming(self, active: bool) -> Iterator[None]:
+        yield
+
+
+class Exchange:
+    def __init__(
+        self,
+        steps: Steps,
+        ledger: LedgerWriter,
+        pricing: Pricing,
+        observer: Observer,
+        *,
+        durable: bool,
+    ) -> None:
+        self.steps = steps
+        self.ledger = ledger
+        self.pricing = pricing
+        self.observer = observer
+        self.durable = durable
+
+    def prepare(self, ctx: RequestContext) -> None:
+        if self.durable:
+
+            async def before_end() -> None:
+                await self.ledger.commit(self.settle(ctx, record=False))
+
+            ctx.before_end = before_end
+
+    async def admit(self, ctx: RequestContext) -> None:
+        await self.steps.admit(ctx)
+
+    async def respond(self, ctx: RequestContext, send: Send) -> None:
+        upstream = ctx.upstream
+        if upstream is None:
+            await _send_estimate(send, ctx)
+            return
+        ctx.relayed = True
+        with self.observer.streaming(upstream.status == 200 and upstream.is_sse):
+            await relay_error_safe(ctx, upstream, send, ctx.guard)
+        if ctx.guard is not None and ctx.guard.violation is not None:
+            ctx.policy_violation = str(ctx.guard.violation.meta.get("rule"))
+
+    async def refuse(self, ctx: RequestContext, err: GatewayError, send: Send) -> None:
+        ctx.status, ctx.error_code = err.status, err.code
+        self.observer.refused(err)
+        await send_error(send, err, ctx.request_id)
+
+    def finish(self, ctx: RequestContext) -> None:
+        """The handler's ``finally``: stop watching the client, settle unless done."""
+        if ctx.disconnect is not None:
+            ctx.disconnect.stop()
+        if ctx.client_disconnected and ctx.status in (0, 200):
+            ctx.status = CLIENT_CLOSED if ctx.status == 0 else 200
+        if not ctx.settled:
+            self.settle(ctx)
+
+    def settle(self, ctx: RequestContext, *, record: bool = True) -> dict[str, Any]:
+        ctx.settled = True
+        row = ledger_row(ctx, time.perf_counter(), self.pricing)
+        if ctx.key is None:
+            self.observer.unattributed(ctx, row)
+            return row
+        if record:
+            self.ledger.record(row)
+        self.steps.settle(ctx, row)
+        self.observer.settled(ctx, row)
+        return row
+
+
+async def _send_estimate(send: Send, ctx: RequestContext) -> None:
+    """count_tokens when no provider that serves the model can count: a conservative estimate
+    from the body size, marked as one (never a silent under-count)."""
+    estimate = -(-len(ctx.body) // BYTES_PER_TOKEN)
+    ctx.status = 200
+    await send_json(
+        send,
+        200,
+        {"input_tokens": estimate},
+        ctx.request_id,
+        [(b"x-langwatch-token-count", b"estimated")],
+    )

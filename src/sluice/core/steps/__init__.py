@@ -1,0 +1,1 @@
+"""The request path's steps, in order (see ``docs/architecture.md``)."""

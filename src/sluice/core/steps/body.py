@@ -1,0 +1,49 @@
+"""Read the body (size-capped even without a Content-Length), start watching for the
+client going away, then peek the few fields the gateway needs from a parsed copy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.core.context import RequestContext
+from sluice.core.disconnect import DisconnectWatch
+from sluice.core.peek import peek_messages_body
+from sluice.core.steps.identify import too_large
+from sluice.server.responses import Receive
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes."""
+    first = await receive()
+    body = first.get("body", b"")
+    if not first.get("more_body", False):
+        if len(body) > limit:
+            raise too_large(limit)
+        return bytes(body)
+    parts = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("client disconnected while sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+class ReadBody:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def admit(self, ctx: RequestContext) -> None:
+        assert ctx.receive is not None
+        ctx.body = ctx.received_body = await read_body(ctx.receive, self.limit)
+        ctx.disconnect = DisconnectWatch(ctx.receive, ctx.client_gone)
+        peek_messages_body(ctx)
+
+    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+        return None  # the watch stops before settling (``Pipeline.finish``)

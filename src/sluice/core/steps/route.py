@@ -1,0 +1,64 @@
+"""Resolution and dispatch: which provider serves the request under which model name, with
+the body edits that follow (alias splice, cache mode); then the send along the provider
+chain, whose response the relay streams back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.core.body_edit import splice_model, strip_cache_control
+from sluice.core.context import RequestContext
+from sluice.core.fallback import FallbackSender
+from sluice.core.resolve import ModelResolver
+from sluice.core.router import Router
+from sluice.core.steps.base import SettleNothing
+
+
+class Resolve(SettleNothing):
+    def __init__(self, resolver: ModelResolver, router: Router) -> None:
+        self.resolver = resolver
+        self.router = router
+
+    async def admit(self, ctx: RequestContext) -> None:
+        key = ctx.key
+        assert key is not None and ctx.model_requested is not None
+        resolution = await self.resolver.resolve(key, ctx.model_requested)
+        ctx.provider_id = resolution.provider_id
+        ctx.model_known = resolution.known
+        if resolution.model != ctx.model_requested:
+            ctx.body = splice_model(ctx.body, resolution.model)
+            ctx.model_sent = resolution.model
+        mode = key.config.cache.mode
+        if mode == "disable" and ctx.endpoint == "messages":
+            ctx.body, _removed = strip_cache_control(ctx.body)
+        ctx.response_headers.append((b"x-langwatch-cache-mode", mode.encode()))
+        provider = self.router.pick(ctx)
+        ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
+
+
+class Dispatch:
+    """Sends along the key's chain; count_tokens goes to a provider that can count the model,
+    and is estimated (``ctx.upstream`` stays None) when none can."""
+
+    def __init__(self, router: Router, sender: FallbackSender) -> None:
+        self.router = router
+        self.sender = sender
+
+    async def admit(self, ctx: RequestContext) -> None:
+        assert ctx.key is not None
+        if ctx.endpoint != "messages":
+            counter = self.router.counter_for(ctx)
+            if counter is None:
+                return
+            ctx.provider_id, ctx.provider_kind = counter.id, counter.kind
+            ctx.upstream = await self.sender.send_one(ctx, counter)
+        elif (chain := self.router.chain(ctx)) is not None:
+            ctx.upstream = await self.sender.send_chain(ctx, chain, ctx.key.config.fallback)
+        else:
+            provider = self.router.pick(ctx)
+            ctx.upstream = await self.sender.send_one(ctx, provider)
+
+    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+        upstream, ctx.upstream = ctx.upstream, None
+        if upstream is not None and not ctx.relayed:
+            upstream.close(True)  # never relayed (the handler failed first): free it

@@ -1,0 +1,106 @@
+"""Governance's builder: the counters (in-process, or Redis shared by every replica), the
+budget gate, rate limits, remembered tool verdicts, webhooks, and the config sync that makes
+a key or budget change apply at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.config.models import SluiceConfig
+from sluice.core.clock import Clock
+from sluice.governance.budgets import BudgetGate
+from sluice.governance.config_sync import ConfigSync
+from sluice.governance.counters import BudgetCounters, MemoryCounters
+from sluice.governance.outage import Outage
+from sluice.governance.policy import PolicyBook
+from sluice.governance.rate_limits import RateLimiter
+from sluice.governance.verdicts import RedisVerdicts, VerdictCache, Verdicts
+from sluice.governance.webhooks import WebhookSender
+from sluice.server.build_parts import Routing, Storage, on_stop
+from sluice.store.budgets_repo import BudgetsRepo
+from sluice.store.redis_counters import RedisCounters, RedisRateStore
+
+
+class Background:
+    """Work spawned off the response path (remote settles, verdicts), kept referenced and
+    awaited at shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Governance:
+    outage: Outage
+    counters: BudgetCounters
+    policies: PolicyBook
+    verdicts: Verdicts
+    budgets: BudgetGate
+    rate_limits: RateLimiter
+    webhooks: WebhookSender
+    config_sync: ConfigSync
+    background: Background
+
+    async def redis_ping(self) -> bool | None:
+        """None when no Redis is configured."""
+        counters = self.counters
+        return await counters.ping() if isinstance(counters, RedisCounters) else None
+
+
+async def build_governance(
+    cfg: SluiceConfig,
+    clock: Clock,
+    storage: Storage,
+    routing: Routing,
+    stack: contextlib.AsyncExitStack,
+) -> Governance:
+    counters: BudgetCounters = RedisCounters.from_url(cfg.redis) if cfg.redis else MemoryCounters()
+    on_stop(stack, counters.close)
+    outage = Outage(cfg.redis_outage)
+    verdicts: Verdicts = (
+        RedisVerdicts(counters.client, outage=outage)
+        if isinstance(counters, RedisCounters)
+        else VerdictCache(clock)
+    )
+    signing = (
+        cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else storage.secret
+    )
+    webhooks = WebhookSender(routing.session, signing)
+    on_stop(stack, webhooks.drain)
+    budgets = BudgetGate(
+        BudgetsRepo(storage.engine),
+        routing.pricing,
+        clock,
+        webhooks,
+        cfg.server.key_refresh_seconds,
+        counters,
+        cfg.budget_reservation_ttl_s,
+        outage,
+    )
+    await budgets.start()
+    on_stop(stack, budgets.stop)
+    background = Background()
+    on_stop(stack, background.drain)
+    sync = ConfigSync(
+        storage.engine, [storage.keys.reload, budgets.refresh], cfg.server.config_poll_ms / 1000
+    )
+    await sync.start()
+    on_stop(stack, sync.stop)
+    rate_store = RedisRateStore(counters) if isinstance(counters, RedisCounters) else None
+    rate_limits = RateLimiter(clock, rate_store, outage)
+    return Governance(
+        outage, counters, PolicyBook(), verdicts, budgets, rate_limits, webhooks, sync, background
+    )
