@@ -105,18 +105,11 @@ async def handle_proxy(
                 if admitted is not None and admitted.warnings:
                     warning = ",".join(admitted.warnings).encode()
                     ctx.response_headers.append((b"x-langwatch-budget-warning", warning))
-            if not billable:
-                counter = state.router.counter_for(ctx)
-                if counter is None:
-                    await _send_estimate(send, ctx)
-                    return
-                ctx.provider_id, ctx.provider_kind = counter.id, counter.kind
-                upstream = await state.fallback.send_one(ctx, counter)
-            elif (chain := state.router.chain(ctx)) is not None:
-                assert ctx.key is not None
-                upstream = await state.fallback.send_chain(ctx, chain, ctx.key.config.fallback)
-            else:
-                upstream = await state.fallback.send_one(ctx, provider)
+            plan = state.router.plan(ctx)
+            if plan is None:  # count_tokens that no provider of the key can count
+                await _send_estimate(send, ctx)
+                return
+            upstream = await state.fallback.send(ctx, plan)
             # --- metrics: active streams ---
             with state.metrics.active_stream(upstream.status == 200 and upstream.is_sse):
                 await relay_error_safe(ctx, upstream, send, guard)

@@ -36,6 +36,7 @@ from sluice.governance.verdicts import RedisVerdicts, VerdictCache, Verdicts
 from sluice.governance.webhooks import WebhookSender
 from sluice.pricing import Pricing
 from sluice.providers.base import Provider
+from sluice.providers.demo import DEMO_MODELS, DemoProvider
 from sluice.providers.factory import build_provider
 from sluice.store.budgets_repo import BudgetsRepo
 from sluice.store.db import create_engine, migrate
@@ -48,16 +49,8 @@ from sluice.telemetry.access_log import LogSampler
 from sluice.telemetry.labels import ModelLabels, configured_models
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.metrics_server import MetricsServer
-from sluice.testing.fake_anthropic import FakeAnthropic
-from sluice.testing.scenarios import Reply, Scenario, TextBlock
 
 log = logging.getLogger("sluice")
-
-DEMO_TEXT = (
-    "Hello from Sluice's DEMO upstream. This reply is canned, not from a real model: "
-    "no provider key is configured. Set ANTHROPIC_API_KEY (or add a provider to sluice.yaml) "
-    "and restart to relay to Anthropic."
-)
 
 
 def effective_providers(config: SluiceConfig) -> dict[str, AnyProviderConfig]:
@@ -88,7 +81,7 @@ class AppState:
     rate_limits: RateLimiter = field(init=False)
     webhooks: WebhookSender = field(init=False)
     session: aiohttp.ClientSession | None = None
-    demo: FakeAnthropic | None = None
+    demo: DemoProvider | None = None  # set when no provider is configured
     metrics: Metrics = field(init=False)
     metrics_server: MetricsServer | None = None
     telemetry: Telemetry = field(init=False)
@@ -136,29 +129,21 @@ class AppState:
             auto_decompress=True,
         )
         providers_cfg = effective_providers(cfg)
+        providers: dict[str, Provider] = {}
         if not providers_cfg:
-            self.demo = FakeAnthropic(
-                Scenario(Reply([TextBlock(DEMO_TEXT, chunks=6)])), max_recorded=100
-            )
-            await self.demo.start()
-            providers_cfg = {
-                "demo": ProviderConfig(
-                    type="anthropic",
-                    base_url=self.demo.url,
-                    models=["claude-opus-4-8", "claude-sonnet-5", "claude-haiku-4-5-20251001"],
-                )
-            }
+            self.demo = providers["demo"] = DemoProvider("demo")
+            self.pricing.warm(self.demo.kind, list(DEMO_MODELS))
             log.warning(
                 "DEMO MODE: no provider key configured; replies come from a canned "
-                "fake upstream at %s, not a real model",
-                self.demo.url,
+                "in-process demo upstream, not a real model"
             )
-        providers: dict[str, Provider] = {}
         for provider_id, pcfg in providers_cfg.items():
             providers[provider_id] = build_provider(provider_id, pcfg, self.session)
             self.pricing.warm(pcfg.type, pcfg.models or [])
         self.router = Router(providers)
         known = configured_models(providers_cfg) | self.pricing.known_models()
+        if self.demo is not None:
+            known |= set(DEMO_MODELS)
         self.metrics.models = ModelLabels(known)  # metrics: bounded model labels
         breakers = {
             pid: CircuitBreaker(pid, cfg.circuit_breaker, time.monotonic, self._circuit_changed)
@@ -221,8 +206,6 @@ class AppState:
             await provider.close()
         if self.session is not None:
             await self.session.close()
-        if self.demo is not None:
-            await self.demo.stop()
         if self.engine is not None:
             await self.engine.dispose()
 
