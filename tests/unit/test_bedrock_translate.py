@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from sluice.core.json_spans import as_text, iter_members
 from sluice.errors import ProviderError
+from sluice.providers.aws_auth import sign_request
 from sluice.streaming.eventstream import EventStreamToSSE
 from sluice.testing.fake_bedrock import (
     chunk_frame,
@@ -45,7 +46,6 @@ from sluice.translate.bedrock import (
     filter_betas,
     from_bedrock_model,
     invoke_url,
-    sign_request,
     to_bedrock_body,
     to_bedrock_model,
 )

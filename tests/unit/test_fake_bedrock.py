@@ -25,6 +25,7 @@ from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer
 from multidict import CIMultiDictProxy
 
+from sluice.providers.aws_auth import sign_request
 from sluice.streaming.eventstream import EventStreamToSSE
 from sluice.testing.fake_anthropic import RecordedRequest
 from sluice.testing.fake_bedrock import (
@@ -45,7 +46,6 @@ from sluice.testing.scenarios import (
 from sluice.translate.bedrock import (
     bedrock_exception_to_anthropic,
     invoke_url,
-    sign_request,
     to_bedrock_body,
 )
 

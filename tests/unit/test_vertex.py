@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDictProxy
 
 from sluice.core.json_spans import as_text, iter_members
+from sluice.providers.vertex_auth import CLOUD_PLATFORM_SCOPE, GoogleTokenSource, StaticTokenSource
 from sluice.testing.fake_vertex import FakeVertex, google_error_body, vertex_error
 from sluice.testing.scenarios import (
     Fault,
@@ -40,11 +41,8 @@ from sluice.testing.scenarios import (
 )
 from sluice.translate import bedrock
 from sluice.translate.vertex import (
-    CLOUD_PLATFORM_SCOPE,
     DEFAULT_BETA_ALLOWLIST,
     DEFAULT_MODEL_MAP,
-    GoogleTokenSource,
-    StaticTokenSource,
     count_tokens_url,
     filter_betas,
     from_vertex_model,

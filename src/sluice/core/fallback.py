@@ -10,6 +10,9 @@ Triggers: ``5xx`` (any 5xx incl. 529), ``rate_limit`` (429), ``timeout``, ``netw
 4xx is the request's fault and is returned as it came. When every attempt fails, the last
 upstream error is returned as it came, with ``x-should-retry: false`` once every provider has
 been tried (the client's own retries would only repeat ours).
+
+A request without a chain walks a one-element one, under the plan's ``SINGLE`` policy
+(core/router.py): no fallback timeout, no read-ahead, no skipping. One path for both.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import orjson
 
-from sluice.config.vk import FallbackConfig
 from sluice.core.breaker import CircuitBreaker
 from sluice.core.context import RequestContext
+from sluice.core.router import ChainPolicy, Plan
 from sluice.errors import (
     GatewayError,
     NoProviderConfigured,
@@ -31,7 +35,7 @@ from sluice.errors import (
     ProviderTimeout,
     UnsupportedByProvider,
 )
-from sluice.providers.base import Provider, UpstreamResponse
+from sluice.providers.base import Provider, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger("sluice.fallback")
 
@@ -118,8 +122,32 @@ def _stream_error_trigger(head: bytes) -> str | None:
     return _STREAM_ERROR_TRIGGER.get(kind)
 
 
+@dataclass(slots=True)
+class _Walk:
+    """What a walk along the chain has seen so far."""
+
+    last: _Failed | None = None  # the latest failure that moved on
+    skipped: list[str] = field(default_factory=list)  # circuit open
+    unsupported: UnsupportedByProvider | None = None
+    every_one_tried: bool = True
+
+
+def upstream_request(ctx: RequestContext) -> UpstreamRequest:
+    """The request for the attempt ``ctx.attempts`` counts (already incremented)."""
+    return UpstreamRequest(
+        endpoint=ctx.endpoint,
+        path=ctx.path,
+        query=ctx.query,
+        headers=ctx.headers,
+        body=ctx.body,
+        model=ctx.model_sent,
+        stream=ctx.stream,
+        attempt=ctx.attempts,
+    )
+
+
 class FallbackSender:
-    """Sends a request to the first provider that answers, along the chain."""
+    """Sends a request along its plan's chain, to the first provider that answers."""
 
     def __init__(
         self, breakers: dict[str, CircuitBreaker], observer: FallbackObserver | None = None
@@ -127,29 +155,92 @@ class FallbackSender:
         self.breakers = breakers
         self.observer = observer
 
-    async def send_one(self, ctx: RequestContext, provider: Provider) -> UpstreamResponse:
-        """No chain: one attempt, judged by the circuit breaker exactly as a chain's attempt
-        is (``_judged``), but never refused by it (there is nowhere else to go). The provider's
-        ``header_timeout_ms`` bounds it, not ``fallback.timeout_ms``; a stream is not read
-        ahead to its first event (nothing could be done with a failure there)."""
-        ctx.attempts = 1
-        if ctx.model_sent:
-            ctx.upstream_model = provider.model_id_for(ctx.model_sent)
-        try:
-            return await self._judged(ctx, provider, None, first_event=False)
-        except _Failed as failed:
-            return self._give_up(failed, exhausted=False)
+    async def send(self, ctx: RequestContext, plan: Plan) -> UpstreamResponse:
+        """The first good answer along ``plan.providers``, else the last failure (a response
+        returned as it came, or its ``GatewayError`` raised). Records on ``ctx`` who answered
+        (``provider_id``, ``provider_kind``, ``upstream_model``), ``attempts``,
+        ``attempt_log`` and the fallback-count response header."""
+        policy, chain = plan.policy, plan.providers
+        limit = policy.max_attempts or len(chain)
+        walk = _Walk()
+        for provider in chain:
+            if ctx.attempts >= limit:
+                walk.every_one_tried = False
+                break
+            if not self._eligible(ctx, provider, policy, walk):
+                continue
+            try:
+                upstream = await self._judged(self._begin(ctx, provider, walk), provider, policy)
+            except UnsupportedByProvider as err:
+                if not policy.route_around:
+                    raise
+                # This upstream can't express the request (nothing was sent): skip it. The
+                # 400 is the answer only when no other provider could take the request.
+                ctx.attempts -= 1
+                ctx.attempt_log.append(f"{provider.id}:unsupported")
+                walk.unsupported = walk.unsupported or err
+                continue
+            except _Failed as failed:
+                if not self._moves_on(ctx, provider, failed, policy):
+                    _count_fallbacks(ctx)
+                    return self._give_up(failed, exhausted=False)
+                walk.last = failed
+                continue
+            ctx.attempt_log.append(f"{provider.id}:{upstream.status}")
+            _count_fallbacks(ctx)
+            return upstream
+        if walk.last is None:
+            raise walk.unsupported or _no_provider(ctx, walk.skipped)
+        _count_fallbacks(ctx)
+        return self._give_up(walk.last, exhausted=walk.every_one_tried and len(chain) > 1)
+
+    def _eligible(
+        self, ctx: RequestContext, provider: Provider, policy: ChainPolicy, walk: _Walk
+    ) -> bool:
+        """Whether to call ``provider`` at all; only a policy that routes around trouble
+        skips one (no id for the model, or its circuit open)."""
+        if not policy.route_around:
+            return True
+        if ctx.model_sent and provider.model_id_for(ctx.model_sent) is None:
+            ctx.attempt_log.append(f"{provider.id}:no_such_model")
+            return False
+        breaker = self.breakers.get(provider.id)
+        if breaker is not None and not breaker.allow():
+            ctx.attempt_log.append(f"{provider.id}:circuit_open")
+            walk.skipped.append(provider.id)
+            return False
+        return True
+
+    def _begin(self, ctx: RequestContext, provider: Provider, walk: _Walk) -> UpstreamRequest:
+        """Record the attempt on ``ctx`` and build what it sends."""
+        if walk.last is not None and self.observer is not None and ctx.provider_id is not None:
+            self.observer(ctx.provider_id, provider.id, walk.last.trigger)
+        ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
+        ctx.upstream_model = provider.model_id_for(ctx.model_sent) if ctx.model_sent else None
+        ctx.attempts += 1
+        return upstream_request(ctx)
+
+    @staticmethod
+    def _moves_on(
+        ctx: RequestContext, provider: Provider, failed: _Failed, policy: ChainPolicy
+    ) -> bool:
+        """Note a failed attempt; whether the walk goes on to the next provider."""
+        outcome = failed.response.status if failed.response is not None else failed.trigger
+        ctx.attempt_log.append(f"{provider.id}:{outcome}")
+        if policy.route_around:
+            log.warning("provider %s failed (%s) for %s", provider.id, outcome, ctx.request_id)
+        return failed.trigger in policy.triggers
 
     async def _judged(
-        self, ctx: RequestContext, provider: Provider, timeout_s: float | None, *, first_event: bool
+        self, request: UpstreamRequest, provider: Provider, policy: ChainPolicy
     ) -> UpstreamResponse:
-        """One attempt and its circuit breaker's verdict, the same for a chain and a single
-        provider: a fallback trigger (``_Failed``) is a failure, a status below 400 a success,
-        anything else (a terminal 4xx, a request the provider cannot express, a cancel)
-        neither: the probe slot is released and the provider is not judged."""
+        """One attempt and its circuit breaker's verdict, whatever the policy: a fallback
+        trigger (``_Failed``) is a failure, a status below 400 a success, anything else (a
+        terminal 4xx, a request the provider cannot express, a cancel) neither: the probe slot
+        is released and the provider is not judged."""
         breaker = self.breakers.get(provider.id)
         try:
-            upstream = await self._attempt(ctx, provider, timeout_s, first_event=first_event)
+            upstream = await self._attempt(request, provider, policy)
         except _Failed:
             if breaker is not None:
                 breaker.failure()
@@ -165,81 +256,22 @@ class FallbackSender:
                 breaker.release()  # a terminal 4xx says nothing about the provider
         return upstream
 
-    async def send_chain(
-        self, ctx: RequestContext, chain: list[Provider], policy: FallbackConfig
-    ) -> UpstreamResponse:
-        triggers = set(policy.on)
-        limit = policy.max_attempts or len(chain)
-        last: _Failed | None = None
-        skipped: list[str] = []
-        unsupported: UnsupportedByProvider | None = None
-        every_one_tried = True
-        for provider in chain:
-            if ctx.attempts >= limit:
-                every_one_tried = False
-                break
-            upstream_model = provider.model_id_for(ctx.model_sent) if ctx.model_sent else None
-            if ctx.model_sent and upstream_model is None:
-                ctx.attempt_log.append(f"{provider.id}:no_such_model")
-                continue
-            breaker = self.breakers[provider.id]
-            if not breaker.allow():
-                ctx.attempt_log.append(f"{provider.id}:circuit_open")
-                skipped.append(provider.id)
-                continue
-            if last is not None and self.observer is not None and ctx.provider_id is not None:
-                self.observer(ctx.provider_id, provider.id, last.trigger)
-            ctx.provider_id, ctx.provider_kind = provider.id, provider.kind
-            ctx.upstream_model = upstream_model
-            ctx.attempts += 1
-            try:
-                upstream = await self._judged(
-                    ctx, provider, policy.timeout_ms / 1000, first_event=True
-                )
-            except UnsupportedByProvider as err:
-                # This upstream can't express the request (nothing was sent): skip it. The
-                # 400 is the answer only when no other provider could take the request.
-                ctx.attempts -= 1
-                ctx.attempt_log.append(f"{provider.id}:unsupported")
-                unsupported = unsupported or err
-                continue
-            except _Failed as failed:
-                outcome = failed.response.status if failed.response is not None else failed.trigger
-                ctx.attempt_log.append(f"{provider.id}:{outcome}")
-                log.warning(
-                    "provider %s failed (%s) for %s",
-                    provider.id,
-                    outcome,
-                    ctx.request_id,
-                )
-                if failed.trigger not in triggers:
-                    _count_fallbacks(ctx)
-                    return self._give_up(failed, exhausted=False)
-                last = failed
-                continue
-            ctx.attempt_log.append(f"{provider.id}:{upstream.status}")
-            _count_fallbacks(ctx)
-            return upstream
-        if last is None:
-            raise unsupported or _no_provider(ctx, skipped)
-        _count_fallbacks(ctx)
-        return self._give_up(last, exhausted=every_one_tried and len(chain) > 1)
-
     async def _attempt(
-        self, ctx: RequestContext, provider: Provider, timeout_s: float | None, *, first_event: bool
+        self, request: UpstreamRequest, provider: Provider, policy: ChainPolicy
     ) -> UpstreamResponse:
-        """One provider: a good response (first event already read, when streamed and
-        ``first_event``), a terminal 4xx, or ``_Failed``."""
+        """One provider: a good response (first event already read, when streamed and the
+        policy reads ahead), a terminal 4xx, or ``_Failed``."""
         upstream: UpstreamResponse | None = None
+        timeout_s = policy.timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                upstream = await provider.send(ctx)
+                upstream = await provider.send(request)
                 trigger = trigger_for_status(upstream.status)
                 if trigger is not None:
                     data = await upstream.read_all()
                     upstream.close(False)
                     raise _Failed(trigger, _whole(upstream, data), None)
-                if first_event and upstream.status == 200 and upstream.is_sse:
+                if policy.read_ahead and upstream.status == 200 and upstream.is_sse:
                     return await _first_event(upstream)
                 return upstream
         except _Failed as failed:

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
 
 from sluice.config.models import ProviderConfig
-from sluice.providers.base import ModelInfo, UpstreamResponse, display_name_for
+from sluice.providers.base import ModelInfo, UpstreamRequest, UpstreamResponse, display_name_for
 from sluice.providers.headers import downstream_headers, upstream_headers
 from sluice.providers.transport import TRANSPORT_ERRORS, open_request, relayed
-
-if TYPE_CHECKING:
-    from sluice.core.context import RequestContext
 
 log = logging.getLogger("sluice.providers.anthropic")
 
@@ -30,7 +26,6 @@ _FAILED_TTL_S = 30.0  # a failed discovery is not retried for this long
 
 class AnthropicProvider:
     kind = "anthropic"
-    native_anthropic = True
 
     def __init__(
         self, provider_id: str, config: ProviderConfig, session: aiohttp.ClientSession
@@ -68,17 +63,17 @@ class AnthropicProvider:
         if self._api_key:
             headers["x-api-key"] = self._api_key
 
-    async def send(self, ctx: RequestContext) -> UpstreamResponse:
-        headers = upstream_headers(ctx.headers)
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        headers = upstream_headers(request.headers)
         headers.setdefault("anthropic-version", "2023-06-01")
         headers["accept-encoding"] = "identity"
         self._auth(headers)
-        url = self._base + ctx.path + (f"?{ctx.query}" if ctx.query else "")
+        url = self._base + request.path + (f"?{request.query}" if request.query else "")
         resp = await open_request(
             self._session,
             self.id,
             url,
-            ctx.body,
+            request.body,
             headers,
             timeouts=self._timeout,
             header_timeout_s=self._header_timeout,

@@ -1,16 +1,20 @@
-"""AWS credentials for Bedrock: from config, or botocore's standard chain, never resolved or
-refreshed on the event loop (the chain may call IMDS, STS or SSO)."""
+"""AWS auth for Bedrock: credentials from config or botocore's standard chain, never resolved
+or refreshed on the event loop (the chain may call IMDS, STS or SSO), and SigV4 signing."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
 import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from sluice.config.providers import BedrockProviderConfig
 from sluice.errors import ProviderError
+
+SIGNING_SERVICE: Final = "bedrock"
 
 
 class AwsCredentials:
@@ -58,3 +62,24 @@ def _refresh_needed(source: Any) -> bool:
 
 def _from_chain() -> Any:
     return botocore.session.Session().get_credentials()
+
+
+def sign_request(
+    method: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    credentials: ReadOnlyCredentials | Credentials,
+    region: str,
+) -> dict[str, str]:
+    """SigV4-sign a request for service ``bedrock``; returns ``headers`` plus Authorization,
+    X-Amz-Date and (session credentials) X-Amz-Security-Token.
+
+    ``credentials`` is a botocore ``Credentials``/``ReadOnlyCredentials``, already resolved:
+    resolving may call IMDS or STS, so that is the caller's job, off the event loop. Send
+    ``url`` and ``body`` exactly as given. botocore leaves hop-by-hop headers (Connection)
+    and User-Agent out of the signature, so proxies may change them.
+    """
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    SigV4Auth(credentials, SIGNING_SERVICE, region).add_auth(request)
+    return {str(name): str(value) for name, value in request.headers.items()}

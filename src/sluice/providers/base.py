@@ -1,19 +1,32 @@
 """The provider seam.
 
-A provider turns a request context into an ``UpstreamResponse``: a status, client-facing
-headers, and an async iterator of body bytes already in the client's wire format (Anthropic
-SSE or JSON). Auth signing, URL shapes and translation live behind it; fallback and circuit
-breaking live in the router, outside it.
+A provider turns an ``UpstreamRequest`` (one attempt, frozen: it knows nothing of the request
+context) into an ``UpstreamResponse``: a status, client-facing headers, and an async iterator
+of body bytes already in the client's wire format (Anthropic SSE or JSON). Auth signing, URL
+shapes and translation live behind it; fallback and circuit breaking live outside it
+(``core.fallback``), which builds one request per attempt.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from sluice.core.context import RequestContext
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """What one attempt sends: the client's request as the gateway forwards it."""
+
+    endpoint: str  # messages | count_tokens
+    path: str  # the client's path (the Anthropic lane sends it as is)
+    query: str  # the client's query string, without ``?``
+    # The client's headers as received (each provider picks what crosses); read-only.
+    headers: Sequence[tuple[bytes, bytes]]
+    body: bytes  # the body to send (aliases spliced, cache edits applied)
+    model: str | None  # the Anthropic model id to send; None when the body named none
+    stream: bool
+    attempt: int = 1  # 1-based: the second provider of a fallback chain sends attempt 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +59,6 @@ class UpstreamResponse:
     # stream failed, so an upstream that is still sending is cancelled at once.
     close: Callable[[bool], None]
     upstream_request_id: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_sse(self) -> bool:
@@ -56,14 +68,11 @@ class UpstreamResponse:
 class Provider(Protocol):
     id: str
     kind: str
-    # True when the upstream speaks the Anthropic wire natively (the raw lane).
-    native_anthropic: bool
 
-    async def send(self, ctx: RequestContext) -> UpstreamResponse:
-        """Send ``ctx.body`` to ``ctx.endpoint`` for ``ctx.model_sent``; raise
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Send ``request.body`` to ``request.endpoint`` for ``request.model``; raise
         ``ProviderError``/``ProviderTimeout`` when no response headers could be had.
 
-        Never mutates ``ctx`` (the router may retry the same context on another provider).
         An upstream error status comes back as an ``UpstreamResponse`` whose status is the
         Anthropic equivalent and whose body is an Anthropic JSON error (``retry-after``
         kept). A request the upstream cannot express raises a 400 ``GatewayError``."""

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
 from yarl import URL
 
 from sluice.config.providers import BedrockProviderConfig
-from sluice.core.json_spans import SpanError
 from sluice.errors import InvalidRequest
-from sluice.providers.aws_auth import AwsCredentials
-from sluice.providers.base import ModelInfo, UpstreamResponse
+from sluice.providers.aws_auth import AwsCredentials, sign_request
+from sluice.providers.base import ModelInfo, UpstreamRequest, UpstreamResponse
 from sluice.providers.transport import (
     beta_table,
     client_timeout,
@@ -43,14 +41,10 @@ from sluice.translate.bedrock import (
     filter_betas,
     from_bedrock_model,
     invoke_url,
-    sign_request,
     to_bedrock_body,
     to_bedrock_model,
 )
 from sluice.translate.openai_chat import error_type_for
-
-if TYPE_CHECKING:
-    from sluice.core.context import RequestContext
 
 # SigV4 hashes the whole body: past this size, sign in a worker thread.
 _SIGN_IN_THREAD_BYTES = 1 << 20
@@ -58,7 +52,6 @@ _SIGN_IN_THREAD_BYTES = 1 << 20
 
 class BedrockProvider:
     kind = "bedrock"
-    native_anthropic = False
 
     def __init__(
         self, provider_id: str, config: BedrockProviderConfig, session: aiohttp.ClientSession
@@ -85,10 +78,10 @@ class BedrockProvider:
         # Bedrock's CountTokens is not documented per model in protocols.md: count elsewhere.
         return False
 
-    async def send(self, ctx: RequestContext) -> UpstreamResponse:
-        model = ctx.model_sent or ""
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        model = request.model or ""
         model_id = self.model_id_for(model)
-        if ctx.endpoint != "messages":
+        if request.endpoint != "messages":
             raise InvalidRequest(
                 f"Provider {self.id} (Bedrock) does not count tokens.",
                 meta={"provider": self.id},
@@ -100,14 +93,14 @@ class BedrockProvider:
                 meta={"provider": self.id, "model": model},
                 tips=[f"Map it under providers.{self.id}.model_map."],
             )
-        betas = filter_betas(request_header(ctx.headers, b"anthropic-beta"), self._betas)
+        betas = filter_betas(request_header(request.headers, b"anthropic-beta"), self._betas)
         try:
-            body = to_bedrock_body(ctx.body, betas)
-        except (SpanError, ValueError) as exc:
+            body = to_bedrock_body(request.body, betas)
+        except ValueError as exc:  # SpanError is one
             raise InvalidRequest(f"The request body is not a JSON object: {exc}") from exc
-        url = invoke_url(self._region, model_id, ctx.stream, self._config.base_url)
+        url = invoke_url(self._region, model_id, request.stream, self._config.base_url)
         # As botocore sends them: the stream names its payload type in its own header.
-        accept = "x-amzn-bedrock-accept" if ctx.stream else "accept"
+        accept = "x-amzn-bedrock-accept" if request.stream else "accept"
         headers = {"content-type": "application/json", accept: "application/json"}
         if self._bearer is not None:
             headers["authorization"] = f"Bearer {self._bearer}"
@@ -132,12 +125,12 @@ class BedrockProvider:
         request_id = resp.headers.get("x-amzn-requestid")
         if resp.status >= 400:
             return await self._error(resp, request_id)
-        if ctx.stream and "eventstream" in resp.headers.get("content-type", ""):
+        if request.stream and "eventstream" in resp.headers.get("content-type", ""):
             translator = EventStreamToSSE(
                 strip_invocation_metrics=not self._config.keep_invocation_metrics
             )
             return translated_stream(resp, translator, self.id, request_id, idle_s=self._idle_s)
-        if ctx.stream:
+        if request.stream:
             return passthrough(resp, self.id, request_id, idle_s=self._idle_s)
         raw = await read_body(resp, self.id)
         body = self._anthropic_model(raw)

@@ -10,14 +10,14 @@ What OpenAI cannot express is a 400 ``invalid_request_error``, never a silent dr
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
 
 from sluice.config.providers import OpenAIProviderConfig
 from sluice.errors import InvalidRequest, UnsupportedByProvider
-from sluice.providers.base import ModelInfo, UpstreamResponse
+from sluice.providers.base import ModelInfo, UpstreamRequest, UpstreamResponse
 from sluice.providers.transport import (
     client_timeout,
     error_response,
@@ -37,13 +37,9 @@ from sluice.translate.openai_chat import (
 )
 from sluice.translate.openai_stream import OpenAIStreamTranslator
 
-if TYPE_CHECKING:
-    from sluice.core.context import RequestContext
-
 
 class OpenAIProvider:
     kind = "openai"
-    native_anthropic = False
 
     def __init__(
         self, provider_id: str, config: OpenAIProviderConfig, session: aiohttp.ClientSession
@@ -83,9 +79,9 @@ class OpenAIProvider:
         query = urllib.parse.urlencode({"api-version": version})
         return f"{base}/openai/deployments/{deployment}/chat/completions?{query}"
 
-    def _translate(self, ctx: RequestContext, upstream_model: str) -> bytes:
+    def _translate(self, body: bytes, upstream_model: str) -> bytes:
         try:
-            parsed: Any = orjson.loads(ctx.body)  # a fresh parse: ctx stays untouched
+            parsed: Any = orjson.loads(body)  # a fresh parse: the request's bytes stay as sent
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
         if not isinstance(parsed, dict):
@@ -105,9 +101,9 @@ class OpenAIProvider:
             ) from exc
         return orjson.dumps(out)
 
-    async def send(self, ctx: RequestContext) -> UpstreamResponse:
-        model = ctx.model_sent or ""
-        if ctx.endpoint != "messages":
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        model = request.model or ""
+        if request.endpoint != "messages":
             raise InvalidRequest(
                 f"Provider {self.id} (OpenAI-compatible) does not count tokens.",
                 meta={"provider": self.id},
@@ -120,7 +116,7 @@ class OpenAIProvider:
                 meta={"provider": self.id, "model": model},
                 tips=[f"Map it under providers.{self.id}.model_map."],
             )
-        body = self._translate(ctx, upstream_model)
+        body = self._translate(request.body, upstream_model)
         resp = await open_request(
             self._session,
             self.id,
@@ -134,7 +130,7 @@ class OpenAIProvider:
         if resp.status >= 400:
             status, payload = openai_error_to_anthropic(resp.status, await read_body(resp, self.id))
             return error_response(status, payload, resp, request_id)
-        if ctx.stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
+        if request.stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
             translator = OpenAIStreamTranslator(model)
             return translated_stream(
                 resp, translator, self.id, request_id, idle_s=self._config.stream_idle_timeout_s

@@ -8,17 +8,12 @@ into Anthropic ones. Bearer tokens come from google-auth, refreshed off the loop
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import aiohttp
 from yarl import URL
 
 from sluice.config.providers import VertexProviderConfig
-from sluice.core.json_spans import SpanError
 from sluice.errors import InvalidRequest
-from sluice.providers.base import ModelInfo, UpstreamResponse
+from sluice.providers.base import ModelInfo, UpstreamRequest, UpstreamResponse
 from sluice.providers.transport import (
     beta_table,
     client_timeout,
@@ -29,12 +24,10 @@ from sluice.providers.transport import (
     read_body,
     request_header,
 )
+from sluice.providers.vertex_auth import GoogleTokenSource, token_source
 from sluice.translate.vertex import (
     DEFAULT_BETA_ALLOWLIST,
     DEFAULT_MODEL_MAP,
-    GoogleTokenSource,
-    StaticTokenSource,
-    TokenSource,
     count_tokens_url,
     filter_betas,
     members_without_beta,
@@ -45,23 +38,9 @@ from sluice.translate.vertex import (
     vertex_error_to_anthropic,
 )
 
-if TYPE_CHECKING:
-    from sluice.core.context import RequestContext
-
-
-def token_source(config: VertexProviderConfig) -> TokenSource:
-    if config.access_token is not None:
-        return StaticTokenSource(config.access_token.get_secret_value())
-    if config.credentials_file is not None:
-        # Read once at start-up (a small local file), like the config file itself.
-        info = json.loads(Path(config.credentials_file).read_text(encoding="utf-8"))
-        return GoogleTokenSource(info)
-    return GoogleTokenSource()
-
 
 class VertexProvider:
     kind = "vertex"
-    native_anthropic = False
 
     def __init__(
         self, provider_id: str, config: VertexProviderConfig, session: aiohttp.ClientSession
@@ -82,8 +61,8 @@ class VertexProvider:
     def can_count_tokens(self, model: str) -> bool:
         return self.model_id_for(model) is not None
 
-    async def send(self, ctx: RequestContext) -> UpstreamResponse:
-        model = ctx.model_sent or ""
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        model = request.model or ""
         model_id = self.model_id_for(model)
         if model_id is None:
             raise InvalidRequest(
@@ -93,16 +72,16 @@ class VertexProvider:
                 tips=[f"Map it under providers.{self.id}.model_map."],
             )
         cfg = self._config
-        betas = filter_betas(request_header(ctx.headers, b"anthropic-beta"), self._betas)
+        betas = filter_betas(request_header(request.headers, b"anthropic-beta"), self._betas)
         drop = members_without_beta(betas)
         try:
-            if ctx.endpoint == "count_tokens":
-                body = to_vertex_count_tokens_body(ctx.body, model_id, drop=drop)
+            if request.endpoint == "count_tokens":
+                body = to_vertex_count_tokens_body(request.body, model_id, drop=drop)
                 url = count_tokens_url(cfg.project, cfg.region, cfg.base_url)
             else:
-                body = to_vertex_body(ctx.body, drop=drop)
-                url = predict_url(cfg.project, cfg.region, model_id, ctx.stream, cfg.base_url)
-        except (SpanError, ValueError) as exc:
+                body = to_vertex_body(request.body, drop=drop)
+                url = predict_url(cfg.project, cfg.region, model_id, request.stream, cfg.base_url)
+        except ValueError as exc:  # SpanError is one
             raise InvalidRequest(f"The request body is not a JSON object: {exc}") from exc
         headers = {
             "content-type": "application/json",

@@ -24,6 +24,7 @@ from sluice.core.router import Router
 from sluice.governance.key_cache import KeyCache
 from sluice.pricing import Pricing
 from sluice.providers.base import Provider
+from sluice.providers.demo import DEMO_MODELS, DemoProvider
 from sluice.providers.factory import build_provider
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
@@ -34,16 +35,8 @@ from sluice.telemetry.access_log import LogSampler
 from sluice.telemetry.labels import ModelLabels, configured_models
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.metrics_server import MetricsServer
-from sluice.testing.fake_anthropic import FakeAnthropic
-from sluice.testing.scenarios import Reply, Scenario, TextBlock
 
 log = logging.getLogger("sluice")
-
-DEMO_TEXT = (
-    "Hello from Sluice's DEMO upstream. This reply is canned, not from a real model: "
-    "no provider key is configured. Set ANTHROPIC_API_KEY (or add a provider to sluice.yaml) "
-    "and restart to relay to Anthropic."
-)
 
 
 def effective_providers(config: SluiceConfig) -> dict[str, AnyProviderConfig]:
@@ -129,19 +122,6 @@ class Routing:
     demo: bool
 
 
-async def _demo_providers(stack: contextlib.AsyncExitStack) -> dict[str, AnyProviderConfig]:
-    demo = FakeAnthropic(Scenario(Reply([TextBlock(DEMO_TEXT, chunks=6)])), max_recorded=100)
-    await demo.start()
-    on_stop(stack, demo.stop)
-    log.warning(
-        "DEMO MODE: no provider key configured; replies come from a canned "
-        "fake upstream at %s, not a real model",
-        demo.url,
-    )
-    models = ["claude-opus-4-8", "claude-sonnet-5", "claude-haiku-4-5-20251001"]
-    return {"demo": ProviderConfig(type="anthropic", base_url=demo.url, models=models)}
-
-
 def _breakers(
     cfg: SluiceConfig, providers: dict[str, Provider], metrics: Metrics
 ) -> dict[str, CircuitBreaker]:
@@ -167,16 +147,23 @@ async def build_routing(
     )
     on_stop(stack, session.close)
     providers_cfg = effective_providers(cfg)
-    demo = not providers_cfg
-    if demo:
-        providers_cfg = await _demo_providers(stack)
     pricing = Pricing(cfg.pricing)
     providers: dict[str, Provider] = {}
+    demo = not providers_cfg
+    if demo:
+        providers["demo"] = DemoProvider("demo")
+        pricing.warm("anthropic", list(DEMO_MODELS))
+        log.warning(
+            "DEMO MODE: no provider key configured; replies come from a canned "
+            "in-process demo upstream, not a real model"
+        )
     for provider_id, pcfg in providers_cfg.items():
         providers[provider_id] = provider = build_provider(provider_id, pcfg, session)
         on_stop(stack, provider.close)
         pricing.warm(pcfg.type, pcfg.models or [])
     known = configured_models(providers_cfg) | pricing.known_models()
+    if demo:
+        known |= set(DEMO_MODELS)
     metrics.models = ModelLabels(known)  # bounded model labels
 
     def fell_back(from_id: str, to_id: str, trigger: str) -> None:

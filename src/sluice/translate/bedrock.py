@@ -42,9 +42,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from sluice.translate.members import rewrite_top_level
 
@@ -57,13 +54,11 @@ __all__ = [
     "filter_betas",
     "from_bedrock_model",
     "invoke_url",
-    "sign_request",
     "to_bedrock_body",
     "to_bedrock_model",
 ]
 
 BEDROCK_ANTHROPIC_VERSION: Final = "bedrock-2023-05-31"
-SIGNING_SERVICE: Final = "bedrock"
 # Bedrock adds this key to the message_stop event of a stream (protocols.md §5.7).
 INVOCATION_METRICS_KEY: Final = "amazon-bedrock-invocationMetrics"
 
@@ -190,30 +185,6 @@ def invoke_url(region: str, model_id: str, stream: bool, base_url: str | None = 
     base = (base_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
     action = "invoke-with-response-stream" if stream else "invoke"
     return f"{base}/model/{urllib.parse.quote(model_id, safe='')}/{action}"
-
-
-# --- auth -----------------------------------------------------------------------------------
-
-
-def sign_request(
-    method: str,
-    url: str,
-    body: bytes,
-    headers: dict[str, str],
-    credentials: ReadOnlyCredentials | Credentials,
-    region: str,
-) -> dict[str, str]:
-    """SigV4-sign a request for service ``bedrock``; returns ``headers`` plus Authorization,
-    X-Amz-Date and (session credentials) X-Amz-Security-Token.
-
-    ``credentials`` is a botocore ``Credentials``/``ReadOnlyCredentials``, already resolved:
-    resolving may call IMDS or STS, so that is the caller's job, off the event loop. Send
-    ``url`` and ``body`` exactly as given. botocore leaves hop-by-hop headers (Connection)
-    and User-Agent out of the signature, so proxies may change them.
-    """
-    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
-    SigV4Auth(credentials, SIGNING_SERVICE, region).add_auth(request)
-    return {str(name): str(value) for name, value in request.headers.items()}
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -4,8 +4,7 @@ Vertex serves the first-party Messages body and SSE with three differences (prot
 ``model`` moves into the URL (count-tokens keeps it in the body), ``anthropic_version`` must be
 ``vertex-2023-10-16``, and ``stream`` stays in the body (the SDK reads it without removing it,
 the opposite of Bedrock). Betas stay in the ``anthropic-beta`` header, filtered per upstream
-(peers.md §3E). Everything here is pure except ``GoogleTokenSource``, which refreshes OAuth
-tokens in a worker thread.
+(peers.md §3E). Everything here is pure; the OAuth token source is ``providers/vertex_auth.py``.
 
 Sources of ``DEFAULT_BETA_ALLOWLIST`` (a value is the name Vertex accepts; ``None`` marks a
 known refusal, dropped like any name missing from the table):
@@ -33,17 +32,12 @@ Model ids use ``@`` before the date (``claude-sonnet-4-5@20250929``); newer ones
 
 from __future__ import annotations
 
-import asyncio
 import re
 import urllib.parse
 from collections.abc import Collection, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-import google.auth
 import orjson
-import urllib3
-from google.auth.transport.urllib3 import Request
-from google.oauth2 import service_account
 
 # The allowlist semantics are Bedrock's exactly; one implementation for both clouds.
 from sluice.translate.bedrock import filter_betas
@@ -51,13 +45,9 @@ from sluice.translate.members import rewrite_top_level
 
 __all__ = [
     "BETA_GATED_MEMBERS",
-    "CLOUD_PLATFORM_SCOPE",
     "DEFAULT_BETA_ALLOWLIST",
     "DEFAULT_MODEL_MAP",
     "VERTEX_ANTHROPIC_VERSION",
-    "GoogleTokenSource",
-    "StaticTokenSource",
-    "TokenSource",
     "count_tokens_url",
     "filter_betas",
     "from_vertex_model",
@@ -71,7 +61,6 @@ __all__ = [
 ]
 
 VERTEX_ANTHROPIC_VERSION: Final = "vertex-2023-10-16"
-CLOUD_PLATFORM_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
 _VERSION_MEMBER: Final = b'"anthropic_version":"' + VERTEX_ANTHROPIC_VERSION.encode() + b'"'
 
 DEFAULT_BETA_ALLOWLIST: Final[dict[str, str | None]] = {
@@ -306,98 +295,3 @@ def vertex_error_to_anthropic(status: int, body: bytes) -> tuple[int, dict[str, 
 
 def _anthropic(error_type: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type, "message": message}}
-
-
-# --- auth -----------------------------------------------------------------------------------
-
-
-class TokenSource(Protocol):
-    """Where the ``Authorization: Bearer`` token for a Vertex request comes from."""
-
-    async def token(self) -> str: ...
-
-
-class StaticTokenSource:
-    """A fixed token (tests, or a token minted elsewhere)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    async def token(self) -> str:
-        return self._token
-
-
-class RefreshableCredentials(Protocol):
-    """The part of ``google.auth.credentials.Credentials`` that GoogleTokenSource uses."""
-
-    @property
-    def token(self) -> str | None: ...
-
-    @property
-    def valid(self) -> bool: ...
-
-    def refresh(self, request: Any) -> None: ...
-
-
-class GoogleTokenSource:
-    """OAuth2 access tokens from google-auth: a service-account key (``credentials_info``, the
-    parsed JSON key file) or, when None, Application Default Credentials.
-
-    Loading ADC may probe the GCE metadata server and refreshing is a blocking HTTP call, so
-    both run in a worker thread, under a lock so concurrent requests refresh once. ``valid``
-    is false from 3m45s before expiry (google-auth's threshold), so a token is renewed before
-    it can expire in flight. Refresh errors (``google.auth.exceptions.RefreshError``)
-    propagate. ``credentials`` injects a ready credentials object (tests, custom flows).
-    """
-
-    def __init__(
-        self,
-        credentials_info: Mapping[str, Any] | None = None,
-        *,
-        credentials: RefreshableCredentials | None = None,
-    ) -> None:
-        if credentials_info is not None and credentials_info.get("type") != "service_account":
-            raise ValueError("credentials_info must be a service-account key")
-        self._info = dict(credentials_info) if credentials_info is not None else None
-        self._credentials = credentials
-        self._lock = asyncio.Lock()
-        self._http: urllib3.PoolManager | None = None
-        info_project = self._info.get("project_id") if self._info else None
-        self.project_id: str | None = info_project if isinstance(info_project, str) else None
-
-    async def token(self) -> str:
-        creds = self._credentials
-        if creds is not None and creds.valid and creds.token:
-            return creds.token  # the common case: no lock, no thread
-        async with self._lock:
-            if self._credentials is None:
-                self._credentials = await asyncio.to_thread(self._load)
-            creds = self._credentials
-            if not (creds.valid and creds.token):  # another waiter may have refreshed it
-                await asyncio.to_thread(creds.refresh, self._request())
-        token = creds.token
-        if not token:
-            raise RuntimeError("google-auth returned no access token")
-        return token
-
-    def _load(self) -> RefreshableCredentials:
-        if self._info is not None:
-            creds: RefreshableCredentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-                self._info, scopes=[CLOUD_PLATFORM_SCOPE]
-            )
-            return creds
-        loaded, project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-        if self.project_id is None and isinstance(project, str):
-            self.project_id = project
-        return loaded
-
-    def close(self) -> None:
-        """Drop the pooled connections to Google's token endpoint."""
-        if self._http is not None:
-            self._http.clear()
-            self._http = None
-
-    def _request(self) -> Request:
-        if self._http is None:
-            self._http = urllib3.PoolManager()
-        return Request(self._http)  # type: ignore[no-untyped-call]

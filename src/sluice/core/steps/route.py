@@ -45,18 +45,9 @@ class Dispatch:
         self.sender = sender
 
     async def admit(self, ctx: RequestContext) -> None:
-        assert ctx.key is not None
-        if ctx.endpoint != "messages":
-            counter = self.router.counter_for(ctx)
-            if counter is None:
-                return
-            ctx.provider_id, ctx.provider_kind = counter.id, counter.kind
-            ctx.upstream = await self.sender.send_one(ctx, counter)
-        elif (chain := self.router.chain(ctx)) is not None:
-            ctx.upstream = await self.sender.send_chain(ctx, chain, ctx.key.config.fallback)
-        else:
-            provider = self.router.pick(ctx)
-            ctx.upstream = await self.sender.send_one(ctx, provider)
+        plan = self.router.plan(ctx)
+        if plan is not None:  # None: count_tokens that no provider of the key can count
+            ctx.upstream = await self.sender.send(ctx, plan)
 
     def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
         upstream, ctx.upstream = ctx.upstream, None
