@@ -17,6 +17,7 @@ import aiohttp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.backends.factory import Backend, build_backend
 from sluice.config.models import ProviderConfig, SluiceConfig
 from sluice.config.providers import AnyProviderConfig
 from sluice.core.breaker import CircuitBreaker
@@ -27,12 +28,11 @@ from sluice.core.resolve import ModelResolver
 from sluice.core.router import Router
 from sluice.governance.budgets import BudgetGate
 from sluice.governance.config_sync import ConfigSync
-from sluice.governance.counters import BudgetCounters, MemoryCounters
 from sluice.governance.key_cache import KeyCache
 from sluice.governance.outage import Outage, Outcome
 from sluice.governance.policy import PolicyBook
 from sluice.governance.rate_limits import RateLimiter
-from sluice.governance.verdicts import RedisVerdicts, VerdictCache, Verdicts
+from sluice.governance.verdicts import Verdicts
 from sluice.governance.webhooks import WebhookSender
 from sluice.pricing import Pricing
 from sluice.providers.base import Provider
@@ -41,7 +41,6 @@ from sluice.store.budgets_repo import BudgetsRepo
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
-from sluice.store.redis_counters import RedisCounters, RedisRateStore
 from sluice.store.settings_repo import resolve_secret
 from sluice.telemetry import Telemetry
 from sluice.telemetry.access_log import LogSampler
@@ -84,6 +83,7 @@ class AppState:
     pipeline: Pipeline = field(init=False)
     pricing: Pricing = field(init=False)
     budgets: BudgetGate = field(init=False)
+    backend: Backend = field(init=False)
     outage: Outage = field(init=False)
     rate_limits: RateLimiter = field(init=False)
     webhooks: WebhookSender = field(init=False)
@@ -167,15 +167,9 @@ class AppState:
         for pid in providers:
             self.metrics.circuit(pid, "closed")
         self.fallback = FallbackSender(breakers, self._fell_back)
-        counters: BudgetCounters = (
-            RedisCounters.from_url(cfg.redis) if cfg.redis else MemoryCounters()
-        )
+        self.backend = build_backend(cfg, self.clock)
         self.outage = Outage(cfg.redis_outage)
-        verdicts: Verdicts = (
-            RedisVerdicts(counters.client, outage=self.outage)
-            if isinstance(counters, RedisCounters)
-            else VerdictCache(self.clock)
-        )
+        verdicts = Verdicts(self.backend.verdicts, self.outage)
         self.pipeline = Pipeline(ModelResolver(self.router), PolicyBook(), verdicts)
         signing = cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else secret
         self.webhooks = WebhookSender(self.session, signing)
@@ -184,8 +178,8 @@ class AppState:
             self.pricing,
             self.clock,
             self.webhooks,
+            self.backend.counters,
             cfg.server.key_refresh_seconds,
-            counters,
             cfg.budget_reservation_ttl_s,
             self.outage,
         )
@@ -194,11 +188,7 @@ class AppState:
             self.engine, [self.keys.reload, self.budgets.refresh], cfg.server.config_poll_ms / 1000
         )
         await self.config_sync.start()
-        self.rate_limits = RateLimiter(
-            self.clock,
-            RedisRateStore(counters) if isinstance(counters, RedisCounters) else None,
-            self.outage,
-        )
+        self.rate_limits = RateLimiter(self.clock, self.backend.rates, self.outage)
 
     async def stop(self) -> None:
         if self.config_sync is not None:
@@ -211,7 +201,7 @@ class AppState:
             await asyncio.gather(*self._background, return_exceptions=True)
         if hasattr(self, "budgets"):
             await self.budgets.stop()
-            await self.budgets.counters.close()
+            await self.backend.close()
             await self.webhooks.drain()
         if self.ledger is not None:
             await self.ledger.stop()
@@ -239,8 +229,7 @@ class AppState:
 
     async def redis_ready(self) -> bool | None:
         """None when no Redis is configured."""
-        counters = self.budgets.counters if hasattr(self, "budgets") else None
-        return await counters.ping() if isinstance(counters, RedisCounters) else None
+        return await self.backend.ping() if hasattr(self, "backend") else None
 
     def degraded(self, redis_up: bool | None) -> dict[str, Outcome]:
         """Redis-backed features running on their outage outcome (see governance/outage.py)."""
