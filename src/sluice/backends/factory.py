@@ -39,6 +39,7 @@ def memory_backend(clock: Clock) -> Backend:
 
 def redis_backend(url: str) -> Backend:
     # Imported here: a gateway without redis: never loads the client.
+    from sluice.backends.redis_batch import ScriptBatch
     from sluice.backends.redis_store import (
         RedisCounters,
         RedisRateStore,
@@ -47,6 +48,8 @@ def redis_backend(url: str) -> Backend:
     )
 
     client = connect(url)
+    # Settles and releases of one loop turn share a round trip.
+    batch = ScriptBatch(client)
 
     async def ping() -> bool | None:
         try:
@@ -58,7 +61,11 @@ def redis_backend(url: str) -> Backend:
         await client.aclose(close_connection_pool=True)
 
     return Backend(
-        RedisCounters(client), RedisRateStore(client), RedisVerdicts(client), ping, close
+        RedisCounters(client, batch),
+        RedisRateStore(client, batch),
+        RedisVerdicts(client),
+        ping,
+        close,
     )
 
 

@@ -25,6 +25,7 @@ from sluice.backends.protocols import (
     Lease,
     Refusal,
 )
+from sluice.backends.redis_batch import ScriptBatch
 from sluice.config.vk import RateLimits
 from sluice.errors import GatewayError, ToolNotAllowed
 
@@ -69,8 +70,9 @@ def _reserved_key(counter: CounterKey) -> str:
 class RedisCounters:
     sync = None  # remote: every step is a round trip
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, batch: ScriptBatch) -> None:
         self._redis = client
+        self._batch = batch
         self._reserve = client.register_script(redis_scripts.RESERVE)
         self._settle = client.register_script(redis_scripts.SETTLE)
         self._reclaim = client.register_script(redis_scripts.RECLAIM)
@@ -105,7 +107,8 @@ class RedisCounters:
 
     async def settle(self, request_id: str, actual: int, now_ms: int) -> list[int]:
         keys = [f"{PREFIX}res:{request_id}", f"{PREFIX}resz", f"{PREFIX}done:{request_id}"]
-        after = await reach(self._settle(keys=keys, args=[actual, request_id, DONE_TTL_S]))
+        args = [actual, request_id, DONE_TTL_S]
+        after = await reach(self._batch.run(self._settle, keys, args))
         return [int(v) for v in after]
 
     async def extend(self, request_id: str, deadline_ms: int) -> None:
@@ -126,7 +129,8 @@ class RedisRateStore:
 
     sync = None
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, batch: ScriptBatch) -> None:
+        self._batch = batch
         self._acquire = client.register_script(redis_scripts.RATE_ACQUIRE)
         self._release = client.register_script(redis_scripts.RATE_RELEASE)
 
@@ -157,12 +161,9 @@ class RedisRateStore:
 
     async def release(self, lease: Lease, actual_tokens: int) -> None:
         base = f"{PREFIX}rl:{lease.key_id}:"
-        await reach(
-            self._release(
-                keys=[f"{base}tpm:{lease.minute}", f"{base}conc"],
-                args=[actual_tokens - lease.tokens, lease.lease_id],
-            )
-        )
+        keys = [f"{base}tpm:{lease.minute}", f"{base}conc"]
+        args = [actual_tokens - lease.tokens, lease.lease_id]
+        await reach(self._batch.run(self._release, keys, args))
 
 
 class RedisVerdicts:

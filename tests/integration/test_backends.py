@@ -1,11 +1,14 @@
-"""An unreachable Redis is one backend-level error, whichever store asked: governance decides
-what it means (``redis_outage:``) and never sees a redis-py type."""
+"""The backend factory: what each backend declares, one error type for an unreachable Redis
+(governance decides what it means, ``redis_outage:``, and never sees a redis-py type), and
+settles that share a round trip."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
+from redis.asyncio import Redis
 
 from sluice.backends.factory import build_backend
 from sluice.backends.protocols import Ask, BackendUnavailable, Lease
@@ -13,6 +16,10 @@ from sluice.config.models import SluiceConfig
 from sluice.config.vk import RateLimits
 from sluice.core.clock import SystemClock
 from sluice.errors import ToolNotAllowed
+
+from services import backend_of
+
+REDIS_URL = "redis://127.0.0.1:6379/5"  # a database of its own, flushed per test
 
 
 def _closed_port() -> int:
@@ -49,6 +56,31 @@ async def test_memory_backend_has_the_sync_capability_and_redis_has_not() -> Non
     memory = build_backend(SluiceConfig(), SystemClock())
     assert memory.counters.sync is memory.counters and memory.rates.sync is memory.rates
     assert not memory.shared and await memory.ping() is None
-    shared = build_backend(SluiceConfig(redis="redis://127.0.0.1:6379/5"), SystemClock())
+    shared = build_backend(SluiceConfig(redis=REDIS_URL), SystemClock())
     assert shared.counters.sync is None and shared.rates.sync is None and shared.shared
     await shared.close()
+
+
+async def test_settles_and_releases_of_one_loop_turn_share_a_round_trip() -> None:
+    """Batched: each script still runs (once), replies reach their callers, and a Redis that
+    lost its scripts (restarted) gets them loaded again."""
+    async with backend_of("redis", REDIS_URL) as backend:
+        limits = RateLimits(tpm=1000, max_concurrent=50)
+        leases = [Lease("key-1", f"req-{n}", 0, 10, True) for n in range(50)]
+        for n, lease in enumerate(leases):
+            assert await backend.rates.acquire(lease, 0, limits, 1) is None
+            await backend.counters.reserve(f"req-{n}", [Ask(("b", 0), 10, None)], 10_000)
+        admin = Redis.from_url(REDIS_URL)
+        await admin.script_flush()
+        await admin.aclose()
+        results = await asyncio.gather(
+            *[backend.counters.settle(f"req-{n}", 1, 0) for n in range(50)],
+            *[backend.rates.release(lease, 1) for lease in leases],
+        )
+        assert sorted(r[0] for r in results[:50] if r) == list(range(1, 51))
+        assert await backend.counters.settle("req-0", 1, 0) == []  # settled once
+        assert await backend.counters.settled_amount(("b", 0)) == 50
+        # All 50 slots and all but 50 tokens are free again.
+        fits = Lease("key-1", "req-x", 0, 950, True)
+        assert await backend.rates.acquire(fits, 0, limits, 2) is None
+        assert await backend.rates.acquire(Lease("key-1", "y", 0, 1, True), 0, limits, 2) == "tpm"
