@@ -25,6 +25,8 @@ from typing import Any
 import redis
 import uvloop
 
+from sluice.config.vk import RateLimits
+
 REDIS_URL = "redis://127.0.0.1:6379/8"  # a database of its own, flushed
 SENT = [0]  # writes to Redis sockets: round trips (a pipeline is one)
 
@@ -80,15 +82,15 @@ def _sync(store: Any, name: str) -> Any:
     return sync if sync is not None and hasattr(sync, name) else None
 
 
-async def _request(stores: tuple[Any, Any, Any, Any], i: int, verdicts: bool) -> None:
-    from sluice.config.vk import RateLimits
+try:  # resolved once: a failed import per request would cost more than the memory backend
+    from sluice.backends.protocols import Ask, Lease
+except ImportError:
+    from sluice.governance.counters import Ask  # type: ignore[import-not-found,no-redef]
+    from sluice.governance.rate_limits import Lease  # type: ignore[attr-defined,no-redef]
 
+
+async def _request(stores: tuple[Any, Any, Any, Any], i: int, verdicts: bool) -> None:
     counters, rates, verdict_store, _ = stores
-    try:
-        from sluice.backends.protocols import Ask, Lease
-    except ImportError:
-        from sluice.governance.counters import Ask  # type: ignore[import-not-found,no-redef]
-        from sluice.governance.rate_limits import Lease  # type: ignore[no-redef]
     now = _Clock().now_ms()
     rid = f"req-{i}-{now}"
     lease = Lease("key-1", rid, now // 60_000 * 60_000, 1000, True)
