@@ -1,4 +1,5 @@
-"""Real PostgreSQL for tests: reachable, or started the way this machine starts it."""
+"""Real PostgreSQL and Redis for tests: reachable, or started the way this machine starts
+them."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.backends.factory import Backend, memory_backend, redis_backend
+from sluice.core.clock import Clock, SystemClock
 from sluice.store.db import create_engine, migrate
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -100,3 +104,22 @@ async def migrated_engine(kind: str, sqlite_path: Path) -> AsyncIterator[AsyncEn
         await eng.dispose()
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@asynccontextmanager
+async def backend_of(kind: str, url: str, clock: Clock | None = None) -> AsyncIterator[Backend]:
+    """The backend every storage contract suite runs against: in-process, or a real Redis
+    (started if down) on a database of its own, flushed before and after."""
+    if kind == "memory":
+        yield memory_backend(clock or SystemClock())
+        return
+    ensure_redis()
+    backend = redis_backend(url)
+    client = Redis.from_url(url)
+    await client.flushdb()
+    try:
+        yield backend
+    finally:
+        await client.flushdb()
+        await client.aclose()
+        await backend.close()

@@ -6,12 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
-from sluice.governance.counters import Ask, BudgetCounters, Granted, MemoryCounters, Refusal
-from sluice.store.redis_counters import RedisCounters
+from sluice.backends.memory import MemoryCounters
+from sluice.backends.protocols import Ask, BudgetCounters, Granted, Refusal
 
-from services import ensure_redis
+from services import backend_of
 
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own, flushed per test
 A = ("budget-a", 0)
@@ -20,17 +19,8 @@ B = ("budget-b", 0)
 
 @pytest.fixture(params=["memory", "redis"])
 async def counters(request: pytest.FixtureRequest) -> AsyncIterator[BudgetCounters]:
-    if request.param == "memory":
-        yield MemoryCounters()
-        return
-    ensure_redis()
-    redis_counters = RedisCounters.from_url(REDIS_URL)
-    client = Redis.from_url(REDIS_URL)
-    await client.flushdb()
-    yield redis_counters
-    await client.flushdb()
-    await client.aclose()
-    await redis_counters.close()
+    async with backend_of(request.param, REDIS_URL) as backend:
+        yield backend.counters
 
 
 async def test_reserve_is_all_or_nothing(counters: BudgetCounters) -> None:

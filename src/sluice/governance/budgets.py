@@ -17,16 +17,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from sluice.backends.protocols import Ask, BudgetCounters, CounterKey, Granted
 from sluice.core.clock import Clock
 from sluice.core.usage import Usage
 from sluice.errors import BudgetExceeded, BudgetUnavailable
-from sluice.governance.counters import (
-    Ask,
-    BudgetCounters,
-    CounterKey,
-    Granted,
-    MemoryCounters,
-)
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
 from sluice.governance.webhooks import WebhookSender
 from sluice.governance.windows import window_bounds
@@ -64,8 +58,8 @@ class BudgetGate:
         pricing: Pricing,
         clock: Clock,
         webhooks: WebhookSender,
+        counters: BudgetCounters,
         refresh_s: float = 2.0,
-        counters: BudgetCounters | None = None,
         reservation_ttl_s: float = RESERVATION_TTL_MS / 1000,
         outage: Outage | None = None,
     ) -> None:
@@ -79,11 +73,9 @@ class BudgetGate:
         self._clock = clock
         self._webhooks = webhooks
         self._refresh_s = refresh_s
-        self.counters: BudgetCounters = counters or MemoryCounters()
+        self.counters = counters
         # In-process counters settle synchronously (no task per request); see settle_now.
-        self.local: MemoryCounters | None = (
-            self.counters if isinstance(self.counters, MemoryCounters) else None
-        )
+        self.local = counters.sync
         self._budgets: list[Budget] = []
         # Per key (by identity: a changed key is a new object): its budgets. Cleared with
         # every refresh of the budget list.

@@ -13,16 +13,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
+from sluice.backends.protocols import BackendUnavailable
 from sluice.config.models import Outcome, RedisOutageConfig
 
 __all__ = ["FEATURES", "OUTAGE_ERRORS", "Outage", "Outcome"]
 
 log = logging.getLogger("sluice.redis")
 
-# What a Redis call raises when Redis is down, slow or half-reachable.
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
+# What a backend call raises when its shared store is down, slow or half-reachable.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (BackendUnavailable,)
 FEATURES = ("budgets", "rate_limits", "verdicts", "webhook_dedupe")
 RECENT_S = 5.0  # a feature that failed this recently is still reported degraded
 LOG_EVERY_S = 10.0  # one log line per feature per this many seconds, not one per request
@@ -53,7 +52,7 @@ class Outage:
             self._logged_at[feature] = now
             log.error(
                 "redis unreachable (%s): %s fail %s",
-                type(exc).__name__,
+                type(exc.__cause__ or exc).__name__,  # the client's own error
                 feature,
                 outcome,
                 extra={"feature": feature, "outcome": outcome},

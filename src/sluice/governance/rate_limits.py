@@ -3,87 +3,20 @@
 Fixed windows aligned to the UTC minute and day. TPM counts estimated tokens at admission and
 is corrected to the actual tokens at settle. A refusal is 429 ``rate_limited`` with
 ``retry-after`` (seconds to the window's end) and ``X-LangWatch-RateLimit-Dimension``.
-Counting happens in a ``RateStore``: in-process, or in Redis to hold across replicas.
+Counting happens in a ``RateStore`` (``sluice.backends``): in-process, or in Redis to hold
+across replicas.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
+from sluice.backends.protocols import Lease, RateStore
 from sluice.config.vk import RateLimits
 from sluice.core.clock import Clock
 from sluice.errors import RateLimited, RateLimitUnavailable
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
 from sluice.governance.windows import window_bounds
 
-LEASE_TTL_MS = 15 * 60 * 1000  # a concurrency slot of a process that died frees itself
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    key_id: str
-    lease_id: str
-    minute: int
-    tokens: int
-    concurrent: bool
-
-
-class RateStore(Protocol):
-    async def acquire(self, lease: Lease, day: int, limits: RateLimits, now_ms: int) -> str | None:
-        """Count the request, or return the dimension that refuses it (counting nothing)."""
-        ...
-
-    async def release(self, lease: Lease, actual_tokens: int) -> None: ...
-
-
-class MemoryRateStore:
-    """Exact within one process."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, int], int] = {}
-        self._slots: dict[str, dict[str, int]] = {}  # key id -> lease id -> deadline
-        self._last_sweep = 0
-
-    async def acquire(self, lease: Lease, day: int, limits: RateLimits, now_ms: int) -> str | None:
-        rpm = (lease.key_id, "rpm", lease.minute)
-        tpm = (lease.key_id, "tpm", lease.minute)
-        rpd = (lease.key_id, "rpd", day)
-        slots = self._slots.setdefault(lease.key_id, {})
-        for lid in [lid for lid, deadline in slots.items() if deadline <= now_ms]:
-            del slots[lid]
-        if limits.max_concurrent and len(slots) >= limits.max_concurrent:
-            return "max_concurrent"
-        if limits.rpm and self._counts.get(rpm, 0) >= limits.rpm:
-            return "rpm"
-        if limits.rpd and self._counts.get(rpd, 0) >= limits.rpd:
-            return "rpd"
-        if limits.tpm and self._counts.get(tpm, 0) + lease.tokens > limits.tpm:
-            return "tpm"
-        for counter, amount in ((rpm, 1), (rpd, 1), (tpm, lease.tokens)):
-            self._counts[counter] = self._counts.get(counter, 0) + amount
-        if lease.concurrent:
-            slots[lease.lease_id] = now_ms + LEASE_TTL_MS
-        self._sweep(now_ms, lease.minute, day)
-        return None
-
-    async def release(self, lease: Lease, actual_tokens: int) -> None:
-        self.release_now(lease, actual_tokens)
-
-    def release_now(self, lease: Lease, actual_tokens: int) -> None:
-        counter = (lease.key_id, "tpm", lease.minute)
-        if counter in self._counts:
-            self._counts[counter] += actual_tokens - lease.tokens
-        if lease.concurrent:
-            self._slots.get(lease.key_id, {}).pop(lease.lease_id, None)
-
-    def _sweep(self, now: int, minute: int, day: int) -> None:
-        if now - self._last_sweep < 60_000:
-            return
-        self._last_sweep = now
-        self._counts = {
-            k: v for k, v in self._counts.items() if k[2] >= (day if k[1] == "rpd" else minute)
-        }
+__all__ = ["Lease", "RateLimiter"]  # Lease: re-exported for the handler, which holds one
 
 
 def _refuse(dimension: str, limit: int, retry_after_s: int) -> RateLimited:
@@ -98,13 +31,11 @@ def _refuse(dimension: str, limit: int, retry_after_s: int) -> RateLimited:
 
 
 class RateLimiter:
-    def __init__(
-        self, clock: Clock, store: RateStore | None = None, outage: Outage | None = None
-    ) -> None:
+    def __init__(self, clock: Clock, store: RateStore, outage: Outage | None = None) -> None:
         self._clock = clock
         self._outage = outage or Outage()
-        self.store: RateStore = store or MemoryRateStore()
-        self._local = self.store if isinstance(self.store, MemoryRateStore) else None
+        self.store = store
+        self._local = store.sync  # in-process: released inline (see release_now)
 
     async def admit(
         self, key_id: str, limits: RateLimits, estimated_tokens: int, lease_id: str

@@ -2,27 +2,18 @@
 upstream call (and so without a second bill).
 
 Claude Code answers a mid-stream ``event: error`` by re-sending the same body without
-``stream``. The verdict is keyed by the key id and a hash of the body minus ``stream``.
-In-process for now; the shared counters backend will hold it across replicas.
+``stream``. The verdict is keyed by the key id and a hash of the body minus ``stream``, and
+kept in a ``VerdictStore`` (``sluice.backends``): in-process, or in Redis across replicas.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections import OrderedDict
-from typing import Protocol
 
-import orjson
-from redis.asyncio import Redis
-
-from sluice.core.clock import Clock
-from sluice.errors import GatewayError, ToolNotAllowed, VerdictUnavailable
+from sluice.backends.protocols import VerdictStore
+from sluice.errors import GatewayError, VerdictUnavailable
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
-
-DEFAULT_TTL_S = 120.0
-MAX_ENTRIES = 10_000
-
 
 _STREAM_VALUE = re.compile(rb'"stream"\s*:\s*(?:true|false)')
 _WS = b" \t\r\n"
@@ -63,64 +54,15 @@ def body_fingerprint(body: bytes) -> bytes:
     return hashlib.sha256(_without_stream(body)).digest()
 
 
-class Verdicts(Protocol):
-    async def any_for(self, key_id: str) -> bool:
-        """Whether this key has any live verdict: when not, nothing needs hashing at all."""
-        ...
+class Verdicts:
+    """Remembered verdicts over a ``VerdictStore`` (in-process or shared by replicas).
 
-    async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None: ...
+    With the shared store unreachable, a lookup either finds nothing (open: the request goes
+    upstream and the key's policy judges its response afresh) or refuses (closed: 503)."""
 
-    async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None: ...
-
-
-class VerdictCache:
-    """In-process: a retry that reaches another replica goes upstream (and is judged again)."""
-
-    def __init__(self, clock: Clock, ttl_s: float = DEFAULT_TTL_S) -> None:
-        self._clock = clock
-        self._ttl_ms = int(ttl_s * 1000)
-        self._entries: OrderedDict[tuple[str, bytes], tuple[int, GatewayError]] = OrderedDict()
-        self._latest: dict[str, int] = {}  # key id -> when its newest verdict expires
-
-    async def any_for(self, key_id: str) -> bool:
-        return self._latest.get(key_id, 0) > self._clock.now_ms()
-
-    async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
-        expires = self._clock.now_ms() + self._ttl_ms
-        self._entries[(key_id, fingerprint)] = (expires, verdict)
-        self._latest[key_id] = expires
-        self._entries.move_to_end((key_id, fingerprint))
-        while len(self._entries) > MAX_ENTRIES:  # bounded memory
-            self._entries.popitem(last=False)
-
-    async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None:
-        entry = self._entries.get((key_id, fingerprint))
-        if entry is None:
-            return None
-        expires, verdict = entry
-        if self._clock.now_ms() >= expires:
-            del self._entries[(key_id, fingerprint)]
-            return None
-        # A fresh error each time: one exception instance must not be raised twice.
-        return type(verdict)(verdict.message, meta=verdict.meta, tips=verdict.tips)
-
-
-class RedisVerdicts:
-    """Shared by replicas: Claude Code's retry is refused whichever replica it reaches.
-
-    With Redis unreachable, a lookup either finds nothing (open: the request goes upstream and
-    the key's policy judges its response afresh) or refuses (closed: 503)."""
-
-    def __init__(
-        self, client: Redis, ttl_s: float = DEFAULT_TTL_S, outage: Outage | None = None
-    ) -> None:
-        self._redis = client
-        self._ttl_ms = int(ttl_s * 1000)
+    def __init__(self, store: VerdictStore, outage: Outage | None = None) -> None:
+        self.store = store
         self._outage = outage or Outage()
-
-    @staticmethod
-    def _key(key_id: str, fingerprint: bytes) -> str:
-        return f"sluice:v:{key_id}:{fingerprint.hex()}"
 
     def _lost(self, exc: Exception) -> None:
         if self._outage.failed("verdicts", exc) == "closed":
@@ -131,29 +73,23 @@ class RedisVerdicts:
             ) from exc
 
     async def any_for(self, key_id: str) -> bool:
+        """Whether this key has any live verdict: when not, nothing needs hashing at all."""
         try:
-            return bool(await self._redis.exists(f"sluice:v:any:{key_id}"))
+            return await self.store.any_for(key_id)
         except OUTAGE_ERRORS as exc:
             self._lost(exc)
             return False
 
     async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
-        record = {"message": verdict.message, "meta": verdict.meta, "tips": verdict.tips}
         try:
-            key = self._key(key_id, fingerprint)
-            await self._redis.set(key, orjson.dumps(record), px=self._ttl_ms)
-            await self._redis.set(f"sluice:v:any:{key_id}", 1, px=self._ttl_ms)
+            await self.store.put(key_id, fingerprint, verdict)
         except OUTAGE_ERRORS as exc:
             # After the response: nothing to refuse. The retry is judged afresh.
             self._outage.failed("verdicts", exc)
 
     async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None:
         try:
-            raw = await self._redis.get(self._key(key_id, fingerprint))
+            return await self.store.get(key_id, fingerprint)
         except OUTAGE_ERRORS as exc:
             self._lost(exc)
             return None
-        if raw is None:
-            return None
-        record = orjson.loads(raw)
-        return ToolNotAllowed(record["message"], meta=record["meta"], tips=record["tips"])

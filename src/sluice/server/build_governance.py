@@ -10,19 +10,18 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from sluice.backends.factory import Backend, build_backend
 from sluice.config.models import SluiceConfig
 from sluice.core.clock import Clock
 from sluice.governance.budgets import BudgetGate
 from sluice.governance.config_sync import ConfigSync
-from sluice.governance.counters import BudgetCounters, MemoryCounters
 from sluice.governance.outage import Outage
 from sluice.governance.policy import PolicyBook
 from sluice.governance.rate_limits import RateLimiter
-from sluice.governance.verdicts import RedisVerdicts, VerdictCache, Verdicts
+from sluice.governance.verdicts import Verdicts
 from sluice.governance.webhooks import WebhookSender
 from sluice.server.build_parts import Routing, Storage, on_stop
 from sluice.store.budgets_repo import BudgetsRepo
-from sluice.store.redis_counters import RedisCounters, RedisRateStore
 
 
 class Background:
@@ -45,7 +44,7 @@ class Background:
 @dataclass(frozen=True, slots=True)
 class Governance:
     outage: Outage
-    counters: BudgetCounters
+    backend: Backend
     policies: PolicyBook
     verdicts: Verdicts
     budgets: BudgetGate
@@ -56,8 +55,7 @@ class Governance:
 
     async def redis_ping(self) -> bool | None:
         """None when no Redis is configured."""
-        counters = self.counters
-        return await counters.ping() if isinstance(counters, RedisCounters) else None
+        return await self.backend.ping()
 
 
 async def build_governance(
@@ -67,14 +65,10 @@ async def build_governance(
     routing: Routing,
     stack: contextlib.AsyncExitStack,
 ) -> Governance:
-    counters: BudgetCounters = RedisCounters.from_url(cfg.redis) if cfg.redis else MemoryCounters()
-    on_stop(stack, counters.close)
+    backend = build_backend(cfg, clock)
+    on_stop(stack, backend.close)
     outage = Outage(cfg.redis_outage)
-    verdicts: Verdicts = (
-        RedisVerdicts(counters.client, outage=outage)
-        if isinstance(counters, RedisCounters)
-        else VerdictCache(clock)
-    )
+    verdicts = Verdicts(backend.verdicts, outage)
     signing = (
         cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else storage.secret
     )
@@ -85,8 +79,8 @@ async def build_governance(
         routing.pricing,
         clock,
         webhooks,
+        backend.counters,
         cfg.server.key_refresh_seconds,
-        counters,
         cfg.budget_reservation_ttl_s,
         outage,
     )
@@ -99,8 +93,7 @@ async def build_governance(
     )
     await sync.start()
     on_stop(stack, sync.stop)
-    rate_store = RedisRateStore(counters) if isinstance(counters, RedisCounters) else None
-    rate_limits = RateLimiter(clock, rate_store, outage)
+    rate_limits = RateLimiter(clock, backend.rates, outage)
     return Governance(
-        outage, counters, PolicyBook(), verdicts, budgets, rate_limits, webhooks, sync, background
+        outage, backend, PolicyBook(), verdicts, budgets, rate_limits, webhooks, sync, background
     )
