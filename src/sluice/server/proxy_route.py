@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
+from sluice.base.settlement import Settlement
 from sluice.core.clock import new_request_id
 from sluice.core.context import RequestContext
 from sluice.core.peek import peek_messages_body
 from sluice.core.relay import relay_error_safe
-from sluice.core.settle import ledger_row
+from sluice.core.settle import settle_request
 from sluice.errors import GatewayError, InternalError
 from sluice.governance.budgets import BYTES_PER_TOKEN, Admitted
 from sluice.governance.rate_limits import Lease
@@ -67,6 +67,7 @@ async def handle_proxy(
     watcher: asyncio.Task[None] | None = None
     lease: Lease | None = None
     admitted: Admitted | None = None
+    refusal: GatewayError | None = None  # observed by metrics when the request settles
     settled = False
     if state.config.ledger.acknowledge_after_commit:
 
@@ -125,7 +126,7 @@ async def handle_proxy(
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_code = err.code
-            state.metrics.refused(err)  # metrics: rate-limit dimension
+            refusal = err
             await send_error(send, err, ctx.request_id)
     except asyncio.CancelledError:
         if not ctx.client_disconnected:
@@ -148,7 +149,7 @@ async def handle_proxy(
         if ctx.client_disconnected and ctx.status in (0, 200):
             ctx.status = CLIENT_CLOSED if ctx.status == 0 else 200
         if not settled:
-            _settle(state, ctx, lease, admitted)
+            _settle(state, ctx, lease, admitted, refusal)
 
 
 async def _send_estimate(send: Send, ctx: RequestContext) -> None:
@@ -170,30 +171,36 @@ def _settle(
     ctx: RequestContext,
     lease: Lease | None,
     admitted: Admitted | None,
+    refusal: GatewayError | None = None,
     *,
     record: bool = True,
-) -> dict[str, Any]:
-    """Runs once for every request, whatever happened: the ledger row, then the counters."""
+) -> Settlement:
+    """Runs once for every request, whatever happened: the settlement, the ledger row, the
+    counters, then its observers (tracing, metrics, the access log)."""
     assert state.ledger is not None
-    row = ledger_row(ctx, time.perf_counter(), state.pricing)
-    if ctx.key is None:  # unattributed (mostly 401): no row, a metric and a sampled log line
-        state.metrics.observe(ctx, row)
+    settled = settle_request(
+        ctx,
+        time.perf_counter(),
+        state.pricing,
+        budget_warnings=admitted.warnings if admitted is not None else (),
+        refusal=refusal,
+    )
+    if settled.vk_id is None:  # unattributed (mostly 401): no row, a metric and a sampled log
+        state.metrics.observe(settled)
         if (held_back := state.unkeyed_log.admit()) is not None:
-            log_request(ctx, row, held_back)
-        return row
+            log_request(settled, held_back)
+        return settled
     if record:
-        state.ledger.record(row)
+        state.ledger.record(settled)
     # In-process counters settle inline; remote ones (Redis) off the response path.
-    if admitted is not None and not state.budgets.settle_now(admitted, row["budget_micros"]):
-        state.spawn(state.budgets.settle(admitted, row["budget_micros"]))
+    spent = settled.budget_micros
+    if admitted is not None and not state.budgets.settle_now(admitted, spent):
+        state.spawn(state.budgets.settle(admitted, spent))
     if lease is not None:
-        usage = ctx.facts.usage
-        actual = usage.total_input_tokens + usage.output_tokens
+        actual = settled.total_tokens
         if not state.rate_limits.release_now(lease, actual):
             state.spawn(state.rate_limits.release(lease, actual))
-    state.telemetry.record(ctx, row)
-    # --- metrics + access log (telemetry/) ---
-    state.metrics.observe(ctx, row)
-    log_request(ctx, row)
-    # --- end metrics + access log ---
-    return row
+    state.telemetry.record(ctx, settled)
+    state.metrics.observe(settled)
+    log_request(settled)
+    return settled
