@@ -25,24 +25,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sluice.base.settlement import Settlement
 from sluice.store.db import create_engine, migrate
 from sluice.store.ledger import LedgerWriter
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _row(i: int, tag: str) -> dict[str, Any]:
-    return {
-        "request_id": f"{tag}-{i}",
-        "created_at": int(time.time() * 1000),
-        "endpoint": "messages",
-        "streaming": True,
-        "status": 200,
-        "duration_ms": 5,
-        "client_disconnected": False,
-        "input_tokens": 3,
-        "output_tokens": 4,
-    }
+def _row(i: int, tag: str) -> Settlement:
+    return Settlement(
+        request_id=f"{tag}-{i}",
+        created_at=int(time.time() * 1000),
+        endpoint="messages",
+        streaming=True,
+        status=200,
+        duration_ms=5,
+        client_disconnected=False,
+        input_tokens=3,
+        output_tokens=4,
+    )
 
 
 def _burn(us: float) -> None:

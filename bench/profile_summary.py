@@ -52,7 +52,7 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     ("ledger: SQLAlchemy on the event loop", re.compile(r"LedgerWriter|sqlalchemy/|greenlet")),
     ("key auth (parse, HMAC)", re.compile(r"KeyCache\.authenticate|vk_format|hmac\.py")),
     ("request id (ULID)", re.compile(r"ulid/|new_request_id")),
-    ("settle (ledger row, access log)", re.compile(r"ledger_row|_settle|settle\.py")),
+    ("settle (ledger row, access log)", re.compile(r"settle_request|_settle|settle\.py")),
     ("header filtering", re.compile(r"sluice/providers/headers\.py")),
     ("SSE tap", re.compile(r"streaming/")),
     (

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 
+from sluice.base.settlement import Settlement
 from sluice.config.vk import VirtualKeyConfig
 from sluice.errors import RateLimited
 from sluice.store.budgets_repo import Budget, BudgetsRepo
@@ -264,7 +265,7 @@ async def test_ledger_queue_is_read_at_scrape_time(tmp_path: Path) -> None:
         m = parse(generate_latest(metrics.registry).decode())
         assert value(m, "sluice_ledger_queue_depth") == 0
         for n in range(105):
-            ledger.record({"request_id": str(n)})
+            ledger.record(Settlement(request_id=str(n), created_at=0, endpoint="messages"))
         m = parse(generate_latest(metrics.registry).decode())
         assert value(m, "sluice_ledger_queue_depth") == 100
         assert value(m, "sluice_ledger_dropped_total") == 5

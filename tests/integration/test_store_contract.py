@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.base.settlement import Settlement
 from sluice.config.vk import VirtualKeyConfig
 from sluice.core.clock import ManualClock
 from sluice.governance.key_admin import KeyAdmin
@@ -81,7 +83,8 @@ async def test_ledger_group_commit_shares_transactions(engine: AsyncEngine) -> N
     }
     try:
         waits = [
-            asyncio.create_task(writer.commit({**row, "request_id": f"g{i}"})) for i in range(200)
+            asyncio.create_task(writer.commit(Settlement(**row, request_id=f"g{i}")))
+            for i in range(200)
         ]
         await asyncio.sleep(0)
         waits[0].cancel()
@@ -98,7 +101,7 @@ async def test_ledger_batches_are_idempotent(engine: AsyncEngine) -> None:
     repo = KeysRepo(engine)
     minted = await KeyAdmin(repo, b"k", ManualClock()).create(name="a")
     writer = LedgerWriter(engine, batch_size=2, flush_interval_ms=10_000)
-    row = {
+    row: dict[str, Any] = {
         "request_id": "req_1",
         "created_at": 1,
         "vk_id": minted.key.id,
@@ -111,8 +114,8 @@ async def test_ledger_batches_are_idempotent(engine: AsyncEngine) -> None:
         "output_tokens": 4,
     }
     for rid in ("req_1", "req_2", "req_3"):
-        writer.record({**row, "request_id": rid})
-    writer.record(row)  # the same request id again: written once
+        writer.record(Settlement(**{**row, "request_id": rid}))
+    writer.record(Settlement(**row))  # the same request id again: written once
     await writer.flush()
     async with engine.connect() as conn:
         ids = (await conn.execute(select(ledger.c.request_id).order_by(ledger.c.request_id))).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
+from sluice.base.settlement import Settlement
 from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.telemetry.sink import RECORDS, SpanSink
@@ -19,7 +20,17 @@ def finished(content_bytes: int, capture: bool = True) -> Finished:
     ctx.messages_raw = raw
     ctx.model_requested = ctx.model_sent = "claude-sonnet-4-6"
     turn = detect_turn(raw, "s1", ctx.request_id)
-    return Finished.of(ctx, {"cost_micros": 12}, turn, "s1", "claude-code", capture)
+    settled = Settlement(
+        request_id="req_1",
+        created_at=0,
+        endpoint="messages",
+        model_requested="claude-sonnet-4-6",
+        model_sent="claude-sonnet-4-6",
+        cost_micros=12,
+        budget_warnings=("project:85",),
+        policy_violation="policy_rules.tools.deny: ^Bash$",
+    )
+    return Finished.of(ctx, settled, turn, "s1", "claude-code", capture)
 
 
 def test_buffer_is_bounded_by_requests_and_by_captured_bytes() -> None:

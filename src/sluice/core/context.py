@@ -15,7 +15,7 @@ import orjson
 
 from sluice.core.disconnect import DisconnectWatch
 from sluice.core.usage import ResponseFacts
-from sluice.errors import InvalidRequest
+from sluice.errors import GatewayError, InvalidRequest
 from sluice.governance.budgets import Admitted
 from sluice.governance.rate_limits import Lease
 from sluice.providers.base import UpstreamResponse
@@ -72,6 +72,7 @@ class RequestContext:
     guard: ToolGuard | None = None  # the response-side tool policy
     upstream: UpstreamResponse | None = None  # None after dispatch: count_tokens estimate
     relayed: bool = False
+    refusal: GatewayError | None = None  # the error the gateway answered with, if any
     settled: bool = False
 
     def parsed_body(self) -> dict[str, Any]:

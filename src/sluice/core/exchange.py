@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
+from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 from sluice.core.relay import relay_error_safe
-from sluice.core.settle import ledger_row
+from sluice.core.settle import settle_request
 from sluice.core.steps.base import Steps
 from sluice.errors import GatewayError
 from sluice.governance.budgets import BYTES_PER_TOKEN
@@ -31,23 +32,18 @@ CLIENT_CLOSED = 499  # nginx's convention: the client went away before the respo
 class Observer(Protocol):
     """What watches requests from outside the path: metrics, traces, the access log."""
 
-    def settled(self, ctx: RequestContext, row: dict[str, Any]) -> None: ...
+    def settled(self, ctx: RequestContext, settlement: Settlement) -> None: ...
 
-    def unattributed(self, ctx: RequestContext, row: dict[str, Any]) -> None: ...
-
-    def refused(self, err: GatewayError) -> None: ...
+    def unattributed(self, ctx: RequestContext, settlement: Settlement) -> None: ...
 
     def streaming(self, active: bool) -> contextlib.AbstractContextManager[None]: ...
 
 
 class NoObserver:
-    def settled(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+    def settled(self, ctx: RequestContext, settlement: Settlement) -> None:
         return None
 
-    def unattributed(self, ctx: RequestContext, row: dict[str, Any]) -> None:
-        return None
-
-    def refused(self, err: GatewayError) -> None:
+    def unattributed(self, ctx: RequestContext, settlement: Settlement) -> None:
         return None
 
     @contextlib.contextmanager
@@ -95,7 +91,7 @@ class Exchange:
 
     async def refuse(self, ctx: RequestContext, err: GatewayError, send: Send) -> None:
         ctx.status, ctx.error_code = err.status, err.code
-        self.observer.refused(err)
+        ctx.refusal = err
         await send_error(send, err, ctx.request_id)
 
     def finish(self, ctx: RequestContext) -> None:
@@ -107,17 +103,24 @@ class Exchange:
         if not ctx.settled:
             self.settle(ctx)
 
-    def settle(self, ctx: RequestContext, *, record: bool = True) -> dict[str, Any]:
+    def settle(self, ctx: RequestContext, *, record: bool = True) -> Settlement:
         ctx.settled = True
-        row = ledger_row(ctx, time.perf_counter(), self.pricing)
+        reservation = ctx.reservation
+        settlement = settle_request(
+            ctx,
+            time.perf_counter(),
+            self.pricing,
+            budget_warnings=reservation.warnings if reservation is not None else (),
+            refusal=ctx.refusal,
+        )
         if ctx.key is None:
-            self.observer.unattributed(ctx, row)
-            return row
+            self.observer.unattributed(ctx, settlement)
+            return settlement
         if record:
-            self.ledger.record(row)
-        self.steps.settle(ctx, row)
-        self.observer.settled(ctx, row)
-        return row
+            self.ledger.record(settlement)
+        self.steps.settle(ctx, settlement)
+        self.observer.settled(ctx, settlement)
+        return settlement
 
 
 async def _send_estimate(send: Send, ctx: RequestContext) -> None:

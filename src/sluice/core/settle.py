@@ -1,10 +1,12 @@
-"""Settle a finished request: turn its context into a ledger row."""
+"""Settle a finished request: summarise its context, once, as a typed ``Settlement``."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
+from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
+from sluice.errors import GatewayError
 from sluice.pricing import Pricing
 
 
@@ -12,10 +14,74 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else max(0, round(seconds * 1000))
 
 
-def ledger_row(ctx: RequestContext, finished: float, pricing: Pricing) -> dict[str, Any]:
+def settle_request(
+    ctx: RequestContext,
+    finished: float,
+    pricing: Pricing,
+    *,
+    budget_warnings: Sequence[str] = (),
+    refusal: GatewayError | None = None,
+) -> Settlement:
+    """``finished``: monotonic seconds. ``budget_warnings``: the budget admission's warnings;
+    ``refusal``: the error the request was refused with, if the handler refused it."""
     key = ctx.key
     usage = ctx.facts.usage
-    # Priced as the upstream bills it: its own model id (a Bedrock profile, an OpenAI model).
+    cost, counted = _spend(ctx, pricing)
+    first_token = ctx.facts.first_token_at
+    dimension, reason = (None, None) if refusal is None else _refusal_detail(refusal)
+    return Settlement(
+        request_id=ctx.request_id,
+        created_at=ctx.started_ms,
+        vk_id=key.id if key else None,
+        principal=key.principal if key else None,
+        project=key.project if key else None,
+        team=key.team if key else None,
+        organization=key.organization if key else None,
+        session_id=ctx.session_id,
+        endpoint=ctx.endpoint,
+        provider=ctx.provider_id,
+        model_requested=ctx.model_requested,
+        model_sent=ctx.model_sent,
+        streaming=ctx.stream,
+        status=ctx.status,
+        # A stream that started (200) and then got an upstream `event: error` keeps its 200;
+        # the event's error type says what went wrong.
+        error_code=ctx.error_code or ctx.facts.stream_error_type,
+        stop_reason=ctx.facts.stop_reason,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_creation_tokens=usage.cache_creation_tokens,
+        cache_creation_5m_tokens=usage.cache_creation_5m_tokens,
+        cache_creation_1h_tokens=usage.cache_creation_1h_tokens,
+        upstream_request_id=ctx.upstream_request_id,
+        upstream_latency_ms=_ms(
+            None if ctx.upstream_headers_at is None else ctx.upstream_headers_at - ctx.started
+        ),
+        ttft_ms=_ms(None if first_token is None else first_token - ctx.started),
+        duration_ms=_ms(finished - ctx.started) or 0,
+        client_disconnected=ctx.client_disconnected,
+        attempts=ctx.attempts,
+        fallback_path=" > ".join(ctx.attempt_log) if len(ctx.attempt_log) > 1 else None,
+        policy_violation=ctx.policy_violation,
+        cost_micros=cost,
+        budget_micros=counted,
+        provider_kind=ctx.provider_kind,
+        key_prefix=key.display_prefix if key else None,
+        model_declared=ctx.model_known or _key_alias(ctx),
+        usage_seen=usage.seen,
+        response_error_code=ctx.error_code,
+        budget_warnings=tuple(budget_warnings) if budget_warnings else (),
+        rate_limit_dimension=dimension,
+        auth_failure_reason=reason,
+    )
+
+
+def _spend(ctx: RequestContext, pricing: Pricing) -> tuple[int | None, int]:
+    """(cost, what budgets count): priced as the upstream bills it, by its own model id (a
+    Bedrock profile, an OpenAI model). No usage costs 0; usage without a price has no cost,
+    and budgets count it at a fallback price."""
+    usage = ctx.facts.usage
     model = ctx.upstream_model or ctx.model_sent
     priced = bool(ctx.provider_kind and model and usage.seen)
     cost = (
@@ -23,47 +89,26 @@ def ledger_row(ctx: RequestContext, finished: float, pricing: Pricing) -> dict[s
         if priced
         else (0 if not usage.seen else None)
     )
-    counted = (
-        cost
-        if cost is not None
-        else pricing.budget_micros(ctx.provider_kind or "", model or "", usage)
-    )
-    first_token = ctx.facts.first_token_at
-    return {
-        "request_id": ctx.request_id,
-        "created_at": ctx.started_ms,
-        "vk_id": key.id if key else None,
-        "principal": key.principal if key else None,
-        "project": key.project if key else None,
-        "team": key.team if key else None,
-        "organization": key.organization if key else None,
-        "session_id": ctx.session_id,
-        "endpoint": ctx.endpoint,
-        "provider": ctx.provider_id,
-        "model_requested": ctx.model_requested,
-        "model_sent": ctx.model_sent,
-        "streaming": ctx.stream,
-        "status": ctx.status,
-        # A stream that started (200) and then got an upstream `event: error` keeps its 200;
-        # the event's error type says what went wrong.
-        "error_code": ctx.error_code or ctx.facts.stream_error_type,
-        "stop_reason": ctx.facts.stop_reason,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_creation_tokens": usage.cache_creation_tokens,
-        "cache_creation_5m_tokens": usage.cache_creation_5m_tokens,
-        "cache_creation_1h_tokens": usage.cache_creation_1h_tokens,
-        "upstream_request_id": ctx.upstream_request_id,
-        "upstream_latency_ms": _ms(
-            None if ctx.upstream_headers_at is None else ctx.upstream_headers_at - ctx.started
-        ),
-        "ttft_ms": _ms(None if first_token is None else first_token - ctx.started),
-        "duration_ms": _ms(finished - ctx.started) or 0,
-        "client_disconnected": ctx.client_disconnected,
-        "attempts": ctx.attempts,
-        "fallback_path": " > ".join(ctx.attempt_log) if len(ctx.attempt_log) > 1 else None,
-        "policy_violation": ctx.policy_violation,
-        "cost_micros": cost,
-        "budget_micros": counted,
-    }
+    if cost is not None:
+        return cost, cost
+    return cost, pricing.budget_micros(ctx.provider_kind or "", model or "", usage)
+
+
+def _key_alias(ctx: RequestContext) -> bool:
+    """The model sent is one of the key's own aliases (its name or its target): declared by an
+    admin, so a metrics label (a provider's or resolution's declaration is ``model_known``)."""
+    model, key = ctx.model_sent, ctx.key
+    if not model or key is None:
+        return False
+    aliases = key.config.model_aliases
+    return model in aliases or model in aliases.values()
+
+
+def _refusal_detail(refusal: GatewayError) -> tuple[str | None, str | None]:
+    """(rate-limit dimension, invalid key's reason): what metrics count a refusal by. The
+    reason is an attribute the client never sees."""
+    if refusal.code == "rate_limited":
+        return str(refusal.meta.get("dimension", "")), None
+    if refusal.code == "invalid_api_key":
+        return None, str(getattr(refusal, "reason", ""))
+    return None, None

@@ -5,10 +5,9 @@ and logged sampled, never stored."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
+from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
-from sluice.errors import GatewayError
 from sluice.telemetry import Telemetry
 from sluice.telemetry.access_log import LogSampler, log_request
 from sluice.telemetry.metrics import Metrics
@@ -20,18 +19,15 @@ class RequestObserver:
         self.telemetry = telemetry
         self.unkeyed_log = unkeyed_log
 
-    def settled(self, ctx: RequestContext, row: dict[str, Any]) -> None:
-        self.telemetry.record(ctx, row)
-        self.metrics.observe(ctx, row)
-        log_request(ctx, row)
+    def settled(self, ctx: RequestContext, settlement: Settlement) -> None:
+        self.telemetry.record(ctx, settlement)
+        self.metrics.observe(settlement)
+        log_request(settlement)
 
-    def unattributed(self, ctx: RequestContext, row: dict[str, Any]) -> None:
-        self.metrics.observe(ctx, row)
+    def unattributed(self, ctx: RequestContext, settlement: Settlement) -> None:
+        self.metrics.observe(settlement)
         if (held_back := self.unkeyed_log.admit()) is not None:
-            log_request(ctx, row, held_back)
-
-    def refused(self, err: GatewayError) -> None:
-        self.metrics.refused(err)
+            log_request(settlement, held_back)
 
     def streaming(self, active: bool) -> contextlib.AbstractContextManager[None]:
         return self.metrics.active_stream(active)

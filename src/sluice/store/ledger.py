@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.base.settlement import Settlement
 from sluice.store.ledger_sqlite import SqliteLedgerWriter
 from sluice.store.tables import ledger, virtual_keys
 
@@ -47,7 +47,7 @@ class LedgerWriter:
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[Settlement] = []  # turned into rows off the request path
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -61,24 +61,24 @@ class LedgerWriter:
         self.transactions = 0
         self.written = 0
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, settlement: Settlement) -> None:
         if len(self._buffer) >= self._max_queue:
             # Bounded memory when the database is down for long; counted and logged.
             self.dropped += 1
             if self.dropped % 1000 == 1:
                 log.error("ledger queue full (%d rows); dropped %d", self._max_queue, self.dropped)
             return
-        self._buffer.append(row)
+        self._buffer.append(settlement)
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
 
-    async def commit(self, row: dict[str, Any]) -> None:
-        """Record ``row`` and wait until the batch holding it is committed (group commit:
+    async def commit(self, settlement: Settlement) -> None:
+        """Record ``settlement`` and wait until the batch holding it is committed (group commit:
         requests finishing together share one transaction)."""
         done = self._batch_done
         if done is None:
             done = self._batch_done = asyncio.get_running_loop().create_future()
-        self.record(row)
+        self.record(settlement)
         self._wake.set()
         await asyncio.shield(done)  # shared: one request's cancellation must not cancel it
 
@@ -130,14 +130,14 @@ class LedgerWriter:
                     done.set_result(None)
             self.written += len(batch)
 
-    async def _write(self, rows: list[dict[str, Any]]) -> None:
+    async def _write(self, settled: list[Settlement]) -> None:
         dialect = self._engine.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
-        for row in rows:
-            if row.get("vk_id") and row["status"] < 400:
-                key_id = row["vk_id"]
-                self._last_used[key_id] = max(row["created_at"], self._last_used.get(key_id, 0))
+        for one in settled:
+            if one.vk_id and one.status < 400:
+                key_id = one.vk_id
+                self._last_used[key_id] = max(one.created_at, self._last_used.get(key_id, 0))
         # Durable acknowledgement flushes far more often than the interval; last_used_at is
         # not worth an UPDATE per key in each of those transactions.
         now = time.monotonic()
@@ -146,12 +146,13 @@ class LedgerWriter:
             last_used, self._last_used, self._last_used_at = self._last_used, {}, now
         try:
             if self._sqlite is not None:
-                await self._sqlite.write(rows, last_used)
+                await self._sqlite.write(settled, last_used)
                 self.transactions += 1
                 return
             async with self._engine.begin() as conn:
-                for start in range(0, len(rows), self._batch_size):
-                    await conn.execute(statement, rows[start : start + self._batch_size])
+                for start in range(0, len(settled), self._batch_size):
+                    chunk = settled[start : start + self._batch_size]
+                    await conn.execute(statement, [one.ledger_row() for one in chunk])
                 for key_id, at in last_used.items():
                     await conn.execute(
                         update(virtual_keys)

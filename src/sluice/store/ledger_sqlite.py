@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
+from sluice.base.settlement import LEDGER_COLUMNS, Settlement
 from sluice.store.tables import ledger
 
-_COLUMNS = frozenset(ledger.c.keys())
 _ON_CONFLICT = " ON CONFLICT (request_id) DO NOTHING"
 _MAX_ROWS = 500  # rows per statement: well under SQLite's 32,766 bound variables
 
@@ -23,7 +22,7 @@ _MAX_ROWS = 500  # rows per statement: well under SQLite's 32,766 bound variable
 def _insert_prefix(columns: tuple[str, ...]) -> tuple[str, str]:
     """``INSERT INTO ledger (...) VALUES`` and one row's ``(?, ...)`` for rows with these keys.
     Names are checked against the table; values are always bound."""
-    unknown = set(columns) - _COLUMNS
+    unknown = set(columns) - set(ledger.c.keys())
     if unknown:
         raise ValueError(f"not ledger columns: {sorted(unknown)}")
     names = ", ".join(f'"{name}"' for name in columns)
@@ -31,16 +30,19 @@ def _insert_prefix(columns: tuple[str, ...]) -> tuple[str, str]:
     return insert, "(" + ", ".join("?" * len(columns)) + ")"
 
 
+# Every settlement fills every column: one statement shape, checked once at import.
+_INSERT, _ONE_ROW = _insert_prefix(LEDGER_COLUMNS)
+
+
 class SqliteLedgerWriter:
     def __init__(self, path: str) -> None:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-ledger")
         self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
-        self._sql: dict[tuple[str, ...], tuple[str, str]] = {}
 
-    async def write(self, rows: list[dict[str, Any]], last_used: dict[str, int]) -> None:
+    async def write(self, settled: list[Settlement], last_used: dict[str, int]) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._write, rows, last_used)
+        await loop.run_in_executor(self._executor, self._write, settled, last_used)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -54,22 +56,15 @@ class SqliteLedgerWriter:
         self._conn = conn
         return conn
 
-    def _write(self, rows: list[dict[str, Any]], last_used: dict[str, int]) -> None:
+    def _write(self, settled: list[Settlement], last_used: dict[str, int]) -> None:
         # Autocommit, one multi-row INSERT per batch: a statement is its own transaction and
         # one sqlite3_step, so the thread takes the GIL back about once per batch rather than
         # once per row (each take can wait a switch interval while the event loop is busy).
         conn = self._conn or self._connect()
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for row in rows:
-            groups.setdefault(tuple(row), []).append(row)
-        for columns, group in groups.items():
-            prefix, one = self._sql.get(columns) or self._sql.setdefault(
-                columns, _insert_prefix(columns)
-            )
-            for start in range(0, len(group), _MAX_ROWS):
-                chunk = group[start : start + _MAX_ROWS]
-                sql = prefix + ", ".join([one] * len(chunk)) + _ON_CONFLICT
-                conn.execute(sql, [value for row in chunk for value in row.values()])
+        for start in range(0, len(settled), _MAX_ROWS):
+            chunk = settled[start : start + _MAX_ROWS]
+            sql = _INSERT + ", ".join([_ONE_ROW] * len(chunk)) + _ON_CONFLICT
+            conn.execute(sql, [value for one in chunk for value in one.ledger_values()])
         for key_id, at in last_used.items():
             conn.execute("UPDATE virtual_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
 

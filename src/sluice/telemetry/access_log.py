@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
-from sluice.core.context import RequestContext
+from sluice.base.settlement import Settlement
 
 access_log = logging.getLogger("sluice.access")
 
@@ -40,35 +39,35 @@ class LogSampler:
         return None
 
 
-def log_request(ctx: RequestContext, row: dict[str, Any], suppressed: int | None = None) -> None:
+def log_request(settled: Settlement, suppressed: int | None = None) -> None:
     """``suppressed``: lines a sampler held back before this one (logged when not None)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
-    cost = row["cost_micros"]
+    cost = settled.cost_micros
     access_log.info(
         "request",
         extra={
-            "request_id": ctx.request_id,
-            "endpoint": ctx.endpoint,
-            "key_prefix": ctx.key.display_prefix if ctx.key else None,
-            "vk_id": row["vk_id"],
-            "principal": row["principal"],
-            "provider": ctx.provider_id,
-            "model": ctx.model_sent,
-            "status": ctx.status,
-            "error_code": ctx.error_code,
-            "input_tokens": row["input_tokens"],
-            "output_tokens": row["output_tokens"],
-            "cache_read_tokens": row["cache_read_tokens"],
-            "cache_write_tokens": row["cache_creation_tokens"],
+            "request_id": settled.request_id,
+            "endpoint": settled.endpoint,
+            "key_prefix": settled.key_prefix,
+            "vk_id": settled.vk_id,
+            "principal": settled.principal,
+            "provider": settled.provider,
+            "model": settled.model_sent,
+            "status": settled.status,
+            "error_code": settled.response_error_code,
+            "input_tokens": settled.input_tokens,
+            "output_tokens": settled.output_tokens,
+            "cache_read_tokens": settled.cache_read_tokens,
+            "cache_write_tokens": settled.cache_creation_tokens,
             "cost_micros": cost,
             "cost_usd": None if cost is None else cost / 1_000_000,
-            "duration_ms": row["duration_ms"],
-            "upstream_latency_ms": row["upstream_latency_ms"],
-            "ttft_ms": row["ttft_ms"],
-            "attempts": ctx.attempts,
-            "stream": ctx.stream,
-            "client_disconnected": ctx.client_disconnected,
+            "duration_ms": settled.duration_ms,
+            "upstream_latency_ms": settled.upstream_latency_ms,
+            "ttft_ms": settled.ttft_ms,
+            "attempts": settled.attempts,
+            "stream": settled.streaming,
+            "client_disconnected": settled.client_disconnected,
             **({} if suppressed is None else {"sampled": True, "suppressed": suppressed}),
         },
     )

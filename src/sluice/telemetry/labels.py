@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from sluice.base.settlement import Settlement
 from sluice.config.providers import AnyProviderConfig
-from sluice.core.context import RequestContext
 from sluice.translate.bedrock import DEFAULT_MODEL_MAP as BEDROCK_DEFAULTS
 from sluice.translate.vertex import DEFAULT_MODEL_MAP as VERTEX_DEFAULTS
 
@@ -54,16 +54,11 @@ class ModelLabels:
     def __contains__(self, model: str) -> bool:
         return model in self._known
 
-    def model(self, ctx: RequestContext) -> str:
+    def model(self, settled: Settlement) -> str:
         """The label for the model sent upstream; empty before a provider is chosen."""
-        model = ctx.model_sent
-        if not model or not ctx.provider_id:
+        model = settled.model_sent
+        if not model or not settled.provider:
             return ""
-        if ctx.model_known or model in self._known:
+        if settled.model_declared or model in self._known:
             return model
-        key = ctx.key
-        if key is not None:
-            aliases = key.config.model_aliases
-            if model in aliases or model in aliases.values():
-                return model
         return OTHER

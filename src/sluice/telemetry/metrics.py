@@ -1,8 +1,9 @@
 """Prometheus metrics: one ``Metrics`` per process, with its own registry (never the global one).
 
-The request path records through two cheap calls: ``observe`` once per request, at settle,
-and ``active_stream`` around a relayed stream. Label children are bound once per label tuple
-and kept in plain dicts, so a request costs a few dict lookups and counter increments.
+Metrics observe the request path's ``Settlement``: ``observe`` once per request, when it
+settles (refusals included), and ``active_stream`` around a relayed stream. Label children are
+bound once per label tuple and kept in plain dicts, so a request costs a few dict lookups and
+counter increments.
 Queue depths and drops are read from their owners at scrape time, never pushed.
 
 Every label value comes from a bounded set (telemetry/labels.py): configured provider ids,
@@ -21,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sluice.core.context import RequestContext
+from sluice.base.settlement import Settlement
 from sluice.errors import GatewayError
 from sluice.server.responses import Send
 from sluice.telemetry.labels import (
@@ -109,7 +110,22 @@ class Metrics:
     def __init__(self, models: ModelLabels | None = None, *, per_key: bool = False) -> None:
         self.models = models if models is not None else ModelLabels()
         self.registry = CollectorRegistry()
-        reg = self.registry
+        self._request_metrics(self.registry)
+        self._governance_metrics(self.registry)
+        self._router_metrics(self.registry)
+        self._key_requests: Counter | None = None
+        self._key_cost: Counter | None = None
+        if per_key:
+            self._per_key_metrics(self.registry)
+        self._active_streams = Gauge(
+            "sluice_active_streams", "Streamed responses being relayed now.", registry=self.registry
+        )
+        self._queues = _QueueCollector()
+        self.registry.register(self._queues)
+        self._by_request: dict[tuple[str, int, str, str], Any] = {}
+        self._by_model: dict[tuple[str, str], _ModelChildren] = {}
+
+    def _request_metrics(self, reg: CollectorRegistry) -> None:
         self._requests = Counter(
             "sluice_requests",
             "Requests by route, HTTP status, provider and model.",
@@ -145,6 +161,8 @@ class Metrics:
             ["provider", "model"],
             registry=reg,
         )
+
+    def _governance_metrics(self, reg: CollectorRegistry) -> None:
         self._budget_blocks = Counter(
             "sluice_budget_blocks", "Requests refused by budgets.", ["code"], registry=reg
         )
@@ -157,6 +175,14 @@ class Metrics:
             ["dimension"],
             registry=reg,
         )
+        self._auth_failures = Counter(
+            "sluice_auth_failures",
+            "Requests refused with 401 (no ledger row): missing, malformed, unknown, mismatch.",
+            ["reason"],
+            registry=reg,
+        )
+
+    def _router_metrics(self, reg: CollectorRegistry) -> None:
         self._fallbacks = Counter(
             "sluice_fallbacks",
             "Switches to the next provider in a fallback chain.",
@@ -169,93 +195,95 @@ class Metrics:
             ["provider"],
             registry=reg,
         )
-        self._auth_failures = Counter(
-            "sluice_auth_failures",
-            "Requests refused with 401 (no ledger row): missing, malformed, unknown, mismatch.",
-            ["reason"],
+
+    def _per_key_metrics(self, reg: CollectorRegistry) -> None:
+        self._key_requests = Counter(
+            "sluice_key_requests",
+            "Requests by virtual key id and HTTP status (metrics.per_key_labels).",
+            ["vk_id", "status"],
             registry=reg,
         )
-        self._key_requests: Counter | None = None
-        self._key_cost: Counter | None = None
-        if per_key:
-            self._key_requests = Counter(
-                "sluice_key_requests",
-                "Requests by virtual key id and HTTP status (metrics.per_key_labels).",
-                ["vk_id", "status"],
-                registry=reg,
-            )
-            self._key_cost = Counter(
-                "sluice_key_cost_usd",
-                "Priced cost in USD by virtual key id (metrics.per_key_labels).",
-                ["vk_id"],
-                registry=reg,
-            )
-        self._active_streams = Gauge(
-            "sluice_active_streams", "Streamed responses being relayed now.", registry=reg
+        self._key_cost = Counter(
+            "sluice_key_cost_usd",
+            "Priced cost in USD by virtual key id (metrics.per_key_labels).",
+            ["vk_id"],
+            registry=reg,
         )
-        self._queues = _QueueCollector()
-        reg.register(self._queues)
-        self._by_request: dict[tuple[str, int, str, str], Any] = {}
-        self._by_model: dict[tuple[str, str], _ModelChildren] = {}
 
     # --- the request path -------------------------------------------------------------
 
-    def observe(self, ctx: RequestContext, row: dict[str, Any]) -> None:
-        """Record one finished request from its context and ledger row."""
-        provider = ctx.provider_id or ""
+    def observe(self, settled: Settlement) -> None:
+        """Record one finished request from its settlement."""
+        provider = settled.provider or ""
         # Only a known model is a label (else "other"), and only once routed.
-        model = self.models.model(ctx)
-        key = (ctx.endpoint, ctx.status, provider, model)
+        model = self.models.model(settled)
+        key = (settled.endpoint, settled.status, provider, model)
         child = self._by_request.get(key)
         if child is None:
-            status = status_label(ctx.status)
-            child = self._requests.labels(ctx.endpoint, status, provider, model)
+            status = status_label(settled.status)
+            child = self._requests.labels(settled.endpoint, status, provider, model)
             self._by_request[key] = child
         child.inc()
-        if self._key_requests is not None and ctx.key is not None:
-            self._per_key(ctx.key.id, ctx.status, row["cost_micros"])
-        code = ctx.error_code
+        if self._key_requests is not None and settled.vk_id is not None:
+            self._per_key(settled.vk_id, settled.status, settled.cost_micros)
+        self._blocks(settled)
+        if provider:
+            bound = self._by_model.get((provider, model))
+            if bound is None:
+                bound = self._bind(provider, model)
+            self._upstream(bound, settled)
+
+    def _blocks(self, settled: Settlement) -> None:
+        """Refusals: budgets and policy by their code, rate limits by their dimension, invalid
+        keys by their reason (an attribute the client never sees)."""
+        code = settled.response_error_code
         if code is not None:
             if code in BUDGET_CODES:
                 self._budget_blocks.labels(code).inc()
             elif code in POLICY_CODES:
                 self._policy_blocks.labels(code).inc()
-        if not provider:
-            return
-        bound = self._by_model.get((provider, model))
-        if bound is None:
-            bound = self._bind(provider, model)
-        if (latency := row["upstream_latency_ms"]) is not None:
+        if settled.rate_limit_dimension is not None:
+            self._rate_limit_denied(settled.rate_limit_dimension)
+        elif settled.auth_failure_reason is not None:
+            self._auth_failed(settled.auth_failure_reason)
+
+    @staticmethod
+    def _upstream(bound: _ModelChildren, settled: Settlement) -> None:
+        """Latencies, tokens and cost of a routed request."""
+        if (latency := settled.upstream_latency_ms) is not None:
             bound.upstream_latency.observe(latency / 1000)
-        if (ttft := row["ttft_ms"]) is not None:
+        if (ttft := settled.ttft_ms) is not None:
             bound.ttft.observe(ttft / 1000)
-        usage = ctx.facts.usage
-        if not usage.seen:
+        if not settled.usage_seen:
             return
         counts = (
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_read_tokens,
-            usage.cache_creation_tokens,
+            settled.input_tokens,
+            settled.output_tokens,
+            settled.cache_read_tokens,
+            settled.cache_creation_tokens,
         )
         for counter, amount in zip(bound.tokens, counts, strict=True):
             if amount:
                 counter.inc(amount)
-        cost = row["cost_micros"]
+        cost = settled.cost_micros
         if cost is None:
             bound.unpriced.inc()
         elif cost:
             bound.cost.inc(cost / 1_000_000)
 
     def refused(self, err: GatewayError) -> None:
-        """A refusal raised on the request path: rate limits carry their dimension here, and
-        an invalid key its reason (an attribute the client never sees)."""
+        """A refusal on a route without a settlement (/v1/models): rate limits carry their
+        dimension here, and an invalid key its reason (an attribute the client never sees)."""
         if err.code == "rate_limited":
-            dimension = str(err.meta.get("dimension", ""))
-            self._rate_limited.labels(bounded(dimension, RATE_DIMENSIONS)).inc()
+            self._rate_limit_denied(str(err.meta.get("dimension", "")))
         elif err.code == "invalid_api_key":
-            reason = str(getattr(err, "reason", ""))
-            self._auth_failures.labels(bounded(reason, AUTH_REASONS)).inc()
+            self._auth_failed(str(getattr(err, "reason", "")))
+
+    def _rate_limit_denied(self, dimension: str) -> None:
+        self._rate_limited.labels(bounded(dimension, RATE_DIMENSIONS)).inc()
+
+    def _auth_failed(self, reason: str) -> None:
+        self._auth_failures.labels(bounded(reason, AUTH_REASONS)).inc()
 
     def _per_key(self, vk_id: str, status: int, cost_micros: int | None) -> None:
         assert self._key_requests is not None and self._key_cost is not None

@@ -15,10 +15,11 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.base.settlement import Settlement
 from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
@@ -83,7 +84,7 @@ class Telemetry:
             return False
         return turn, session, agent_name(headers)
 
-    def record(self, ctx: RequestContext, row: Mapping[str, Any]) -> None:
+    def record(self, ctx: RequestContext, settled: Settlement) -> None:
         """Queue a finished request (identified key, Messages endpoint) for tracing.
 
         The record keeps no reference to the request body (unless content is captured):
@@ -92,14 +93,14 @@ class Telemetry:
         """
         if not self.enabled or ctx.key is None or ctx.messages_raw is None:
             return
-        if ctx.endpoint != "messages":
+        if settled.endpoint != "messages":
             return
         found = self._turn_of(ctx)
         if found is False:
             return
         turn, session, agent = found
         capture = self.cfg.capture_content and ctx.key.config.capture_content is not False
-        if not self._sink.offer(Finished.of(ctx, row, turn, session, agent, capture)):
+        if not self._sink.offer(Finished.of(ctx, settled, turn, session, agent, capture)):
             self._drop()
             return
         self.recorded += 1

@@ -1,8 +1,9 @@
 """Spans (OTel GenAI semantic conventions) from a finished request: pure, no IO.
 
-``Finished`` is what the request path hands over: a handful of references, copied in a few
-microseconds. Everything else (turn detection, attributes, content) happens here, later, in
-the telemetry worker.
+``Finished`` is what the request path hands over: its ``Settlement`` (the budget decision and
+policy violation included) and a handful of references, copied in a few microseconds.
+Everything else (turn detection, attributes, content) happens here, later, in the telemetry
+worker.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 from sluice.core.usage import ResponseFacts
 from sluice.telemetry.turns import Turn, opening_messages
@@ -31,9 +33,10 @@ PROVIDER_NAMES = {
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """One finished ``/v1/messages`` request, as the telemetry worker needs it."""
+    """One finished ``/v1/messages`` request, as the telemetry worker needs it: its
+    settlement, and what only spans use (exact times, the turn, captured content)."""
 
-    request_id: str
+    settlement: Settlement
     wall_offset_ns: int  # wall-clock ns = wall_offset_ns + monotonic ns
     started: float  # monotonic seconds
     ended: float
@@ -41,38 +44,22 @@ class Finished:
     session: str | None
     agent: str
     messages_json: bytes | None  # the messages, only when content may be captured
-    model_requested: str | None
-    model_sent: str | None
-    stream: bool
     max_tokens: int | None
-    key_id: str | None
-    project: str | None
-    principal: str | None
-    provider_id: str | None
-    provider_kind: str | None
-    attempts: int
-    status: int
-    error_code: str | None
-    upstream_request_id: str | None
-    facts: ResponseFacts
-    policy_violation: str | None
-    cost_micros: int | None
-    budget_warned: bool
+    facts: ResponseFacts  # monotonic first-token and tool-call times, response id and model
 
     @classmethod
     def of(
         cls,
         ctx: RequestContext,
-        row: Mapping[str, Any],
+        settlement: Settlement,
         turn: Turn,
         session: str | None,
         agent: str,
         capture: bool,
     ) -> Finished:
         now = time.perf_counter()
-        key = ctx.key
         return cls(
-            ctx.request_id,
+            settlement,
             time.time_ns() - int(now * 1e9),
             ctx.started,
             now,
@@ -80,24 +67,13 @@ class Finished:
             session,
             agent,
             bytes(ctx.messages_raw) if capture else None,
-            ctx.model_requested,
-            ctx.model_sent,
-            ctx.stream,
             ctx.max_tokens,
-            key.id if key else None,
-            key.project if key else None,
-            key.principal if key else None,
-            ctx.provider_id,
-            ctx.provider_kind,
-            ctx.attempts,
-            ctx.status,
-            ctx.error_code,
-            ctx.upstream_request_id,
             ctx.facts,
-            ctx.policy_violation,
-            row.get("cost_micros"),
-            any(name == b"x-langwatch-budget-warning" for name, _ in ctx.response_headers),
         )
+
+    @property
+    def request_id(self) -> str:
+        return self.settlement.request_id
 
     def wall_ns(self, monotonic: float) -> int:
         return self.wall_offset_ns + int(monotonic * 1e9)
@@ -140,59 +116,125 @@ class SpanRecord:
         return f"{self.span_id:016x}"
 
 
-def budget_decision(rec: Finished) -> str:
-    if rec.error_code == "budget_exceeded":
-        return "blocked"
-    return "soft_warn" if rec.budget_warned else "allowed"
-
-
 def _common(rec: Finished, session: str | None) -> dict[str, AttrValue]:
     attrs: dict[str, AttrValue] = {}
     if session:
         attrs["gen_ai.conversation.id"] = session
+    settled = rec.settlement
     for name, value in (
-        ("langwatch.virtual_key_id", rec.key_id),
-        ("langwatch.project_id", rec.project),
-        ("langwatch.principal_id", rec.principal),
+        ("langwatch.virtual_key_id", settled.vk_id),
+        ("langwatch.project_id", settled.project),
+        ("langwatch.principal_id", settled.principal),
     ):
         if value is not None:
             attrs[name] = value
     return attrs
 
 
+def _span(
+    rec: Finished,
+    session: str | None,
+    agent: str,
+    *,
+    ids: tuple[int, int, int | None],
+    name: str,
+    kind: str,
+    start_ns: int,
+    end_ns: int,
+    attrs: dict[str, AttrValue],
+    error: str | None = None,
+) -> SpanRecord:
+    """A span of this request; ``ids``: (trace, span, parent)."""
+    settled = rec.settlement
+    return SpanRecord(
+        ids[0],
+        ids[1],
+        ids[2],
+        name,
+        kind,
+        start_ns,
+        end_ns,
+        attrs,
+        error,
+        session,
+        settled.vk_id,
+        settled.project,
+        agent,
+        settled.request_id,
+    )
+
+
 def chat_span(
     rec: Finished, turn: Turn, session: str | None, agent: str, capture: bool
 ) -> SpanRecord:
-    facts, usage = rec.facts, rec.facts.usage
-    model = rec.model_sent or rec.model_requested or "unknown"
+    settled, usage = rec.settlement, rec.facts.usage
+    model = settled.model_sent or settled.model_requested or "unknown"
+    attrs = _chat_attributes(rec, model, session)
+    attrs.update(_usage_attributes(rec))
+    error = settled.error_code  # the response's error, or a stream's error event
+    if error is None and settled.status >= 400:
+        error = str(settled.status)
+    if error is not None:
+        attrs["error.type"] = error
+    if capture:
+        attrs["gen_ai.input.messages"] = orjson.dumps(
+            [_semconv_message(m) for m in opening_messages(rec.messages_json, turn.opening_index)]
+        ).decode()
+    span = _span(
+        rec,
+        session,
+        agent,
+        ids=(turn.trace_id, turn.chat_span_id, turn.root_span_id),
+        name=f"chat {model}",
+        kind="client",
+        start_ns=rec.wall_ns(rec.started),
+        end_ns=rec.wall_ns(rec.ended),
+        attrs=attrs,
+        error=error,
+    )
+    span.input_tokens = usage.total_input_tokens
+    span.output_tokens = usage.output_tokens
+    span.cost_micros = settled.cost_micros
+    return span
+
+
+def _chat_attributes(rec: Finished, model: str, session: str | None) -> dict[str, AttrValue]:
+    settled, facts = rec.settlement, rec.facts
+    kind = settled.provider_kind or ""
+    cost = settled.cost_micros
     attrs: dict[str, AttrValue] = {
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": PROVIDER_NAMES.get(rec.provider_kind or "", rec.provider_kind or "")
-        or "unknown",
+        "gen_ai.provider.name": PROVIDER_NAMES.get(kind, kind) or "unknown",
         "gen_ai.request.model": model,
-        "gen_ai.request.stream": rec.stream,
+        "gen_ai.request.stream": settled.streaming,
         **_common(rec, session),
-        "langwatch.gateway_request_id": rec.request_id,
-        "langwatch.fallback.attempts_count": rec.attempts,
-        "langwatch.budget.decision": budget_decision(rec),
-        "http.response.status_code": rec.status,
+        "langwatch.gateway_request_id": settled.request_id,
+        "langwatch.fallback.attempts_count": settled.attempts,
+        "langwatch.budget.decision": settled.budget_decision,
+        "http.response.status_code": settled.status,
     }
     optional: dict[str, AttrValue | None] = {
         "gen_ai.request.max_tokens": rec.max_tokens,
-        "langwatch.requested_model": rec.model_requested,
-        "langwatch.model_provider_id": rec.provider_id,
+        "langwatch.requested_model": settled.model_requested,
+        "langwatch.model_provider_id": settled.provider,
         "gen_ai.response.model": facts.response_model,
         "gen_ai.response.id": facts.response_id,
-        "langwatch.upstream_request_id": rec.upstream_request_id,
-        "langwatch.policy.violation": rec.policy_violation,
-        "langwatch.cost_usd": None if rec.cost_micros is None else rec.cost_micros / 1e6,
-        "gen_ai.usage.cost": rec.cost_micros,
+        "langwatch.upstream_request_id": settled.upstream_request_id,
+        "langwatch.policy.violation": settled.policy_violation,
+        "langwatch.cost_usd": None if cost is None else cost / 1e6,
+        "gen_ai.usage.cost": cost,
     }
     attrs.update({k: v for k, v in optional.items() if v is not None})
     if facts.stop_reason:
         attrs["gen_ai.response.finish_reasons"] = [facts.stop_reason]
     if facts.first_token_at is not None:
         attrs["gen_ai.response.time_to_first_chunk"] = max(0.0, facts.first_token_at - rec.started)
+    return attrs
+
+
+def _usage_attributes(rec: Finished) -> dict[str, AttrValue]:
+    facts, usage = rec.facts, rec.facts.usage
+    attrs: dict[str, AttrValue] = {}
     if usage.seen:
         attrs["gen_ai.usage.input_tokens"] = usage.total_input_tokens  # incl. cached, per semconv
         attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
@@ -204,34 +246,7 @@ def chat_span(
     if facts.tool_calls:
         # Lets a replica serving the next request start the tool span right (shared store).
         attrs["sluice.tool_call_starts"] = orjson.dumps(tool_call_starts(rec)).decode()
-    error = rec.error_code or facts.stream_error_type
-    if error is None and rec.status >= 400:
-        error = str(rec.status)
-    if error is not None:
-        attrs["error.type"] = error
-    if capture:
-        attrs["gen_ai.input.messages"] = orjson.dumps(
-            [_semconv_message(m) for m in opening_messages(rec.messages_json, turn.opening_index)]
-        ).decode()
-    return SpanRecord(
-        turn.trace_id,
-        turn.chat_span_id,
-        turn.root_span_id,
-        f"chat {model}",
-        "client",
-        rec.wall_ns(rec.started),
-        rec.wall_ns(rec.ended),
-        attrs,
-        error,
-        session,
-        rec.key_id,
-        rec.project,
-        agent,
-        rec.request_id,
-        usage.total_input_tokens,
-        usage.output_tokens,
-        rec.cost_micros,
-    )
+    return attrs
 
 
 def root_span(rec: Finished, turn: Turn, session: str | None, agent: str) -> SpanRecord:
@@ -242,21 +257,16 @@ def root_span(rec: Finished, turn: Turn, session: str | None, agent: str) -> Spa
         **_common(rec, session),
         "langwatch.gateway_request_id": rec.request_id,
     }
-    return SpanRecord(
-        turn.trace_id,
-        turn.root_span_id,
-        turn.caller_span_id,
-        f"invoke_agent {agent}",
-        "internal",
-        rec.wall_ns(rec.started),
-        rec.wall_ns(rec.ended),
-        attrs,
-        None,
+    return _span(
+        rec,
         session,
-        rec.key_id,
-        rec.project,
         agent,
-        rec.request_id,
+        ids=(turn.trace_id, turn.root_span_id, turn.caller_span_id),
+        name=f"invoke_agent {agent}",
+        kind="internal",
+        start_ns=rec.wall_ns(rec.started),
+        end_ns=rec.wall_ns(rec.ended),
+        attrs=attrs,
     )
 
 
@@ -297,21 +307,17 @@ def tool_spans(
             else turn.root_span_id
         )
         spans.append(
-            SpanRecord(
-                turn.trace_id,
-                turn.tool_span_id(result.tool_use_id),
-                parent,
-                f"execute_tool {result.name or 'unknown'}",
-                "internal",
-                start,
-                end,
-                attrs,
-                "tool_error" if result.is_error else None,
+            _span(
+                rec,
                 session,
-                rec.key_id,
-                rec.project,
                 agent,
-                rec.request_id,
+                ids=(turn.trace_id, turn.tool_span_id(result.tool_use_id), parent),
+                name=f"execute_tool {result.name or 'unknown'}",
+                kind="internal",
+                start_ns=start,
+                end_ns=end,
+                attrs=attrs,
+                error="tool_error" if result.is_error else None,
             )
         )
     return spans

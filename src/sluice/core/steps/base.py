@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
+from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 
 log = logging.getLogger("sluice")
@@ -21,8 +22,8 @@ log = logging.getLogger("sluice")
 class Step(Protocol):
     async def admit(self, ctx: RequestContext) -> None: ...
 
-    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
-        """Release what ``admit`` took, given the request's settled row. Synchronous on
+    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
+        """Release what ``admit`` took, given the request's settlement. Synchronous on
         purpose: it runs in ``finally`` blocks; remote work is spawned, never awaited."""
         ...
 
@@ -30,7 +31,7 @@ class Step(Protocol):
 class SettleNothing:
     """Mixin for steps that hold nothing past ``admit``."""
 
-    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
         return None
 
 
@@ -42,9 +43,9 @@ class Steps:
         for step in self.steps:
             await step.admit(ctx)
 
-    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
         for step in reversed(self.steps):
             try:
-                step.settle(ctx, row)
+                step.settle(ctx, settlement)
             except Exception:  # one step's failure must not keep the others' holds
                 log.exception("settling %s failed", type(step).__name__)

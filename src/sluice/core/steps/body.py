@@ -3,8 +3,7 @@ client going away, then peek the few fields the gateway needs from a parsed copy
 
 from __future__ import annotations
 
-from typing import Any
-
+from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 from sluice.core.disconnect import DisconnectWatch
 from sluice.core.peek import peek_messages_body
@@ -45,5 +44,5 @@ class ReadBody:
         ctx.disconnect = DisconnectWatch(ctx.receive, ctx.client_gone)
         peek_messages_body(ctx)
 
-    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
         return None  # the watch stops before settling (``Pipeline.finish``)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 from sluice.governance.budgets import BYTES_PER_TOKEN, BudgetGate
 from sluice.governance.rate_limits import RateLimiter
@@ -31,12 +32,11 @@ class RateLimit:
             ctx.key.id, ctx.key.config.rate_limits, estimate, ctx.request_id
         )
 
-    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
         lease, ctx.lease = ctx.lease, None
         if lease is None:
             return
-        usage = ctx.facts.usage
-        actual = usage.total_input_tokens + usage.output_tokens
+        actual = settlement.total_tokens
         if not self.limiter.release_now(lease, actual):
             self.spawn(self.limiter.release(lease, actual))
 
@@ -58,10 +58,10 @@ class Budget:
             warning = ",".join(admitted.warnings).encode()
             ctx.response_headers.append((b"x-langwatch-budget-warning", warning))
 
-    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
         admitted, ctx.reservation = ctx.reservation, None
         if admitted is None:
             return
-        micros = row["budget_micros"]
+        micros = settlement.budget_micros
         if not self.gate.settle_now(admitted, micros):
             self.spawn(self.gate.settle(admitted, micros))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sluice.base.settlement import Settlement
 from sluice.core.body_edit import strip_named
 from sluice.core.context import RequestContext
 from sluice.core.peek import check_tools, last_message, loads
@@ -57,7 +58,7 @@ class Policy:
             ctx.policy_violation = str(remembered.meta.get("rule"))
             raise remembered
 
-    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
         guard = ctx.guard
         if guard is None or guard.violation is None or ctx.key is None:
             return

@@ -4,8 +4,7 @@ chain, whose response the relay streams back."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from sluice.base.settlement import Settlement
 from sluice.core.body_edit import splice_model, strip_cache_control
 from sluice.core.context import RequestContext
 from sluice.core.fallback import FallbackSender
@@ -49,7 +48,7 @@ class Dispatch:
         if plan is not None:  # None: count_tokens that no provider of the key can count
             ctx.upstream = await self.sender.send(ctx, plan)
 
-    def settle(self, ctx: RequestContext, row: dict[str, Any]) -> None:
+    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
         upstream, ctx.upstream = ctx.upstream, None
         if upstream is not None and not ctx.relayed:
             upstream.close(True)  # never relayed (the handler failed first): free it

@@ -1,0 +1,1 @@
+"""The bottom of the house: shared types and helpers every other package may import."""
