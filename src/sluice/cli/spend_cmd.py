@@ -18,7 +18,7 @@ from sluice.cli.common import (
     run,
 )
 from sluice.cli.tables import Col, print_table
-from sluice.core.clock import SystemClock
+from sluice.base.clock import SystemClock
 from sluice.governance.windows import WINDOWS, window_bounds
 from sluice.store.tables import ledger
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from sluice.core.usage import ResponseFacts
+from sluice.base.usage import ResponseFacts
 from sluice.errors import InvalidRequest
-from sluice.store.keys_repo import VirtualKey
+from sluice.governance.virtual_key import VirtualKey
 
 
 @dataclass(slots=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from sluice.core.context import RequestContext
 from sluice.errors import NoProviderConfigured
+from sluice.governance.virtual_key import VirtualKey
 from sluice.providers.base import Provider
-from sluice.store.keys_repo import VirtualKey
 
 
 class Router:

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sluice.core.clock import Clock
-from sluice.core.usage import Usage
+from sluice.base.clock import Clock
+from sluice.base.usage import Usage
 from sluice.errors import BudgetExceeded, BudgetUnavailable
 from sluice.governance.counters import (
     Ask,
@@ -28,11 +28,11 @@ from sluice.governance.counters import (
     MemoryCounters,
 )
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
+from sluice.governance.virtual_key import VirtualKey
 from sluice.governance.webhooks import WebhookSender
 from sluice.governance.windows import window_bounds
 from sluice.pricing import Pricing
 from sluice.store.budgets_repo import Budget, BudgetsRepo
-from sluice.store.keys_repo import VirtualKey
 
 log = logging.getLogger("sluice.budgets")
 

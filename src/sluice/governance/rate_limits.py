@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from sluice.base.clock import Clock
 from sluice.config.vk import RateLimits
-from sluice.core.clock import Clock
 from sluice.errors import RateLimited, RateLimitUnavailable
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
 from sluice.governance.windows import window_bounds

@@ -16,7 +16,7 @@ from typing import Protocol
 import orjson
 from redis.asyncio import Redis
 
-from sluice.core.clock import Clock
+from sluice.base.clock import Clock
 from sluice.errors import GatewayError, ToolNotAllowed, VerdictUnavailable
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
 

@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from sluice.base.json_spans import SpanError
 from sluice.config.providers import BedrockProviderConfig
-from sluice.core.json_spans import SpanError
 from sluice.errors import InvalidRequest
 from sluice.providers.aws_auth import AwsCredentials
 from sluice.providers.base import ModelInfo, UpstreamResponse

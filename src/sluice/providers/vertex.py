@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 from yarl import URL
 
+from sluice.base.json_spans import SpanError
 from sluice.config.providers import VertexProviderConfig
-from sluice.core.json_spans import SpanError
 from sluice.errors import InvalidRequest
 from sluice.providers.base import ModelInfo, UpstreamResponse
 from sluice.providers.transport import (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sluice.base.asgi import Receive, Scope
 from sluice.errors import PayloadTooLarge
-from sluice.server.responses import Receive, Scope
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -10,14 +10,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from sluice.core.clock import new_request_id
+from sluice.base.asgi import Receive, Scope, Send, send_error, send_json
+from sluice.base.clock import new_request_id
 from sluice.errors import GatewayError, InvalidRequest, NotFound
 from sluice.governance.model_access import model_permitted
+from sluice.governance.virtual_key import VirtualKey
 from sluice.providers.base import ModelInfo
 from sluice.server.asgi_io import has_header, presented_key
-from sluice.server.responses import Receive, Scope, Send, send_error, send_json
 from sluice.server.state import AppState
-from sluice.store.keys_repo import VirtualKey
 
 
 async def visible_models(state: AppState, key: VirtualKey) -> list[ModelInfo]:

@@ -13,7 +13,8 @@ import logging
 import time
 from typing import Any
 
-from sluice.core.clock import new_request_id
+from sluice.base.asgi import Receive, Scope, Send, send_error, send_json
+from sluice.base.clock import new_request_id
 from sluice.core.context import RequestContext
 from sluice.core.peek import peek_messages_body
 from sluice.core.relay import relay_error_safe
@@ -22,7 +23,6 @@ from sluice.errors import GatewayError, InternalError
 from sluice.governance.budgets import BYTES_PER_TOKEN, Admitted
 from sluice.governance.rate_limits import Lease
 from sluice.server.asgi_io import check_content_length, presented_key, read_body
-from sluice.server.responses import Receive, Scope, Send, send_error, send_json
 from sluice.server.state import AppState
 from sluice.telemetry.access_log import log_request
 

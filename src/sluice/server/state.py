@@ -17,10 +17,10 @@ import aiohttp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.base.clock import Clock, SystemClock
 from sluice.config.models import ProviderConfig, SluiceConfig
 from sluice.config.providers import AnyProviderConfig
 from sluice.core.breaker import CircuitBreaker
-from sluice.core.clock import Clock, SystemClock
 from sluice.core.fallback import FallbackSender
 from sluice.core.pipeline import Pipeline
 from sluice.core.resolve import ModelResolver
