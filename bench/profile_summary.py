@@ -38,7 +38,7 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
         'policy: verdict fingerprint (find "stream", sha256 of the body)',
         re.compile(r"body_fingerprint|_without_stream"),
     ),
-    ("policy: tool guard (response side)", re.compile(r"sluice/governance/tool_guard")),
+    ("policy: tool guard (response side)", re.compile(r"sluice/(governance|core)/tool_guard")),
     ("body peek (msgspec)", re.compile(r"peek_messages_body")),
     # The PostgreSQL + Redis row: redis-py under the budget counters and rate limits, asyncpg
     # under SQLAlchemy (the ledger, budget seeding).
@@ -58,7 +58,7 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     (
         "governance (policy, model resolution, body edits)",
         re.compile(
-            r"sluice/core/(pipeline|resolve|body_edit|json_spans)|"
+            r"sluice/core/(pipeline|resolve|body_edit|json_spans)|sluice/base/json_spans|"
             r"sluice/governance/(policy|tool_guard|verdicts|model_access)|"
             r"list_models|display_name_for"
         ),

@@ -30,6 +30,7 @@ echo "== Lint and types"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layers (contracts in pyproject.toml)
 
 echo "== Tests"
 exec .venv/bin/python -m pytest "$@"

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.backends.factory import Backend, memory_backend, redis_backend
-from sluice.core.clock import Clock, SystemClock
+from sluice.base.clock import Clock, SystemClock
 from sluice.store.db import create_engine, migrate
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"

@@ -12,9 +12,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from sluice.base.clock import Clock, SystemClock
 from sluice.config import SluiceConfig, parse_config
 from sluice.config.vk import VirtualKeyConfig
-from sluice.core.clock import Clock, SystemClock
 from sluice.governance.key_admin import KeyAdmin, MintedKey
 from sluice.store import config_version
 from sluice.store.keys_repo import KeysRepo

@@ -2,7 +2,7 @@
 
 Each error knows its HTTP status, its code (which is also the Anthropic ``error.type``),
 whether the client may retry, and whether a fallback to another provider may help.
-Rendering to a client's API shape happens in :mod:`sluice.server.responses`.
+Rendering to a client's API shape happens in :mod:`sluice.base.asgi`.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from genai_prices import calc_price
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ClauseEquals, ClauseOr, MatchLogic, ModelPrice, TieredPrices
 
+from sluice.base.usage import Usage
 from sluice.config.models import PriceOverride, PricingConfig
-from sluice.core.usage import Usage
 
 log = logging.getLogger("sluice.pricing")
 

@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 
 from sluice.backends.factory import build_backend
 from sluice.backends.protocols import Ask, BackendUnavailable, Lease
+from sluice.base.clock import SystemClock
 from sluice.config.models import SluiceConfig
 from sluice.config.vk import RateLimits
-from sluice.core.clock import SystemClock
 from sluice.errors import ToolNotAllowed
 
 from services import backend_of

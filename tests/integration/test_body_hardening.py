@@ -12,8 +12,8 @@ import orjson
 import pytest
 from sqlalchemy import update
 
+from sluice.base.text import MAX_IDENTIFIER_CHARS
 from sluice.config.vk import VirtualKeyConfig
-from sluice.core.peek import MAX_IDENTIFIER_CHARS
 from sluice.governance.key_admin import KeyAdmin
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.tables import virtual_keys

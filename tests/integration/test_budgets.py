@@ -14,8 +14,8 @@ import orjson
 import pytest
 from aiohttp import web
 
+from sluice.base.clock import ManualClock
 from sluice.config.vk import VirtualKeyConfig
-from sluice.core.clock import ManualClock
 from sluice.store.budgets_repo import Budget, BudgetsRepo
 from sluice.testing import FakeAnthropic, FakeUsage, Fault, Reply, Scenario, TextBlock
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sluice.core.clock import SystemClock
+from sluice.base.clock import SystemClock
 from sluice.governance import vk_format
 from sluice.governance.key_admin import KeyAdmin
 from sluice.store.db import create_engine, migrate

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sluice.core.clock import SystemClock
+from sluice.base.clock import SystemClock
 from sluice.governance.key_admin import KeyAdmin
 from sluice.store.keys_repo import KeysRepo
 from sluice.testing import FakeAnthropic

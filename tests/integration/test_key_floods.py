@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.core.clock import ManualClock
+from sluice.base.clock import ManualClock
 from sluice.governance import vk_format
 from sluice.governance.key_cache import KeyCache
 from sluice.store.db import create_engine, migrate

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sluice.core.clock import ManualClock
+from sluice.base.clock import ManualClock
 from sluice.testing import FakeAnthropic
 
 from support import SECRET, Gateway, start_gateway

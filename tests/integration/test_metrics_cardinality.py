@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from test_serve import SLUICE, clean_env, cli, free_port
 
-from sluice.core.clock import SystemClock
+from sluice.base.clock import SystemClock
 from sluice.governance.key_admin import KeyAdmin
 from sluice.store.keys_repo import KeysRepo
 from sluice.testing import FakeAnthropic, ServerThread

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.base.clock import ManualClock
 from sluice.base.settlement import Settlement
 from sluice.config.vk import VirtualKeyConfig
-from sluice.core.clock import ManualClock
 from sluice.governance.key_admin import KeyAdmin
 from sluice.governance.key_cache import KeyCache
 from sluice.store.db import migrate

@@ -10,7 +10,7 @@ import pytest
 from sluice.backends.memory import MemoryVerdicts
 from sluice.backends.protocols import VerdictStore
 from sluice.backends.redis_store import RedisVerdicts, connect
-from sluice.core.clock import SystemClock
+from sluice.base.clock import SystemClock
 from sluice.errors import ToolNotAllowed
 
 from services import backend_of, ensure_redis

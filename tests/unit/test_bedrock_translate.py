@@ -18,7 +18,7 @@ from botocore.eventstream import EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.core.json_spans import as_text, iter_members
+from sluice.base.json_spans import as_text, iter_members
 from sluice.errors import ProviderError
 from sluice.providers.aws_auth import sign_request
 from sluice.streaming.eventstream import EventStreamToSSE

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from sluice.base.json_spans import duplicate_member
+from sluice.base.text import MAX_IDENTIFIER_CHARS
 from sluice.core.body_edit import strip_cache_control
 from sluice.core.context import RequestContext
-from sluice.core.json_spans import duplicate_member
-from sluice.core.peek import MAX_IDENTIFIER_CHARS, check_tools, last_message, peek_messages_body
+from sluice.core.peek import check_tools, last_message, peek_messages_body
 from sluice.errors import InvalidRequest
 
 from support import fixture_names, fixture_request

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from sluice.base.patterns import MAX_MATCHED_CHARS
 from sluice.config.loader import ConfigProblems
 from sluice.config.vk import VirtualKeyConfig
-from sluice.governance.patterns import MAX_MATCHED_CHARS
 from sluice.governance.policy import KeyPolicy
 
 

@@ -10,8 +10,8 @@ from genai_prices import calc_price
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluice.base.usage import Usage
 from sluice.config.models import PriceOverride, PricingConfig
-from sluice.core.usage import Usage
 from sluice.pricing import Pricing
 
 # 1,000 uncached input, 500 output, 2,000 cache read, 512 5m writes + 256 1h writes.

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from sluice.core.usage import Usage
+from sluice.base.usage import Usage
 from sluice.pricing import Pricing
 
 LIMIT = 200

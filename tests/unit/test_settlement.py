@@ -10,8 +10,8 @@ from sluice.config.vk import VirtualKeyConfig
 from sluice.core.context import RequestContext
 from sluice.core.settle import settle_request
 from sluice.errors import RateLimited
+from sluice.governance.virtual_key import VirtualKey
 from sluice.pricing import Pricing
-from sluice.store.keys_repo import VirtualKey
 from sluice.store.tables import ledger
 from sluice.telemetry.labels import ModelLabels
 from sluice.telemetry.spans import Finished, chat_span

@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.core.usage import ResponseFacts
+from sluice.base.usage import ResponseFacts
 from sluice.errors import GatewayError
 from sluice.streaming.sse import SseEvent, SseSplitter
 from sluice.streaming.tap import AnthropicFactsObserver, StreamTap

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.config.vk import VirtualKeyConfig
+from sluice.core.tool_guard import ToolGuard
 from sluice.governance.policy import KeyPolicy
-from sluice.governance.tool_guard import ToolGuard
 from sluice.streaming.tap import StreamTap
 from sluice.testing.scenarios import Reply, TextBlock, ThinkingBlock, ToolUseBlock, stream_events
 

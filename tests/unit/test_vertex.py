@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDictProxy
 
-from sluice.core.json_spans import as_text, iter_members
+from sluice.base.json_spans import as_text, iter_members
 from sluice.providers.vertex_auth import CLOUD_PLATFORM_SCOPE, GoogleTokenSource, StaticTokenSource
 from sluice.testing.fake_vertex import FakeVertex, google_error_body, vertex_error
 from sluice.testing.scenarios import (

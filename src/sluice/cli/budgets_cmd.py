@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from ulid import ULID
 
+from sluice.base.clock import SystemClock
 from sluice.cli.common import (
     ConfigOption,
     JsonOption,
@@ -24,7 +25,6 @@ from sluice.cli.common import (
     warn,
 )
 from sluice.cli.tables import Col, print_table
-from sluice.core.clock import SystemClock
 from sluice.governance.key_admin import KeyAdminError, resolve_key
 from sluice.governance.windows import WINDOWS, window_bounds
 from sluice.store.budgets_repo import SCOPES, Budget, BudgetsRepo

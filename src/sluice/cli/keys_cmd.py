@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from sluice.base.clock import SystemClock
 from sluice.cli.common import (
     ConfigOption,
     JsonOption,
@@ -26,9 +27,9 @@ from sluice.cli.common import (
 from sluice.cli.tables import Col, clean, print_table
 from sluice.config.loader import ConfigProblems, load_yaml
 from sluice.config.vk import VirtualKeyConfig, set_path
-from sluice.core.clock import SystemClock
 from sluice.governance.key_admin import KeyAdmin, KeyAdminError, MintedKey
-from sluice.store.keys_repo import KeysRepo, VirtualKey
+from sluice.governance.virtual_key import VirtualKey
+from sluice.store.keys_repo import KeysRepo
 
 app = typer.Typer(help="Mint and manage virtual keys.", no_args_is_help=True)
 KeyArgument = typer.Argument(

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,7 +23,7 @@ from sluice.cli.common import (
 )
 from sluice.cli.ports import METRICS_SETTING, ensure_free, port_taken_message
 from sluice.config.loader import ConfigProblems, default_config_path, load_config
-from sluice.config.models import WORKERS_NEED_REDIS
+from sluice.config.models import WORKERS_NEED_REDIS, SluiceConfig
 
 app = typer.Typer(help="Sluice: a self-hosted AI gateway for Claude Code.", no_args_is_help=True)
 config_app = typer.Typer(help="Check configuration.", no_args_is_help=True)
@@ -51,8 +52,7 @@ def serve(
     from sluice.cli.startup import AnnouncingServer, announce, warn_empty_provider_keys
     from sluice.logs import configure_logging
     from sluice.server.app import SluiceApp
-    from sluice.server.edge_limits import http_protocol
-    from sluice.telemetry.metrics_server import WORKERS_ENV, metrics_banner
+    from sluice.telemetry.metrics_server import metrics_banner
 
     cfg = config_or_exit(config)
     if (workers or cfg.server.workers) > 1 and not cfg.redis:
@@ -71,9 +71,28 @@ def serve(
     configure_logging(cfg.server.log_level)
     # Migrate once here, so workers (or the app) start on a schema already at head.
     asyncio.run(_migrate(cfg.database))
-    options = dict(
-        host=bind_host,
-        port=bind_port,
+    options = _uvicorn_options(cfg, bind_host, bind_port)
+    url = f"http://{bind_host}:{bind_port}"
+    metrics = metrics_banner(cfg.metrics, n_workers)
+    if n_workers > 1:
+        announce(None, cfg, url, n_workers, metrics, config)()
+        _run_workers(config, n_workers, options)
+        return
+    sluice_app = SluiceApp(cfg)
+    show = announce(sluice_app, cfg, url, n_workers, metrics, config)
+    server = AnnouncingServer(uvicorn.Config(sluice_app, **options), show)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn logged why
+
+
+def _uvicorn_options(cfg: SluiceConfig, host: str, port: int) -> dict[str, Any]:
+    from sluice.server.edge_limits import http_protocol
+
+    return dict(
+        host=host,
+        port=port,
         loop="uvloop",
         http=http_protocol(cfg.server),  # httptools with edge limits (picklable for workers)
         lifespan="on",
@@ -82,24 +101,19 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=10,
     )
-    url = f"http://{bind_host}:{bind_port}"
-    metrics = metrics_banner(cfg.metrics, n_workers)
-    if n_workers > 1:
-        announce(None, cfg, url, n_workers, metrics, config)()
-        # Workers import the app by name; each builds its own state from the same file.
-        chosen = config or default_config_path()
-        if chosen is not None:
-            os.environ["SLUICE_CONFIG"] = str(chosen.resolve())
-        os.environ[WORKERS_ENV] = str(n_workers)  # metrics: one port per worker
-        uvicorn.run("sluice.server.app:create_app", factory=True, workers=n_workers, **options)  # type: ignore[arg-type]
-        return
-    sluice_app = SluiceApp(cfg)
-    show = announce(sluice_app, cfg, url, n_workers, metrics, config)
-    server = AnnouncingServer(uvicorn.Config(sluice_app, **options), show)  # type: ignore[arg-type]
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
-    if not server.started:
-        raise typer.Exit(3)  # uvicorn logged why
+
+
+def _run_workers(config: Path | None, n_workers: int, options: dict[str, Any]) -> None:
+    import uvicorn
+
+    from sluice.telemetry.metrics_server import WORKERS_ENV
+
+    # Workers import the app by name; each builds its own state from the same file.
+    chosen = config or default_config_path()
+    if chosen is not None:
+        os.environ["SLUICE_CONFIG"] = str(chosen.resolve())
+    os.environ[WORKERS_ENV] = str(n_workers)  # metrics: one port per worker
+    uvicorn.run("sluice.server.app:create_app", factory=True, workers=n_workers, **options)
 
 
 async def _migrate(url: str) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 
+from sluice.base.clock import SystemClock
 from sluice.cli.common import (
     ConfigOption,
     JsonOption,
@@ -18,7 +19,6 @@ from sluice.cli.common import (
     run,
 )
 from sluice.cli.tables import Col, print_table
-from sluice.core.clock import SystemClock
 from sluice.governance.windows import WINDOWS, window_bounds
 from sluice.store.tables import ledger
 
@@ -44,26 +44,7 @@ def spend(
     if by not in GROUPS:
         raise typer.BadParameter(f"--by must be one of {', '.join(GROUPS)}")
     cfg = config_or_exit(config)
-    column = GROUPS[by]
-    query = (
-        select(
-            column.label("group"),
-            func.count().label("requests"),
-            func.coalesce(func.sum(ledger.c.input_tokens), 0).label("input_tokens"),
-            func.coalesce(func.sum(ledger.c.output_tokens), 0).label("output_tokens"),
-            func.coalesce(func.sum(ledger.c.cache_read_tokens), 0).label("cache_read_tokens"),
-            func.coalesce(func.sum(ledger.c.cache_creation_tokens), 0).label(
-                "cache_creation_tokens"
-            ),
-            func.coalesce(func.sum(ledger.c.cost_micros), 0).label("cost_micros"),
-            # Rows whose model has no known price: their cost is unknown, not zero.
-            func.count(ledger.c.request_id)
-            .filter(ledger.c.cost_micros.is_(None))
-            .label("unpriced_requests"),
-        )
-        .group_by(column)
-        .order_by(column)
-    )
+    query = _totals(GROUPS[by])
     if window is not None:
         if window not in WINDOWS:
             raise typer.BadParameter(f"--window must be one of {', '.join(WINDOWS)}")
@@ -83,6 +64,33 @@ def spend(
             [{by: r["group"], **{k: int(v) for k, v in r.items() if k != "group"}} for r in rows]
         )
         return
+    _print(by, rows)
+
+
+def _totals(column: ColumnElement[Any]) -> Select[Any]:
+    """Requests, tokens and cost per value of ``column``."""
+    return (
+        select(
+            column.label("group"),
+            func.count().label("requests"),
+            func.coalesce(func.sum(ledger.c.input_tokens), 0).label("input_tokens"),
+            func.coalesce(func.sum(ledger.c.output_tokens), 0).label("output_tokens"),
+            func.coalesce(func.sum(ledger.c.cache_read_tokens), 0).label("cache_read_tokens"),
+            func.coalesce(func.sum(ledger.c.cache_creation_tokens), 0).label(
+                "cache_creation_tokens"
+            ),
+            func.coalesce(func.sum(ledger.c.cost_micros), 0).label("cost_micros"),
+            # Rows whose model has no known price: their cost is unknown, not zero.
+            func.count(ledger.c.request_id)
+            .filter(ledger.c.cost_micros.is_(None))
+            .label("unpriced_requests"),
+        )
+        .group_by(column)
+        .order_by(column)
+    )
+
+
+def _print(by: str, rows: list[dict[str, Any]]) -> None:
     print_table(
         [
             Col(by, keep=True),

@@ -17,8 +17,8 @@ from pydantic import (
     field_validator,
 )
 
+from sluice.base.patterns import compile_pattern
 from sluice.config.loader import ConfigProblem, ConfigProblems, problems_from_validation
-from sluice.governance.patterns import compile_pattern
 
 
 class _Closed(BaseModel):

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from sluice.core.json_spans import (
+from sluice.base.json_spans import (
     DuplicateMember,
     Member,
     array_elements,

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from sluice.base.asgi import Receive
+from sluice.base.usage import ResponseFacts
 from sluice.core.disconnect import DisconnectWatch
-from sluice.core.usage import ResponseFacts
+from sluice.core.tool_guard import ToolGuard
 from sluice.errors import GatewayError, InvalidRequest
 from sluice.governance.budgets import Admitted
 from sluice.governance.rate_limits import Lease
+from sluice.governance.virtual_key import VirtualKey
 from sluice.providers.base import UpstreamResponse
-from sluice.server.responses import Receive
-from sluice.store.keys_repo import VirtualKey
-
-if TYPE_CHECKING:  # MERGE: direct import once tool_guard is in core (layers branch)
-    from sluice.governance.tool_guard import ToolGuard
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from sluice.server.responses import Receive
+from sluice.base.asgi import Receive
 
 
 class DisconnectWatch:

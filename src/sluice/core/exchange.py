@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
+from sluice.base.asgi import Send, send_error, send_json
 from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 from sluice.core.relay import relay_error_safe
@@ -23,7 +24,6 @@ from sluice.core.steps.base import Steps
 from sluice.errors import GatewayError
 from sluice.governance.budgets import BYTES_PER_TOKEN
 from sluice.pricing import Pricing
-from sluice.server.responses import Send, send_error, send_json
 from sluice.store.ledger import LedgerWriter
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the response ended

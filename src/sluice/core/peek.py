@@ -20,21 +20,12 @@ from typing import Any, TypeGuard
 import msgspec
 import orjson
 
+from sluice.base.json_spans import duplicate_member, duplicate_path, raw_elements, raw_members
+from sluice.base.text import MAX_IDENTIFIER_CHARS, echo
 from sluice.core.context import RequestContext
-from sluice.core.json_spans import duplicate_member, duplicate_path, raw_elements, raw_members
 from sluice.errors import InvalidRequest
 
-# Identifiers the gateway stores and echoes (model, session id) are refused (model) or
-# truncated (session) past this many characters: the ledger's columns are 200 wide (longer
-# values would fail its insert on PostgreSQL), real model ids are under 100.
-MAX_IDENTIFIER_CHARS = 200
-_ECHO_CHARS = 64  # how much of a refused identifier an error message repeats
 _DECODE = msgspec.json.Decoder().decode
-
-
-def echo(value: str, limit: int = _ECHO_CHARS) -> str:
-    """``value`` cut for an error message or a log line."""
-    return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
 
 
 def repeated(member: str) -> InvalidRequest:

@@ -13,17 +13,17 @@ from typing import Any, Protocol
 
 import orjson
 
-from sluice.core.context import RequestContext
-from sluice.errors import GatewayError, ProviderError
-from sluice.logs import redact
-from sluice.providers.base import UpstreamResponse
-from sluice.server.responses import (
+from sluice.base.asgi import (
     Send,
     request_id_headers,
     send_bytes,
     send_error,
     sse_error_frame,
 )
+from sluice.core.context import RequestContext
+from sluice.errors import GatewayError, ProviderError
+from sluice.logs import redact
+from sluice.providers.base import UpstreamResponse
 from sluice.streaming.tap import AnthropicFactsObserver, SseObserver, StreamTap
 
 _SNIPPET = 300

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sluice.core.router import Router
 from sluice.errors import ModelNotAllowed, ModelNotRecognized
 from sluice.governance.model_access import model_permitted
+from sluice.governance.virtual_key import VirtualKey
 from sluice.providers.base import Provider
-from sluice.store.keys_repo import VirtualKey
 
 _SUGGESTIONS = 10
 

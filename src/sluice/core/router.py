@@ -18,8 +18,8 @@ from typing import Final
 from sluice.config.vk import FallbackConfig
 from sluice.core.context import RequestContext
 from sluice.errors import NoProviderConfigured
+from sluice.governance.virtual_key import VirtualKey
 from sluice.providers.base import Provider
-from sluice.store.keys_repo import VirtualKey
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,15 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sluice.backends.protocols import Ask, BudgetCounters, CounterKey, Granted
-from sluice.core.clock import Clock
-from sluice.core.usage import Usage
+from sluice.base.clock import Clock
+from sluice.base.usage import Usage
 from sluice.errors import BudgetExceeded, BudgetUnavailable
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
+from sluice.governance.virtual_key import VirtualKey
 from sluice.governance.webhooks import WebhookSender
 from sluice.governance.windows import window_bounds
 from sluice.pricing import Pricing
 from sluice.store.budgets_repo import Budget, BudgetsRepo
-from sluice.store.keys_repo import VirtualKey
 
 log = logging.getLogger("sluice.budgets")
 

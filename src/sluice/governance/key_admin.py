@@ -10,10 +10,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from sluice.base.clock import Clock
 from sluice.config.vk import VirtualKeyConfig
-from sluice.core.clock import Clock
 from sluice.governance import vk_format
-from sluice.store.keys_repo import KeysRepo, VirtualKey
+from sluice.governance.virtual_key import VirtualKey, key_from_row, key_to_row
+from sluice.store.keys_repo import KeysRepo
 
 DEFAULT_ROTATION_GRACE_S = 24 * 3600
 
@@ -35,7 +36,7 @@ async def resolve_key(repo: KeysRepo, ident: str) -> VirtualKey:
     """
     parsed = vk_format.parse_key(ident.strip())
     ident = parsed.key_id if parsed is not None else ident.strip()
-    found = await repo.find(ident)
+    found = [key_from_row(row) for row in await repo.find(ident)]
     exact = [k for k in found if k.id == ident]
     if exact:
         return exact[0]
@@ -88,11 +89,11 @@ class KeyAdmin:
             updated_at=now,
             config=config or VirtualKeyConfig(),
         )
-        await self._repo.insert(record)
+        await self._repo.insert(key_to_row(record))
         return MintedKey(record, secret)
 
     async def list_all(self) -> list[VirtualKey]:
-        return await self._repo.list_all()
+        return [key_from_row(row) for row in await self._repo.list_all()]
 
     async def resolve(self, ident: str) -> VirtualKey:
         """A key by its id, display prefix, name, or the full key itself."""
@@ -100,7 +101,7 @@ class KeyAdmin:
 
     async def _write(self, key: VirtualKey, **changes: Any) -> VirtualKey:
         updated = dataclasses.replace(key, updated_at=self._clock.now_ms(), **changes)
-        await self._repo.save(updated)
+        await self._repo.save(key_to_row(updated))
         return updated
 
     async def rotate(self, id_or_prefix: str, grace_s: int = DEFAULT_ROTATION_GRACE_S) -> MintedKey:

@@ -17,10 +17,11 @@ import contextlib
 import logging
 from collections import OrderedDict
 
-from sluice.core.clock import Clock
+from sluice.base.clock import Clock
 from sluice.errors import InvalidApiKey, VirtualKeyDisabled, VirtualKeyExpired, VirtualKeyRevoked
 from sluice.governance import vk_format
-from sluice.store.keys_repo import KeysRepo, VirtualKey
+from sluice.governance.virtual_key import VirtualKey, key_from_row
+from sluice.store.keys_repo import KeysRepo
 
 log = logging.getLogger("sluice.keys")
 
@@ -156,16 +157,18 @@ class KeyCache:
     async def _read(self, key_id: str) -> VirtualKey | None:
         generation = self._generation
         try:
-            key = await self._repo.get(key_id)
+            row = await self._repo.get(key_id)
         finally:
             self._loading.pop((key_id, generation), None)
         if generation != self._generation:
-            return key  # overlapped a reload: it may predate the change, so cache nothing
-        if key is None:
+            # overlapped a reload: it may predate the change, so cache nothing
+            return None if row is None else key_from_row(row)
+        if row is None:
             self._unknown[key_id] = self._clock.now_ms()
             if len(self._unknown) > self._unknown_max:
                 self._unknown.popitem(last=False)
             return None
+        key = key_from_row(row)
         self._unknown.pop(key_id, None)
         self._keys[key_id] = key
         return key
@@ -186,10 +189,12 @@ class KeyCache:
         per id under a flood); ``reload`` does, for changes the CLI waits on."""
         async with self._refresh_lock:
             if since_ms is None:
-                changed = await self._repo.get_many(list(self._keys))
+                rows = await self._repo.get_many(list(self._keys))
+                changed = [key_from_row(row) for row in rows]
                 self.forget_unknown()
             else:
-                changed = await self._repo.changed_since(since_ms)
+                rows = await self._repo.changed_since(since_ms)
+                changed = [key_from_row(row) for row in rows]
             for key in changed:
                 self._unknown.pop(key.id, None)
                 if key.id in self._keys:
@@ -203,7 +208,7 @@ class KeyCache:
             self._generation += 1
             self.forget_unknown()
             cached = list(self._keys)
-            fresh = {key.id: key for key in await self._repo.get_many(cached)}
+            fresh = {row.id: key_from_row(row) for row in await self._repo.get_many(cached)}
             for key_id in cached:
                 if key_id in fresh:
                     self._keys[key_id] = fresh[key_id]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sluice.governance.patterns import Pattern, PatternError, compile_pattern
-from sluice.store.keys_repo import VirtualKey
+from sluice.base.patterns import Pattern, PatternError, compile_pattern
+from sluice.governance.virtual_key import VirtualKey
 
 
 @lru_cache(maxsize=4096)

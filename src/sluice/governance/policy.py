@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sluice.base.patterns import MAX_MATCHED_CHARS, Pattern, PatternError, compile_pattern
+from sluice.base.text import echo
 from sluice.config.vk import AllowDeny, VirtualKeyConfig
-from sluice.core.peek import echo
 from sluice.errors import ToolNotAllowed, UrlNotAllowed
-from sluice.governance.patterns import MAX_MATCHED_CHARS, Pattern, PatternError, compile_pattern
-from sluice.store.keys_repo import VirtualKey
+from sluice.governance.virtual_key import VirtualKey
 
 _URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
 

@@ -10,8 +10,8 @@ across replicas.
 from __future__ import annotations
 
 from sluice.backends.protocols import Lease, RateStore
+from sluice.base.clock import Clock
 from sluice.config.vk import RateLimits
-from sluice.core.clock import Clock
 from sluice.errors import RateLimited, RateLimitUnavailable
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
 from sluice.governance.windows import window_bounds

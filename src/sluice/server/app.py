@@ -14,14 +14,14 @@ import time
 from typing import Any
 
 from sluice import __version__
+from sluice.base.asgi import Receive, Scope, Send, send_error, send_json
+from sluice.base.clock import Clock, SystemClock, new_request_id
 from sluice.config.loader import load_config
 from sluice.config.models import SluiceConfig
-from sluice.core.clock import Clock, SystemClock, new_request_id
 from sluice.errors import NotFound
 from sluice.logs import configure_logging
 from sluice.server.models_route import handle_models
 from sluice.server.proxy_route import handle_proxy
-from sluice.server.responses import Receive, Scope, Send, send_error, send_json
 from sluice.server.services import Services, build_services
 
 log = logging.getLogger("sluice")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.backends.factory import Backend, build_backend
+from sluice.base.clock import Clock
 from sluice.config.models import SluiceConfig
-from sluice.core.clock import Clock
 from sluice.governance.budgets import BudgetGate
 from sluice.governance.config_sync import ConfigSync
 from sluice.governance.outage import Outage

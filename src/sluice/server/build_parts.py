@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.base.clock import Clock
 from sluice.config.models import ProviderConfig, SluiceConfig
 from sluice.config.providers import AnyProviderConfig
 from sluice.core.breaker import CircuitBreaker
-from sluice.core.clock import Clock
 from sluice.core.fallback import FallbackSender
 from sluice.core.resolve import ModelResolver
 from sluice.core.router import Router

@@ -30,7 +30,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.server import ServerState
 
-from sluice.core.clock import new_request_id
+from sluice.base.asgi import anthropic_error_body, error_headers, request_id_headers
+from sluice.base.clock import new_request_id
 from sluice.errors import (
     GatewayError,
     RequestHeadersTooLarge,
@@ -38,7 +39,6 @@ from sluice.errors import (
     TooManyConnections,
 )
 from sluice.server.edge_limits import EdgeLimits
-from sluice.server.responses import anthropic_error_body, error_headers, request_id_headers
 
 log = logging.getLogger("sluice.edge")
 

@@ -10,14 +10,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from sluice.core.clock import new_request_id
+from sluice.base.asgi import Receive, Scope, Send, send_error, send_json
+from sluice.base.clock import new_request_id
 from sluice.core.steps.identify import presented_key
 from sluice.errors import GatewayError, InvalidRequest, NotFound
 from sluice.governance.model_access import model_permitted
+from sluice.governance.virtual_key import VirtualKey
 from sluice.providers.base import ModelInfo
-from sluice.server.responses import Receive, Scope, Send, send_error, send_json
 from sluice.server.services import Services
-from sluice.store.keys_repo import VirtualKey
 
 
 async def visible_models(services: Services, key: VirtualKey) -> list[ModelInfo]:

@@ -11,10 +11,10 @@ import asyncio
 import logging
 import time
 
-from sluice.core.clock import new_request_id
+from sluice.base.asgi import Receive, Scope, Send
+from sluice.base.clock import new_request_id
 from sluice.core.context import RequestContext
 from sluice.errors import GatewayError, InternalError
-from sluice.server.responses import Receive, Scope, Send
 from sluice.server.services import Services
 
 log = logging.getLogger("sluice")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.base.clock import Clock
 from sluice.config.models import SluiceConfig
-from sluice.core.clock import Clock
 from sluice.core.exchange import Exchange
 from sluice.core.fallback import FallbackSender
 from sluice.core.resolve import ModelResolver

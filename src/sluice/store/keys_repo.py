@@ -1,22 +1,24 @@
-"""Virtual key rows: read and write. No business rules here (see governance.key_admin)."""
+"""Virtual key rows: read and write, as plain rows. No business rules here (see
+governance.key_admin); governance.virtual_key turns rows into ``VirtualKey``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.config.vk import VirtualKeyConfig
 from sluice.store import config_version
 from sluice.store.tables import virtual_keys
 
 
 @dataclass(frozen=True, slots=True)
-class VirtualKey:
+class KeyRow:
+    """One ``virtual_keys`` row as stored; ``config`` is the key config's JSON document, which
+    governance parses and validates (``sluice.governance.virtual_key``)."""
+
     id: str
     name: str
     environment: str
@@ -34,53 +36,27 @@ class VirtualKey:
     previous_valid_until: int | None = None
     expires_at: int | None = None
     last_used_at: int | None = None
-    config: VirtualKeyConfig = field(default_factory=VirtualKeyConfig)
-
-    def public_dict(self) -> dict[str, Any]:
-        """Everything an admin may see; never the hashes."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "display_prefix": self.display_prefix,
-            "environment": self.environment,
-            "status": self.status,
-            "project": self.project,
-            "principal": self.principal,
-            "team": self.team,
-            "organization": self.organization,
-            "expires_at": self.expires_at,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "last_used_at": self.last_used_at,
-            "rotation_grace_until": self.previous_valid_until,
-            "config": self.config.to_document(),
-        }
+    config: str = "{}"
 
 
-def _from_row(row: RowMapping) -> VirtualKey:
-    values = dict(row)
-    document = orjson.loads(values["config"] or "{}")
-    values["config"] = VirtualKeyConfig.model_validate(document, context={"stored": True})
-    return VirtualKey(**values)
+def _from_row(row: RowMapping) -> KeyRow:
+    return KeyRow(**dict(row))
 
 
-def _to_row(key: VirtualKey) -> dict[str, Any]:
-    row = {name: getattr(key, name) for name in VirtualKey.__slots__ if name != "config"}
-    row["config"] = orjson.dumps(key.config.to_document()).decode()
-    return row
+def _to_row(key: KeyRow) -> dict[str, Any]:
+    return {name: getattr(key, name) for name in KeyRow.__slots__}
 
 
 class KeysRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def insert(self, key: VirtualKey) -> None:
+    async def insert(self, key: KeyRow) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(virtual_keys.insert().values(**_to_row(key)))
             await config_version.bump(conn)
 
-    async def get(self, key_id: str) -> VirtualKey | None:
+    async def get(self, key_id: str) -> KeyRow | None:
         async with self._engine.connect() as conn:
             row = (
                 (await conn.execute(select(virtual_keys).where(virtual_keys.c.id == key_id)))
@@ -89,7 +65,7 @@ class KeysRepo:
             )
         return _from_row(row) if row is not None else None
 
-    async def find(self, ident: str) -> list[VirtualKey]:
+    async def find(self, ident: str) -> list[KeyRow]:
         """By exact id, display prefix or name (a prefix or a name may match several keys)."""
         c = virtual_keys.c
         query = select(virtual_keys).where(
@@ -105,19 +81,19 @@ class KeysRepo:
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).first() is not None
 
-    async def list_all(self) -> list[VirtualKey]:
+    async def list_all(self) -> list[KeyRow]:
         query = select(virtual_keys).order_by(virtual_keys.c.created_at)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [_from_row(r) for r in rows]
 
-    async def changed_since(self, since_ms: int) -> list[VirtualKey]:
+    async def changed_since(self, since_ms: int) -> list[KeyRow]:
         query = select(virtual_keys).where(virtual_keys.c.updated_at >= since_ms)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [_from_row(r) for r in rows]
 
-    async def get_many(self, ids: list[str]) -> list[VirtualKey]:
+    async def get_many(self, ids: list[str]) -> list[KeyRow]:
         if not ids:
             return []
         query = select(virtual_keys).where(virtual_keys.c.id.in_(ids))
@@ -125,7 +101,7 @@ class KeysRepo:
             rows = (await conn.execute(query)).mappings().all()
         return [_from_row(r) for r in rows]
 
-    async def save(self, key: VirtualKey) -> None:
+    async def save(self, key: KeyRow) -> None:
         row = _to_row(key)
         row.pop("id")
         row.pop("last_used_at")  # owned by the ledger writer (batched with its inserts)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import delete, func, select
@@ -12,8 +12,46 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.store.tables import trace_spans
 
-if TYPE_CHECKING:  # telemetry imports this module
-    from sluice.telemetry.spans import SpanRecord
+
+class StoredSpan(Protocol):
+    """What the store reads of a span (telemetry's ``SpanRecord`` has it): the store sits
+    below telemetry, so it names the shape, not the class."""
+
+    @property
+    def trace_hex(self) -> str: ...
+    @property
+    def span_hex(self) -> str: ...
+    @property
+    def parent_id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def start_ns(self) -> int: ...
+    @property
+    def end_ns(self) -> int: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def key_id(self) -> str | None: ...
+    @property
+    def project(self) -> str | None: ...
+    @property
+    def agent(self) -> str | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cost_micros(self) -> int | None: ...
+
 
 _UPDATED = (
     "parent_span_id",
@@ -122,7 +160,7 @@ class TracesRepo:
             return [dict(r) for r in rows.mappings().all()]
 
 
-def span_row(span: SpanRecord) -> dict[str, Any]:
+def span_row(span: StoredSpan) -> dict[str, Any]:
     """A span as its store row (attributes as JSON)."""
     return {
         "trace_id": span.trace_hex,

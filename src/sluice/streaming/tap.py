@@ -12,7 +12,7 @@ from typing import Protocol
 
 import orjson
 
-from sluice.core.usage import ResponseFacts
+from sluice.base.usage import ResponseFacts
 from sluice.errors import GatewayError
 from sluice.streaming.sse import SseEvent, SseSplitter
 

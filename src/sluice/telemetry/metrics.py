@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sluice.base.asgi import Send
 from sluice.base.settlement import Settlement
 from sluice.errors import GatewayError
-from sluice.server.responses import Send
 from sluice.telemetry.labels import (
     AUTH_REASONS,
     FALLBACK_REASONS,

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from sluice.base.settlement import Settlement
+from sluice.base.usage import ResponseFacts
 from sluice.core.context import RequestContext
-from sluice.core.usage import ResponseFacts
 from sluice.telemetry.turns import Turn, opening_messages
 
 AttrValue = str | bool | int | float | Sequence[str]

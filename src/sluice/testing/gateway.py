@@ -16,8 +16,8 @@ import socket
 
 import uvicorn
 
+from sluice.base.clock import Clock
 from sluice.config.models import SluiceConfig
-from sluice.core.clock import Clock
 from sluice.server.app import SluiceApp
 from sluice.server.edge_limits import http_protocol
 

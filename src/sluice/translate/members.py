@@ -16,7 +16,7 @@ from collections.abc import Collection
 
 import msgspec
 
-from sluice.core.json_spans import SpanError, as_text, iter_members
+from sluice.base.json_spans import SpanError, as_text, iter_members
 
 _DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _WS = " \t\r\n"

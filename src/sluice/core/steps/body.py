@@ -3,12 +3,12 @@ client going away, then peek the few fields the gateway needs from a parsed copy
 
 from __future__ import annotations
 
+from sluice.base.asgi import Receive
 from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 from sluice.core.disconnect import DisconnectWatch
 from sluice.core.peek import peek_messages_body
 from sluice.core.steps.identify import too_large
-from sluice.server.responses import Receive
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

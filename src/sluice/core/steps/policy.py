@@ -12,9 +12,9 @@ from sluice.core.body_edit import strip_named
 from sluice.core.context import RequestContext
 from sluice.core.peek import check_tools, last_message, loads
 from sluice.core.steps.limits import Spawn
+from sluice.core.tool_guard import ToolGuard
 from sluice.errors import ModelNotAllowed
 from sluice.governance.policy import KeyPolicy, PolicyBook
-from sluice.governance.tool_guard import ToolGuard
 from sluice.governance.verdicts import Verdicts, body_fingerprint
 
 

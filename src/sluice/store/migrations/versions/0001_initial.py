@@ -16,11 +16,20 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _settings()
+    _virtual_keys()
+    _ledger()
+
+
+def _settings() -> None:
     op.create_table(
         "settings",
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("value", sa.Text, nullable=False),
     )
+
+
+def _virtual_keys() -> None:
     op.create_table(
         "virtual_keys",
         sa.Column("id", sa.String(26), primary_key=True),
@@ -44,6 +53,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_virtual_keys_display_prefix", "virtual_keys", ["display_prefix"])
     op.create_index("ix_virtual_keys_updated_at", "virtual_keys", ["updated_at"])
+
+
+def _ledger() -> None:
     op.create_table(
         "ledger",
         sa.Column("request_id", sa.String(40), primary_key=True),

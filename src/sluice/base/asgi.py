@@ -1,4 +1,5 @@
-"""Writing responses on raw ASGI: JSON bodies, the error envelope, request id headers."""
+"""ASGI type aliases and writing responses on raw ASGI: JSON bodies, the error envelope,
+request id headers, SSE error frames. Low in the house so every layer can render an error."""
 
 from __future__ import annotations
 
