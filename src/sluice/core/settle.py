@@ -44,8 +44,7 @@ def settle_request(
         model_sent=ctx.model_sent,
         streaming=ctx.stream,
         status=ctx.status,
-        # A stream that started (200) and then got an upstream `event: error` keeps its 200;
-        # the event's error type says what went wrong.
+        # A started stream that got an upstream `event: error` keeps its 200, with its type.
         error_code=ctx.error_code or ctx.facts.stream_error_type,
         stop_reason=ctx.facts.stop_reason,
         input_tokens=usage.input_tokens,

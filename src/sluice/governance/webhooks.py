@@ -8,13 +8,12 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
 
-if TYPE_CHECKING:
-    from sluice.store.budgets_repo import Budget
+from sluice.store.budgets_repo import Budget
 
 log = logging.getLogger("sluice.webhooks")
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-if TYPE_CHECKING:
-    from sluice.config.models import ServerConfig
+from sluice.config.models import ServerConfig
 
 
 @dataclass(frozen=True, slots=True)
