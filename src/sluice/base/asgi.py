@@ -16,6 +16,36 @@ Scope = MutableMapping[str, Any]
 
 JSON_CT = (b"content-type", b"application/json")
 
+# The scope extension under which Sluice's HTTP protocol hands a request its DisconnectSignal.
+DISCONNECT_EXTENSION = "sluice.disconnect"
+
+
+class DisconnectSignal:
+    """Per request: the server fires it when the client's connection is lost before the
+    response completed. A handler registers one callback instead of keeping a task blocked
+    on ``receive`` for the request's lifetime (a task per request costs ~13 µs)."""
+
+    __slots__ = ("callback", "fired")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+        self.fired = False
+
+    def on(self, callback: Callable[[], None]) -> None:
+        if self.fired:
+            callback()
+        else:
+            self.callback = callback
+
+    def off(self) -> None:
+        self.callback = None
+
+    def fire(self) -> None:
+        self.fired = True
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
+
 
 def request_id_headers(request_id: str) -> list[tuple[bytes, bytes]]:
     rid = request_id.encode("ascii")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import orjson
@@ -30,7 +30,13 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.server import ServerState
 
-from sluice.base.asgi import anthropic_error_body, error_headers, request_id_headers
+from sluice.base.asgi import (
+    DISCONNECT_EXTENSION,
+    DisconnectSignal,
+    anthropic_error_body,
+    error_headers,
+    request_id_headers,
+)
 from sluice.base.clock import new_request_id
 from sluice.errors import (
     GatewayError,
@@ -122,7 +128,14 @@ class SluiceHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            # The request's handler learns it from a callback, not a task on receive().
+            extensions = cast(dict[str, Any], cycle.scope.get("extensions") or {})
+            signal = extensions.get(DISCONNECT_EXTENSION)
+            if isinstance(signal, DisconnectSignal):
+                signal.fire()
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, plus the limits: its own would answer 400 to a refusal.
@@ -186,6 +199,7 @@ class SluiceHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        cast(dict[str, Any], self.scope)["extensions"] = {DISCONNECT_EXTENSION: DisconnectSignal()}
         self._head_open, self._idle = True, False
         self._begun += 1
         self._head_bytes = 0

@@ -14,6 +14,7 @@ import time
 from sluice.base.asgi import Receive, Scope, Send
 from sluice.base.clock import new_request_id
 from sluice.core.context import RequestContext
+from sluice.core.disconnect import DisconnectWatch
 from sluice.errors import GatewayError, InternalError
 from sluice.server.services import Services
 
@@ -32,6 +33,7 @@ async def handle_proxy(
         started=time.perf_counter(),
         started_ms=services.clock.now_ms(),
         receive=receive,
+        disconnect=DisconnectWatch(scope, receive),
     )
     exchange = services.exchange
     exchange.prepare(ctx)

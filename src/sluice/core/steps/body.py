@@ -6,7 +6,6 @@ from __future__ import annotations
 from sluice.base.asgi import Receive
 from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
-from sluice.core.disconnect import DisconnectWatch
 from sluice.core.peek import peek_messages_body
 from sluice.core.steps.identify import too_large
 
@@ -41,7 +40,8 @@ class ReadBody:
     async def admit(self, ctx: RequestContext) -> None:
         assert ctx.receive is not None
         ctx.body = ctx.received_body = await read_body(ctx.receive, self.limit)
-        ctx.disconnect = DisconnectWatch(ctx.receive, ctx.client_gone)
+        if ctx.disconnect is not None:
+            ctx.disconnect.start(ctx.client_gone)
         peek_messages_body(ctx)
 
     def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
