@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -64,7 +65,15 @@ async def test_spend_by_principal_model_and_session(
             ) as r:
                 assert r.status == 200
                 await r.read()
-    assert len(await gateway.ledger_rows()) == 3
+        # Claude Code's /context sends count_tokens calls: counted apart, not as requests.
+        count = {"model": "claude-opus-4-8", "messages": [{"role": "user", "content": "x"}]}
+        async with s.post(
+            f"{gateway.url}/v1/messages/count_tokens",
+            json=count,
+            headers={"x-api-key": gateway.key, "x-claude-code-session-id": "s1"},
+        ) as r:
+            assert r.status == 200
+    assert len(await gateway.ledger_rows()) == 4
     cfg = tmp_path / "spend.yaml"
     cfg.write_text(f"database: sqlite:///{gateway.db_path}\nsecret_key: {SECRET}\n")
     by_principal = json.loads(
@@ -74,6 +83,7 @@ async def test_spend_by_principal_model_and_session(
         {
             "principal": "alice",
             "requests": 2,
+            "token_counts": 1,
             "input_tokens": 20,
             "output_tokens": 10,
             "cache_read_tokens": 200,
@@ -85,6 +95,7 @@ async def test_spend_by_principal_model_and_session(
         {
             "principal": "bob",
             "requests": 1,
+            "token_counts": 0,
             "input_tokens": 10,
             "output_tokens": 5,
             "cache_read_tokens": 100,
@@ -121,3 +132,54 @@ async def test_spend_by_principal_model_and_session(
         )
     )
     assert future == []
+
+
+async def test_ledger_keeps_claude_codes_hints_and_spend_groups_by_them(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """With CLAUDE_CODE_GATEWAY_HINT_HEADERS=1 each call says what it is (main, subagent,
+    compaction, ...) and which agent made it: the ledger keeps both, so a team can see what
+    compaction or subagents cost them. Over-long values are cut, never stored whole."""
+    calls = [
+        {"x-claude-code-request-class": "main"},
+        {"x-claude-code-request-class": "main"},
+        {
+            "x-claude-code-request-class": "subagent",
+            "x-claude-code-agent-id": "agent-7",
+            "x-claude-code-parent-agent-id": "agent-1",
+        },
+        {"x-claude-code-request-class": "compaction" + "x" * 500},
+        {},  # an older CLI, or hints off
+    ]
+    body = {
+        "model": "claude-opus-4-8",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    async with aiohttp.ClientSession() as s:
+        for hints in calls:
+            headers = {"x-api-key": gateway.key, **hints}
+            async with s.post(f"{gateway.url}/v1/messages", json=body, headers=headers) as r:
+                assert r.status == 200
+    rows = await gateway.ledger_rows()  # several may share a millisecond: compare as a bag
+    assert Counter((r["request_class"], r["agent_id"], r["parent_agent_id"]) for r in rows) == {
+        ("main", None, None): 2,
+        ("subagent", "agent-7", "agent-1"): 1,
+        ("compaction" + "x" * 22, None, None): 1,
+        (None, None, None): 1,
+    }
+    cfg = tmp_path / "spend.yaml"
+    cfg.write_text(f"database: sqlite:///{gateway.db_path}\nsecret_key: {SECRET}\n")
+    by_class = json.loads(
+        await run_sluice("spend", "--by", "request_class", "--json", "--config", str(cfg))
+    )
+    assert {r["request_class"]: r["requests"] for r in by_class} == {
+        None: 1,
+        "compaction" + "x" * 22: 1,
+        "main": 2,
+        "subagent": 1,
+    }
+    by_agent = json.loads(
+        await run_sluice("spend", "--by", "agent", "--json", "--config", str(cfg))
+    )
+    assert {r["agent"]: r["requests"] for r in by_agent} == {None: 4, "agent-7": 1}

@@ -105,6 +105,8 @@ async def test_trace_store_contract(engine: AsyncEngine) -> None:
     assert (first["start_ns"], first["end_ns"]) == (1_000_000_000, 3_000_000_000)
     assert first["agent"] == "claude-code" and first["session_id"] == "s1"
     assert turns[0]["errors"] == 1
+    # T2's model call has no price: `traces list` shows its cost as unknown, not $0.
+    assert (turns[0]["unpriced_calls"], first["unpriced_calls"]) == (1, 0)
     assert [t["trace_id"] for t in await repo.turns(session="s2")] == [T2]
     assert [t["trace_id"] for t in await repo.turns(key="KEY1")] == [T1]
     assert await repo.turns(key="nobody") == []

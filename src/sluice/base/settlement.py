@@ -51,6 +51,9 @@ LEDGER_COLUMNS = (
     "policy_violation",
     "cost_micros",
     "budget_micros",
+    "request_class",
+    "agent_id",
+    "parent_agent_id",
 )
 
 
@@ -92,6 +95,9 @@ class Settlement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     policy_violation: str | None = None  # the rule that refused or cut this request
     cost_micros: int | None = None  # None: usage without a known price
     budget_micros: int = 0  # what budgets count (a fallback price when unpriced)
+    request_class: str | None = None  # x-claude-code-request-class (main, subagent, ...)
+    agent_id: str | None = None  # x-claude-code-agent-id
+    parent_agent_id: str | None = None  # x-claude-code-parent-agent-id
 
     # --- for observers -----------------------------------------------------------------
     provider_kind: str | None = None  # anthropic | bedrock | vertex | openai

@@ -28,11 +28,16 @@ GROUPS = {
     "project": ledger.c.project,
     "model": ledger.c.model_sent,
     "session": ledger.c.session_id,
+    # Claude Code's gateway hints: what compaction, subagents and titles cost a team.
+    "request_class": ledger.c.request_class,
+    "agent": ledger.c.agent_id,
 }
 
 
 def spend(
-    by: str = typer.Option("key", "--by", help="key, principal, project, model or session"),
+    by: str = typer.Option(
+        "key", "--by", help="key, principal, project, model, session, request_class or agent"
+    ),
     since: str | None = typer.Option(None, "--since", help="A date, or a duration back like 7d."),
     window: str | None = typer.Option(
         None, "--window", help="The current UTC window: minute, hour, day, week, month or total."
@@ -40,7 +45,7 @@ def spend(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Token totals per key, principal, project, model or session."""
+    """Token totals per key, principal, project, model, session, request class or agent."""
     if by not in GROUPS:
         raise typer.BadParameter(f"--by must be one of {', '.join(GROUPS)}")
     cfg = config_or_exit(config)
@@ -68,11 +73,14 @@ def spend(
 
 
 def _totals(column: ColumnElement[Any]) -> Select[Any]:
-    """Requests, tokens and cost per value of ``column``."""
+    """Requests, tokens and cost per value of ``column``. Token counts (count_tokens calls:
+    the CLI's /context makes dozens) are counted apart from model requests."""
+    counting = ledger.c.endpoint == "count_tokens"
     return (
         select(
             column.label("group"),
-            func.count().label("requests"),
+            func.count().filter(~counting).label("requests"),
+            func.count().filter(counting).label("token_counts"),
             func.coalesce(func.sum(ledger.c.input_tokens), 0).label("input_tokens"),
             func.coalesce(func.sum(ledger.c.output_tokens), 0).label("output_tokens"),
             func.coalesce(func.sum(ledger.c.cache_read_tokens), 0).label("cache_read_tokens"),
@@ -95,6 +103,7 @@ def _print(by: str, rows: list[dict[str, Any]]) -> None:
         [
             Col(by, keep=True),
             Col("requests", justify="right"),
+            Col("token counts", justify="right", drop=5),
             Col("cost USD", justify="right"),
             Col("input", justify="right", drop=4),
             Col("output", justify="right", drop=3),
@@ -105,6 +114,7 @@ def _print(by: str, rows: list[dict[str, Any]]) -> None:
             [
                 r["group"],
                 r["requests"],
+                r["token_counts"],
                 _cost(r),
                 r["input_tokens"],
                 r["output_tokens"],

@@ -90,12 +90,21 @@ def list_traces(
             str(r["model_calls"]),
             str(r["tools"]),
             f"{int(r['input_tokens'])}/{int(r['output_tokens'])}",
-            f"{int(r['cost_micros']) / 1e6:.6f}",
+            _turn_cost(r),
             _duration(int(r["start_ns"]), int(r["end_ns"])),
             iso(int(r["start_ns"]) // 1_000_000),
         )
     # Never squash a row into unreadable columns: a wide line wraps, like kubectl's.
     Console(width=max(console.width, 180)).print(table)
+
+
+def _turn_cost(row: dict[str, Any]) -> str:
+    """An unpriced model's calls make the cost unknown, never $0.000000."""
+    unpriced = int(row["unpriced_calls"])
+    if unpriced and unpriced == int(row["model_calls"]):
+        return "unknown"
+    cost = f"{int(row['cost_micros']) / 1e6:.6f}"
+    return f"{cost} (+{unpriced} unpriced)" if unpriced else cost
 
 
 def _safe(value: object) -> str:
@@ -111,8 +120,14 @@ def _label(span: dict[str, Any]) -> str:
         cached = attrs.get("gen_ai.usage.cache_read.input_tokens")
         if cached:
             parts.append(f"cache read {cached}")
-        if span["cost_micros"] is not None:
-            parts.append(f"${span['cost_micros'] / 1e6:.6f}")
+        written = attrs.get("gen_ai.usage.cache_creation.input_tokens")
+        if written:
+            parts.append(f"cache write {written}")
+        cost = span["cost_micros"]
+        if cost is not None:
+            parts.append(f"${cost / 1e6:.6f}")
+        elif span["input_tokens"] or span["output_tokens"]:
+            parts.append("cost unknown")  # used tokens of a model with no known price
         if attrs.get("gen_ai.response.finish_reasons"):
             parts.append(f"stop {_safe(','.join(attrs['gen_ai.response.finish_reasons']))}")
         if span["request_id"]:

@@ -43,6 +43,10 @@ class RequestContext:
     stream: bool = False
     max_tokens: int | None = None
     session_id: str | None = None
+    # Claude Code's gateway hint headers (CLAUDE_CODE_GATEWAY_HINT_HEADERS=1), capped.
+    request_class: str | None = None
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
     key: VirtualKey | None = None
     provider_id: str | None = None
     provider_kind: str | None = None

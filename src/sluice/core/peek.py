@@ -174,10 +174,32 @@ def peek_messages_body(ctx: RequestContext) -> None:
     ctx.stream = _small(members.get("stream")) is True
     max_tokens = _small(members.get("max_tokens"))
     ctx.max_tokens = max_tokens if isinstance(max_tokens, int) else None
-    header_session = ctx.header(b"x-claude-code-session-id")
+    header_session = _read_hints(ctx)
     session = (
         header_session.decode("latin-1")
         if header_session
         else _session_from_metadata(_small(members.get("metadata")))
     )
     ctx.session_id = session[:MAX_IDENTIFIER_CHARS] if session else session
+
+
+_REQUEST_CLASS_CHARS = 32
+
+
+def _read_hints(ctx: RequestContext) -> bytes | None:
+    """Claude Code's identity headers, in one pass over the headers: the session id (returned),
+    and with CLAUDE_CODE_GATEWAY_HINT_HEADERS=1 the request class and agent ids (on ``ctx``,
+    capped: they are stored and shown, never trusted)."""
+    session = None
+    for name, value in ctx.headers:
+        if not name.startswith(b"x-claude-code-"):
+            continue
+        if name == b"x-claude-code-session-id":
+            session = session or value
+        elif name == b"x-claude-code-request-class":
+            ctx.request_class = value[:_REQUEST_CLASS_CHARS].decode("latin-1")
+        elif name == b"x-claude-code-agent-id":
+            ctx.agent_id = value[:MAX_IDENTIFIER_CHARS].decode("latin-1")
+        elif name == b"x-claude-code-parent-agent-id":
+            ctx.parent_agent_id = value[:MAX_IDENTIFIER_CHARS].decode("latin-1")
+    return session

@@ -83,6 +83,11 @@ ledger = Table(
     Column("policy_violation", Text, nullable=True),
     Column("cost_micros", BigInteger, nullable=True),  # null: no known price (never 0)
     Column("budget_micros", BigInteger, nullable=True),  # what budgets count (fallback price)
+    # Claude Code's gateway hints: main, subagent, workflow, compaction or auxiliary; and
+    # the agent (a subagent's id, with its parent's) that made the call.
+    Column("request_class", String(32), nullable=True),
+    Column("agent_id", String(200), nullable=True),
+    Column("parent_agent_id", String(200), nullable=True),
 )
 
 budgets = Table(

@@ -126,6 +126,10 @@ class TracesRepo:
                 func.coalesce(func.sum(c.input_tokens), 0).label("input_tokens"),
                 func.coalesce(func.sum(c.output_tokens), 0).label("output_tokens"),
                 func.coalesce(func.sum(c.cost_micros), 0).label("cost_micros"),
+                # Model calls whose model has no known price: the turn's cost is incomplete.
+                func.count()
+                .filter(c.name.like("chat %"), c.cost_micros.is_(None))
+                .label("unpriced_calls"),
                 func.count().filter(c.error.is_not(None)).label("errors"),
                 func.min(c.start_ns).label("start_ns"),
                 func.max(c.end_ns).label("end_ns"),
