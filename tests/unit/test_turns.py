@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from sluice.core.context import RequestContext
 from sluice.core.peek import peek_messages_body
 from sluice.telemetry.turns import (
+    NO_HINTS,
+    Hints,
     agent_name,
     detect_turn,
     parse_traceparent,
@@ -243,3 +245,52 @@ def test_an_image_is_part_of_the_turn_key() -> None:
         detect_turn(raw([image("AAAA")]), SESSION, "r").turn_key
         != detect_turn(raw([image("BBBB")]), SESSION, "r").turn_key
     )
+
+
+# --- Claude Code's gateway hint headers (CLAUDE_CODE_GATEWAY_HINT_HEADERS=1) -----------------
+
+
+def test_prompt_id_names_the_turn_whatever_shape_the_message_takes() -> None:
+    """2.1.332 sends the opening message as blocks, then as a string: with the prompt id the
+    shape never matters (and neither does the text: the id is the turn)."""
+    hints = Hints(prompt_id="p-1", request_class="main")
+    blocks = detect_turn(raw([user("list files")]), "s", "r1", hints=hints)
+    as_string = [{"role": "user", "content": "list files"}, assistant_tool("t1"), tool_result("t1")]
+    step2 = detect_turn(raw(as_string), "s", "r2", hints=hints)
+    assert blocks.opens and not step2.opens
+    assert blocks.trace_id == step2.trace_id and blocks.root_span_id == step2.root_span_id
+    assert step2.chat_span_for(1) == blocks.chat_span_id  # the tool's asker is found
+    other = detect_turn(raw([user("list files")]), "s", "r3", hints=Hints(prompt_id="p-2"))
+    assert other.trace_id != blocks.trace_id
+
+
+def test_a_subagent_is_its_own_namespace_under_its_parents_root_in_the_same_trace() -> None:
+    main = detect_turn(raw([user("review this")]), "s", "r1", hints=Hints(prompt_id="p"))
+    sub_hints = Hints(prompt_id="p", request_class="subagent", agent_id="a7")
+    sub = detect_turn(raw([user("look at foo.py")]), "s", "r2", hints=sub_hints)
+    assert sub.trace_id == main.trace_id
+    assert sub.opens and sub.caller_span_id == main.root_span_id
+    assert sub.root_span_id != main.root_span_id
+    assert sub.chat_span_id != main.chat_span_id  # same message count, no collision
+    nested = Hints(prompt_id="p", request_class="subagent", agent_id="a8", parent_agent_id="a7")
+    grandchild = detect_turn(raw([user("deeper")]), "s", "r3", hints=nested)
+    assert grandchild.caller_span_id == sub.root_span_id
+
+
+def test_compaction_and_auxiliary_calls_never_open_a_turn() -> None:
+    main = detect_turn(raw([user("go")]), "s", "r1", hints=Hints(prompt_id="p"))
+    for kind in ("compaction", "auxiliary"):
+        side = detect_turn(
+            raw([user("summarise the conversation")]),
+            "s",
+            "r2",
+            hints=Hints(prompt_id="p", request_class=kind),
+        )
+        assert not side.opens
+        assert (side.trace_id, side.root_span_id) == (main.trace_id, main.root_span_id)
+        assert side.chat_span_id != main.chat_span_id
+
+
+def test_without_hints_ids_are_unchanged() -> None:
+    history = raw([user("hello")])
+    assert detect_turn(history, "s", "r") == detect_turn(history, "s", "r", hints=NO_HINTS)

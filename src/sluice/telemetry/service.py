@@ -20,12 +20,15 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.base.settlement import Settlement
+from sluice.base.text import MAX_IDENTIFIER_CHARS
 from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
 from sluice.telemetry.sink import SpanSink
 from sluice.telemetry.spans import Finished
 from sluice.telemetry.turns import (
+    NO_HINTS,
+    Hints,
     Turn,
     agent_name,
     detect_turn,
@@ -42,7 +45,21 @@ _HEADERS = (
     b"traceparent",
     b"x-session-affinity",
     b"session-id",
+    b"x-claude-code-prompt-id",
 )
+
+
+def _hints(ctx: RequestContext, headers: dict[bytes, bytes]) -> Hints:
+    """Claude Code's gateway hints (the peek read the class and agent ids; capped)."""
+    prompt = headers.get(b"x-claude-code-prompt-id")
+    if prompt is None:
+        return NO_HINTS
+    return Hints(
+        prompt_id=prompt[:MAX_IDENTIFIER_CHARS].decode("latin-1"),
+        request_class=ctx.request_class,
+        agent_id=ctx.agent_id,
+        parent_agent_id=ctx.parent_agent_id,
+    )
 
 
 class Telemetry:
@@ -78,7 +95,9 @@ class Telemetry:
         session = session_of(ctx.session_id, headers)
         try:
             caller = parse_traceparent(headers.get(b"traceparent"))
-            turn = detect_turn(ctx.messages_raw, session, ctx.request_id, caller)
+            turn = detect_turn(
+                ctx.messages_raw, session, ctx.request_id, caller, _hints(ctx, headers)
+            )
         except Exception:  # a body the upstream accepted but turns cannot read: no trace
             log.debug("no turn for %s", ctx.request_id, exc_info=True)
             return False

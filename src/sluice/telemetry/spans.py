@@ -213,6 +213,8 @@ def _chat_attributes(rec: Finished, model: str, session: str | None) -> dict[str
         "langwatch.budget.decision": settled.budget_decision,
         "http.response.status_code": settled.status,
     }
+    if settled.request_class is not None:  # Claude Code's hint: main, subagent, compaction, ...
+        attrs["sluice.request_class"] = settled.request_class
     optional: dict[str, AttrValue | None] = {
         "gen_ai.request.max_tokens": rec.max_tokens,
         "langwatch.requested_model": settled.model_requested,

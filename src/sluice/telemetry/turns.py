@@ -13,6 +13,13 @@ the turn. All ids are hashes of that name:
   ``tool_use``: the request that received it had exactly that many messages;
 - ``execute_tool`` span: ``H(turn_key, "tool", tool_use_id)``.
 
+With Claude Code's gateway hints (``CLAUDE_CODE_GATEWAY_HINT_HEADERS=1``) the turn is named by
+the session and ``x-claude-code-prompt-id`` instead: one id for every request of a user prompt,
+whatever the CLI does to the message's shape. Within it, a subagent
+(``x-claude-code-agent-id``) gets a span namespace of its own, its root parented to its
+parent agent's root, in the same trace; compaction and auxiliary calls
+(``x-claude-code-request-class``) are chat spans of the turn that never open one.
+
 Pure functions only: no IO, no clock.
 """
 
@@ -43,14 +50,29 @@ class ToolResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Hints:
+    """Claude Code's gateway hint headers, when it sends them."""
+
+    prompt_id: str | None = None
+    request_class: str | None = None  # main | subagent | workflow | compaction | auxiliary
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
+
+
+NO_HINTS = Hints()
+_SIDE_CLASSES = frozenset({"compaction", "auxiliary"})  # calls of a turn that never open one
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     turn_key: bytes
     trace_id: int
-    caller_span_id: int | None  # the incoming traceparent's span: the root's parent
+    caller_span_id: int | None  # the root's parent: an incoming traceparent's, a parent agent's
     opens: bool  # this request opens the turn (and so emits its root span)
     opening_index: int
     message_count: int
     tool_results: tuple[ToolResult, ...] = ()
+    lane: bytes = b""  # compaction/auxiliary: their chat spans never collide with the turn's
 
     @property
     def root_span_id(self) -> int:
@@ -61,6 +83,8 @@ class Turn:
         return self.chat_span_for(self.message_count)
 
     def chat_span_for(self, message_count: int) -> int:
+        if self.lane:
+            return span_id(self.turn_key, b"chat", self.lane, str(message_count).encode())
         return span_id(self.turn_key, b"chat", str(message_count).encode())
 
     def tool_span_id(self, tool_use_id: str) -> int:
@@ -207,6 +231,7 @@ def detect_turn(
     session: str | None,
     request_id: str,
     traceparent: tuple[int, int] | None = None,
+    hints: Hints = NO_HINTS,
 ) -> Turn:
     """The turn this request belongs to. Without a session every request is its own turn."""
     items = _RAW_LIST.decode(messages_raw) if messages_raw is not None else []
@@ -214,24 +239,72 @@ def detect_turn(
     if session is None or not items:
         key = hashlib.blake2b(b"sluice-request\0" + request_id.encode(), digest_size=32).digest()
         return _turn(key, traceparent, opens=True, opening=max(count - 1, 0), count=count)
-    last_user: _Message | None = None
-    last_user_index = -1
-    opening = 0  # no user text in the history (truncated): the first message
-    for index in range(count - 1, -1, -1):
-        message = _message(items[index], "user")
-        if message.role != "user":
-            continue
-        if last_user is None:
-            last_user, last_user_index = message, index
-        if _has_user_text(message):
-            opening = index
-            break
+    if hints.prompt_id:
+        return _hinted_turn(items, session, hints, traceparent)
+    opening, last_user, last_user_index = _opening(items)
     normalized = normalized_content(_message(items[opening]))
     key = hashlib.blake2b(
         b"\0".join((b"sluice-turn", session.encode(), str(opening).encode(), normalized)),
         digest_size=32,
     ).digest()
     opens = last_user is None or last_user_index == opening
+    results = _tool_results(items, opens, last_user, last_user_index)
+    return _turn(key, traceparent, opens=opens, opening=opening, count=count, results=results)
+
+
+def _opening(items: list[msgspec.Raw]) -> tuple[int, _Message | None, int]:
+    """(index of the message that opened the turn, the last user message, its index). With no
+    user text in the history (truncated), the first message opened it."""
+    last_user: _Message | None = None
+    last_user_index = -1
+    for index in range(len(items) - 1, -1, -1):
+        message = _message(items[index], "user")
+        if message.role != "user":
+            continue
+        if last_user is None:
+            last_user, last_user_index = message, index
+        if _has_user_text(message):
+            return index, last_user, last_user_index
+    return 0, last_user, last_user_index
+
+
+def _prompt_key(session: str, prompt_id: str, agent_id: str | None) -> bytes:
+    key = hashlib.blake2b(
+        b"\0".join((b"sluice-prompt", session.encode(), prompt_id.encode())), digest_size=32
+    ).digest()
+    if agent_id:  # a subagent: spans of its own, in the prompt's trace
+        key = hashlib.blake2b(key + b"\0agent\0" + agent_id.encode(), digest_size=32).digest()
+    return key
+
+
+def _hinted_turn(
+    items: list[msgspec.Raw],
+    session: str,
+    hints: Hints,
+    traceparent: tuple[int, int] | None,
+) -> Turn:
+    """The turn named by the prompt id: immune to how the CLI shapes the opening message."""
+    assert hints.prompt_id is not None
+    opening, last_user, last_user_index = _opening(items)
+    side = hints.request_class in _SIDE_CLASSES
+    agent = None if side else hints.agent_id
+    key = _prompt_key(session, hints.prompt_id, agent)
+    trace_id = int.from_bytes(_prompt_key(session, hints.prompt_id, None)[:16], "big") or 1
+    caller = traceparent[1] if traceparent else None
+    if agent:  # a subagent's root hangs under its parent agent's root
+        caller = span_id(_prompt_key(session, hints.prompt_id, hints.parent_agent_id), b"root")
+    opens = not side and (last_user is None or last_user_index == opening)
+    results = _tool_results(items, opens, last_user, last_user_index)
+    lane = hints.request_class.encode() if side and hints.request_class else b""
+    if traceparent:
+        trace_id = traceparent[0]
+    return Turn(key, trace_id, caller, opens, opening, len(items), results, lane)
+
+
+def _tool_results(
+    items: list[msgspec.Raw], opens: bool, last_user: _Message | None, last_user_index: int
+) -> tuple[ToolResult, ...]:
+    """The tool results this request brings back, joined to the calls that asked for them."""
     results: tuple[ToolResult, ...] = ()
     if not opens and last_user is not None and not isinstance(last_user.content, str):
         returned = [b for b in last_user.content if b.type == "tool_result"]
@@ -247,7 +320,7 @@ def detect_turn(
             )
             for b in returned
         )
-    return _turn(key, traceparent, opens=opens, opening=opening, count=count, results=results)
+    return results
 
 
 def _turn(
