@@ -1,8 +1,9 @@
 """Run the real Claude Code CLI against a gateway, from async tests.
 
-The binary is ``$SLUICE_CLAUDE_BIN`` if set, else ``<repo>/.cache/claude-code/node_modules/.bin/
-claude`` (where ``scripts/test.sh`` installs it). A missing binary is a failure, not a skip: the
-e2e lane exists to prove Sluice works with the real client.
+The binary is ``$SLUICE_CLAUDE_BIN`` if set (``scripts/test.sh`` installs each CLI version into
+``<repo>/.cache/claude-code/<version>`` and runs this lane once with the pinned version and once
+with the newest on npm), else ``<repo>/.cache/claude-code/node_modules/.bin/claude``. A missing
+binary is a failure, not a skip: the e2e lane exists to prove Sluice works with the real client.
 """
 
 from __future__ import annotations
