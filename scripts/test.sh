@@ -12,19 +12,34 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
-echo "== Claude Code CLI $CLAUDE_CODE_VERSION (npm)"
+# Two CLIs: the pinned one the fixtures came from, and the newest on npm at run time (what
+# engineers run today). Each version is installed once into .cache/claude-code/<version>.
+install_claude() {  # version -> path of its `claude`
+  local dir=".cache/claude-code/$1"
+  if [ "$("$dir/node_modules/.bin/claude" --version 2>/dev/null | cut -d' ' -f1)" != "$1" ]; then
+    mkdir -p "$dir"
+    [ -f "$dir/package.json" ] || echo '{"name":"sluice-test-deps","private":true}' > "$dir/package.json"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+      "@anthropic-ai/claude-code@$1" >&2
+  fi
+  echo "$PWD/$dir/node_modules/.bin/claude"
+}
 if ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
-CLAUDE_DIR=.cache/claude-code
-if [ "$("$CLAUDE_DIR/node_modules/.bin/claude" --version 2>/dev/null | cut -d' ' -f1)" != "$CLAUDE_CODE_VERSION" ]; then
-  mkdir -p "$CLAUDE_DIR"
-  [ -f "$CLAUDE_DIR/package.json" ] || echo '{"name":"sluice-test-deps","private":true}' > "$CLAUDE_DIR/package.json"
-  npm install --prefix "$CLAUDE_DIR" --no-audit --no-fund --loglevel=error \
-    "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
-fi
-export SLUICE_CLAUDE_BIN="$PWD/$CLAUDE_DIR/node_modules/.bin/claude"
+echo "== Claude Code CLI $CLAUDE_CODE_VERSION (pinned, npm)"
+SLUICE_CLAUDE_BIN="$(install_claude "$CLAUDE_CODE_VERSION")"
+export SLUICE_CLAUDE_BIN
 "$SLUICE_CLAUDE_BIN" --version
+NEWEST="${SLUICE_CLAUDE_CODE_NEWEST:-$(npm view @anthropic-ai/claude-code version 2>/dev/null || true)}"
+NEWEST_BIN=""
+if [ -z "$NEWEST" ]; then
+  echo "!! the npm registry did not answer: the newest CLI is not tested in this run" >&2
+elif [ "$NEWEST" != "$CLAUDE_CODE_VERSION" ]; then
+  echo "== Claude Code CLI $NEWEST (newest on npm)"
+  NEWEST_BIN="$(install_claude "$NEWEST")"
+  "$NEWEST_BIN" --version
+fi
 
 echo "== Lint and types"
 .venv/bin/ruff check .
@@ -32,5 +47,9 @@ echo "== Lint and types"
 .venv/bin/mypy
 .venv/bin/lint-imports  # the layers (contracts in pyproject.toml)
 
-echo "== Tests"
-exec .venv/bin/python -m pytest "$@"
+echo "== Tests (Claude Code $CLAUDE_CODE_VERSION for the e2e lane)"
+.venv/bin/python -m pytest "$@"
+if [ -n "$NEWEST_BIN" ]; then
+  echo "== End-to-end tests again, with Claude Code $NEWEST"
+  SLUICE_CLAUDE_BIN="$NEWEST_BIN" .venv/bin/python -m pytest tests/e2e "$@"
+fi

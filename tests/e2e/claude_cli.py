@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,18 @@ def claude_bin() -> Path:
             pytrace=False,
         )
     return path
+
+
+@functools.cache
+def _version_of(path: Path) -> tuple[int, ...]:
+    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=True)
+    return tuple(int(part) for part in out.stdout.split()[0].split("."))
+
+
+def claude_version() -> tuple[int, ...]:
+    """The CLI's version, e.g. (2, 1, 332): for the few checks of behaviour that changed
+    between the pinned and the newest release (docs/claude-code.md)."""
+    return _version_of(claude_bin())
 
 
 @dataclass(frozen=True)

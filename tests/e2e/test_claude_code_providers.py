@@ -17,7 +17,9 @@ from lanes import Lane, lane
 
 pytestmark = pytest.mark.e2e
 
-PRINT = ["--bare", "--disable-slash-commands", "--print"]
+# The model is pinned: each CLI release has its own default (2.1.332's, claude-opus-5-5, is in
+# no lane's model map), and these tests are about the translation, not the default.
+PRINT = ["--bare", "--disable-slash-commands", "--model", "claude-opus-4-8", "--print"]
 KINDS = ("bedrock", "vertex", "openai")
 
 

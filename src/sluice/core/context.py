@@ -62,7 +62,7 @@ class RequestContext:
     messages_raw: Any = None  # the `messages` array as raw JSON (msgspec.Raw), unparsed
     mcp_servers_raw: Any = None  # `mcp_servers` as raw JSON when the body has it
     policy_violation: str | None = None  # the rule that refused or cut this request
-    fingerprint: bytes | None = None  # body hash without `stream` (tool verdict lookups)
+    fingerprint: bytes | None = None  # model + messages hash (tool verdict lookups)
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Awaited just before a relayed response's last byte (durable ledger acknowledgement).
     before_end: Callable[[], Awaitable[None]] | None = None

@@ -1,57 +1,25 @@
 """Remembered tool verdicts, so Claude Code's non-streaming retry is refused without a second
 upstream call (and so without a second bill).
 
-Claude Code answers a mid-stream ``event: error`` by re-sending the same body without
-``stream``. The verdict is keyed by the key id and a hash of the body minus ``stream``, and
+Claude Code answers a mid-stream ``event: error`` by re-sending the same conversation without
+``stream``. The verdict is keyed by the key id and a hash of the model and the messages, and
 kept in a ``VerdictStore`` (``sluice.backends``): in-process, or in Redis across replicas.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 
 from sluice.backends.protocols import VerdictStore
 from sluice.errors import GatewayError, VerdictUnavailable
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
 
-_STREAM_VALUE = re.compile(rb'"stream"\s*:\s*(?:true|false)')
-_WS = b" \t\r\n"
 
-
-def _without_stream(body: bytes) -> bytes:
-    """``body`` minus each ``"stream": true|false`` member and one adjacent comma."""
-    parts: list[bytes] = []
-    last = 0
-    at = body.find(b'"stream"')
-    while at != -1:
-        match = _STREAM_VALUE.match(body, at)
-        if match is not None:
-            start, end = at, match.end()
-            before = at - 1
-            while before >= 0 and body[before] in _WS:
-                before -= 1
-            if before >= 0 and body[before] == 0x2C:  # a comma before it
-                start = before
-            else:
-                after = end
-                while after < len(body) and body[after] in _WS:
-                    after += 1
-                if after < len(body) and body[after] == 0x2C:
-                    end = after + 1
-            parts.append(body[last:start])
-            last = end
-        at = body.find(b'"stream"', at + 1)
-    parts.append(body[last:])
-    return b"".join(parts)
-
-
-def body_fingerprint(body: bytes) -> bytes:
-    """A hash of the body bytes with the ``stream`` member cut out: Claude Code's retry is the
-    same bytes minus ``,"stream":true``. Finding it in the raw bytes costs a fraction of a full
-    parse; a nested ``"stream"`` key is cut too, which only makes two bodies that differ in
-    nothing else share a verdict."""
-    return hashlib.sha256(_without_stream(body)).digest()
+def conversation_fingerprint(model: str, messages: bytes) -> bytes:
+    """The verdict's key: the model and the ``messages`` array's raw bytes. Claude Code's retry
+    re-sends the conversation byte for byte but changes other members (2.1.197 drops ``stream``;
+    2.1.332 also lowers ``max_tokens``, 128000 to 64000), so the whole body cannot be the key."""
+    return hashlib.sha256(model.encode() + b"\0" + messages).digest()
 
 
 class Verdicts:

@@ -15,7 +15,7 @@ from sluice.core.steps.limits import Spawn
 from sluice.core.tool_guard import ToolGuard
 from sluice.errors import ModelNotAllowed
 from sluice.governance.policy import KeyPolicy, PolicyBook
-from sluice.governance.verdicts import Verdicts, body_fingerprint
+from sluice.governance.verdicts import Verdicts, conversation_fingerprint
 
 
 class Policy:
@@ -52,7 +52,7 @@ class Policy:
         assert ctx.key is not None
         if ctx.stream or not await self.verdicts.any_for(ctx.key.id):
             return
-        ctx.fingerprint = body_fingerprint(ctx.received_body)
+        ctx.fingerprint = _fingerprint(ctx)
         remembered = await self.verdicts.get(ctx.key.id, ctx.fingerprint)
         if remembered is not None:
             ctx.policy_violation = str(remembered.meta.get("rule"))
@@ -62,8 +62,12 @@ class Policy:
         guard = ctx.guard
         if guard is None or guard.violation is None or ctx.key is None:
             return
-        fingerprint = ctx.fingerprint or body_fingerprint(ctx.received_body)
+        fingerprint = ctx.fingerprint or _fingerprint(ctx)
         self.spawn(self.verdicts.put(ctx.key.id, fingerprint, guard.violation))
+
+
+def _fingerprint(ctx: RequestContext) -> bytes:
+    return conversation_fingerprint(ctx.model_requested or "", bytes(ctx.messages_raw or b""))
 
 
 def _check_declared_tools(ctx: RequestContext, policy: KeyPolicy) -> None:
