@@ -54,8 +54,8 @@ class Run:
 
 
 class _SubagentScenario(Scenario):
-    """The main agent calls the subagent tool once; the subagent (whose prompt carries the
-    marker) and the main agent after the tool result both get text."""
+    """The main agent calls the subagent tool once; every later request (the subagent's, whose
+    prompt is the marker, and the main agent's, whose history holds the call) gets text."""
 
     def __init__(self, tool_name: str) -> None:
         call = ToolUseBlock(
@@ -69,7 +69,7 @@ class _SubagentScenario(Scenario):
         super().__init__(Reply([call]), after_tools=Reply([TextBlock("All done.")]))
 
     def reply_for(self, payload: Any) -> Reply:
-        if SUBAGENT_MARKER in json.dumps(payload.get("messages", [])[:1]):
+        if SUBAGENT_MARKER in json.dumps(payload.get("messages", [])):
             return Reply([TextBlock("done")])
         return super().reply_for(payload)
 
@@ -123,6 +123,26 @@ def _env(mode: str, url: str, home: Path) -> dict[str, str]:
     return env
 
 
+async def _run_cli(claude: Path, run: Run, url: str) -> str:
+    """Run the CLI once; what it sent is what counts, so a hang is reported, not fatal."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [str(claude), "--print", run.prompt, "--dangerously-skip-permissions", *run.args]
+        try:
+            proc = await asyncio.to_thread(
+                subprocess.run,
+                args,
+                cwd=tmp,
+                env=_env(run.mode, url, Path(tmp) / "home"),
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return "timed out after 90 s"
+    return f"exit {proc.returncode}"
+
+
 def _record(n: int, request: RecordedRequest) -> dict[str, Any]:
     """One request in the fixtures' format."""
     path = request.path + (f"?{request.query}" if request.query else "")
@@ -159,19 +179,8 @@ async def capture(claude: Path, out: Path, subagent_tool: str) -> int:
             fake = fakes[run.mode]
             fake.set_default(run.scenario)
             fake.requests.clear()
-            with tempfile.TemporaryDirectory() as tmp:
-                args = [str(claude), "--print", run.prompt, "--dangerously-skip-permissions"]
-                proc = await asyncio.to_thread(
-                    subprocess.run,
-                    [*args, *run.args],
-                    cwd=tmp,
-                    env=_env(run.mode, fake.url, Path(tmp) / "home"),
-                    capture_output=True,
-                    text=True,
-                    timeout=180,
-                    check=False,
-                )
-            print(f"{run.name}: exit {proc.returncode}, {len(fake.requests)} requests")
+            outcome = await _run_cli(claude, run, fake.url)
+            print(f"{run.name}: {outcome}, {len(fake.requests)} requests")
             for n, request in enumerate(fake.requests, start=1):
                 name = f"{index:02d}-{run.name}-{n:02d}.json"
                 (out / name).write_text(json.dumps(_record(n, request), indent=1) + "\n")

@@ -53,9 +53,26 @@ providers:
     )
 
 
+def fixture_path(name: str) -> Path:
+    """A fixture of the pinned CLI by file name, or any capture as ``<dir>/<file>``."""
+    return FIXTURES.parent / name if "/" in name else FIXTURES / name
+
+
+def lane_fixtures() -> list[str]:
+    """Every captured request the Anthropic lane takes (``POST /v1/messages``, the warm-up),
+    from every CLI version captured: ``claude-code/<file>``, ``claude-code-<version>/<file>``."""
+    names = []
+    for directory in sorted(FIXTURES.parent.glob("claude-code*")):
+        for path in sorted(directory.glob("*.json")):
+            captured = json.loads(path.read_text())
+            if captured["path"].startswith("/v1/messages") or captured["method"] == "HEAD":
+                names.append(f"{directory.name}/{path.name}")
+    return names
+
+
 def fixture_request(name: str) -> tuple[list[tuple[str, str]], bytes]:
     """(headers, body bytes) of a captured Claude Code request, re-encoded compactly."""
-    data = json.loads((FIXTURES / name).read_text())
+    data = json.loads(fixture_path(name).read_text())
     body = data.get("body")
     raw = (
         json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -11,7 +11,7 @@ import pytest
 
 from sluice.testing import FakeAnthropic, Reply, Scenario, scenario_by_name
 
-from support import FIXTURES, PROVIDER_KEY, Gateway, fixture_names, fixture_request
+from support import PROVIDER_KEY, Gateway, fixture_path, fixture_request, lane_fixtures
 
 _HOP = {"host", "content-length", "connection", "accept-encoding"}
 _FORWARDED_AS_SENT = re.compile(
@@ -39,10 +39,12 @@ def _normalise(data: bytes) -> bytes:
     return re.sub(rb"(toolu|msg)_fake_\d+", rb"\1_fake_N", data)
 
 
-@pytest.mark.parametrize("name", fixture_names())
+@pytest.mark.parametrize("name", lane_fixtures())
 async def test_replay_fixture(name: str, gateway: Gateway, fake: FakeAnthropic) -> None:
+    """Every captured request, of the pinned CLI and of the newest one captured
+    (``scripts/capture_fixtures.py``), relayed byte for byte."""
     headers, body = fixture_request(name)
-    captured = orjson.loads((FIXTURES / name).read_bytes())
+    captured = orjson.loads(fixture_path(name).read_bytes())
     method, path = captured["method"], captured["path"]
     sent_headers = _with_vk(headers, gateway.key)
     scenario = scenario_by_name("tool_bash" if "turn1" in name else "cache")

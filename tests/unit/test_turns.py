@@ -294,3 +294,35 @@ def test_compaction_and_auxiliary_calls_never_open_a_turn() -> None:
 def test_without_hints_ids_are_unchanged() -> None:
     history = raw([user("hello")])
     assert detect_turn(history, "s", "r") == detect_turn(history, "s", "r", hints=NO_HINTS)
+
+
+def _captured_turn(name: str, *, hinted: bool = True) -> Any:
+    """The turn of a request captured from Claude Code 2.1.332 (scripts/capture_fixtures.py)."""
+    headers, body = fixture_request(f"claude-code-2.1.332/{name}")
+    lowered = {k.lower(): v for k, v in headers}
+    hints = Hints(
+        prompt_id=lowered.get("x-claude-code-prompt-id"),
+        request_class=lowered.get("x-claude-code-request-class"),
+        agent_id=lowered.get("x-claude-code-agent-id"),
+        parent_agent_id=lowered.get("x-claude-code-parent-agent-id"),
+    )
+    messages = msgspec.Raw(orjson.dumps(json.loads(body)["messages"]))
+    session = lowered["x-claude-code-session-id"]
+    return detect_turn(messages, session, "r", hints=hints if hinted else NO_HINTS)
+
+
+def test_captured_2_1_332_tool_loop_is_one_turn_with_and_without_hints() -> None:
+    for hinted in (True, False):
+        first = _captured_turn("02-tool-loop-01.json", hinted=hinted)
+        second = _captured_turn("02-tool-loop-02.json", hinted=hinted)
+        assert first.opens and not second.opens
+        assert first.trace_id == second.trace_id
+        [result] = second.tool_results
+        assert second.chat_span_for(result.asked_at_messages or 0) == first.chat_span_id
+
+
+def test_captured_2_1_332_subagent_hangs_under_the_main_turn() -> None:
+    main = _captured_turn("04-subagent-01.json")
+    sub = _captured_turn("04-subagent-03.json")
+    assert sub.trace_id == main.trace_id
+    assert sub.opens and sub.caller_span_id == main.root_span_id
