@@ -467,3 +467,27 @@ async def test_sample_ratio_decides_which_turns_are_exported(
     assert len(receiver.spans) == len(exported)  # each span once
     if ratio == 0.5:
         assert 0 < len(kept) < turns
+
+
+async def test_a_subagent_of_2_1_332_is_a_span_tree_under_its_parents_turn(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """Claude Code 2.1.332 with CLAUDE_CODE_GATEWAY_HINT_HEADERS=1, captured: the main request
+    that calls the Agent tool, then the subagent's own request (same prompt id, an agent id
+    and type). The subagent is an `invoke_agent general-purpose` span under the main turn's
+    root, in the same trace, with its own chat span; every chat span says its request class."""
+    gw = await start_gateway(tmp_path / "sub.db", fake.url, tracing_yaml(receiver.url))
+    try:
+        await send(gw, "claude-code-2.1.332/04-subagent-01.json")
+        await send(gw, "claude-code-2.1.332/04-subagent-03.json")
+        await telemetry(gw).flush()
+        spans = await receiver.wait_for(4)
+    finally:
+        await gw.server.stop()
+    assert len({s.trace_id for s in spans}) == 1
+    roots = {s.name: s for s in receiver.named("invoke_agent ")}
+    main, sub = roots["invoke_agent claude-code"], roots["invoke_agent general-purpose"]
+    assert sub.parent_span_id == main.span_id
+    chats = receiver.named("chat ")
+    assert {c.parent_span_id for c in chats} == {main.span_id, sub.span_id}
+    assert sorted(c.attributes["sluice.request_class"] for c in chats) == ["main", "subagent"]

@@ -46,6 +46,7 @@ _HEADERS = (
     b"x-session-affinity",
     b"session-id",
     b"x-claude-code-prompt-id",
+    b"x-claude-code-agent-type",
 )
 
 
@@ -60,6 +61,14 @@ def _hints(ctx: RequestContext, headers: dict[bytes, bytes]) -> Hints:
         agent_id=ctx.agent_id,
         parent_agent_id=ctx.parent_agent_id,
     )
+
+
+def _agent(ctx: RequestContext, headers: dict[bytes, bytes]) -> str:
+    """A subagent is named by its type (``invoke_agent general-purpose``), the rest as before."""
+    kind = headers.get(b"x-claude-code-agent-type")
+    if ctx.agent_id and kind:
+        return kind[:MAX_IDENTIFIER_CHARS].decode("latin-1")
+    return agent_name(headers)
 
 
 class Telemetry:
@@ -101,7 +110,7 @@ class Telemetry:
         except Exception:  # a body the upstream accepted but turns cannot read: no trace
             log.debug("no turn for %s", ctx.request_id, exc_info=True)
             return False
-        return turn, session, agent_name(headers)
+        return turn, session, _agent(ctx, headers)
 
     def record(self, ctx: RequestContext, settled: Settlement) -> None:
         """Queue a finished request (identified key, Messages endpoint) for tracing.
