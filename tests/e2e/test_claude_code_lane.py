@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sluice.config.vk import VirtualKeyConfig
 from sluice.testing import (
     FakeAnthropic,
     FakeUsage,
@@ -530,3 +531,33 @@ async def test_upstream_json_error_reaches_the_cli_verbatim(
         assert row["status"] == 400
         assert row["vk_id"] == gateway.minted.key.id
         assert row["upstream_request_id"] == f"req_fake_{fake.requests.index(got) + 1}"
+
+
+async def test_gateway_model_discovery_lists_the_keys_alias_and_the_cli_uses_it(
+    fake: FakeAnthropic, gateway: Gateway, proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    """CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1 (not --bare): the CLI asks
+    `GET /v1/models?limit=1000` (3 s timeout, ids containing `claude` or `anthropic` kept).
+    Sluice answers from memory with the key's aliases (display name and description) and the
+    models it may use; the discovered alias, selected, is spliced to its model upstream."""
+    alias, target = "claude-team-fast", "claude-haiku-4-5-20251001"
+    minted = await gateway.mint(config=VirtualKeyConfig(model_aliases={alias: target}))
+    text = "answered through the team alias"
+    fake.set_default(Scenario(Reply(blocks=[TextBlock(text)])))
+    result = await run_claude(
+        ["--disable-slash-commands", "--model", alias, "--print", "say hi"],
+        base_url=proxy.url,
+        auth_token=minted.secret,
+        cwd=tmp_path / "work",
+        home=tmp_path / "home",
+        extra_env={"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"},
+    )
+    assert result.rc == 0 and text in result.stdout, result.describe()
+    if claude_version() >= (2, 1, 300):  # discovery exists in the newer CLI (guide, 2.1.332)
+        [listing] = [e for e in proxy.exchanges if e.method == "GET" and e.path == "/v1/models"]
+        assert listing.query == "limit=1000" and listing.status == 200
+        models = {m["id"]: m for m in json.loads(listing.response_body)["data"]}
+        assert models[alias]["display_name"] and target in models[alias]["description"]
+        assert target in models
+    [sent] = fake.messages_requests()
+    assert json.loads(sent.body)["model"] == target

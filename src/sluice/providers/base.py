@@ -34,6 +34,7 @@ class ModelInfo:
     id: str
     display_name: str
     created_at: str = "1970-01-01T00:00:00Z"
+    description: str = ""  # shown by Claude Code's gateway model discovery
 
 
 def display_name_for(model_id: str) -> str:

@@ -32,7 +32,10 @@ async def visible_models(services: Services, key: VirtualKey) -> list[ModelInfo]
         except GatewayError:
             continue  # an alias to a model this key may not use is not listed
         if policy.models.violation(alias) is None:
-            seen[alias] = ModelInfo(alias, f"{alias} (alias for {resolution.model})")
+            note = f"Alias for {resolution.model} on {resolution.provider_id}, via Sluice"
+            seen[alias] = ModelInfo(
+                alias, f"{alias} (alias for {resolution.model})", description=note
+            )
     for provider in services.router.allowed_for(key):
         for info in await provider.list_models():
             if info.id not in seen and model_permitted(key, info.id):
@@ -41,10 +44,13 @@ async def visible_models(services: Services, key: VirtualKey) -> list[ModelInfo]
 
 
 def _anthropic(info: ModelInfo) -> dict[str, Any]:
+    """Anthropic's model object, plus the ``description`` Claude Code's gateway model
+    discovery (CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1) reads."""
     return {
         "type": "model",
         "id": info.id,
         "display_name": info.display_name,
+        "description": info.description or f"{info.display_name}, via Sluice",
         "created_at": info.created_at,
     }
 
