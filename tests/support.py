@@ -32,11 +32,16 @@ def make_config(
     extra_yaml: str = "",
     provider_yaml: str = "",
     refresh_s: float = 0.5,
+    server_yaml: str = "",
 ) -> SluiceConfig:
-    """``provider_yaml``: extra provider lines (4-space indent); ``extra_yaml``: top level."""
+    """``provider_yaml``: extra provider lines (4-space indent); ``extra_yaml``: top level;
+    ``server_yaml``: more ``server:`` members (``keepalive_s: 0.2``)."""
+    server = f"host: 127.0.0.1, port: 0, key_refresh_seconds: {refresh_s}" + (
+        f", {server_yaml}" if server_yaml else ""
+    )
     return parse_config(
         f"""
-server: {{host: 127.0.0.1, port: 0, key_refresh_seconds: {refresh_s}}}
+server: {{{server}}}
 metrics: {{port: 0}}
 database: sqlite:///{db_path}
 secret_key: {SECRET}
@@ -134,8 +139,9 @@ async def start_gateway(
     provider_yaml: str = "",
     clock: Clock | None = None,
     refresh_s: float = 0.5,
+    server_yaml: str = "",
 ) -> Gateway:
-    config = make_config(db_path, upstream_url, extra_yaml, provider_yaml, refresh_s)
+    config = make_config(db_path, upstream_url, extra_yaml, provider_yaml, refresh_s, server_yaml)
     server = GatewayServer(config, clock=clock)
     await server.start()
     state = server.app.services

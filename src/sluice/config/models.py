@@ -43,6 +43,9 @@ class ServerConfig(_Closed):
     header_timeout_s: float = Field(default=10.0, gt=0)
     # Seconds without a byte while a request body is being read.
     body_idle_timeout_s: float = Field(default=30.0, gt=0)
+    # A started stream that relayed nothing for this long gets an `event: ping` (Claude Code
+    # aborts after 300 s of silence); 0 turns pings off. core/keepalive.py.
+    keepalive_s: float = Field(default=15.0, ge=0)
     # Open connections per process; over it: 503 and close. None: no cap.
     max_connections: int | None = Field(default=None, ge=1)
 

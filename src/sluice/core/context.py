@@ -16,6 +16,7 @@ import orjson
 from sluice.base.asgi import Receive
 from sluice.base.usage import ResponseFacts
 from sluice.core.disconnect import DisconnectWatch
+from sluice.core.keepalive import Keepalive
 from sluice.core.tool_guard import ToolGuard
 from sluice.errors import GatewayError, InvalidRequest
 from sluice.governance.budgets import Admitted
@@ -74,6 +75,7 @@ class RequestContext:
     guard: ToolGuard | None = None  # the response-side tool policy
     upstream: UpstreamResponse | None = None  # None after dispatch: count_tokens estimate
     relayed: bool = False
+    keepalive: Keepalive | None = None  # pings on a started, silent stream
     refusal: GatewayError | None = None  # the error the gateway answered with, if any
     settled: bool = False
 

@@ -60,12 +60,14 @@ class Exchange:
         observer: Observer,
         *,
         durable: bool,
+        keepalive_s: float | None = None,
     ) -> None:
         self.steps = steps
         self.ledger = ledger
         self.pricing = pricing
         self.observer = observer
         self.durable = durable
+        self.keepalive_s = keepalive_s
 
     def prepare(self, ctx: RequestContext) -> None:
         if self.durable:
@@ -85,7 +87,7 @@ class Exchange:
             return
         ctx.relayed = True
         with self.observer.streaming(upstream.status == 200 and upstream.is_sse):
-            await relay_error_safe(ctx, upstream, send, ctx.guard)
+            await relay_error_safe(ctx, upstream, send, ctx.guard, self.keepalive_s)
         if ctx.guard is not None and ctx.guard.violation is not None:
             ctx.policy_violation = str(ctx.guard.violation.meta.get("rule"))
 

@@ -21,6 +21,7 @@ from sluice.base.asgi import (
     sse_error_frame,
 )
 from sluice.core.context import RequestContext
+from sluice.core.keepalive import Keepalive
 from sluice.errors import GatewayError, ProviderError
 from sluice.logs import redact
 from sluice.providers.base import UpstreamResponse
@@ -51,6 +52,7 @@ async def relay(
     upstream: UpstreamResponse,
     send: Send,
     guard: MessageGuard | None = None,
+    keepalive_s: float | None = None,
 ) -> None:
     ctx.upstream_request_id = upstream.upstream_request_id
     ctx.upstream_headers_at = time.perf_counter()
@@ -58,7 +60,8 @@ async def relay(
     try:
         if upstream.status == 200 and upstream.is_sse:
             # A verdict ends the stream early: the upstream connection is closed, not reused.
-            ok = not await _relay_stream(ctx, upstream, send, [guard] if guard else [])
+            observers: list[SseObserver] = [guard] if guard else []
+            ok = not await _relay_stream(ctx, upstream, send, observers, keepalive_s)
         else:
             await _relay_whole(ctx, upstream, send, guard)
             ok = True
@@ -113,9 +116,35 @@ async def _relay_whole(
 
 
 async def _relay_stream(
-    ctx: RequestContext, upstream: UpstreamResponse, send: Send, observers: list[SseObserver]
+    ctx: RequestContext,
+    upstream: UpstreamResponse,
+    send: Send,
+    observers: list[SseObserver],
+    keepalive_s: float | None,
 ) -> bool:
-    """Relay a stream; True when a verdict ended it early."""
+    """Relay a stream; True when a verdict ended it early. Pings keep a silent stream alive
+    once it has started (``core/keepalive.py``)."""
+    try:
+        return await _relay_events(ctx, upstream, send, observers, keepalive_s)
+    finally:
+        await _quiet(ctx)  # a cancel or an error: no ping may follow
+
+
+async def _quiet(ctx: RequestContext) -> None:
+    """Stop the pings before the stream's last frame (a ping being written finishes first)."""
+    alive, ctx.keepalive = ctx.keepalive, None
+    if alive is not None:
+        await alive.close()
+
+
+async def _relay_events(
+    ctx: RequestContext,
+    upstream: UpstreamResponse,
+    send: Send,
+    observers: list[SseObserver],
+    keepalive_s: float | None,
+) -> bool:
+    alive: Keepalive | None = None
     tap = StreamTap([AnthropicFactsObserver(ctx.facts), *observers])
     body = upstream.body
     started = False
@@ -125,18 +154,15 @@ async def _relay_stream(
             if not started:
                 if not out and tap.verdict is None:
                     continue
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": _response_headers(ctx, upstream),
-                    }
-                )
+                alive = await _start(ctx, upstream, send, keepalive_s)
                 started = True
-                ctx.status = 200
             if out:
+                if alive is not None:
+                    await alive.settle()
+                    alive.sent()
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if tap.verdict is not None:
+                await _quiet(ctx)
                 ctx.error_code = tap.verdict.code
                 frame = sse_error_frame(tap.verdict, ctx.request_id)
                 await send({"type": "http.response.body", "body": frame, "more_body": False})
@@ -144,6 +170,7 @@ async def _relay_stream(
     except ProviderError as err:
         if not started:
             raise
+        await _quiet(ctx)
         ctx.error_code = err.code
         frame = sse_error_frame(err, ctx.request_id, error_type="api_error")
         await send({"type": "http.response.body", "body": frame, "more_body": False})
@@ -153,6 +180,7 @@ async def _relay_stream(
             f"Upstream {ctx.provider_id} ended the stream before sending any event.",
             meta={"provider": ctx.provider_id},
         )
+    await _quiet(ctx)
     rest = tap.finish()
     if ctx.before_end is not None:
         if rest:
@@ -163,15 +191,32 @@ async def _relay_stream(
     return False
 
 
+async def _start(
+    ctx: RequestContext, upstream: UpstreamResponse, send: Send, keepalive_s: float | None
+) -> Keepalive | None:
+    """Commit the response's headers (the first whole event is in hand); start the pings."""
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": _response_headers(ctx, upstream)}
+    )
+    ctx.status = 200
+    if keepalive_s:
+        ctx.keepalive = Keepalive(send, keepalive_s)
+    return ctx.keepalive
+
+
 class _StreamBroken(Exception):
     """The stream failed after it started and the client was told; close the upstream hard."""
 
 
 async def relay_error_safe(
-    ctx: RequestContext, upstream: UpstreamResponse, send: Send, guard: MessageGuard | None
+    ctx: RequestContext,
+    upstream: UpstreamResponse,
+    send: Send,
+    guard: MessageGuard | None,
+    keepalive_s: float | None = None,
 ) -> None:
     """``relay`` that treats a post-start failure as handled (the client got an error frame)."""
     try:
-        await relay(ctx, upstream, send, guard)
+        await relay(ctx, upstream, send, guard, keepalive_s)
     except _StreamBroken:
         return

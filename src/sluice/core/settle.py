@@ -22,8 +22,7 @@ def settle_request(
     budget_warnings: Sequence[str] = (),
     refusal: GatewayError | None = None,
 ) -> Settlement:
-    """``finished``: monotonic seconds. ``budget_warnings``: the budget admission's warnings;
-    ``refusal``: the error the request was refused with, if the handler refused it."""
+    """``finished``: monotonic seconds; ``refusal``: the error the request was refused with."""
     key = ctx.key
     usage = ctx.facts.usage
     cost, counted = _spend(ctx, pricing)
@@ -65,9 +64,7 @@ def settle_request(
         policy_violation=ctx.policy_violation,
         cost_micros=cost,
         budget_micros=counted,
-        request_class=ctx.request_class,
-        agent_id=ctx.agent_id,
-        parent_agent_id=ctx.parent_agent_id,
+        **_hints(ctx),
         provider_kind=ctx.provider_kind,
         key_prefix=key.display_prefix if key else None,
         model_declared=ctx.model_known or _key_alias(ctx),
@@ -77,6 +74,15 @@ def settle_request(
         rate_limit_dimension=dimension,
         auth_failure_reason=reason,
     )
+
+
+def _hints(ctx: RequestContext) -> dict[str, str | None]:
+    """Claude Code's gateway hints, as the ledger keeps them."""
+    return {
+        "request_class": ctx.request_class,
+        "agent_id": ctx.agent_id,
+        "parent_agent_id": ctx.parent_agent_id,
+    }
 
 
 def _spend(ctx: RequestContext, pricing: Pricing) -> tuple[int | None, int]:

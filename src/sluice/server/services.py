@@ -178,5 +178,6 @@ async def build_services(
         routing.pricing,
         observer,
         durable=cfg.ledger.acknowledge_after_commit,
+        keepalive_s=cfg.server.keepalive_s or None,
     )
     return Services(cfg, clock, time.time(), storage, observability, routing, governance, exchange)
