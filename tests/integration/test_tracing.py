@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from sluice.cli.main import app as cli_app
 from sluice.config.vk import VirtualKeyConfig
 from sluice.telemetry import Telemetry
-from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock
+from sluice.testing import FakeAnthropic, FakeUsage, Fault, Reply, Scenario, TextBlock
 from sluice.testing.scenarios import ToolUseBlock
 
 from otlp_receiver import OtlpReceiver
@@ -491,3 +491,29 @@ async def test_a_subagent_of_2_1_332_is_a_span_tree_under_its_parents_turn(
     chats = receiver.named("chat ")
     assert {c.parent_span_id for c in chats} == {main.span_id, sub.span_id}
     assert sorted(c.attributes["sluice.request_class"] for c in chats) == ["main", "subagent"]
+
+
+async def test_a_failed_stream_and_its_retry_each_keep_their_span(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """Claude Code 2.1.197, captured: a stream that ends in `event: error` after three events,
+    then the CLI's non-streaming retry of the same messages. Both chat spans stay in the trace,
+    the failed one with its error type; the ledger row of the failed attempt carries it too."""
+    fake.script(Scenario(fault=Fault(error_after_events=3)), Scenario(Reply([TextBlock("ok")])))
+    gw = await start_gateway(tmp_path / "retry.db", fake.url, tracing_yaml(receiver.url))
+    try:
+        failed = await send(gw, "14-sse-error-stream-attempt.json")
+        retried = await send(gw, "15-nonstreaming-fallback-after-midstream-error.json")
+        await telemetry(gw).flush()
+        chats = await receiver.wait_for(3)  # the root and two chat spans
+        rows = {r["request_id"]: r for r in await gw.ledger_rows()}
+    finally:
+        await gw.server.stop()
+    chats = receiver.named("chat ")
+    assert len(chats) == 2 and len({c.span_id for c in chats}) == 2
+    assert len({s.trace_id for s in receiver.named("")}) == 1
+    by_request = {c.attributes["langwatch.gateway_request_id"]: c for c in chats}
+    assert by_request[failed].attributes["error.type"] == "overloaded_error"
+    assert "error.type" not in by_request[retried].attributes
+    assert rows[failed]["error_code"] == "overloaded_error"
+    assert rows[retried]["error_code"] is None

@@ -18,7 +18,7 @@ import orjson
 from sluice.base.settlement import Settlement
 from sluice.base.usage import ResponseFacts
 from sluice.core.context import RequestContext
-from sluice.telemetry.turns import Turn, opening_messages
+from sluice.telemetry.turns import Turn, opening_messages, span_id
 
 AttrValue = str | bool | int | float | Sequence[str]
 
@@ -184,7 +184,7 @@ def chat_span(
         rec,
         session,
         agent,
-        ids=(turn.trace_id, turn.chat_span_id, turn.root_span_id),
+        ids=(turn.trace_id, _chat_id(turn, settled, failed=error is not None), turn.root_span_id),
         name=f"chat {model}",
         kind="client",
         start_ns=rec.wall_ns(rec.started),
@@ -196,6 +196,16 @@ def chat_span(
     span.output_tokens = usage.output_tokens
     span.cost_micros = settled.cost_micros
     return span
+
+
+def _chat_id(turn: Turn, settled: Settlement, *, failed: bool) -> int:
+    """A failed attempt keeps a span of its own: Claude Code re-sends the same messages (its
+    non-streaming retry after a mid-stream error), whose span would otherwise replace it. The
+    successful attempt has the id a later request finds its tool calls' parent by."""
+    if not failed:
+        return turn.chat_span_id
+    count = str(turn.message_count).encode()
+    return span_id(turn.turn_key, b"chat", count, b"failed", settled.request_id.encode())
 
 
 def _chat_attributes(rec: Finished, model: str, session: str | None) -> dict[str, AttrValue]:
