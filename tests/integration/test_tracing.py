@@ -517,3 +517,25 @@ async def test_a_failed_stream_and_its_retry_each_keep_their_span(
     assert "error.type" not in by_request[retried].attributes
     assert rows[failed]["error_code"] == "overloaded_error"
     assert rows[retried]["error_code"] is None
+
+
+async def test_execute_tool_takes_the_duration_claude_code_measured(
+    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """2.1.332 with hints, captured: the request that returns Bash's result says
+    `x-claude-code-prev-tool-durations: Bash=47`; the execute_tool span lasts those 47 ms and
+    ends when that request arrived."""
+    gw = await start_gateway(tmp_path / "dur.db", fake.url, tracing_yaml(receiver.url))
+    try:
+        await send(gw, "claude-code-2.1.332/02-tool-loop-01.json")
+        await send(gw, "claude-code-2.1.332/02-tool-loop-02.json")
+        await telemetry(gw).flush()
+        await receiver.wait_for(4)
+    finally:
+        await gw.server.stop()
+    [tool] = receiver.named("execute_tool ")
+    assert tool.name == "execute_tool Bash"
+    assert tool.attributes["sluice.tool.client_duration_ms"] == 47
+    assert tool.end_ns - tool.start_ns == 47_000_000
+    assert "sluice.tool.start_estimated" not in tool.attributes
+    assert len({s.trace_id for s in receiver.named("")}) == 1

@@ -18,6 +18,7 @@ from sluice.telemetry.turns import (
     Hints,
     agent_name,
     detect_turn,
+    parse_tool_durations,
     parse_traceparent,
     session_of,
     span_id,
@@ -326,3 +327,14 @@ def test_captured_2_1_332_subagent_hangs_under_the_main_turn() -> None:
     sub = _captured_turn("04-subagent-03.json")
     assert sub.trace_id == main.trace_id
     assert sub.opens and sub.caller_span_id == main.root_span_id
+
+
+def test_tool_durations_hint_is_parsed_bounded_and_used_only_when_unambiguous() -> None:
+    assert parse_tool_durations(b"Bash=41, Read=3,bad,=5,X=y") == (("Bash", 41), ("Read", 3))
+    assert len(parse_tool_durations(b",".join([b"T=1"] * 500))) == 64
+    history = [user("go"), assistant_tool("t1"), tool_result("t1")]
+    hints = Hints(prompt_id="p", tool_durations=(("Bash", 41),))
+    turn = detect_turn(raw(history), "s", "r", hints=hints)
+    assert turn.client_duration_ms("Bash") == 41 and turn.client_duration_ms("Read") is None
+    twice = Hints(prompt_id="p", tool_durations=(("Bash", 41), ("Bash", 9)))
+    assert detect_turn(raw(history), "s", "r", hints=twice).client_duration_ms("Bash") is None

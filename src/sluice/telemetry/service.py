@@ -32,6 +32,7 @@ from sluice.telemetry.turns import (
     Turn,
     agent_name,
     detect_turn,
+    parse_tool_durations,
     parse_traceparent,
     session_of,
 )
@@ -47,6 +48,7 @@ _HEADERS = (
     b"session-id",
     b"x-claude-code-prompt-id",
     b"x-claude-code-agent-type",
+    b"x-claude-code-prev-tool-durations",
 )
 
 
@@ -60,6 +62,7 @@ def _hints(ctx: RequestContext, headers: dict[bytes, bytes]) -> Hints:
         request_class=ctx.request_class,
         agent_id=ctx.agent_id,
         parent_agent_id=ctx.parent_agent_id,
+        tool_durations=parse_tool_durations(headers.get(b"x-claude-code-prev-tool-durations")),
     )
 
 

@@ -305,7 +305,11 @@ def tool_spans(
             **_common(rec, session),
         }
         start = tool_starts.get(result.tool_use_id)
-        if start is None or start > end:
+        client_ms = turn.client_duration_ms(result.name)
+        if client_ms is not None:  # Claude Code measured it (x-claude-code-prev-tool-durations)
+            start = end - client_ms * 1_000_000
+            attrs["sluice.tool.client_duration_ms"] = client_ms
+        elif start is None or start > end:
             start = end
             attrs["sluice.tool.start_estimated"] = True
         if result.is_error:

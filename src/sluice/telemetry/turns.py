@@ -57,9 +57,28 @@ class Hints:
     request_class: str | None = None  # main | subagent | workflow | compaction | auxiliary
     agent_id: str | None = None
     parent_agent_id: str | None = None
+    # x-claude-code-prev-tool-durations: client-measured ms of the tools run since the last
+    # request, by tool name (``Bash=41``).
+    tool_durations: tuple[tuple[str, int], ...] = ()
 
 
 NO_HINTS = Hints()
+_MAX_DURATIONS = 64
+
+
+def parse_tool_durations(value: bytes | None) -> tuple[tuple[str, int], ...]:
+    """``Bash=41,Read=3`` -> (("Bash", 41), ("Read", 3)); malformed entries are skipped and
+    the list is bounded (it comes from the client)."""
+    if not value:
+        return ()
+    found: list[tuple[str, int]] = []
+    for part in value.decode("latin-1").split(",")[:_MAX_DURATIONS]:
+        name, _, ms = part.strip().partition("=")
+        if name and ms.isdigit() and len(name) <= 200:
+            found.append((name, int(ms)))
+    return tuple(found)
+
+
 _SIDE_CLASSES = frozenset({"compaction", "auxiliary"})  # calls of a turn that never open one
 
 
@@ -73,6 +92,14 @@ class Turn:
     message_count: int
     tool_results: tuple[ToolResult, ...] = ()
     lane: bytes = b""  # compaction/auxiliary: their chat spans never collide with the turn's
+    client_tool_ms: tuple[tuple[str, int], ...] = ()  # the hint's tool durations
+
+    def client_duration_ms(self, tool_name: str) -> int | None:
+        """The client-measured duration of this request's ``tool_name`` result, when the hint
+        names it once and one result of that name came back (else it is ambiguous)."""
+        named = [ms for name, ms in self.client_tool_ms if name == tool_name]
+        results = [r for r in self.tool_results if r.name == tool_name]
+        return named[0] if len(named) == 1 and len(results) == 1 else None
 
     @property
     def root_span_id(self) -> int:
@@ -298,7 +325,8 @@ def _hinted_turn(
     lane = hints.request_class.encode() if side and hints.request_class else b""
     if traceparent:
         trace_id = traceparent[0]
-    return Turn(key, trace_id, caller, opens, opening, len(items), results, lane)
+    count = len(items)
+    return Turn(key, trace_id, caller, opens, opening, count, results, lane, hints.tool_durations)
 
 
 def _tool_results(
