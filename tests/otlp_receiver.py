@@ -112,6 +112,14 @@ class OtlpReceiver:
     def named(self, prefix: str) -> list[Span]:
         return [s for s in self.spans if s.name.startswith(prefix)]
 
+    def latest(self, prefix: str) -> list[Span]:
+        """Each span once, as last exported: a turn's root is re-exported with a later end by
+        each later request of the turn, so that it covers the whole turn."""
+        last: dict[tuple[str, str], Span] = {}
+        for span in self.named(prefix):
+            last[(span.trace_id, span.span_id)] = span
+        return list(last.values())
+
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Span]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -73,7 +73,7 @@ async def test_claude_code_turn_is_one_trace_with_its_tool_tree(
 
     # One trace for the turn: root, two model calls, the tool between them.
     assert len({s.trace_id for s in spans}) == 1, [(s.name, s.trace_id) for s in spans]
-    [root] = receiver.named("invoke_agent")
+    [root] = receiver.latest("invoke_agent")
     chats = sorted(receiver.named("chat "), key=lambda s: s.start_ns)
     [bash] = receiver.named("execute_tool")
     assert root.name == "invoke_agent claude-code"
@@ -88,6 +88,7 @@ async def test_claude_code_turn_is_one_trace_with_its_tool_tree(
     assert bash.parent_span_id == chats[0].span_id
     assert chats[0].start_ns < bash.start_ns <= chats[0].end_ns <= bash.end_ns
     assert bash.end_ns == chats[1].start_ns
+    assert root.start_ns <= chats[0].start_ns and root.end_ns >= chats[1].end_ns  # whole turn
     tool_use_id = f"toolu_fake_{fake.requests.index(first) + 1}_1"
     assert bash.attributes == {
         "gen_ai.operation.name": "execute_tool",

@@ -153,8 +153,10 @@ async def test_one_replica_times_the_tool_and_fills_the_store_and_cli(
         await gw.server.stop()
     chats = sorted(receiver.named("chat "), key=lambda s: s.start_ns)  # two exporters
     [tool] = receiver.named("execute_tool ")
-    roots = receiver.named("invoke_agent ")
+    roots = sorted(receiver.latest("invoke_agent "), key=lambda s: s.start_ns)
     assert len({s.trace_id for s in chats[:2]} | {tool.trace_id, roots[0].trace_id}) == 1
+    # The root was stretched by the turn's second request: it covers the whole turn.
+    assert roots[0].start_ns <= chats[0].start_ns and roots[0].end_ns >= chats[1].end_ns
     assert chats[2].trace_id == roots[1].trace_id != chats[0].trace_id
     assert chats[2].attributes["langwatch.gateway_request_id"] == third
     # Same replica: the tool span starts when its tool_use was streamed, inside chat 1.

@@ -8,6 +8,7 @@ up in the shared trace store (the chat span that asked for it records the start)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import OrderedDict
 
@@ -24,6 +25,7 @@ from sluice.telemetry.spans import (
 log = logging.getLogger("sluice.telemetry")
 
 _TOOL_STARTS_KEPT = 10_000  # tool_use ids remembered for the next request's tool span
+_ROOTS_KEPT = 10_000  # open turns whose root span a later request may stretch
 
 
 class SpanBuilder:
@@ -31,6 +33,7 @@ class SpanBuilder:
         self._repo = repo  # the shared store, for tool calls another replica relayed
         self._tool_starts: OrderedDict[str, int] = OrderedDict()
         self._tool_unknown: OrderedDict[str, int] = OrderedDict()  # looked up, not found
+        self._roots: OrderedDict[tuple[int, int], SpanRecord] = OrderedDict()
 
     async def build(self, records: list[Finished]) -> list[SpanRecord]:
         spans: list[SpanRecord] = []
@@ -65,10 +68,31 @@ class SpanBuilder:
                         self._remember(self._tool_unknown, tool_use_id, 0)
         found = {k: v for k, v in known.items() if v is not None}
         spans = [chat_span(rec, turn, session, agent, capture)]
-        if turn.opens:
-            spans.insert(0, root_span(rec, turn, session, agent))
+        root = self._root(rec)
+        if root is not None:
+            spans.insert(0, root)
         spans.extend(tool_spans(rec, turn, session, agent, capture, found))
         return spans
+
+    def _root(self, rec: Finished) -> SpanRecord | None:
+        """The turn's root: emitted by the request that opens the turn, then re-emitted (same
+        ids, a later end) by each later request of the turn this process builds, so it covers
+        the whole turn and no child runs past its end."""
+        turn = rec.turn
+        ident = (turn.trace_id, turn.root_span_id)
+        if turn.opens:
+            root = root_span(rec, turn, rec.session, rec.agent)
+        else:
+            known = self._roots.get(ident)
+            end = rec.wall_ns(rec.ended)
+            if known is None or end <= known.end_ns:
+                return None
+            root = dataclasses.replace(known, end_ns=end)
+        self._roots[ident] = root
+        self._roots.move_to_end(ident)
+        while len(self._roots) > _ROOTS_KEPT:
+            self._roots.popitem(last=False)
+        return root
 
     @staticmethod
     def _remember(table: OrderedDict[str, int], tool_use_id: str, at: int) -> None:
