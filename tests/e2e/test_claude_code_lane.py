@@ -561,3 +561,37 @@ async def test_gateway_model_discovery_lists_the_keys_alias_and_the_cli_uses_it(
         assert target in models
     [sent] = fake.messages_requests()
     assert json.loads(sent.body)["model"] == target
+
+
+async def test_the_clis_cost_and_the_ledger_agree_despite_a_midstream_failure(
+    fake: FakeAnthropic, gateway: Gateway, proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    """The stream ends in `event: error` (overloaded) after three events; the CLI re-sends the
+    request without `stream` and that answer counts. The CLI's own cost (`total_cost_usd`)
+    and the ledger's total for the session are the same: the failed attempt keeps its row,
+    its tokens and its error type, and costs 0."""
+    usage = FakeUsage(
+        input_tokens=1000, output_tokens=200, cache_read_input_tokens=5000, cache_creation_5m=300
+    )
+    answer = Reply(blocks=[TextBlock("hello there")], usage=usage)
+    fake.script(Scenario(answer, fault=Fault(error_after_events=3)), Scenario(answer))
+    result = await claude(
+        proxy,
+        tmp_path,
+        "say hi",
+        "--model",
+        "claude-opus-4-8",
+        "--output-format",
+        "json",
+        auth_token=gateway.key,
+    )
+    assert result.rc == 0, result.describe()
+    cli_cost = json.loads(result.stdout)["total_cost_usd"]
+    rows = await gateway.ledger_rows()
+    assert [(r["streaming"], r["error_code"]) for r in rows] == [
+        (True, "overloaded_error"),
+        (False, None),
+    ]
+    assert rows[0]["input_tokens"] == 1000 and rows[0]["cost_micros"] == 0
+    assert cli_cost > 0
+    assert sum(r["cost_micros"] for r in rows) / 1e6 == pytest.approx(cli_cost, abs=1e-9)

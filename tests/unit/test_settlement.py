@@ -37,7 +37,6 @@ def context() -> RequestContext:
     ctx.upstream_headers_at = 10.25
     ctx.facts.first_token_at = 10.5
     ctx.facts.stop_reason = "end_turn"
-    ctx.facts.stream_error_type = "overloaded_error"
     ctx.facts.usage.apply({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 20})
     ctx.policy_violation = "policy_rules.tools.deny: ^Bash$"
     return ctx
@@ -49,7 +48,9 @@ def test_ledger_columns_are_the_ledger_tables() -> None:
 
 
 def test_a_finished_request_settles_into_its_ledger_row() -> None:
-    settled = settle_request(context(), 11.0, Pricing(), budget_warnings=["project:85"])
+    ctx = context()
+    ctx.facts.stream_error_type = "overloaded_error"
+    settled = settle_request(ctx, 11.0, Pricing(), budget_warnings=["project:85"])
     row = settled.ledger_row()
     assert list(row) == list(LEDGER_COLUMNS)
     cost = Pricing().cost_micros("anthropic", MODEL, context().facts.usage)
@@ -81,9 +82,13 @@ def test_a_finished_request_settles_into_its_ledger_row() -> None:
         "attempts": 2,
         "fallback_path": "backup:529 > primary:200",
         "policy_violation": "policy_rules.tools.deny: ^Bash$",
-        "cost_micros": cost,
-        "budget_micros": cost,
+        # The upstream ended the stream with an error event: tokens kept, nothing charged
+        # (Claude Code's cost leaves it out and re-sends; its retry is what counts).
+        "cost_micros": 0,
+        "budget_micros": 0,
     }
+    completed = settle_request(context(), 11.0, Pricing())
+    assert (completed.cost_micros, completed.budget_micros) == (cost, cost)
     assert settled.ledger_values() == tuple(row.values())
     assert settled.total_tokens == 35  # what token rate limits count
     assert settled.response_error_code is None  # the access log's error: the response's own
@@ -127,6 +132,7 @@ def test_model_labels_read_the_declared_model() -> None:
 
 def test_spans_read_the_budget_decision_and_violation_from_the_settlement() -> None:
     ctx = context()
+    ctx.facts.stream_error_type = "overloaded_error"
     raw = msgspec.Raw(msgspec.json.encode([{"role": "user", "content": "hi"}]))
     ctx.messages_raw = raw
     turn = detect_turn(raw, "s1", ctx.request_id)

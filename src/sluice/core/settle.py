@@ -88,7 +88,11 @@ def _hints(ctx: RequestContext) -> dict[str, str | None]:
 def _spend(ctx: RequestContext, pricing: Pricing) -> tuple[int | None, int]:
     """(cost, what budgets count): priced as the upstream bills it, by its own model id (a
     Bedrock profile, an OpenAI model). No usage costs 0; usage without a price has no cost,
-    and budgets count it at a fallback price."""
+    and budgets count it at a fallback price. A stream the upstream ended with ``event: error``
+    costs 0 (its tokens are kept): no message was completed, Claude Code's cost leaves it out
+    and re-sends the request, and that retry is the attempt that counts."""
+    if ctx.facts.stream_error_type is not None:
+        return 0, 0
     usage = ctx.facts.usage
     model = ctx.upstream_model or ctx.model_sent
     priced = bool(ctx.provider_kind and model and usage.seen)
