@@ -18,6 +18,7 @@ A request without a chain walks a one-element one, under the plan's ``SINGLE`` p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +41,7 @@ from sluice.providers.base import Provider, UpstreamRequest, UpstreamResponse
 log = logging.getLogger("sluice.fallback")
 
 _EVENT_END = (b"\n\n", b"\r\n\r\n")
+_NO_TIMEOUT = contextlib.nullcontext()  # stateless, so one serves every attempt
 _STREAM_ERROR_TRIGGER = {
     "overloaded_error": "5xx",
     "api_error": "5xx",
@@ -264,7 +266,8 @@ class FallbackSender:
         upstream: UpstreamResponse | None = None
         timeout_s = policy.timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
+            # No fallback timeout (the SINGLE policy): skip the Timeout object altogether.
+            async with _NO_TIMEOUT if timeout_s is None else asyncio.timeout(timeout_s):
                 upstream = await provider.send(request)
                 trigger = trigger_for_status(upstream.status)
                 if trigger is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -120,6 +120,7 @@ class Metrics:
         self._active_streams = Gauge(
             "sluice_active_streams", "Streamed responses being relayed now.", registry=self.registry
         )
+        self._not_streaming = nullcontext()
         self._queues = _QueueCollector()
         self.registry.register(self._queues)
         self._by_request: dict[tuple[str, int, str, str], Any] = {}
@@ -291,12 +292,13 @@ class Metrics:
         if cost_micros:
             self._key_cost.labels(vk_id).inc(cost_micros / 1_000_000)
 
+    def active_stream(self, streaming: bool) -> AbstractContextManager[None]:
+        """Counts a relayed stream for as long as it runs, however it ends. A response that is
+        not a stream gets the shared no-op (no generator per request)."""
+        return self._counting_stream() if streaming else self._not_streaming
+
     @contextmanager
-    def active_stream(self, streaming: bool) -> Iterator[None]:
-        """Counts a relayed stream for as long as it runs, however it ends."""
-        if not streaming:
-            yield
-            return
+    def _counting_stream(self) -> Iterator[None]:
         self._active_streams.inc()
         try:
             yield
