@@ -49,6 +49,11 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"sluice/governance/(budgets|counters|rate_limits|windows)|redis_counters"),
     ),
     ("ledger: SQLite thread (aiosqlite, sqlite3)", re.compile(r"aiosqlite/")),
+    # The stdlib writer's own thread (store/sqlite_thread.py), and the config version check.
+    (
+        "ledger and config sync: sqlite3 thread",
+        re.compile(r"sluice/store/(sqlite_thread|ledger_sqlite)|_SqliteVersion|_read_version"),
+    ),
     ("ledger: SQLAlchemy on the event loop", re.compile(r"LedgerWriter|sqlalchemy/|greenlet")),
     ("key auth (parse, HMAC)", re.compile(r"KeyCache\.authenticate|vk_format|hmac\.py")),
     ("request id (ULID)", re.compile(r"ulid/|new_request_id")),
