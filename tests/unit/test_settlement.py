@@ -86,6 +86,7 @@ def test_a_finished_request_settles_into_its_ledger_row() -> None:
         # (Claude Code's cost leaves it out and re-sends; its retry is what counts).
         "cost_micros": 0,
         "budget_micros": 0,
+        "ingress": "anthropic",  # the native door
     }
     completed = settle_request(context(), 11.0, Pricing())
     assert (completed.cost_micros, completed.budget_micros) == (cost, cost)

@@ -54,6 +54,7 @@ LEDGER_COLUMNS = (
     "request_class",
     "agent_id",
     "parent_agent_id",
+    "ingress",
 )
 
 
@@ -98,6 +99,7 @@ class Settlement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     request_class: str | None = None  # x-claude-code-request-class (main, subagent, ...)
     agent_id: str | None = None  # x-claude-code-agent-id
     parent_agent_id: str | None = None  # x-claude-code-parent-agent-id
+    ingress: str = "anthropic"  # the door it came in by: anthropic | bedrock | vertex | openai
 
     # --- for observers -----------------------------------------------------------------
     provider_kind: str | None = None  # anthropic | bedrock | vertex | openai

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from sluice.base.asgi import Receive
+from sluice.base.asgi import Receive, Send
 from sluice.base.usage import ResponseFacts
 from sluice.core.disconnect import DisconnectWatch
 from sluice.core.keepalive import Keepalive
@@ -23,6 +23,23 @@ from sluice.governance.budgets import Admitted
 from sluice.governance.rate_limits import Lease
 from sluice.governance.virtual_key import VirtualKey
 from sluice.providers.base import UpstreamResponse
+
+
+class Door(Protocol):
+    """A way in other than Anthropic Messages (Bedrock, Vertex, OpenAI Chat). Once the body is
+    read, it rewrites the request as a Messages request (body, path, headers), so every step
+    after it governs one shape; the response goes back through the door's ``outbound``."""
+
+    @property
+    def name(self) -> str:
+        """The ledger's ingress: bedrock | vertex | openai."""
+        ...
+
+    def inbound(self, ctx: RequestContext) -> None: ...
+
+    def outbound(self, send: Send) -> Send:
+        """``send`` for this door's client: Anthropic's shapes in, the door's shapes out."""
+        ...
 
 
 @dataclass(slots=True)
@@ -78,6 +95,8 @@ class RequestContext:
     keepalive: Keepalive | None = None  # pings on a started, silent stream
     refusal: GatewayError | None = None  # the error the gateway answered with, if any
     settled: bool = False
+    door: Door | None = None  # None: Anthropic Messages, the native door
+    ingress: str = "anthropic"
 
     def parsed_body(self) -> dict[str, Any]:
         """The request body as parsed JSON, parsed on first use (only policies need it)."""

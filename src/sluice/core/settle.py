@@ -65,6 +65,7 @@ def settle_request(
         cost_micros=cost,
         budget_micros=counted,
         **_hints(ctx),
+        ingress=ctx.ingress,
         provider_kind=ctx.provider_kind,
         key_prefix=key.display_prefix if key else None,
         model_declared=ctx.model_known or _key_alias(ctx),

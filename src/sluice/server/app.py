@@ -20,6 +20,7 @@ from sluice.config.loader import load_config
 from sluice.config.models import SluiceConfig
 from sluice.errors import NotFound
 from sluice.logs import configure_logging
+from sluice.server.door_routes import match_door
 from sluice.server.models_route import handle_models
 from sluice.server.proxy_route import handle_proxy
 from sluice.server.services import Services, build_services
@@ -78,6 +79,10 @@ class SluiceApp:
                 return
             if path == "/v1/messages/count_tokens":
                 await handle_proxy(services, scope, receive, send, "count_tokens")
+                return
+            door = match_door(path)
+            if door is not None:
+                await handle_proxy(services, scope, receive, send, door.endpoint, door)
                 return
         elif method in ("GET", "HEAD"):
             if path == "/v1/models" or path.startswith("/v1/models/"):

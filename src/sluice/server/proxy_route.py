@@ -13,7 +13,7 @@ import time
 
 from sluice.base.asgi import Receive, Scope, Send
 from sluice.base.clock import new_request_id
-from sluice.core.context import RequestContext
+from sluice.core.context import Door, RequestContext
 from sluice.core.disconnect import DisconnectWatch
 from sluice.errors import GatewayError, InternalError
 from sluice.server.services import Services
@@ -22,8 +22,15 @@ log = logging.getLogger("sluice")
 
 
 async def handle_proxy(
-    services: Services, scope: Scope, receive: Receive, send: Send, endpoint: str
+    services: Services,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    endpoint: str,
+    door: Door | None = None,
 ) -> None:
+    if door is not None:
+        send = door.outbound(send)
     ctx = RequestContext(
         request_id=new_request_id(),
         endpoint=endpoint,
@@ -34,6 +41,8 @@ async def handle_proxy(
         started_ms=services.clock.now_ms(),
         receive=receive,
         disconnect=DisconnectWatch(scope, receive),
+        door=door,
+        ingress=door.name if door is not None else "anthropic",
     )
     exchange = services.exchange
     exchange.prepare(ctx)

@@ -88,6 +88,8 @@ ledger = Table(
     Column("request_class", String(32), nullable=True),
     Column("agent_id", String(200), nullable=True),
     Column("parent_agent_id", String(200), nullable=True),
+    # The door the request came in by: anthropic | bedrock | vertex | openai.
+    Column("ingress", String(16), nullable=False, server_default="anthropic"),
 )
 
 budgets = Table(

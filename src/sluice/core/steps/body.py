@@ -42,6 +42,8 @@ class ReadBody:
         ctx.body = ctx.received_body = await read_body(ctx.receive, self.limit)
         if ctx.disconnect is not None:
             ctx.disconnect.start(ctx.client_gone)
+        if ctx.door is not None:
+            ctx.door.inbound(ctx)  # now a Messages request, whichever door it came by
         peek_messages_body(ctx)
 
     def settle(self, ctx: RequestContext, settlement: Settlement) -> None:

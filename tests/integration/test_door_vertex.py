@@ -1,0 +1,130 @@
+"""The Vertex-shaped door (/vertex/v1): the official SDK's Vertex client, with the virtual key
+as its access token, through every provider kind; the ledger names the door."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import anthropic
+import orjson
+import pytest
+
+from sluice.testing import Reply, Scenario, TextBlock, ToolUseBlock
+from sluice.testing.scenarios import FakeUsage
+
+from lanes import KINDS, MODEL, Lane, lane
+from support import Gateway
+
+REPLY = Reply(
+    [TextBlock("Listing files.", chunks=2), ToolUseBlock("Bash", {"command": "ls"})],
+    usage=FakeUsage(input_tokens=40, output_tokens=12),
+)
+
+
+def _vertex(gateway: Gateway, token: str | None = None) -> anthropic.AsyncAnthropicVertex:
+    return anthropic.AsyncAnthropicVertex(
+        region="us-east5",
+        project_id="any-project",
+        access_token=token or gateway.key,
+        base_url=f"{gateway.url}/vertex/v1",
+        max_retries=0,
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_vertex_door_stream_and_create(kind: str, tmp_path: Path) -> None:
+    async with lane(kind, tmp_path) as ln:
+        ln.fake.set_default(Scenario(REPLY))  # type: ignore[attr-defined]
+        async with _vertex(ln.gateway) as client:
+            async with client.messages.stream(
+                model=MODEL, max_tokens=256, messages=[{"role": "user", "content": "ls?"}]
+            ) as stream:
+                streamed = await stream.get_final_message()
+            created = await client.messages.create(
+                model=MODEL, max_tokens=256, messages=[{"role": "user", "content": "ls?"}]
+            )
+        for message in (streamed, created):
+            assert [b.type for b in message.content] == ["text", "tool_use"]
+            assert message.content[1].input == {"command": "ls"}  # type: ignore[union-attr]
+            assert message.stop_reason == "tool_use"
+        rows = await ln.gateway.ledger_rows()
+        assert [(r["ingress"], r["status"], r["streaming"]) for r in rows] == [
+            ("vertex", 200, True),
+            ("vertex", 200, False),
+        ]
+        assert {r["model_requested"] for r in rows} == {MODEL}
+        assert all(r["output_tokens"] == 12 for r in rows)
+        _assert_sent_model(ln)
+
+
+def _assert_sent_model(ln: Lane) -> None:
+    """The upstream got the model of the path and never the Vertex body's version marker
+    (except Vertex itself, which needs it)."""
+    for request in ln.model_requests():
+        body = orjson.loads(request.body)  # type: ignore[attr-defined]
+        if ln.kind == "anthropic":
+            assert body["model"] == MODEL
+            assert "anthropic_version" not in body
+        if ln.kind == "vertex":
+            assert body["anthropic_version"] == "vertex-2023-10-16"
+
+
+async def test_vertex_door_count_tokens(tmp_path: Path) -> None:
+    async with lane("anthropic", tmp_path) as ln, _vertex(ln.gateway) as client:
+        counted = await client.messages.count_tokens(
+            model=MODEL, messages=[{"role": "user", "content": "hello there"}]
+        )
+        assert counted.input_tokens > 0
+        rows = await ln.gateway.ledger_rows()
+        assert [(r["ingress"], r["endpoint"]) for r in rows] == [("vertex", "count_tokens")]
+
+
+async def test_vertex_door_refusals_keep_the_sdk_errors(tmp_path: Path) -> None:
+    async with lane("anthropic", tmp_path) as ln:
+        async with _vertex(ln.gateway, token="sk-lw-not-a-key") as client:
+            with pytest.raises(anthropic.AuthenticationError):
+                await client.messages.create(
+                    model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}]
+                )
+        async with _vertex(ln.gateway) as client:
+            with pytest.raises(anthropic.NotFoundError):
+                await client.messages.create(
+                    model="gpt-nope", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+                )
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/vertex/v1/projects/p/locations/r/publishers/anthropic/models/m:predict", 404),
+        ("/vertex/v1/projects/p/publishers/anthropic/models/m:rawPredict", 404),
+        ("/vertex/v1/projects/p/locations/r/publishers/anthropic/models/count-tokens:x", 404),
+    ],
+)
+async def test_vertex_door_unknown_routes(path: str, status: int, tmp_path: Path) -> None:
+    async with (
+        lane("anthropic", tmp_path) as ln,
+        aiohttp.ClientSession() as http,
+        http.post(ln.gateway.url + path, data=b"{}") as response,
+    ):
+        assert response.status == status
+        assert (await response.json())["type"] == "error"
+
+
+async def test_vertex_door_hostile_bodies(tmp_path: Path) -> None:
+    base = "/vertex/v1/projects/p/locations/r/publishers/anthropic/models/"
+    async with lane("anthropic", tmp_path) as ln, aiohttp.ClientSession() as http:
+        auth = {"authorization": f"Bearer {ln.gateway.key}"}
+        cases = [
+            (base + MODEL + ":rawPredict", b"[1,2]"),
+            (base + MODEL + ":rawPredict", b'{"messages": [' * 5000),
+            (base + "m" * 5000 + ":rawPredict", b'{"messages": []}'),
+            (base + "count-tokens:rawPredict", b'{"messages": []}'),
+            (base + "count-tokens:rawPredict", b'{"model": 7, "messages": []}'),
+        ]
+        for path, body in cases:
+            async with http.post(ln.gateway.url + path, data=body, headers=auth) as response:
+                assert response.status == 400, (path[:80], body[:40])
+                error = (await response.json())["error"]
+                assert error["type"] == "invalid_request_error"
