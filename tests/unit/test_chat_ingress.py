@@ -434,43 +434,82 @@ def test_refusals_name_the_value() -> None:
     assert refused([]).param == "body"
 
 
-# Any JSON value at all, then values shaped like a request with arbitrary leaves.
+# Any JSON value at all, then request-shaped values: mostly valid, with arbitrary JSON
+# wherever the shape branches, so the deep paths are reached too.
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )
-KEYS = st.sampled_from(
-    ["model", "messages", "tools", "tool_choice", "stop", "temperature", "max_tokens", "stream",
-     "stream_options", "response_format", "parallel_tool_calls", "user", "n", "logit_bias"]
-)  # fmt: skip
-PART = st.fixed_dictionaries(
-    {"type": st.sampled_from(["text", "image_url", "file", "refusal", "x"])},
-    optional={"text": JSON, "image_url": JSON, "file": JSON, "refusal": JSON},
+URLS = st.sampled_from(["https://x/y.png", f"data:image/png;base64,{PNG}", "data:x", "ftp://y"])
+PART = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": st.text()}),
+    st.fixed_dictionaries(
+        {"type": st.just("image_url"), "image_url": st.fixed_dictionaries({"url": URLS}) | JSON}
+    ),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "image_url", "file", "refusal", "x"])},
+        optional={"text": JSON, "image_url": JSON, "file": JSON, "refusal": JSON},
+    ),
 )
-MESSAGE = st.fixed_dictionaries(
-    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "x"])},
+ARGUMENTS = st.sampled_from(["", "{}", '{"a": [1]}', "[1]", "{", "null"]) | JSON
+CALL = st.fixed_dictionaries(
+    {
+        "id": st.text(),
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries({"name": st.text(), "arguments": ARGUMENTS}) | JSON,
+    }
+)
+PLAIN_PART = st.fixed_dictionaries({"type": st.just("text"), "text": st.text()})
+VALID_MESSAGE = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["system", "developer", "user"]),
+            "content": st.text() | st.lists(PLAIN_PART, max_size=2),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"role": st.just("user"), "content": st.text() | st.lists(PART, max_size=3)}
+    ),
+    st.fixed_dictionaries(
+        {"role": st.just("assistant"), "content": st.none() | st.text()},
+        optional={"tool_calls": st.lists(CALL, max_size=2)},
+    ),
+    st.fixed_dictionaries(
+        {"role": st.just("tool"), "tool_call_id": st.text(), "content": st.text()}
+    ),
+)
+FUZZ_MESSAGE = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "x"]),
+        "content": st.one_of(st.text(), st.lists(PART, max_size=3), JSON),
+    },
     optional={
-        "content": st.one_of(st.text(), st.lists(PART | JSON, max_size=3), JSON),
-        "tool_calls": st.lists(
-            st.fixed_dictionaries(
-                {"id": JSON, "type": st.just("function")},
-                optional={
-                    "function": st.fixed_dictionaries(
-                        {}, optional={"name": JSON, "arguments": JSON}
-                    )
-                },
-            ),
-            max_size=2,
-        ),
-        "tool_call_id": JSON,
-        "refusal": JSON,
+        "tool_calls": st.lists(CALL | JSON, max_size=2) | JSON,
+        "tool_call_id": st.text() | JSON,
+        "refusal": st.none() | JSON,
     },
 )
-REQUESTS = st.dictionaries(KEYS, JSON, max_size=6).flatmap(
-    lambda extra: st.fixed_dictionaries(
-        {"model": st.just("m"), "messages": st.lists(MESSAGE | JSON, max_size=4)}
-    ).map(lambda base: {**base, **extra})
+MESSAGE = st.one_of(VALID_MESSAGE, VALID_MESSAGE, VALID_MESSAGE, FUZZ_MESSAGE)
+TOOL = st.fixed_dictionaries(
+    {
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {"name": st.text()}, optional={"parameters": JSON, "strict": JSON}
+        ),
+    }
+)
+KEYS = st.sampled_from(
+    ["tool_choice", "stop", "temperature", "max_tokens", "stream", "stream_options", "user",
+     "response_format", "parallel_tool_calls", "n", "logit_bias", "presence_penalty"]
+)  # fmt: skip
+REQUESTS = st.fixed_dictionaries(
+    {"model": st.just("m"), "messages": st.lists(MESSAGE, min_size=1, max_size=4) | JSON},
+    optional={"tools": st.lists(TOOL | JSON, max_size=2)},
+).flatmap(
+    lambda base: st.dictionaries(KEYS, st.none() | JSON, max_size=2).map(
+        lambda extra: {**base, **extra}
+    )
 )
 
 
