@@ -343,3 +343,52 @@ def test_stream_is_not_buffered() -> None:
     assert b"Hello" in translator.feed(
         sse(block_start(0, {"type": "text", "text": ""}), text(0, "Hello"))
     )
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+KINDS = ["message_start", "content_block_start", "content_block_delta", "message_delta",
+         "message_stop", "ping", "error", "content_block_stop"]  # fmt: skip
+EVENT = st.fixed_dictionaries(
+    {"type": st.sampled_from(KINDS)},
+    optional={
+        "index": st.integers(0, 2) | JSON,
+        "message": JSON,
+        "content_block": st.fixed_dictionaries(
+            {"type": st.just("tool_use")}, optional={"id": JSON, "name": JSON}
+        )
+        | JSON,
+        "delta": st.fixed_dictionaries(
+            {"type": st.sampled_from(["text_delta", "input_json_delta"])},
+            optional={"text": JSON, "partial_json": JSON, "stop_reason": JSON},
+        )
+        | JSON,
+        "usage": st.dictionaries(st.sampled_from(["input_tokens", "output_tokens"]), JSON),
+        "error": JSON,
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(EVENT | JSON.map(lambda v: {"type": "content_block_delta", "delta": v})))
+def test_odd_events_never_raise(events: list[dict[str, Any]]) -> None:
+    translator = SseToChatChunks(MODEL, CREATED, True)
+    data = b"".join(b"data: %s\n\n" % orjson.dumps(e) for e in events)
+    out = translator.feed(data) + translator.finish()
+    assert translator.done and out.endswith(b"\n\n")
+    for frame in frames(out):
+        if frame.startswith(b"data: {") and b'"error"' not in frame[:16]:
+            ChatCompletionChunk.model_validate_json(frame[6:])
+
+
+def test_absurd_usage_values_are_ignored() -> None:
+    big = 2**63 - 1
+    data = sse(
+        start(input_tokens=big), *end("end_turn", output_tokens=big, cache_read_input_tokens=-1)
+    )
+    got = collect(chunks(run(data, [])))
+    # Only message_start's sane output count (2) is left; nothing overflows 64 bits.
+    assert (got["usage"]["prompt_tokens"], got["usage"]["total_tokens"]) == (0, 2)

@@ -684,3 +684,15 @@ def test_openai_error_body_and_translation_errors() -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="m", messages=[USER])
     assert caught.value.param == "n"
+
+
+def test_values_orjson_cannot_encode_are_translation_errors() -> None:
+    deep: Any = {}
+    for _ in range(300):  # orjson stops at 255 levels
+        deep = {"type": "object", "properties": {"x": deep}}
+    huge = {"type": "object", "maximum": 2**70}
+    for schema in (deep, huge):
+        tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+        err = refused({"model": "m", "messages": [USER], "tools": [tool]})
+        assert err.message.startswith("request cannot be encoded")
+    assert "unencodable" in refused({"model": "m", "messages": [USER], "n": 2**70}).message

@@ -29,7 +29,7 @@ from typing import Any, Final
 import orjson
 
 from .chat_egress import chat_completion_id, openai_error_for
-from .openai_chat import finish_reason_for, usage_to_openai
+from .openai_chat import finish_reason_for, token_count, usage_to_openai
 
 __all__ = ["SseToChatChunks"]
 
@@ -57,7 +57,7 @@ class SseToChatChunks:
         self._id: str | None = None
         self._head = b""  # the constant start of every chunk, once the id is known
         self._done = False  # [DONE] or an error sent: ignore everything after
-        self._tools: dict[Any, int] = {}  # Anthropic block index → tool_calls[].index
+        self._tools: dict[int, int] = {}  # Anthropic block index → tool_calls[].index
         self._finish: str | None = None  # finish_reason, once sent
         self._usage: dict[str, int] = {}
 
@@ -162,9 +162,12 @@ class SseToChatChunks:
 
     def _block_start(self, payload: dict[str, Any], out: list[bytes]) -> None:
         block = payload.get("content_block")
+        position = payload.get("index")
         if not isinstance(block, dict) or block.get("type") != "tool_use":
             return
-        index = self._tools.setdefault(payload.get("index"), len(self._tools))
+        if not isinstance(position, int) or position in self._tools:
+            return  # not a new block: nothing a client could tell apart
+        index = self._tools[position] = len(self._tools)
         name = block.get("name")
         call = {
             "index": index,
@@ -186,7 +189,8 @@ class SseToChatChunks:
                 self._role(out)
                 out.append(self._chunk({"content": text}))
         elif kind == "input_json_delta":
-            index = self._tools.get(payload.get("index"))
+            position = payload.get("index")
+            index = self._tools.get(position) if isinstance(position, int) else None
             partial = delta.get("partial_json")
             if index is not None and isinstance(partial, str) and partial:
                 call = {"index": index, "function": {"arguments": partial}}
@@ -205,8 +209,8 @@ class SseToChatChunks:
         if not isinstance(usage, dict):
             return
         for key in _USAGE_KEYS:
-            value = usage.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
+            value = token_count(usage.get(key))
+            if value is not None:
                 self._usage[key] = value
 
     # ------------------------------------------------------------ output

@@ -267,7 +267,7 @@ def _messages(raw: Any) -> tuple[str, list[dict[str, Any]]]:
         elif role == "function":
             raise _refuse("the legacy `function` role (use `tool`)", f"{where}.role")
         else:
-            raise TranslationError(f"unknown message role {role!r}", param=f"{where}.role")
+            raise TranslationError(f"unknown message role {_show(role)}", param=f"{where}.role")
     if not turns:
         raise TranslationError(
             "`messages` must hold at least one user or assistant message", param="messages"

@@ -361,9 +361,15 @@ def finish_reason_for(stop_reason: Any, *, has_tool_calls: bool) -> str:
     return reason
 
 
+def token_count(value: Any) -> int | None:
+    """A usage count, or None for anything that is not one (sums must stay in 64 bits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return None
+
+
 def _count(usage: dict[str, Any], key: str) -> int:
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return token_count(usage.get(key)) or 0
 
 
 def usage_to_openai(usage: Any) -> dict[str, Any]:
