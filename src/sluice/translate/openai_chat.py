@@ -22,6 +22,13 @@ _STOP_REASONS = MappingProxyType({
     "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
     "function_call": "tool_use", "content_filter": "refusal",
 })
+# The other way (Chat Completions ingress). pause_turn only follows server tools, which a
+# Chat client cannot ask for; it ends the turn like end_turn.
+_FINISH_REASONS = MappingProxyType({
+    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
+    "model_context_window_exceeded": "length", "tool_use": "tool_calls",
+    "refusal": "content_filter",
+})
 _ERROR_TYPES = MappingProxyType({
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
     403: "permission_error", 404: "not_found_error", 408: "timeout_error",
@@ -340,6 +347,46 @@ def usage_from_openai(usage: dict[str, Any] | None) -> dict[str, int]:
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": int(usage.get("completion_tokens") or 0),
+    }
+
+
+def finish_reason_for(stop_reason: Any, *, has_tool_calls: bool) -> str:
+    """Anthropic ``stop_reason`` → OpenAI ``finish_reason``, agreeing with the calls sent.
+
+    "tool_calls" tells a client to run tools, so it is only said when there are some.
+    """
+    reason = _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+    if reason in ("stop", "tool_calls"):
+        return "tool_calls" if has_tool_calls else "stop"
+    return reason
+
+
+def token_count(value: Any) -> int | None:
+    """A usage count, or None for anything that is not one (sums must stay in 64 bits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return None
+
+
+def _count(usage: dict[str, Any], key: str) -> int:
+    return token_count(usage.get(key)) or 0
+
+
+def usage_to_openai(usage: Any) -> dict[str, Any]:
+    """Anthropic usage → OpenAI ``CompletionUsage``: the inverse of :func:`usage_from_openai`.
+
+    OpenAI's prompt_tokens include cached tokens, read and written alike.
+    """
+    usage = usage if isinstance(usage, dict) else {}
+    read = _count(usage, "cache_read_input_tokens")
+    written = _count(usage, "cache_creation_input_tokens")
+    prompt = _count(usage, "input_tokens") + read + written
+    completion = _count(usage, "output_tokens")
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written},
     }
 
 
