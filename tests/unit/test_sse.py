@@ -137,6 +137,27 @@ def test_line_endings(cuts: list[int], eol: str) -> None:
     assert named == [(b"a", {"x": 1}), (b"b", {"y": 2})]
 
 
+@settings(max_examples=100)
+@given(st.integers(min_value=1, max_value=4), st.integers(min_value=0, max_value=200))
+def test_extra_blank_lines_between_events_do_not_hang(extra: int, cut: int) -> None:
+    """b"\\n\\n\\n" once sent the fast path round forever (rfind overlapped find)."""
+    stream = event("a", {"x": 1}, "\n") + b"\n" * extra + event("b", {"y": 2}, "\n")
+    cut %= len(stream) + 1
+    splitter = SseSplitter()
+    got: list[SseEvent] = []
+    released = b""
+    for chunk in (stream[:cut], stream[cut:]):
+        out, events = splitter.feed(chunk)
+        assert out == b"".join(e.raw for e in events)
+        released += out
+        got += events
+    assert released + splitter.pending == stream
+    assert [(e.name, orjson.loads(e.data)) for e in got if e.name] == [
+        (b"a", {"x": 1}),
+        (b"b", {"y": 2}),
+    ]
+
+
 def test_multi_line_data_and_field_rules() -> None:
     _, events = SseSplitter().feed(b"event:x\ndata: a\ndata:b\nid: 1\nretry: 5\n\n")
     assert events[0].name == b"x"

@@ -65,6 +65,9 @@ class SseSplitter:
             start = 0
             while start < end:
                 stop = ready.find(b"\n\n", start)
+                if stop < 0:  # b"\n\n\n": rfind overlapped; the last LF opens the next block
+                    ready, self._pending = buf[:start], buf[start:]
+                    break
                 events.append(parse_event(ready[start:stop], ready[start : stop + 2]))
                 start = stop + 2
             return ready, events

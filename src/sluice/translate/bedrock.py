@@ -39,10 +39,12 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
+# Re-exported: the error table moved to bedrock_errors, shared with the /bedrock ingress.
+from sluice.translate.bedrock_errors import bedrock_exception_to_anthropic
 from sluice.translate.members import rewrite_top_level
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "DEFAULT_BETA_ALLOWLIST",
     "DEFAULT_MODEL_MAP",
     "INVOCATION_METRICS_KEY",
+    "base_model_id",
     "bedrock_exception_to_anthropic",
     "filter_betas",
     "from_bedrock_model",
@@ -179,43 +182,15 @@ def from_bedrock_model(model_id: str, extra: Mapping[str, str] | None = None) ->
     return _VERSION_SUFFIX.sub("", name.removeprefix("anthropic."))
 
 
+def base_model_id(model_id: str) -> str:
+    """A model or inference-profile id without its geography prefix (``us.anthropic.x`` →
+    ``anthropic.x``): the foundation model a system-defined profile routes to."""
+    return _GEO_PREFIX.sub("", model_id)
+
+
 def invoke_url(region: str, model_id: str, stream: bool, base_url: str | None = None) -> str:
     """The InvokeModel(WithResponseStream) URL. The model id is one path segment, so ``:`` and
     an ARN's ``/`` are percent-encoded; the signature covers this exact path."""
     base = (base_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
     action = "invoke-with-response-stream" if stream else "invoke"
     return f"{base}/model/{urllib.parse.quote(model_id, safe='')}/{action}"
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-# Keys are lowerCamel (the stream's :exception-type); the HTTP x-amzn-errortype is PascalCase.
-_EXCEPTIONS: Final[dict[str, tuple[int, str]]] = {
-    "throttlingException": (429, "rate_limit_error"),
-    "serviceQuotaExceededException": (429, "rate_limit_error"),
-    "serviceUnavailableException": (529, "overloaded_error"),
-    "modelNotReadyException": (529, "overloaded_error"),
-    "modelStreamErrorException": (500, "api_error"),
-    "internalServerException": (500, "api_error"),
-    "modelErrorException": (500, "api_error"),
-    "validationException": (400, "invalid_request_error"),
-    "accessDeniedException": (403, "permission_error"),
-    # The gateway's AWS credentials are wrong, not the client's key: not a 401.
-    "unrecognizedClientException": (403, "permission_error"),
-    "missingAuthenticationTokenException": (403, "permission_error"),
-    "invalidSignatureException": (403, "permission_error"),
-    "expiredTokenException": (403, "permission_error"),
-    "modelTimeoutException": (504, "timeout_error"),
-    "resourceNotFoundException": (404, "not_found_error"),
-}
-
-
-def bedrock_exception_to_anthropic(exception_type: str, message: str) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, Anthropic error body) for a Bedrock exception name, in either spelling
-    (``ThrottlingException:http://...`` from a header, ``throttlingException`` from a frame).
-    Unknown names become 500 ``api_error``."""
-    name = exception_type.split(":", 1)[0].strip()
-    key = name[:1].lower() + name[1:]
-    status, error_type = _EXCEPTIONS.get(key, (500, "api_error"))
-    text = message or name or "Bedrock error"
-    return status, {"type": "error", "error": {"type": error_type, "message": text}}
