@@ -20,6 +20,7 @@ from sluice.config.loader import load_config
 from sluice.config.models import SluiceConfig
 from sluice.errors import NotFound
 from sluice.logs import configure_logging
+from sluice.server.bedrock_listings import LISTINGS, handle_bedrock_listing
 from sluice.server.door_routes import match_door
 from sluice.server.models_route import handle_models
 from sluice.server.proxy_route import handle_proxy
@@ -87,6 +88,9 @@ class SluiceApp:
         elif method in ("GET", "HEAD"):
             if path == "/v1/models" or path.startswith("/v1/models/"):
                 await handle_models(services, scope, receive, send)
+                return
+            if path in LISTINGS:
+                await handle_bedrock_listing(services, scope, receive, send)
                 return
             if path == "/" or path == "/api/hello":
                 # Claude Code's probes, answered at once with no auth: HEAD / (its warm-up),

@@ -147,4 +147,10 @@ def anthropic_error_to_openai(status: int, body: bytes) -> tuple[int, dict[str, 
     message, error_type, _ = error_message(payload, fallback)
     if error_type not in _ERRORS:
         error_type = error_type_for(status)
-    return (503 if status == 529 else status), openai_error_for(error_type, message)
+    # The gateway's own refusals name the parameter they refuse (OpenAI clients show it).
+    error = payload.get("error") if isinstance(payload, dict) else None
+    param = error.get("param") if isinstance(error, dict) else None
+    body_out = openai_error_for(
+        error_type, message, param=param if isinstance(param, str) else None
+    )
+    return (503 if status == 529 else status), body_out
