@@ -14,6 +14,7 @@ import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from sluice.testing import Reply, Scenario, TextBlock, ToolUseBlock
+from sluice.testing.fake_bedrock import FakeBedrock
 from sluice.testing.scenarios import FakeUsage
 
 from lanes import KINDS, MODEL, lane
@@ -37,7 +38,10 @@ def _bedrock(gateway: Gateway, key: str | None = None) -> anthropic.AsyncAnthrop
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_bedrock_door_stream_and_invoke(kind: str, tmp_path: Path) -> None:
-    async with lane(kind, tmp_path) as ln:
+    # The raw lane hands Bedrock the SDK's own anthropic_version, which Bedrock judges.
+    sdk_version = ("bedrock-2023-05-31", "2026-10-21")
+    fake = FakeBedrock(accepted_versions=sdk_version) if kind == "bedrock" else None
+    async with lane(kind, tmp_path, fake=fake) as ln:
         ln.fake.set_default(Scenario(REPLY))  # type: ignore[attr-defined]
         async with _bedrock(ln.gateway) as client:
             async with client.messages.stream(
@@ -169,3 +173,38 @@ async def test_bedrock_listings_need_the_key(tmp_path: Path) -> None:
         ) as response:
             models = (await response.json())["modelSummaries"]
         assert "anthropic.claude-sonnet-4-6" in {m["modelId"] for m in models}
+
+
+async def test_raw_bedrock_lane_relays_bytes_both_ways(tmp_path: Path) -> None:
+    """Bedrock door to a Bedrock provider: the client's body reaches Bedrock byte for byte,
+    and Bedrock's event stream reaches the client byte for byte (credentials replaced)."""
+    async with lane("bedrock", tmp_path) as ln:
+        ln.fake.set_default(Scenario(REPLY))  # type: ignore[attr-defined]
+        # Odd spacing and key order, a beta inside: any re-serialization would show.
+        body = (
+            b'{ "max_tokens":64,  "anthropic_version":"bedrock-2023-05-31",'
+            b'"messages":[{"role":"user","content":"hi \\u00e9"}],"system":"s" }'
+        )
+        path = f"/bedrock/model/{PROFILE}/invoke-with-response-stream"
+        status, _, raw = await _post(ln.gateway, path, body)
+        assert status == 200, raw
+        [sent] = ln.model_requests()
+        assert sent.body == body  # type: ignore[attr-defined]
+        assert sent.header("authorization").startswith("AWS4-HMAC-SHA256")  # type: ignore[attr-defined]
+        async with FakeBedrock() as twin:  # a fresh fake answers its first request alike
+            twin.set_default(Scenario(REPLY))
+            direct = await _direct(twin.url, path.removeprefix("/bedrock"), body)
+        assert raw == direct
+        [row] = await ln.gateway.ledger_rows()
+        assert (row["ingress"], row["provider"], row["output_tokens"]) == ("bedrock", "up", 12)
+        assert row["cache_read_tokens"] == 300
+
+
+async def _direct(url: str, path: str, body: bytes) -> bytes:
+    """The same request straight to the fake (as Bedrock would answer the client itself)."""
+    headers = {"authorization": "Bearer aws-key", "content-type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url + path, data=body, headers=headers) as response,
+    ):
+        return await response.read()

@@ -96,6 +96,7 @@ class RequestContext:
     refusal: GatewayError | None = None  # the error the gateway answered with, if any
     settled: bool = False
     door: Door | None = None  # None: Anthropic Messages, the native door
+    content_edited: bool = False  # a step changed the body beyond its model (strip, cache)
     ingress: str = "anthropic"
 
     def parsed_body(self) -> dict[str, Any]:

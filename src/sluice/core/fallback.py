@@ -145,6 +145,8 @@ def upstream_request(ctx: RequestContext) -> UpstreamRequest:
         model=ctx.model_sent,
         stream=ctx.stream,
         attempt=ctx.attempts,
+        ingress=ctx.ingress,
+        client_body=None if ctx.door is None or ctx.content_edited else ctx.received_body,
     )
 
 

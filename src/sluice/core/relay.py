@@ -25,6 +25,7 @@ from sluice.core.keepalive import Keepalive
 from sluice.errors import GatewayError, ProviderError
 from sluice.logs import redact
 from sluice.providers.base import UpstreamResponse
+from sluice.streaming.eventstream_tap import EventStreamTap
 from sluice.streaming.tap import AnthropicFactsObserver, SseObserver, StreamTap
 
 _SNIPPET = 300
@@ -58,7 +59,7 @@ async def relay(
     ctx.upstream_headers_at = time.perf_counter()
     ok = False
     try:
-        if upstream.status == 200 and upstream.is_sse:
+        if upstream.status == 200 and (upstream.is_sse or upstream.is_event_stream):
             # A verdict ends the stream early: the upstream connection is closed, not reused.
             observers: list[SseObserver] = [guard] if guard else []
             ok = not await _relay_stream(ctx, upstream, send, observers, keepalive_s)
@@ -145,7 +146,9 @@ async def _relay_events(
     keepalive_s: float | None,
 ) -> bool:
     alive: Keepalive | None = None
-    tap = StreamTap([AnthropicFactsObserver(ctx.facts), *observers])
+    watchers: list[SseObserver] = [AnthropicFactsObserver(ctx.facts), *observers]
+    # The raw Bedrock lane relays event-stream frames as they are; its tap reads a copy.
+    tap = EventStreamTap(watchers) if upstream.is_event_stream else StreamTap(watchers)
     body = upstream.body
     started = False
     try:

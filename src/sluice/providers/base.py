@@ -27,6 +27,10 @@ class UpstreamRequest:
     model: str | None  # the Anthropic model id to send; None when the body named none
     stream: bool
     attempt: int = 1  # 1-based: the second provider of a fallback chain sends attempt 2
+    ingress: str = "anthropic"  # the door the client came by (bedrock, vertex, openai)
+    # The client's own body when it came by another door and the gateway changed none of its
+    # content: a provider of that door's kind sends it as it is (the raw lane).
+    client_body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,11 @@ class UpstreamResponse:
     @property
     def is_sse(self) -> bool:
         return self.content_type.startswith("text/event-stream")
+
+    @property
+    def is_event_stream(self) -> bool:
+        """Bedrock's own stream, relayed as it is (the raw Bedrock lane)."""
+        return self.content_type.startswith("application/vnd.amazon.eventstream")
 
 
 class Provider(Protocol):

@@ -93,11 +93,9 @@ class BedrockProvider:
                 meta={"provider": self.id, "model": model},
                 tips=[f"Map it under providers.{self.id}.model_map."],
             )
-        betas = filter_betas(request_header(request.headers, b"anthropic-beta"), self._betas)
-        try:
-            body = to_bedrock_body(request.body, betas)
-        except ValueError as exc:  # SpanError is one
-            raise InvalidRequest(f"The request body is not a JSON object: {exc}") from exc
+        # The raw lane: a Bedrock client's own body, unchanged by the gateway, goes as it is.
+        as_sent = request.client_body if request.ingress == "bedrock" else None
+        body = as_sent if as_sent is not None else self._bedrock_body(request)
         url = invoke_url(self._region, model_id, request.stream, self._config.base_url)
         # As botocore sends them: the stream names its payload type in its own header.
         accept = "x-amzn-bedrock-accept" if request.stream else "accept"
@@ -126,6 +124,8 @@ class BedrockProvider:
         if resp.status >= 400:
             return await self._error(resp, request_id)
         if request.stream and "eventstream" in resp.headers.get("content-type", ""):
+            if as_sent is not None:  # the client reads this stream itself: bytes unchanged
+                return passthrough(resp, self.id, request_id, idle_s=self._idle_s)
             translator = EventStreamToSSE(
                 strip_invocation_metrics=not self._config.keep_invocation_metrics
             )
@@ -133,8 +133,15 @@ class BedrockProvider:
         if request.stream:
             return passthrough(resp, self.id, request_id, idle_s=self._idle_s)
         raw = await read_body(resp, self.id)
-        body = self._anthropic_model(raw)
+        body = raw if as_sent is not None else self._anthropic_model(raw)
         return whole_response(resp.status, body, kept_headers(resp), request_id)
+
+    def _bedrock_body(self, request: UpstreamRequest) -> bytes:
+        betas = filter_betas(request_header(request.headers, b"anthropic-beta"), self._betas)
+        try:
+            return to_bedrock_body(request.body, betas)
+        except ValueError as exc:  # SpanError is one
+            raise InvalidRequest(f"The request body is not a JSON object: {exc}") from exc
 
     def _anthropic_model(self, raw: bytes) -> bytes:
         """Observed Bedrock answers name the Anthropic model; map a Bedrock id back if not."""

@@ -222,6 +222,7 @@ def _chat_attributes(rec: Finished, model: str, session: str | None) -> dict[str
         "langwatch.fallback.attempts_count": settled.attempts,
         "langwatch.budget.decision": settled.budget_decision,
         "http.response.status_code": settled.status,
+        "sluice.ingress": settled.ingress,  # the door: anthropic | bedrock | vertex | openai
     }
     if settled.request_class is not None:  # Claude Code's hint: main, subagent, compaction, ...
         attrs["sluice.request_class"] = settled.request_class

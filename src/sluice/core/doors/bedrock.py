@@ -37,6 +37,7 @@ from sluice.translate.bedrock_errors import bedrock_error
 from sluice.translate.bedrock_responses import bedrock_invoke_headers
 
 PREFIX = "/bedrock/"
+EVENT_STREAM = b"application/vnd.amazon.eventstream"
 _ROUTE = re.compile(r"model/(?P<model>.+)/(?P<op>invoke|invoke-with-response-stream|count-tokens)")
 _ENDPOINTS = {
     "invoke": ("messages", False),
@@ -119,14 +120,22 @@ class BedrockReshape:
         self._counting = counting
         self._started = time.monotonic()  # the encoder's clock
         self._stream: SseToEventStream | None = None
+        self._native = False
 
     def stream_start(self, headers: Headers) -> Headers:
         self._stream = SseToEventStream(started=self._started)
+        # The raw lane: a Bedrock upstream's own frames, relayed as they came.
+        self._native = any(k == b"content-type" and v == EVENT_STREAM for k, v in headers)
         kept = without(headers, b"content-type")
-        return [*kept, (b"content-type", b"application/vnd.amazon.eventstream")]
+        return [*kept, (b"content-type", EVENT_STREAM)]
 
     def stream_chunk(self, chunk: bytes) -> bytes:
         assert self._stream is not None
+        if self._native and not chunk.startswith(b"event: "):
+            # Whole frames from the upstream (a frame starts with its length, never with
+            # these bytes, which would say 1.7 GB). Only the gateway's own SSE frames, its
+            # pings and errors, are encoded.
+            return chunk
         return self._stream.feed(chunk)
 
     def stream_end(self) -> bytes:

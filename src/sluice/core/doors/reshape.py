@@ -36,10 +36,14 @@ class Reshape(Protocol):
         ...
 
 
-def is_event_stream(headers: Headers) -> bool:
+_STREAMS = (b"text/event-stream", b"application/vnd.amazon.eventstream")
+
+
+def is_stream(headers: Headers) -> bool:
+    """Anthropic SSE, or (the raw Bedrock lane) Bedrock's own event stream."""
     for name, value in headers:
         if name == b"content-type":
-            return value.startswith(b"text/event-stream")
+            return value.startswith(_STREAMS)
     return False
 
 
@@ -57,7 +61,7 @@ def reshaping_send(send: Send, reshape: Reshape) -> Send:
         nonlocal held, streaming
         if message["type"] == "http.response.start":
             headers = message.get("headers", [])
-            if message["status"] == 200 and is_event_stream(headers):
+            if message["status"] == 200 and is_stream(headers):
                 streaming = True
                 headers = reshape.stream_start(without(headers, b"content-length"))
                 await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -95,3 +95,4 @@ def _check_declared_tools(ctx: RequestContext, policy: KeyPolicy) -> None:
         tools = {n for n, _ in declared if not n.startswith("mcp_servers[")}
         servers = {n[12:-1] for n, _ in declared if n.startswith("mcp_servers[")}
         ctx.body = strip_named(strip_named(ctx.body, "tools", tools), "mcp_servers", servers)
+        ctx.content_edited = True

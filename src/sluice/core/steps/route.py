@@ -29,7 +29,8 @@ class Resolve(SettleNothing):
             ctx.model_sent = resolution.model
         mode = key.config.cache.mode
         if mode == "disable" and ctx.endpoint == "messages":
-            ctx.body, _removed = strip_cache_control(ctx.body)
+            ctx.body, removed = strip_cache_control(ctx.body)
+            ctx.content_edited = ctx.content_edited or bool(removed)
         ctx.response_headers.append((b"x-langwatch-cache-mode", mode.encode()))
         provider = self.router.pick(ctx)
         ctx.provider_id, ctx.provider_kind = provider.id, provider.kind

@@ -1,0 +1,100 @@
+"""The real Claude Code CLI in Bedrock mode and in Vertex mode, through Sluice's /bedrock and
+/vertex/v1 doors, to a key whose provider is plain Anthropic and to a Bedrock or Vertex
+provider: a text turn and a Bash tool loop, with the ledger naming the door."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from sluice.testing.scenarios import Reply, Scenario, TextBlock, scenario_by_name
+
+from claude_cli import ClaudeResult, run_claude
+from lanes import Lane, lane
+
+pytestmark = pytest.mark.e2e
+
+PRINT = ["--bare", "--disable-slash-commands", "--print"]
+# (door, provider kind): each door to plain Anthropic, and to its own cloud's provider.
+CASES = [
+    ("bedrock", "anthropic"),
+    ("bedrock", "bedrock"),
+    ("vertex", "anthropic"),
+    ("vertex", "vertex"),
+]
+MODELS = {"bedrock": "us.anthropic.claude-sonnet-4-6", "vertex": "claude-sonnet-4-6"}
+
+
+def _env(door: str, up: Lane) -> dict[str, str]:
+    key = up.gateway.key
+    if door == "bedrock":
+        return {
+            "CLAUDE_CODE_USE_BEDROCK": "1",
+            "ANTHROPIC_BEDROCK_BASE_URL": f"{up.gateway.url}/bedrock",
+            "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1",
+            "AWS_REGION": "us-east-1",
+            "AWS_BEARER_TOKEN_BEDROCK": key,
+        }
+    return {
+        "CLAUDE_CODE_USE_VERTEX": "1",
+        "ANTHROPIC_VERTEX_BASE_URL": f"{up.gateway.url}/vertex/v1",
+        "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "team-project",
+        "CLOUD_ML_REGION": "us-east5",
+        "ANTHROPIC_AUTH_TOKEN": key,
+    }
+
+
+async def _claude(door: str, up: Lane, tmp_path: Path, prompt: str, *extra: str) -> ClaudeResult:
+    return await run_claude(
+        [*PRINT, "--model", MODELS[door], prompt, *extra],
+        base_url="http://127.0.0.1:9",  # never used in these modes: nothing listens there
+        cwd=tmp_path / "work",
+        home=tmp_path / "home",
+        extra_env=_env(door, up),
+    )
+
+
+def _messages_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["endpoint"] == "messages"]
+
+
+@pytest.mark.parametrize(("door", "kind"), CASES)
+async def test_text_turn_through_a_door(door: str, kind: str, tmp_path: Path) -> None:
+    text = f"Hello from {kind} by the {door} door: periwinkle-4711"
+    async with lane(kind, tmp_path) as up:
+        up.fake.script(Scenario(Reply([TextBlock(text, chunks=4)])))
+        result = await _claude(door, up, tmp_path, "say hi")
+        rows = _messages_rows(await up.gateway.ledger_rows())
+    assert result.rc == 0, result.describe()
+    assert text in result.stdout
+    [row] = rows
+    assert (row["ingress"], row["provider"], row["status"]) == (door, "up", 200)
+    assert (row["model_requested"], row["streaming"]) == ("claude-sonnet-4-6", True)
+    assert row["output_tokens"] == 12
+
+
+@pytest.mark.parametrize(("door", "kind"), CASES)
+async def test_bash_tool_loop_through_a_door(door: str, kind: str, tmp_path: Path) -> None:
+    marker = tmp_path / "work" / "sluice-door-marker"
+    done = "The marker file now exists."
+    async with lane(kind, tmp_path) as up:
+        up.fake.script(
+            scenario_by_name("tool_bash", bash_command=f"touch {marker}"),
+            Scenario(Reply([TextBlock(done)])),
+        )
+        result = await _claude(door, up, tmp_path, "create the marker", "--allowedTools", "Bash")
+        bodies = [orjson.loads(r.body) for r in up.fake.messages_requests()]  # type: ignore[attr-defined]
+        rows = _messages_rows(await up.gateway.ledger_rows())
+    assert result.rc == 0, result.describe()
+    assert done in result.stdout
+    assert marker.exists(), "Claude Code did not run the Bash tool"
+    assert [(r["ingress"], r["stop_reason"]) for r in rows] == [
+        (door, "tool_use"),
+        (door, "end_turn"),
+    ]
+    last = bodies[-1]["messages"][-1]
+    assert any(b.get("type") == "tool_result" for b in last["content"])
