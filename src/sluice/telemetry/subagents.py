@@ -171,8 +171,8 @@ class SubagentLinks:
         table.move_to_end(key)
         while len(table) > self._max:
             table.popitem(last=False)
-        while table:  # expired entries at the old end go too
-            oldest = next(iter(table.values()))
-            if now - oldest[0] <= self._ttl:
-                break
-            table.popitem(last=False)
+        for each in (self._pending, self._prompts, self._prompted, self._agents):
+            while each:  # expired entries at the old ends go too
+                if now - next(iter(each.values()))[0] <= self._ttl:
+                    break
+                each.popitem(last=False)
