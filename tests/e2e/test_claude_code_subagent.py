@@ -112,7 +112,7 @@ async def test_subagent_is_an_invoke_agent_tree_in_its_turns_trace(
 
     telemetry = traced.server.app.services.telemetry
     await telemetry.flush()
-    await receiver.wait_for(len(requests) + 3)  # every chat, the Agent tool, two roots
+    await receiver.wait_for(len(requests) + 3, timeout=30)  # every chat, the Agent tool, two roots
     rows = {row["request_id"]: row for row in await traced.ledger_rows()}
     chats = _by_request(receiver.named("chat "))
     assert len(chats) == len(requests)
@@ -186,7 +186,7 @@ async def test_two_prompts_of_a_session_are_two_traces_of_one_conversation(
     assert len(two.json()["messages"]) > len(one.json()["messages"])  # the same conversation
 
     await traced.server.app.services.telemetry.flush()
-    await receiver.wait_for(4)
+    await receiver.wait_for(4, timeout=30)
     roots = receiver.latest("invoke_agent")
     chats = receiver.named("chat ")
     assert len(roots) == 2 and len(chats) == 2
