@@ -26,6 +26,7 @@ from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
 from sluice.telemetry.sink import SpanSink
 from sluice.telemetry.spans import Finished
+from sluice.telemetry.subagents import SubagentLinks
 from sluice.telemetry.turns import (
     NO_HINTS,
     Hints,
@@ -66,11 +67,14 @@ def _hints(ctx: RequestContext, headers: dict[bytes, bytes]) -> Hints:
     )
 
 
-def _agent(ctx: RequestContext, headers: dict[bytes, bytes]) -> str:
-    """A subagent is named by its type (``invoke_agent general-purpose``), the rest as before."""
-    kind = headers.get(b"x-claude-code-agent-type")
-    if ctx.agent_id and kind:
-        return kind[:MAX_IDENTIFIER_CHARS].decode("latin-1")
+def _agent(ctx: RequestContext, headers: dict[bytes, bytes], linked: bool, kind: str | None) -> str:
+    """A subagent is named by its type (``invoke_agent general-purpose``): the hint header, or
+    the tool's ``subagent_type`` when a hint-less link learnt it; the rest as before."""
+    header = headers.get(b"x-claude-code-agent-type")
+    if ctx.agent_id and header:
+        return header[:MAX_IDENTIFIER_CHARS].decode("latin-1")
+    if linked:
+        return kind or "subagent"
     return agent_name(headers)
 
 
@@ -88,6 +92,7 @@ class Telemetry:
         # Pruning here; span writes (and tool-start reads) happen in the sink process.
         self._repo = TracesRepo(engine) if engine is not None and cfg.store else None
         self._sink = SpanSink(cfg, database_url, os.environ if env is None else env)
+        self._subagents = SubagentLinks()  # hint-less subagents' parents (this process's)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
@@ -105,15 +110,24 @@ class Telemetry:
             if lowered in _HEADERS:
                 headers.setdefault(lowered, value)
         session = session_of(ctx.session_id, headers)
+        now = time.monotonic()
         try:
             caller = parse_traceparent(headers.get(b"traceparent"))
+            hints = _hints(ctx, headers)
+            parent = None
+            if session is not None and hints.prompt_id is None:
+                parent = self._subagents.link(session, ctx.agent_id, ctx.messages_raw, now)
             turn = detect_turn(
-                ctx.messages_raw, session, ctx.request_id, caller, _hints(ctx, headers)
+                ctx.messages_raw, session, ctx.request_id, caller, hints, parent, ctx.agent_id
             )
+            if session is not None:
+                called = [call.name for call in ctx.facts.tool_calls or ()]
+                self._subagents.observe(session, turn, called, now)
         except Exception:  # a body the upstream accepted but turns cannot read: no trace
             log.debug("no turn for %s", ctx.request_id, exc_info=True)
             return False
-        return turn, session, _agent(ctx, headers)
+        kind = parent.agent_type if parent is not None else None
+        return turn, session, _agent(ctx, headers, parent is not None, kind)
 
     def record(self, ctx: RequestContext, settled: Settlement) -> None:
         """Queue a finished request (identified key, Messages endpoint) for tracing.

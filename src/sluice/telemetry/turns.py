@@ -63,6 +63,19 @@ class Hints:
 
 
 NO_HINTS = Hints()
+
+
+@dataclass(frozen=True, slots=True)
+class ParentLink:
+    """Where a subagent's spans go without hints: its parent's turn (``telemetry.subagents``
+    finds it)."""
+
+    turn_key: bytes
+    trace_id: int
+    root_span_id: int
+    agent_type: str | None = None  # the tool's ``subagent_type``, once seen
+
+
 _MAX_DURATIONS = 64
 
 
@@ -259,8 +272,11 @@ def detect_turn(
     request_id: str,
     traceparent: tuple[int, int] | None = None,
     hints: Hints = NO_HINTS,
+    parent: ParentLink | None = None,
+    agent_id: str | None = None,
 ) -> Turn:
-    """The turn this request belongs to. Without a session every request is its own turn."""
+    """The turn this request belongs to. Without a session every request is its own turn.
+    ``parent``: the turn that started this subagent (no hints: ``telemetry.subagents``)."""
     items = _RAW_LIST.decode(messages_raw) if messages_raw is not None else []
     count = len(items)
     if session is None or not items:
@@ -276,6 +292,10 @@ def detect_turn(
     ).digest()
     opens = last_user is None or last_user_index == opening
     results = _tool_results(items, opens, last_user, last_user_index)
+    if parent is not None:  # a subagent: spans of its own, under its parent's root
+        name = agent_id.encode() if agent_id else key  # its conversation, when no agent id
+        key = hashlib.blake2b(parent.turn_key + b"\0agent\0" + name, digest_size=32).digest()
+        return Turn(key, parent.trace_id, parent.root_span_id, opens, opening, count, results)
     return _turn(key, traceparent, opens=opens, opening=opening, count=count, results=results)
 
 

@@ -11,6 +11,8 @@ import http
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from sluice.translate.canned import (
     Block,
     Reply,
@@ -101,12 +103,27 @@ class Scenario:
     tool_rounds: int = 1
     # A fault for the first attempt at each distinct request body; a retry of it succeeds.
     first_attempt_fault: Fault | None = None
+    # (needle, reply): a request whose last user message contains the needle gets that reply,
+    # whatever the order (a subagent's request, a background task's notification), first match.
+    routes: tuple[tuple[str, Reply], ...] = ()
 
     def reply_for(self, payload: JSON) -> Reply:
         """The reply for this request body (the tool loop's answer depends on it)."""
+        if self.routes and (routed := _routed(self.routes, payload)) is not None:
+            return routed
         if self.after_tools is not None and tool_rounds_this_turn(payload) >= self.tool_rounds:
             return self.after_tools
         return self.reply
+
+
+def _routed(routes: tuple[tuple[str, Reply], ...], payload: JSON) -> Reply | None:
+    messages = payload.get("messages")
+    messages = messages if isinstance(messages, list) else []
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        return None
+    last = orjson.dumps(users[-1].get("content")).decode()
+    return next((reply for needle, reply in routes if needle in last), None)
 
 
 def tool_rounds_this_turn(payload: JSON) -> int:

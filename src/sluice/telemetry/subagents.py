@@ -1,0 +1,178 @@
+"""Subagents without gateway hints: which turn started this conversation?
+
+A subagent (Claude Code's ``Agent`` tool, ``Task`` in older CLIs) is a fresh conversation:
+another system prompt, and the tool's ``prompt`` as its first user message, so the content
+hash gives it a turn of its own. With hints the shared ``x-claude-code-prompt-id`` ties it to
+its parent; without them (CLIs before 2.1.273, or the variable unset) this table does, per
+gateway process, from what the CLI sends anyway (measured with 2.1.197 and 2.1.332):
+
+- a main-agent response holding a ``Task``/``Agent`` tool_use makes its turn the session's
+  *pending parent* (the relay keeps tool names and ids, not their inputs);
+- the request that returns that call's ``tool_result`` shows its input (``prompt``,
+  ``subagent_type``) and, in the result text, ``agentId: <id>``: learnt as links by prompt
+  and by agent id (2.1.332 runs agents in the background, so this comes *before* the
+  subagent's requests; 2.1.197 blocks, so it comes after);
+- a subagent request carries ``x-claude-code-agent-id`` even without hints. It is linked by
+  that id, else by its first user text equal to a learnt prompt, else (an agent id only) to
+  the session's pending parent.
+
+Everything is bounded (entries, TTL, bytes read): the keys and texts come from outside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Any
+
+import msgspec
+import orjson
+
+from sluice.telemetry.turns import ParentLink, ToolResult, Turn
+
+SUBAGENT_TOOLS = frozenset({"Task", "Agent"})
+_AGENT_ID = re.compile(rb"agentId: ([A-Za-z0-9_-]{1,64})")
+_READ_BYTES = 65_536  # of a tool input or result: the id and the fields are near the start
+_TYPE_CHARS = 128
+_FIRST = msgspec.json.Decoder(list[msgspec.Raw])
+_REMINDER = "<system-reminder>"
+
+
+def _digest(*parts: str) -> bytes:
+    return hashlib.blake2b("\0".join(parts).encode(errors="replace"), digest_size=16).digest()
+
+
+def first_user_text(messages_raw: Any) -> str | None:
+    """The last text block of the first message that is not a ``<system-reminder>`` (Claude
+    Code puts its context reminders before the subagent's prompt), or its string content."""
+    if messages_raw is None:
+        return None
+    try:
+        items = _FIRST.decode(messages_raw)
+        first = orjson.loads(bytes(items[0])) if items else None
+    except (msgspec.DecodeError, orjson.JSONDecodeError):
+        return None
+    content = first.get("content") if isinstance(first, dict) else None
+    if isinstance(content, str):
+        return content
+    blocks = content if isinstance(content, list) else []
+    texts = [
+        text
+        for b in blocks
+        if isinstance(b, dict)
+        and b.get("type") == "text"
+        and isinstance(text := b.get("text"), str)
+        and not text.lstrip().startswith(_REMINDER)
+    ]
+    return texts[-1] if texts else None
+
+
+def _call_input(result: ToolResult) -> tuple[str | None, str | None]:
+    """(prompt, subagent_type) from the tool_use input, when it is a readable object."""
+    raw = result.arguments
+    if not raw or len(raw) > _READ_BYTES:
+        return None, None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(value, dict):
+        return None, None
+    prompt, kind = value.get("prompt"), value.get("subagent_type")
+    return (
+        prompt if isinstance(prompt, str) else None,
+        kind[:_TYPE_CHARS] if isinstance(kind, str) and kind else None,
+    )
+
+
+class SubagentLinks:
+    """Bounded LRU tables with a TTL, one per gateway process (``Telemetry`` holds it)."""
+
+    def __init__(self, *, max_entries: int = 10_000, ttl_s: float = 3600.0) -> None:
+        self._max = max_entries
+        self._ttl = ttl_s
+        self._pending: OrderedDict[bytes, tuple[float, ParentLink]] = OrderedDict()
+        self._prompts: OrderedDict[bytes, tuple[float, ParentLink]] = OrderedDict()
+        self._prompted: OrderedDict[bytes, tuple[float, ParentLink]] = OrderedDict()  # sessions
+        self._agents: OrderedDict[bytes, tuple[float, ParentLink]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._prompts) + len(self._agents) + len(self._prompted)
+
+    def link(
+        self, session: str, agent_id: str | None, messages_raw: Any, now: float
+    ) -> ParentLink | None:
+        """The parent of this request's conversation, when it is a known subagent's."""
+        if agent_id and (found := self._get(self._agents, _digest(session, agent_id), now)):
+            return found
+        sess = _digest(session)
+        if sess not in self._prompted and not (agent_id and sess in self._pending):
+            return None  # the common case: nothing to match, no decoding
+        text = first_user_text(messages_raw)
+        found = None
+        if text is not None:
+            found = self._get(self._prompts, _digest(session, "prompt", text), now)
+        if found is None and agent_id:
+            found = self._get(self._pending, sess, now)
+        if found is not None and agent_id:
+            self._put(self._agents, _digest(session, agent_id), found, now)
+        return found
+
+    def observe(
+        self,
+        session: str,
+        turn: Turn,
+        called: list[str],
+        now: float,
+    ) -> None:
+        """Learn from a finished request: the subagent tools its response called (names),
+        and the subagent calls its tool results answer."""
+        parent = ParentLink(turn.turn_key, turn.trace_id, turn.root_span_id)
+        if any(name in SUBAGENT_TOOLS for name in called):
+            self._put(self._pending, _digest(session), parent, now)
+        for result in turn.tool_results:
+            if result.name in SUBAGENT_TOOLS:
+                self._learn(session, parent, result, now)
+
+    def _learn(self, session: str, parent: ParentLink, result: ToolResult, now: float) -> None:
+        prompt, kind = _call_input(result)
+        link = replace(parent, agent_type=kind)
+        if prompt is not None:
+            self._put(self._prompts, _digest(session, "prompt", prompt), link, now)
+            self._put(self._prompted, _digest(session), link, now)
+        found = _AGENT_ID.search(result.result[:_READ_BYTES]) if result.result else None
+        if found is not None:
+            agent_id = found.group(1).decode()
+            self._put(self._agents, _digest(session, agent_id), link, now)
+
+    def _get(
+        self, table: OrderedDict[bytes, tuple[float, ParentLink]], key: bytes, now: float
+    ) -> ParentLink | None:
+        entry = table.get(key)
+        if entry is None:
+            return None
+        if now - entry[0] > self._ttl:
+            del table[key]
+            return None
+        table[key] = (now, entry[1])  # in use: keep it
+        table.move_to_end(key)
+        return entry[1]
+
+    def _put(
+        self,
+        table: OrderedDict[bytes, tuple[float, ParentLink]],
+        key: bytes,
+        link: ParentLink,
+        now: float,
+    ) -> None:
+        table[key] = (now, link)
+        table.move_to_end(key)
+        while len(table) > self._max:
+            table.popitem(last=False)
+        for each in (self._pending, self._prompts, self._prompted, self._agents):
+            while each:  # expired entries at the old ends go too
+                if now - next(iter(each.values()))[0] <= self._ttl:
+                    break
+                each.popitem(last=False)
