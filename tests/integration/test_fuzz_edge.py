@@ -73,14 +73,24 @@ class Harness:
             return r.status, await r.read()
 
     def send(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        shape: str = "anthropic",
     ) -> tuple[int, bytes]:
         status, raw = self.run(self._request(method, path, body, headers))
         self.seen.append(status)
         assert status < 500, (status, method, path, body[:300] if body else body, raw[:500])
         if status >= 400 and method != "HEAD":
             payload = json.loads(raw)
-            assert payload["type"] == "error" and payload["error"]["type"], raw[:500]
+            if shape == "bedrock":  # Bedrock's shape: the type is in x-amzn-errortype
+                assert set(payload) == {"message"} and payload["message"], raw[:500]
+            elif shape == "openai":
+                assert payload["error"]["type"] and payload["error"]["message"], raw[:500]
+            else:
+                assert payload["type"] == "error" and payload["error"]["type"], raw[:500]
         return status, raw
 
 
@@ -307,6 +317,53 @@ def test_fuzz_headers(harness: Harness, data: st.DataObject) -> None:
     )
     method = "GET" if path == "/v1/models" else "POST"
     harness.send(method, path, body if method == "POST" else None, data.draw(headers(harness)))
+
+
+VERTEX = "/vertex/v1/projects/p/locations/r/publishers/anthropic/models/"
+DOORS = [
+    ("/v1/chat/completions", "openai"),
+    ("/bedrock/model/us.anthropic.claude-sonnet-4-6/invoke", "bedrock"),
+    ("/bedrock/model/us.anthropic.claude-sonnet-4-6/invoke-with-response-stream", "bedrock"),
+    ("/bedrock/model/anthropic.x-v1:0/count-tokens", "bedrock"),
+    (VERTEX + "claude-opus-4-8:streamRawPredict", "anthropic"),
+    (VERTEX + "claude-opus-4-8:rawPredict", "anthropic"),
+    (VERTEX + "count-tokens:rawPredict", "anthropic"),
+]
+chat_messages = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["system", "user", "assistant", "tool", "developer"]) | values,
+        "content": texts | st.lists(values, max_size=3) | values,
+    },
+    optional={"tool_calls": values, "tool_call_id": values, "name": values},
+)
+chat_bodies = st.fixed_dictionaries(
+    {"model": models, "messages": st.lists(chat_messages, max_size=3) | values},
+    optional={
+        "stream": st.booleans() | values,
+        "tools": values,
+        "tool_choice": values,
+        "max_tokens": values,
+        "stream_options": values,
+        "n": values,
+        "response_format": values,
+    },
+)
+
+
+@settings(FUZZ, max_examples=600)
+@given(data=st.data())
+def test_fuzz_doors(harness: Harness, data: st.DataObject) -> None:
+    """Bedrock, Vertex and OpenAI doors: Messages and Chat bodies, mutations, garbage and deep
+    nesting; every refusal in the door's own error shape, never a 5xx."""
+    path, shape = data.draw(st.sampled_from(DOORS))
+    body = data.draw(
+        encoded()
+        | chat_bodies.map(lambda b: json.dumps(b).encode())
+        | st.binary(max_size=2_000)
+        | nested()
+    )
+    key = data.draw(st.sampled_from([harness.gateway.key, harness.policy_key]))
+    harness.send("POST", path, body, {"authorization": f"Bearer {key}"}, shape)
 
 
 ROUTES = ["/", "/healthz", "/readyz", "/v1/models", "/v1/messages", "/v1/messages/count_tokens"]

@@ -183,3 +183,33 @@ async def test_ledger_keeps_claude_codes_hints_and_spend_groups_by_them(
         await run_sluice("spend", "--by", "agent", "--json", "--config", str(cfg))
     )
     assert {r["agent"]: r["requests"] for r in by_agent} == {None: 4, "agent-7": 1}
+
+
+async def test_spend_by_door(gateway: Gateway, fake: FakeAnthropic, tmp_path: Path) -> None:
+    """The same key through three doors: `spend --by ingress` sums each apart."""
+    fake.set_default(Scenario(Reply([TextBlock("ok")], usage=FakeUsage(10, 5))))
+    message = {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    vertex = "/vertex/v1/projects/p/locations/r/publishers/anthropic/models/claude-opus-4-8"
+    requests = [
+        ("/v1/messages", {"model": "claude-opus-4-8", **message}),
+        ("/v1/chat/completions", {"model": "claude-opus-4-8", **message}),
+        ("/v1/chat/completions", {"model": "claude-opus-4-8", **message}),
+        (vertex + ":rawPredict", {"anthropic_version": "vertex-2023-10-16", **message}),
+    ]
+    auth = {"authorization": f"Bearer {gateway.key}"}
+    async with aiohttp.ClientSession() as s:
+        for path, body in requests:
+            async with s.post(gateway.url + path, json=body, headers=auth) as r:
+                assert r.status == 200, await r.text()
+    await gateway.ledger_rows()  # flushed
+    cfg = tmp_path / "spend.yaml"
+    cfg.write_text(f"database: sqlite:///{gateway.db_path}\nsecret_key: {SECRET}\n")
+    by_door = json.loads(
+        await run_sluice("spend", "--by", "ingress", "--json", "--config", str(cfg))
+    )
+    assert {r["ingress"]: r["requests"] for r in by_door} == {
+        "anthropic": 1,
+        "openai": 2,
+        "vertex": 1,
+    }
+    assert {r["cost_micros"] for r in by_door if r["ingress"] != "openai"} == {175}

@@ -31,12 +31,15 @@ GROUPS = {
     # Claude Code's gateway hints: what compaction, subagents and titles cost a team.
     "request_class": ledger.c.request_class,
     "agent": ledger.c.agent_id,
+    "ingress": ledger.c.ingress,  # the door: anthropic, bedrock, vertex or openai
 }
 
 
 def spend(
     by: str = typer.Option(
-        "key", "--by", help="key, principal, project, model, session, request_class or agent"
+        "key",
+        "--by",
+        help="key, principal, project, model, session, request_class, agent or ingress",
     ),
     since: str | None = typer.Option(None, "--since", help="A date, or a duration back like 7d."),
     window: str | None = typer.Option(
