@@ -168,3 +168,26 @@ async def test_write_tool_creates_a_file_through_the_openai_door(tmp_path: Path)
         ("openai", 200, "tool_use"),
         ("openai", 200, "end_turn"),
     ]
+
+
+async def test_unknown_key_is_refused_in_openai_shape(tmp_path: Path) -> None:
+    """A key the gateway does not know: opencode shows the door's OpenAI-shaped 401 message
+    and exits non-zero; nothing reaches the upstream."""
+    async with lane("anthropic", tmp_path) as up:
+        up.fake.script(Scenario(Reply([TextBlock("never sent")])))
+        result = await run_opencode(
+            "say hi",
+            base_url=f"{up.gateway.url}/v1",
+            api_key="lw_vk_live_not-a-key-the-gateway-minted",
+            model=MODEL,
+            cwd=tmp_path / "work",
+            home=tmp_path / "home",
+        )
+        bodies = _bodies(up)
+    assert result.rc != 0, result.describe()
+    errors = [e for e in result.events if e.get("type") == "error"]
+    assert "this virtual key is not known to the gateway" in orjson.dumps(errors).decode(), (
+        result.describe()
+    )
+    assert "never sent" not in result.text
+    assert bodies == []
