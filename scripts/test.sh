@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLAUDE_CODE_VERSION="${SLUICE_CLAUDE_CODE_VERSION:-2.1.197}"  # the version the fixtures came from
+# An agent CLI that speaks OpenAI Chat Completions, for the /v1/chat/completions door's e2e test
+# (docs/connect-openai-agents.md). Pinned: one version, installed once.
+OPENCODE_VERSION="${SLUICE_OPENCODE_VERSION:-1.18.33}"
 
 echo "== Python environment"
 PYTHON="${PYTHON:-python3}"
@@ -41,6 +44,22 @@ elif [ "$NEWEST" != "$CLAUDE_CODE_VERSION" ]; then
   "$NEWEST_BIN" --version
 fi
 
+# opencode ships its binary inside its npm packages (a postinstall links it); nothing else is
+# downloaded. Installed once per version into .cache/opencode/<version>.
+install_opencode() {  # version -> path of its `opencode`
+  local dir=".cache/opencode/$1"
+  if [ "$("$dir/node_modules/.bin/opencode" --version 2>/dev/null)" != "$1" ]; then
+    mkdir -p "$dir"
+    [ -f "$dir/package.json" ] || echo '{"name":"sluice-test-deps","private":true}' > "$dir/package.json"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "opencode-ai@$1" >&2
+  fi
+  echo "$PWD/$dir/node_modules/.bin/opencode"
+}
+echo "== opencode CLI $OPENCODE_VERSION (pinned, npm; OpenAI Chat Completions agent)"
+SLUICE_OPENCODE_BIN="$(install_opencode "$OPENCODE_VERSION")"
+export SLUICE_OPENCODE_BIN
+"$SLUICE_OPENCODE_BIN" --version
+
 echo "== Lint and types"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
@@ -51,5 +70,6 @@ echo "== Tests (Claude Code $CLAUDE_CODE_VERSION for the e2e lane)"
 .venv/bin/python -m pytest "$@"
 if [ -n "$NEWEST_BIN" ]; then
   echo "== End-to-end tests again, with Claude Code $NEWEST"
-  SLUICE_CLAUDE_BIN="$NEWEST_BIN" .venv/bin/python -m pytest tests/e2e "$@"
+  SLUICE_CLAUDE_BIN="$NEWEST_BIN" .venv/bin/python -m pytest tests/e2e \
+    --ignore=tests/e2e/test_openai_agent_cli.py "$@"  # opencode's tests don't use Claude Code
 fi
