@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
-from opencode_cli import OpencodeResult, run_opencode
 
 from sluice.testing.scenarios import Reply, Scenario, TextBlock, ToolUseBlock
 
 from lanes import ANTHROPIC_KEY, MODEL, Lane, lane
+from opencode_cli import OpencodeResult, run_opencode
 
 pytestmark = pytest.mark.e2e
 

@@ -696,3 +696,43 @@ def test_values_orjson_cannot_encode_are_translation_errors() -> None:
         err = refused({"model": "m", "messages": [USER], "tools": [tool]})
         assert err.message.startswith("request cannot be encoded")
     assert "unencodable" in refused({"model": "m", "messages": [USER], "n": 2**70}).message
+
+
+def test_message_level_cache_control_lands_on_the_message_blocks() -> None:
+    """opencode (the AI SDK) marks whole messages and tool calls as cache breakpoints; each
+    mark must reach Anthropic or its users get no prompt-cache reads."""
+    eph = {"type": "ephemeral"}
+    out = translate(
+        model="claude-sonnet-4-6",
+        messages=[
+            {"role": "system", "content": "You are OpenCode.", "cache_control": eph},
+            {"role": "user", "content": "list files", "cache_control": eph},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "toolu_1",
+                        "type": "function",
+                        "function": {"name": "bash", "arguments": '{"command":"ls"}'},
+                        "cache_control": eph,
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "a b", "cache_control": eph},
+        ],
+    )
+    assert out["system"] == [{"type": "text", "text": "You are OpenCode.", "cache_control": eph}]
+    user, assistant, results = out["messages"]
+    assert user["content"] == [{"type": "text", "text": "list files", "cache_control": eph}]
+    assert assistant["content"][-1]["cache_control"] == eph
+    assert results["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": "a b",
+        "cache_control": eph,
+    }
+    plain = translate(
+        model="m", messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    )
+    assert plain["system"] == "s"  # no breakpoint: a plain string, as before

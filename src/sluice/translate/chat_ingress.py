@@ -11,7 +11,9 @@ Mapping (protocols.md §7, read backwards):
   wherever they stood in the conversation (Anthropic has no mid-conversation system turn).
 * ``user`` content: a string or ``text`` / ``image_url`` (``data:`` URL → base64 source,
   http(s) → url source) / ``file`` (a PDF given as ``file_data``) parts. A ``cache_control``
-  on a part (clients that know Claude send it) is kept.
+  on a part (clients that know Claude send it) is kept; one on a whole message (opencode and
+  the AI SDK put it there, on tool calls too) goes on the message's last block, and a cached
+  system message makes ``system`` a list of text blocks.
 * ``assistant``: text (and any earlier ``refusal`` text) then one ``tool_use`` per
   ``tool_calls`` entry, its ``arguments`` string parsed into ``input``.
 * ``tool`` messages → ``tool_result`` blocks in a user turn. Consecutive turns of one role are
@@ -245,9 +247,9 @@ def _response_format(fmt: Any) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- messages
 
 
-def _messages(raw: Any) -> tuple[str, list[dict[str, Any]]]:
+def _messages(raw: Any) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
     items = _list(raw, "messages")
-    system: list[str] = []
+    system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         where = f"messages[{i}]"
@@ -256,14 +258,16 @@ def _messages(raw: Any) -> tuple[str, list[dict[str, Any]]]:
         if role in ("system", "developer"):
             text = _text_only(message.get("content"), f"{where}.content", "\n\n")
             if text:
-                system.append(text)
+                system.append(_cached({"type": "text", "text": text}, message, where))
             continue
         if role == "user":
-            _append_turn(turns, "user", _user_content(message.get("content"), f"{where}.content"))
+            blocks = _user_content(message.get("content"), f"{where}.content")
+            _append_turn(turns, "user", _cached_last(blocks, message, where))
         elif role == "assistant":
-            _append_turn(turns, "assistant", _assistant_blocks(message, where))
+            blocks = _assistant_blocks(message, where)
+            _append_turn(turns, "assistant", _cached_last(blocks, message, where))
         elif role == "tool":
-            _append_turn(turns, "user", [_tool_result(message, where)])
+            _append_turn(turns, "user", [_cached(_tool_result(message, where), message, where)])
         elif role == "function":
             raise _refuse("the legacy `function` role (use `tool`)", f"{where}.role")
         else:
@@ -275,7 +279,27 @@ def _messages(raw: Any) -> tuple[str, list[dict[str, Any]]]:
     for turn in turns:
         if turn["role"] == "user":  # Anthropic wants a user turn's tool results first
             turn["content"].sort(key=lambda block: block["type"] != "tool_result")
-    return "\n\n".join(system), turns
+    if any("cache_control" in block for block in system):
+        return system, turns  # blocks: a cache breakpoint needs one to sit on
+    return "\n\n".join(block["text"] for block in system), turns
+
+
+def _cached(block: dict[str, Any], holder: dict[str, Any], param: str) -> dict[str, Any]:
+    """A message's (or tool call's) own ``cache_control`` onto the block made from it: clients
+    built for Claude (opencode, the AI SDK) mark whole messages as cache breakpoints."""
+    cache = holder.get("cache_control")
+    if cache is not None:
+        block["cache_control"] = _obj(cache, f"{param}.cache_control")
+    return block
+
+
+def _cached_last(
+    blocks: list[dict[str, Any]], message: dict[str, Any], param: str
+) -> list[dict[str, Any]]:
+    """A message-level breakpoint covers the whole message: it sits on its last block."""
+    if blocks:
+        _cached(blocks[-1], message, param)
+    return blocks
 
 
 def _append_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
@@ -405,7 +429,7 @@ def _tool_use(call: dict[str, Any], param: str) -> dict[str, Any]:
         ) from exc
     if not isinstance(value, dict):
         raise TranslationError("tool call arguments must be a JSON object", param=where)
-    return {"type": "tool_use", "id": call_id, "name": name, "input": value}
+    return _cached({"type": "tool_use", "id": call_id, "name": name, "input": value}, call, param)
 
 
 def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
