@@ -69,6 +69,9 @@ async def test_text_turn_through_the_openai_door(tmp_path: Path) -> None:
     assert result.text == text, result.describe()
     [body] = bodies
     _assert_messages_shape(body, prompt)
+    # opencode's message-level cache breakpoints reach Anthropic (prompt caching works).
+    assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     [row] = rows
     assert (row["ingress"], row["provider"], row["status"]) == ("openai", "up", 200)
     assert (row["model_requested"], row["streaming"], row["stop_reason"]) == (
