@@ -10,10 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
+from sluice.testing import FakeAnthropic
 from sluice.testing.scenarios import Reply, Scenario, TextBlock, scenario_by_name
 
 from claude_cli import ClaudeResult, run_claude
 from lanes import Lane, lane
+from otlp_receiver import OtlpReceiver
+from support import start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -98,3 +101,36 @@ async def test_bash_tool_loop_through_a_door(door: str, kind: str, tmp_path: Pat
     ]
     last = bodies[-1]["messages"][-1]
     assert any(b.get("type") == "tool_result" for b in last["content"])
+
+
+@pytest.mark.parametrize("door", ["bedrock", "vertex"])
+async def test_a_door_turn_is_one_trace_naming_its_door(door: str, tmp_path: Path) -> None:
+    """Bedrock or Vertex mode, traced: the tool loop is one trace whose model calls carry
+    ``sluice.ingress``, with the Bash tool between them."""
+    marker = tmp_path / "work" / "sluice-traced-door-marker"
+    async with FakeAnthropic() as fake, OtlpReceiver() as receiver:
+        tracing = (
+            f"tracing: {{enabled: true, otlp_endpoint: '{receiver.url}', flush_interval_ms: 20}}"
+        )
+        gateway = await start_gateway(tmp_path / "traced.db", fake.url, tracing)
+        try:
+            fake.script(
+                scenario_by_name("tool_bash", bash_command=f"touch {marker}"),
+                Scenario(Reply([TextBlock("Done.")])),
+            )
+            up = Lane("anthropic", fake, gateway)
+            result = await _claude(
+                door, up, tmp_path, "create the marker", "--allowedTools", "Bash"
+            )
+            assert result.rc == 0, result.describe()
+            await gateway.server.app.services.telemetry.flush()
+            spans = await receiver.wait_for(4)
+        finally:
+            await gateway.server.stop()
+    assert marker.exists()
+    assert len({s.trace_id for s in spans}) == 1, [(s.name, s.trace_id) for s in spans]
+    chats = receiver.named("chat ")
+    assert len(chats) == 2
+    assert {c.attributes["sluice.ingress"] for c in chats} == {door}
+    [bash] = receiver.named("execute_tool")
+    assert bash.parent_span_id == min(chats, key=lambda s: s.start_ns).span_id
