@@ -73,14 +73,12 @@ def _has_tool_result(request: RecordedRequest) -> bool:
 
 
 def _expected_type(requests: list[RecordedRequest], sub: RecordedRequest) -> str:
-    """The subagent span's name: the hint header; else the Agent call's subagent_type when the
-    main agent's tool_result (which shows it) came before the subagent's request; else
-    'subagent' (2.1.197 without hints reports the type only after the subagent is done)."""
+    """The subagent span's name: the hint header; else the Agent call's subagent_type, which
+    the relay kept from the main agent's response (2.1.197 without hints reports it to the
+    gateway nowhere else before the subagent is done)."""
     if (header := sub.header("x-claude-code-agent-type")) is not None:
         return header
-    main_results = [r for r in requests if _has_tool_result(r) and r is not sub]
-    before = main_results and requests.index(main_results[0]) < requests.index(sub)
-    return "general-purpose" if before else "subagent"
+    return "general-purpose"
 
 
 def _by_request(spans: list[Span]) -> dict[str, Span]:

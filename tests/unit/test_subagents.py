@@ -6,6 +6,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sluice.base.usage import ResponseFacts, ToolCall
+from sluice.streaming.tap import AnthropicFactsObserver, StreamTap
 from sluice.telemetry.subagents import SubagentLinks, first_user_text
 from sluice.telemetry.turns import detect_turn
 
@@ -46,6 +48,11 @@ RESULT = _user(
 SUB_OPEN = _messages(_user(REMINDER, _text("Find X.")))
 
 
+def _call(name: str, launch: dict[str, object] | None = None) -> ToolCall:
+    """A tool call as the relay kept it (the input only for subagent launches)."""
+    return ToolCall("toolu_1", name, "tool_use", 0.0, orjson.dumps(launch) if launch else None)
+
+
 def _main_turn(messages: bytes = MAIN_OPEN, session: str = "s1"):  # type: ignore[no-untyped-def]
     return detect_turn(messages, session, "req")
 
@@ -54,7 +61,7 @@ def test_agent_id_links_to_the_pending_parent() -> None:
     links = SubagentLinks()
     main = _main_turn()
     assert links.link("s1", "a1b2c3", SUB_OPEN, 0.0) is None  # nothing pending yet
-    links.observe("s1", main, ["Agent"], 1.0)
+    links.observe("s1", main, [_call("Agent")], 1.0)
     parent = links.link("s1", "a1b2c3", SUB_OPEN, 2.0)
     assert parent is not None and parent.trace_id == main.trace_id
     assert parent.root_span_id == main.root_span_id and parent.agent_type is None
@@ -83,7 +90,7 @@ def test_the_tool_result_teaches_prompt_type_and_agent_id() -> None:
 def test_a_subagents_later_requests_keep_its_spans() -> None:
     links = SubagentLinks()
     main = _main_turn()
-    links.observe("s1", main, ["Task"], 1.0)
+    links.observe("s1", main, [_call("Task")], 1.0)
     parent = links.link("s1", "a9", SUB_OPEN, 2.0)
     assert parent is not None
     opening = detect_turn(SUB_OPEN, "s1", "r", parent=parent, agent_id="a9")
@@ -102,13 +109,13 @@ def test_a_subagents_later_requests_keep_its_spans() -> None:
 def test_entries_expire_and_tables_stay_bounded() -> None:
     links = SubagentLinks(max_entries=3, ttl_s=10.0)
     main = _main_turn()
-    links.observe("s1", main, ["Agent"], 0.0)
+    links.observe("s1", main, [_call("Agent")], 0.0)
     assert links.link("s1", "a", SUB_OPEN, 11.0) is None  # expired
     for n in range(50):
-        links.observe(f"s{n}", main, ["Agent"], 20.0)
+        links.observe(f"s{n}", main, [_call("Agent")], 20.0)
         links.link(f"s{n}", f"a{n}", SUB_OPEN, 20.0)
     assert len(links) <= 3 * 4
-    links.observe("late", main, ["Agent"], 100.0)
+    links.observe("late", main, [_call("Agent")], 100.0)
     assert len(links) == 1  # the expired ones went with the insert
 
 
@@ -164,3 +171,69 @@ def test_a_learnt_prompt_matches_whatever_shape_the_subagent_sends_it_in(
         opening = _messages(_user(*[REMINDER] * reminders, _text(prompt)))
     found = links.link("s", None, opening, 1.0)
     assert found is not None and found.trace_id == turn.trace_id
+
+
+def test_a_launch_seen_in_the_response_names_the_subagent_before_it_runs() -> None:
+    """2.1.197 blocks on its subagent: the tool result comes after the subagent's requests,
+    so its type must be learnt from the launch the relay saw in the response."""
+    links = SubagentLinks()
+    main = _main_turn()
+    launch = {"description": "d", "prompt": "Find X.", "subagent_type": "Explore"}
+    links.observe("s1", main, [_call("Agent", launch)], 1.0)
+    parent = links.link("s1", None, SUB_OPEN, 2.0)  # no agent id: matched by its prompt
+    assert parent is not None and parent.trace_id == main.trace_id
+    assert parent.agent_type == "Explore"
+
+
+def _sse(name: str, payload: dict[str, object]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def test_the_relay_keeps_a_streamed_launch_input_and_no_other() -> None:
+    launch = {"description": "d", "prompt": "Find X.", "subagent_type": "Explore"}
+    text = orjson.dumps(launch).decode()
+    stream = [
+        _sse(
+            "content_block_start",
+            {
+                "index": 0,
+                "content_block": {"type": "tool_use", "id": "t0", "name": "Bash", "input": {}},
+            },
+        ),
+        _sse(
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"command":"ls"}'}},
+        ),
+        _sse("content_block_stop", {"index": 0}),
+        _sse(
+            "content_block_start",
+            {
+                "index": 1,
+                "content_block": {"type": "tool_use", "id": "t1", "name": "Agent", "input": {}},
+            },
+        ),
+        *[
+            _sse(
+                "content_block_delta",
+                {
+                    "index": 1,
+                    "delta": {"type": "input_json_delta", "partial_json": text[i : i + 7]},
+                },
+            )
+            for i in range(0, len(text), 7)
+        ],
+        _sse("content_block_stop", {"index": 1}),
+    ]
+    facts = ResponseFacts.empty()
+    tap = StreamTap([AnthropicFactsObserver(facts)])
+    raw = b"".join(stream)
+    for i in range(0, len(raw), 13):  # any chunking
+        tap.feed(raw[i : i + 13])
+    bash, agent = facts.tool_calls or []
+    assert bash.input is None  # only subagent launches are kept
+    assert agent.input is not None and orjson.loads(agent.input) == launch
+    whole = ResponseFacts.empty()
+    whole.apply_message(
+        {"content": [{"type": "tool_use", "id": "t1", "name": "Task", "input": launch}]}
+    )
+    assert whole.tool_calls and orjson.loads(whole.tool_calls[0].input or b"") == launch

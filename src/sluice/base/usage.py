@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -49,12 +51,19 @@ class Usage:
         return self.input_tokens + self.cache_read_tokens + self.cache_creation_tokens
 
 
+# Tools whose input the gateway keeps from the response (a copy, bounded): Claude Code's
+# subagent launches, so traces can name a subagent and tie it to its turn without hints.
+INPUT_KEPT_TOOLS = frozenset({"Task", "Agent"})
+MAX_KEPT_INPUT = 65_536  # bytes of one kept input; a longer one is not kept
+
+
 @dataclass(slots=True)
 class ToolCall:
     id: str
     name: str
     block_type: str  # tool_use | server_tool_use
     at: float = 0.0  # monotonic seconds when its block started (the execute_tool span's start)
+    input: bytes | None = None  # the input's JSON, for ``INPUT_KEPT_TOOLS`` only
 
 
 @dataclass(slots=True)
@@ -74,19 +83,20 @@ class ResponseFacts:
     def empty(cls) -> ResponseFacts:
         return cls(Usage())
 
-    def add_tool_call(self, block: dict[str, Any]) -> None:
+    def add_tool_call(self, block: dict[str, Any]) -> ToolCall | None:
         kind = block.get("type")
-        if kind in ("tool_use", "server_tool_use"):
-            if self.tool_calls is None:
-                self.tool_calls = []
-            self.tool_calls.append(
-                ToolCall(
-                    str(block.get("id", "")),
-                    str(block.get("name", "")),
-                    str(kind),
-                    time.perf_counter(),
-                )
-            )
+        if kind not in ("tool_use", "server_tool_use"):
+            return None
+        if self.tool_calls is None:
+            self.tool_calls = []
+        call = ToolCall(
+            str(block.get("id", "")),
+            str(block.get("name", "")),
+            str(kind),
+            time.perf_counter(),
+        )
+        self.tool_calls.append(call)
+        return call
 
     def apply_message(self, message: Any) -> None:
         """From a non-streaming Message body, or ``message_start.message``."""
@@ -103,4 +113,14 @@ class ResponseFacts:
         if isinstance(content, list):
             for block in content:
                 if isinstance(block, dict):
-                    self.add_tool_call(block)
+                    call = self.add_tool_call(block)
+                    if call is not None and call.name in INPUT_KEPT_TOOLS:
+                        call.input = _kept_input(block.get("input"))
+
+
+def _kept_input(value: Any) -> bytes | None:
+    try:
+        kept = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested past orjson's limit: not a real launch
+        return None
+    return kept if len(kept) <= MAX_KEPT_INPUT else None

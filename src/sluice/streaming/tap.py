@@ -12,7 +12,7 @@ from typing import Protocol
 
 import orjson
 
-from sluice.base.usage import ResponseFacts
+from sluice.base.usage import INPUT_KEPT_TOOLS, MAX_KEPT_INPUT, ResponseFacts, ToolCall
 from sluice.errors import GatewayError
 from sluice.streaming.sse import SseEvent, SseSplitter
 
@@ -28,10 +28,11 @@ class AnthropicFactsObserver:
     noting when the first one arrives.
     """
 
-    __slots__ = ("facts",)
+    __slots__ = ("_kept", "facts")
 
     def __init__(self, facts: ResponseFacts) -> None:
         self.facts = facts
+        self._kept: _KeptInput | None = None  # a subagent launch's input, being streamed
 
     def on_event(self, event: SseEvent) -> GatewayError | None:
         facts = self.facts
@@ -40,6 +41,12 @@ class AnthropicFactsObserver:
         if name == b"content_block_delta":
             if facts.first_token_at is None:
                 facts.first_token_at = time.perf_counter()
+            if self._kept is not None:
+                self._kept.delta(event.data)
+            return None
+        if name == b"content_block_stop" and self._kept is not None:
+            self._kept.stop()
+            self._kept = None
             return None
         if name not in _INTERESTING:
             return None
@@ -59,7 +66,9 @@ class AnthropicFactsObserver:
         elif name == b"content_block_start":
             block = payload.get("content_block")
             if isinstance(block, dict):
-                facts.add_tool_call(block)
+                call = facts.add_tool_call(block)
+                if call is not None and call.name in INPUT_KEPT_TOOLS:
+                    self._kept = _KeptInput(call, payload.get("index"))
         elif name == b"error":
             error = payload.get("error")
             if isinstance(error, dict):
@@ -68,6 +77,39 @@ class AnthropicFactsObserver:
 
 
 _INTERESTING = frozenset({b"message_start", b"message_delta", b"content_block_start", b"error"})
+
+
+class _KeptInput:
+    """Gathers one tool call's streamed ``input_json_delta`` fragments (only for
+    ``INPUT_KEPT_TOOLS``, rare: other deltas are never decoded), bounded in size."""
+
+    __slots__ = ("_call", "_index", "_parts", "_size")
+
+    def __init__(self, call: ToolCall, index: object) -> None:
+        self._call = call
+        self._index = index
+        self._parts: list[str] = []
+        self._size = 0
+
+    def delta(self, data: bytes) -> None:
+        if self._size > MAX_KEPT_INPUT:
+            return
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(payload, dict) or payload.get("index") != self._index:
+            return
+        delta = payload.get("delta")
+        part = delta.get("partial_json") if isinstance(delta, dict) else None
+        if isinstance(part, str):
+            self._parts.append(part)
+            self._size += len(part)
+
+    def stop(self) -> None:
+        """At its block's end (Anthropic streams one content block at a time)."""
+        if self._size <= MAX_KEPT_INPUT:
+            self._call.input = "".join(self._parts).encode()
 
 
 class StreamTap:

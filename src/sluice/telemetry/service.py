@@ -121,8 +121,7 @@ class Telemetry:
                 ctx.messages_raw, session, ctx.request_id, caller, hints, parent, ctx.agent_id
             )
             if session is not None:
-                called = [call.name for call in ctx.facts.tool_calls or ()]
-                self._subagents.observe(session, turn, called, now)
+                self._subagents.observe(session, turn, ctx.facts.tool_calls or (), now)
         except Exception:  # a body the upstream accepted but turns cannot read: no trace
             log.debug("no turn for %s", ctx.request_id, exc_info=True)
             return False

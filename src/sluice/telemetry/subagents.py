@@ -24,15 +24,17 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import msgspec
 import orjson
 
-from sluice.telemetry.turns import ParentLink, ToolResult, Turn
+from sluice.base.usage import INPUT_KEPT_TOOLS, ToolCall
+from sluice.telemetry.turns import ParentLink, Turn
 
-SUBAGENT_TOOLS = frozenset({"Task", "Agent"})
+SUBAGENT_TOOLS = INPUT_KEPT_TOOLS  # the relay keeps these tools' inputs
 _AGENT_ID = re.compile(rb"agentId: ([A-Za-z0-9_-]{1,64})")
 _READ_BYTES = 65_536  # of a tool input or result: the id and the fields are near the start
 _TYPE_CHARS = 128
@@ -69,9 +71,8 @@ def first_user_text(messages_raw: Any) -> str | None:
     return texts[-1] if texts else None
 
 
-def _call_input(result: ToolResult) -> tuple[str | None, str | None]:
-    """(prompt, subagent_type) from the tool_use input, when it is a readable object."""
-    raw = result.arguments
+def _call_input(raw: bytes | None) -> tuple[str | None, str | None]:
+    """(prompt, subagent_type) from a tool_use input, when it is a readable object."""
     if not raw or len(raw) > _READ_BYTES:
         return None, None
     try:
@@ -124,25 +125,35 @@ class SubagentLinks:
         self,
         session: str,
         turn: Turn,
-        called: list[str],
+        called: Sequence[ToolCall],
         now: float,
     ) -> None:
-        """Learn from a finished request: the subagent tools its response called (names),
+        """Learn from a finished request: the subagent tools its response called (with the
+        input the relay kept: prompt and type, known before the subagent's first request),
         and the subagent calls its tool results answer."""
         parent = ParentLink(turn.turn_key, turn.trace_id, turn.root_span_id)
-        if any(name in SUBAGENT_TOOLS for name in called):
-            self._put(self._pending, _digest(session), parent, now)
+        for call in called:
+            if call.name in SUBAGENT_TOOLS:
+                self._put(self._pending, _digest(session), parent, now)
+                self._learn(session, parent, call.input, None, now)
         for result in turn.tool_results:
             if result.name in SUBAGENT_TOOLS:
-                self._learn(session, parent, result, now)
+                self._learn(session, parent, result.arguments, result.result, now)
 
-    def _learn(self, session: str, parent: ParentLink, result: ToolResult, now: float) -> None:
-        prompt, kind = _call_input(result)
+    def _learn(
+        self,
+        session: str,
+        parent: ParentLink,
+        arguments: bytes | None,
+        result: bytes | None,
+        now: float,
+    ) -> None:
+        prompt, kind = _call_input(arguments)
         link = replace(parent, agent_type=kind)
         if prompt is not None:
             self._put(self._prompts, _digest(session, "prompt", prompt), link, now)
             self._put(self._prompted, _digest(session), link, now)
-        found = _AGENT_ID.search(result.result[:_READ_BYTES]) if result.result else None
+        found = _AGENT_ID.search(result[:_READ_BYTES]) if result else None
         if found is not None:
             agent_id = found.group(1).decode()
             self._put(self._agents, _digest(session, agent_id), link, now)
