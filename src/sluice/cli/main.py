@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
+from sluice.cli import admin_cmd, budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
 from sluice.cli.common import (
     UNCONFIRMED,
     UNCONFIRMED_EXIT,
@@ -36,6 +36,7 @@ app.add_typer(budgets_cmd.app, name="budgets")
 app.add_typer(providers_cmd.app, name="providers")
 app.add_typer(mock_app, name="mock")
 app.add_typer(traces_cmd.app, name="traces")
+app.add_typer(admin_cmd.app, name="admin")
 app.command("spend")(spend_cmd.spend)
 
 

@@ -101,14 +101,14 @@ class BudgetAdmin:
         webhook_url, webhook_format."""
         check_fields(fields)
         now = self._clock.now_ms()
-        target, warnings = await self._resolve_target(fields["scope"], fields["target"])
+        target, warnings = await self.resolve_target(fields["scope"], fields["target"])
         budget = Budget(
             id=str(ULID()), created_at=now, updated_at=now, **{**fields, "target": target}
         )
         await self._repo.insert(budget, self._audit("create", None, budget))
         return Created(budget, warnings)
 
-    async def _resolve_target(self, scope: str, target: str) -> tuple[str, list[str]]:
+    async def resolve_target(self, scope: str, target: str) -> tuple[str, list[str]]:
         """A virtual_key target becomes the key's id (it may be given as a prefix or a name);
         a target no key carries yet is a warning, since the budget would apply to nothing."""
         if scope == "virtual_key":
