@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from admin_support import Plane, admin_plane
 from sluice.testing import FakeAnthropic
+
+from admin_support import Plane, admin_plane
 
 
 @pytest.fixture
