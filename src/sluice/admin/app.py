@@ -18,7 +18,7 @@ from sluice.base.clock import Clock, SystemClock
 from sluice.config.models import SluiceConfig
 from sluice.governance.admin_tokens import TokenAdmin
 from sluice.store.admin_tokens_repo import AdminTokensRepo
-from sluice.store.db import create_engine, migrate
+from sluice.store.db import create_engine
 from sluice.store.settings_repo import resolve_secret
 
 PREFIX = "/api/v1"
@@ -37,7 +37,8 @@ def create_admin_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(config.database)
         try:
-            await migrate(engine)  # a no-op when `serve` already did
+            # No migration here: `serve` migrates once before either listener starts (two
+            # Alembic runs in one process at once collide on its module-level proxies).
             secret = await resolve_secret(config, engine)
             app.state.admin = AdminState(
                 engine=engine,
