@@ -38,10 +38,12 @@ async def test_settle_replaces_reservation_once(counters: BudgetCounters) -> Non
     await counters.seed(B, 40)
     granted = await counters.reserve("r1", [Ask(A, 500, 1000), Ask(B, 500, None)], 10_000)
     assert granted == Granted((0, 40))  # settled amounts, in ask order, before this request
+    assert await counters.reserved_amount(A) == 500 and await counters.reserved_amount(B) == 500
     assert isinstance(await counters.reserve("r2", [Ask(A, 600, 1000)], 10_000), Refusal)
     assert await counters.settle("r1", 120, 0) == [120, 160]  # settled amounts after
     assert await counters.settle("r1", 120, 0) == []  # idempotent
     assert await counters.settled_amount(A) == 120 and await counters.settled_amount(B) == 160
+    assert await counters.reserved_amount(A) == 0
     assert await counters.reserve("r2", [Ask(A, 880, 1000)], 10_000) == Granted((120,))
     assert isinstance(await counters.reserve("r3", [Ask(A, 1, 1000)], 10_000), Refusal)
 

@@ -65,6 +65,9 @@ class MemoryCounters:
     async def settled_amount(self, counter: CounterKey) -> int:
         return self.settled.get(counter, 0)
 
+    async def reserved_amount(self, counter: CounterKey) -> int:
+        return self.reserved.get(counter, 0)
+
     async def reserve(
         self, request_id: str, asks: list[Ask], deadline_ms: int
     ) -> Refusal | Granted:

@@ -94,6 +94,10 @@ class BudgetCounters(Protocol):
 
     async def settled_amount(self, counter: CounterKey) -> int: ...
 
+    async def reserved_amount(self, counter: CounterKey) -> int:
+        """What requests in flight hold against the counter (the admin API shows it)."""
+        ...
+
     async def reserve(
         self, request_id: str, asks: list[Ask], deadline_ms: int
     ) -> Refusal | Granted:

@@ -87,6 +87,10 @@ class RedisCounters:
         value = await reach(self._redis.get(_settled_key(counter)))
         return int(value) if value is not None else 0
 
+    async def reserved_amount(self, counter: CounterKey) -> int:
+        value = await reach(self._redis.get(_reserved_key(counter)))
+        return int(value) if value is not None else 0
+
     async def reserve(
         self, request_id: str, asks: list[Ask], deadline_ms: int
     ) -> Refusal | Granted:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import typer
-from ulid import ULID
 
 from sluice.base.clock import SystemClock
 from sluice.cli.common import (
@@ -25,9 +23,8 @@ from sluice.cli.common import (
     warn,
 )
 from sluice.cli.tables import Col, print_table
-from sluice.governance.key_admin import KeyAdminError, resolve_key
-from sluice.governance.windows import WINDOWS, window_bounds
-from sluice.store.budgets_repo import SCOPES, Budget, BudgetsRepo
+from sluice.governance.budget_admin import BudgetAdmin, BudgetAdminError, check_fields
+from sluice.store.budgets_repo import BudgetsRepo
 from sluice.store.keys_repo import KeysRepo
 
 app = typer.Typer(
@@ -46,36 +43,21 @@ def _micros(usd: str) -> int:
 
 
 def _check(scope: str | None, window: str | None, on_breach: str | None, fmt: str | None) -> None:
-    if scope is not None and scope not in SCOPES:
-        raise typer.BadParameter(f"--scope must be one of {', '.join(SCOPES)}")
-    if window is not None and window not in WINDOWS:
-        raise typer.BadParameter(f"--window must be one of {', '.join(WINDOWS)}")
-    if on_breach is not None and on_breach not in ("block", "warn"):
-        raise typer.BadParameter("--on-breach must be block or warn")
-    if fmt is not None and fmt not in ("json", "slack"):
-        raise typer.BadParameter("--webhook-format must be json or slack")
+    try:
+        check_fields(given(scope=scope, window=window, on_breach=on_breach, webhook_format=fmt))
+    except BudgetAdminError as exc:
+        raise typer.BadParameter(f"--{(exc.field or '').replace('_', '-')}: {exc}") from exc
 
 
-async def _with_repo(config_path: Path | None, action: Any) -> Any:
+async def _with_admin(config_path: Path | None, action: Any) -> Any:
     config = config_or_exit(config_path)
     async with open_db(config) as (engine, _secret):
-        return await action(BudgetsRepo(engine))
-
-
-async def _resolve(repo: BudgetsRepo, ident: str) -> Budget:
-    found = await repo.find(ident)
-    if len(found) != 1:
-        fail(f"no budget with id or name {ident!r}" if not found else f"{ident!r} is ambiguous")
-    return found[0]
-
-
-async def _with_spent(repo: BudgetsRepo, budget: Budget) -> dict[str, Any]:
-    start, end = window_bounds(budget.window, SystemClock().now_ms())
-    data = budget.public_dict()
-    data["window_start"] = start
-    data["window_end"] = end
-    data["spent_usd"] = await repo.spent_micros(budget, start) / 1_000_000
-    return data
+        admin = BudgetAdmin(BudgetsRepo(engine), KeysRepo(engine), SystemClock())
+        try:
+            return await action(admin)
+        except BudgetAdminError as exc:
+            fail(str(exc))
+    return None
 
 
 def _show(rows: list[dict[str, Any]], as_json: bool, single: bool = False) -> None:
@@ -137,59 +119,33 @@ def create(
 ) -> None:
     """Create a budget."""
     _check(scope, window, on_breach, webhook_format)
-    now = SystemClock().now_ms()
-    budget = Budget(
-        id=str(ULID()),
-        name=name,
-        scope=scope,
-        target=target,
-        window=window,
-        limit_micros=_micros(limit),
-        on_breach=on_breach,
-        webhook_url=webhook,
-        webhook_format=webhook_format,
-        created_at=now,
-        updated_at=now,
-    )
 
-    async def action() -> dict[str, Any]:
-        async with open_db(config_or_exit(config)) as (engine, _secret):
-            repo = BudgetsRepo(engine)
-            resolved = await _resolve_target(KeysRepo(engine), scope, target)
-            saved = dataclasses.replace(budget, target=resolved)
-            await repo.insert(saved)
-            return await _with_spent(repo, saved)
+    async def action(admin: BudgetAdmin) -> dict[str, Any]:
+        created = await admin.create(
+            name=name,
+            scope=scope,
+            target=target,
+            window=window,
+            limit_micros=_micros(limit),
+            on_breach=on_breach,
+            webhook_url=webhook,
+            webhook_format=webhook_format,
+        )
+        for message in created.warnings:
+            warn(message)
+        return await admin.status(created.budget)
 
-    _show([run(action)], as_json, single=True)
-
-
-async def _resolve_target(keys: KeysRepo, scope: str, target: str) -> str:
-    """A virtual_key target becomes the key's id (it may be given as a prefix or a name); a
-    target no key carries yet is a warning, since the budget would apply to nothing."""
-    if scope == "virtual_key":
-        try:
-            return (await resolve_key(keys, target)).id
-        except KeyAdminError as exc:
-            if "matches" in str(exc):
-                fail(str(exc))
-            warn(
-                f"no key with id, display prefix or name {target!r} exists yet; "
-                "this budget applies to nothing until one does"
-            )
-            return target
-    if not await keys.field_in_use(scope, target):
-        warn(f"no key has {scope} {target!r} yet; this budget applies once one does")
-    return target
+    _show([run(lambda: _with_admin(config, action))], as_json, single=True)
 
 
 @app.command("list")
 def list_budgets(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """List budgets with what is spent in their current window."""
 
-    async def action(repo: BudgetsRepo) -> list[dict[str, Any]]:
-        return [await _with_spent(repo, b) for b in await repo.list_all()]
+    async def action(admin: BudgetAdmin) -> list[dict[str, Any]]:
+        return [await admin.status(b) for b in await admin.list_all()]
 
-    _show(run(lambda: _with_repo(config, action)), as_json)
+    _show(run(lambda: _with_admin(config, action)), as_json)
 
 
 @app.command()
@@ -200,10 +156,10 @@ def show(
 ) -> None:
     """Show one budget (by id or name)."""
 
-    async def action(repo: BudgetsRepo) -> dict[str, Any]:
-        return await _with_spent(repo, await _resolve(repo, ident))
+    async def action(admin: BudgetAdmin) -> dict[str, Any]:
+        return await admin.status(await admin.resolve(ident))
 
-    _show([run(lambda: _with_repo(config, action))], as_json, single=True)
+    _show([run(lambda: _with_admin(config, action))], as_json, single=True)
 
 
 @app.command()
@@ -230,14 +186,10 @@ def update(
     if limit is not None:
         changes["limit_micros"] = _micros(limit)
 
-    async def action(repo: BudgetsRepo) -> dict[str, Any]:
-        budget = dataclasses.replace(
-            await _resolve(repo, ident), updated_at=SystemClock().now_ms(), **changes
-        )
-        await repo.save(budget)
-        return await _with_spent(repo, budget)
+    async def action(admin: BudgetAdmin) -> dict[str, Any]:
+        return await admin.status(await admin.update(await admin.resolve(ident), changes))
 
-    _show([run(lambda: _with_repo(config, action))], as_json, single=True)
+    _show([run(lambda: _with_admin(config, action))], as_json, single=True)
 
 
 @app.command()
@@ -248,13 +200,10 @@ def reset(
 ) -> None:
     """Start counting from now: spend before this moment no longer counts."""
 
-    async def action(repo: BudgetsRepo) -> dict[str, Any]:
-        now = SystemClock().now_ms()
-        budget = dataclasses.replace(await _resolve(repo, ident), reset_at=now, updated_at=now)
-        await repo.save(budget)
-        return await _with_spent(repo, budget)
+    async def action(admin: BudgetAdmin) -> dict[str, Any]:
+        return await admin.status(await admin.reset(await admin.resolve(ident)))
 
-    _show([run(lambda: _with_repo(config, action))], as_json, single=True)
+    _show([run(lambda: _with_admin(config, action))], as_json, single=True)
 
 
 @app.command()
@@ -265,12 +214,12 @@ def delete(
 ) -> None:
     """Delete a budget."""
 
-    async def action(repo: BudgetsRepo) -> dict[str, Any]:
-        budget = await _resolve(repo, ident)
-        await repo.delete(budget.id)
+    async def action(admin: BudgetAdmin) -> dict[str, Any]:
+        budget = await admin.resolve(ident)
+        await admin.delete(budget)
         return {"id": budget.id, "deleted": True}
 
-    result = run(lambda: _with_repo(config, action))
+    result = run(lambda: _with_admin(config, action))
     if as_json:
         print_json(result)
     else:

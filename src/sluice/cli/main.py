@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from sluice.cli import budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
+from sluice.cli import admin_cmd, budgets_cmd, keys_cmd, providers_cmd, spend_cmd, traces_cmd
 from sluice.cli.common import (
     UNCONFIRMED,
     UNCONFIRMED_EXIT,
@@ -36,6 +36,7 @@ app.add_typer(budgets_cmd.app, name="budgets")
 app.add_typer(providers_cmd.app, name="providers")
 app.add_typer(mock_app, name="mock")
 app.add_typer(traces_cmd.app, name="traces")
+app.add_typer(admin_cmd.app, name="admin")
 app.command("spend")(spend_cmd.spend)
 
 
@@ -49,7 +50,14 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
-    from sluice.cli.startup import AnnouncingServer, announce, warn_empty_provider_keys
+    from sluice.cli.admin_listener import (
+        GatewayWithAdmin,
+        admin_in_thread,
+        admin_line,
+        admin_server,
+        bind_admin,
+    )
+    from sluice.cli.startup import announce, warn_empty_provider_keys
     from sluice.logs import configure_logging
     from sluice.server.app import SluiceApp
     from sluice.telemetry.metrics_server import metrics_banner
@@ -74,13 +82,17 @@ def serve(
     options = _uvicorn_options(cfg, bind_host, bind_port)
     url = f"http://{bind_host}:{bind_port}"
     metrics = metrics_banner(cfg.metrics, n_workers)
+    admin_sock = bind_admin(cfg)
+    admin_text = admin_line(admin_sock) if admin_sock is not None else None
     if n_workers > 1:
-        announce(None, cfg, url, n_workers, metrics, config)()
+        announce(None, cfg, url, n_workers, metrics, config, admin_text)()
+        admin_in_thread(cfg, admin_sock)
         _run_workers(config, n_workers, options)
         return
     sluice_app = SluiceApp(cfg)
-    show = announce(sluice_app, cfg, url, n_workers, metrics, config)
-    server = AnnouncingServer(uvicorn.Config(sluice_app, **options), show)
+    show = announce(sluice_app, cfg, url, n_workers, metrics, config, admin_text)
+    admin = admin_server(cfg, lambda: sluice_app.services.budgets.counters) if admin_sock else None
+    server = GatewayWithAdmin(uvicorn.Config(sluice_app, **options), show, admin, admin_sock)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:

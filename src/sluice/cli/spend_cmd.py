@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import ColumnElement, Select, func, select
 
 from sluice.base.clock import SystemClock
 from sluice.cli.common import (
@@ -20,19 +19,20 @@ from sluice.cli.common import (
 )
 from sluice.cli.tables import Col, print_table
 from sluice.governance.windows import WINDOWS, window_bounds
+from sluice.store.spend_queries import spend_query
 from sluice.store.tables import ledger
 
-GROUPS = {
-    "key": ledger.c.vk_id,
-    "principal": ledger.c.principal,
-    "project": ledger.c.project,
-    "model": ledger.c.model_sent,
-    "session": ledger.c.session_id,
-    # Claude Code's gateway hints: what compaction, subagents and titles cost a team.
-    "request_class": ledger.c.request_class,
-    "agent": ledger.c.agent_id,
-    "ingress": ledger.c.ingress,  # the door: anthropic, bedrock, vertex or openai
-}
+# The CLI's --by values (the API adds team and day).
+CLI_GROUPS = (
+    "key",
+    "principal",
+    "project",
+    "model",
+    "session",
+    "request_class",
+    "agent",
+    "ingress",
+)
 
 
 def spend(
@@ -49,10 +49,10 @@ def spend(
     as_json: bool = JsonOption,
 ) -> None:
     """Token totals per key, principal, project, model, session, request class or agent."""
-    if by not in GROUPS:
-        raise typer.BadParameter(f"--by must be one of {', '.join(GROUPS)}")
+    if by not in CLI_GROUPS:
+        raise typer.BadParameter(f"--by must be one of {', '.join(CLI_GROUPS)}")
     cfg = config_or_exit(config)
-    query = _totals(GROUPS[by])
+    query = spend_query(by)
     if window is not None:
         if window not in WINDOWS:
             raise typer.BadParameter(f"--window must be one of {', '.join(WINDOWS)}")
@@ -73,32 +73,6 @@ def spend(
         )
         return
     _print(by, rows)
-
-
-def _totals(column: ColumnElement[Any]) -> Select[Any]:
-    """Requests, tokens and cost per value of ``column``. Token counts (count_tokens calls:
-    the CLI's /context makes dozens) are counted apart from model requests."""
-    counting = ledger.c.endpoint == "count_tokens"
-    return (
-        select(
-            column.label("group"),
-            func.count().filter(~counting).label("requests"),
-            func.count().filter(counting).label("token_counts"),
-            func.coalesce(func.sum(ledger.c.input_tokens), 0).label("input_tokens"),
-            func.coalesce(func.sum(ledger.c.output_tokens), 0).label("output_tokens"),
-            func.coalesce(func.sum(ledger.c.cache_read_tokens), 0).label("cache_read_tokens"),
-            func.coalesce(func.sum(ledger.c.cache_creation_tokens), 0).label(
-                "cache_creation_tokens"
-            ),
-            func.coalesce(func.sum(ledger.c.cost_micros), 0).label("cost_micros"),
-            # Rows whose model has no known price: their cost is unknown, not zero.
-            func.count(ledger.c.request_id)
-            .filter(ledger.c.cost_micros.is_(None))
-            .label("unpriced_requests"),
-        )
-        .group_by(column)
-        .order_by(column)
-    )
 
 
 def _print(by: str, rows: list[dict[str, Any]]) -> None:

@@ -89,8 +89,10 @@ def announce(
     workers: int,
     metrics: str,
     config_path: Path | None,
+    admin: str | None = None,
 ) -> Callable[[], None]:
-    """The start-up text; ``app`` (single worker) tells what really started."""
+    """The start-up text; ``app`` (single worker) tells what really started; ``admin``: the
+    admin API's line, when it listens."""
 
     def show() -> None:
         lines = [f"Sluice listening on {url} (workers={workers})"]
@@ -104,6 +106,8 @@ def announce(
             )
         else:
             lines.append(metrics)
+        if admin is not None:
+            lines.append(admin)
         if (tracing := _tracing_line(cfg)) is not None:
             lines.append(tracing)
         if app is not None and app.services.demo:

@@ -81,6 +81,15 @@ class MetricsConfig(_Closed):
     per_key_labels: bool = False
 
 
+class AdminConfig(_Closed):
+    """The admin plane (REST API under /api/v1) on a listener of its own, so the gateway can
+    be exposed while admin stays internal. 0: any free port."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=4001, ge=0, le=65535)
+
+
 # Provider configs live in config/providers.py; ``ProviderConfig`` stays the Anthropic one.
 ProviderConfig = AnthropicProviderConfig
 
@@ -187,6 +196,7 @@ class SluiceConfig(_Closed):
     ledger: LedgerConfig = LedgerConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    admin: AdminConfig = AdminConfig()
     pricing: PricingConfig = PricingConfig()
     # How long a budget reservation outlives a process that died before settling it.
     budget_reservation_ttl_s: float = Field(default=900.0, gt=0)

@@ -1,7 +1,8 @@
 """Key lifecycle for admins: create, rotate, disable, enable, revoke, update config.
 
 Every write bumps ``updated_at``; serving processes poll for that, so a change made here is
-seen everywhere within ``server.key_refresh_seconds``.
+seen everywhere within ``server.key_refresh_seconds``. Every write also leaves an audit row
+(``actor``: ``cli`` or the admin token's name), committed with the change.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sluice.base.clock import Clock
 from sluice.config.vk import VirtualKeyConfig
 from sluice.governance import vk_format
 from sluice.governance.virtual_key import VirtualKey, key_from_row, key_to_row
+from sluice.store.audit_repo import AuditEntry
 from sluice.store.keys_repo import KeysRepo
 
 DEFAULT_ROTATION_GRACE_S = 24 * 3600
@@ -49,10 +51,27 @@ async def resolve_key(repo: KeysRepo, ident: str) -> VirtualKey:
 
 
 class KeyAdmin:
-    def __init__(self, repo: KeysRepo, server_secret: bytes, clock: Clock) -> None:
+    def __init__(
+        self, repo: KeysRepo, server_secret: bytes, clock: Clock, actor: str = "cli"
+    ) -> None:
         self._repo = repo
         self._secret = server_secret
         self._clock = clock
+        self._actor = actor
+
+    def _audit(self, action: str, before: VirtualKey | None, after: VirtualKey) -> AuditEntry:
+        return AuditEntry(
+            actor=self._actor,
+            action=f"keys.{action}",
+            resource="key",
+            resource_id=after.id,
+            project=after.project
+            if after.project is not None
+            else getattr(before, "project", None),
+            before=before.public_dict() if before is not None else None,
+            after=after.public_dict(),
+            at=self._clock.now_ms(),
+        )
 
     async def create(
         self,
@@ -89,7 +108,7 @@ class KeyAdmin:
             updated_at=now,
             config=config or VirtualKeyConfig(),
         )
-        await self._repo.insert(key_to_row(record))
+        await self._repo.insert(key_to_row(record), self._audit("create", None, record))
         return MintedKey(record, secret)
 
     async def list_all(self) -> list[VirtualKey]:
@@ -99,9 +118,9 @@ class KeyAdmin:
         """A key by its id, display prefix, name, or the full key itself."""
         return await resolve_key(self._repo, ident)
 
-    async def _write(self, key: VirtualKey, **changes: Any) -> VirtualKey:
+    async def _write(self, action: str, key: VirtualKey, **changes: Any) -> VirtualKey:
         updated = dataclasses.replace(key, updated_at=self._clock.now_ms(), **changes)
-        await self._repo.save(key_to_row(updated))
+        await self._repo.save(key_to_row(updated), self._audit(action, key, updated))
         return updated
 
     async def rotate(self, id_or_prefix: str, grace_s: int = DEFAULT_ROTATION_GRACE_S) -> MintedKey:
@@ -110,6 +129,7 @@ class KeyAdmin:
             raise KeyAdminError("a revoked key cannot be rotated")
         secret = vk_format.mint_key(key.id, test=key.environment == "test")
         updated = await self._write(
+            "rotate",
             key,
             key_hash=vk_format.hash_key(self._secret, secret),
             previous_key_hash=key.key_hash if grace_s > 0 else None,
@@ -125,7 +145,8 @@ class KeyAdmin:
         extra: dict[str, Any] = {}
         if status == "revoked":
             extra = {"previous_key_hash": None, "previous_valid_until": None}
-        return await self._write(key, status=status, **extra)
+        action = {"active": "enable", "disabled": "disable"}.get(status, "revoke")
+        return await self._write(action, key, status=status, **extra)
 
     async def update(
         self,
@@ -141,4 +162,4 @@ class KeyAdmin:
         expires_at = changes.get("expires_at")
         if expires_at is not None and expires_at <= self._clock.now_ms():
             raise KeyAdminError("--expires is in the past")
-        return await self._write(key, **changes)
+        return await self._write("update", key, **changes)

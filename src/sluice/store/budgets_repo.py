@@ -10,7 +10,8 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.store import config_version
+from sluice.store import audit_repo, config_version
+from sluice.store.audit_repo import AuditEntry
 from sluice.store.tables import budgets, ledger
 
 SCOPES = ("organization", "team", "project", "virtual_key", "principal")
@@ -53,22 +54,34 @@ class BudgetsRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def insert(self, budget: Budget) -> None:
+    async def insert(self, budget: Budget, audit: AuditEntry | None = None) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(budgets.insert().values(**dataclasses.asdict(budget)))
             await config_version.bump(conn)
+            if audit is not None:
+                await audit_repo.write(conn, audit)
 
-    async def save(self, budget: Budget) -> None:
+    async def save(self, budget: Budget, audit: AuditEntry | None = None) -> None:
         values = dataclasses.asdict(budget)
         values.pop("id")
         async with self._engine.begin() as conn:
             await conn.execute(update(budgets).where(budgets.c.id == budget.id).values(**values))
             await config_version.bump(conn)
+            if audit is not None:
+                await audit_repo.write(conn, audit)
 
-    async def delete(self, budget_id: str) -> None:
+    async def delete(self, budget_id: str, audit: AuditEntry | None = None) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(delete(budgets).where(budgets.c.id == budget_id))
             await config_version.bump(conn)
+            if audit is not None:
+                await audit_repo.write(conn, audit)
+
+    async def get(self, budget_id: str) -> Budget | None:
+        query = select(budgets).where(budgets.c.id == budget_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return _from_row(row) if row is not None else None
 
     async def find(self, id_or_name: str) -> list[Budget]:
         query = select(budgets).where(or_(budgets.c.id == id_or_name, budgets.c.name == id_or_name))

@@ -10,7 +10,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.store import config_version
+from sluice.store import audit_repo, config_version
+from sluice.store.audit_repo import AuditEntry
 from sluice.store.tables import virtual_keys
 
 
@@ -51,10 +52,12 @@ class KeysRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def insert(self, key: KeyRow) -> None:
+    async def insert(self, key: KeyRow, audit: AuditEntry | None = None) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(virtual_keys.insert().values(**_to_row(key)))
             await config_version.bump(conn)
+            if audit is not None:
+                await audit_repo.write(conn, audit)
 
     async def get(self, key_id: str) -> KeyRow | None:
         async with self._engine.connect() as conn:
@@ -101,7 +104,7 @@ class KeysRepo:
             rows = (await conn.execute(query)).mappings().all()
         return [_from_row(r) for r in rows]
 
-    async def save(self, key: KeyRow) -> None:
+    async def save(self, key: KeyRow, audit: AuditEntry | None = None) -> None:
         row = _to_row(key)
         row.pop("id")
         row.pop("last_used_at")  # owned by the ledger writer (batched with its inserts)
@@ -110,3 +113,5 @@ class KeysRepo:
                 update(virtual_keys).where(virtual_keys.c.id == key.id).values(**row)
             )
             await config_version.bump(conn)
+            if audit is not None:
+                await audit_repo.write(conn, audit)

@@ -158,3 +158,34 @@ replicas = Table(
     Column("heartbeat_at", BigInteger, nullable=False),
     Column("applied_version", BigInteger, nullable=False),
 )
+
+# Admin API tokens: only an HMAC of the secret (server secret), like virtual keys.
+admin_tokens = Table(
+    "admin_tokens",
+    metadata,
+    Column("id", String(26), primary_key=True),  # the ULID inside the token itself
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),  # admin | viewer
+    Column("project", String(200), nullable=True),  # set: sees only this project
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("last_used_at", BigInteger, nullable=True),
+)
+
+# Every admin mutation: who, what, when, before and after (secrets redacted).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", String(26), primary_key=True),  # a ULID: sorts by time, the paging cursor
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource", String(32), nullable=False),
+    Column("resource_id", String(64), nullable=True),
+    Column("project", String(200), nullable=True),  # what a project-scoped token may see
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+)
+Index("ix_audit_log_project", audit_log.c.project)
