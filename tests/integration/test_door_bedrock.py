@@ -131,6 +131,8 @@ async def test_bedrock_door_count_tokens(tmp_path: Path) -> None:
         )
         assert status == 200
         assert orjson.loads(raw)["inputTokens"] > 0
+        counted = orjson.loads(ln.fake.requests[-1].body)  # type: ignore[attr-defined]
+        assert set(counted) == {"model", "messages"}  # no InvokeModel-only members
         status, headers, raw = await _post(
             ln.gateway, f"/bedrock/model/{PROFILE}/count-tokens", b'{"input": {"converse": {}}}'
         )

@@ -45,6 +45,18 @@ _ENDPOINTS = {
     "count-tokens": ("count_tokens", None),
 }
 _BEDROCK_MEMBERS = ("anthropic_version", "anthropic_beta")
+# An InvokeModel body wrapped in CountTokens still has its sampling members, which Messages'
+# count_tokens does not take.
+_NOT_COUNTED = (
+    *_BEDROCK_MEMBERS,
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "metadata",
+    "stream",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +75,8 @@ class BedrockDoor:
         betas = member(body, "anthropic_beta")
         if betas is not None:
             ctx.headers = _with_betas(ctx.headers, betas)
-        ctx.body = as_messages_body(body, model, remove=_BEDROCK_MEMBERS, stream=self.stream)
+        cut = _BEDROCK_MEMBERS if self.endpoint == "messages" else _NOT_COUNTED
+        ctx.body = as_messages_body(body, model, remove=cut, stream=self.stream)
         ctx.path = "/v1/messages" if self.endpoint == "messages" else "/v1/messages/count_tokens"
         ctx.query = ""
 
