@@ -134,3 +134,28 @@ async def test_a_door_turn_is_one_trace_naming_its_door(door: str, tmp_path: Pat
     assert {c.attributes["sluice.ingress"] for c in chats} == {door}
     [bash] = receiver.named("execute_tool")
     assert bash.parent_span_id == min(chats, key=lambda s: s.start_ns).span_id
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "bedrock"])
+async def test_bedrock_mode_with_the_cli_default_model(kind: str, tmp_path: Path) -> None:
+    """No --model: each CLI release picks its own Bedrock id (2.1.332's is in no model map);
+    it is served as the CLI named it, by Anthropic under its Anthropic name or by Bedrock
+    as is."""
+    text = "Default model, periwinkle-4711"
+    async with lane(kind, tmp_path) as up:
+        # A default, not a script: the fake Bedrock refuses a beta 2.1.332 sends with its
+        # default model, and the raw lane lets Bedrock judge it; the CLI then retries
+        # without betas, as it does against Bedrock itself.
+        up.fake.set_default(Scenario(Reply([TextBlock(text)])))
+        result = await run_claude(
+            [*PRINT, "say hi"],
+            base_url="http://127.0.0.1:9",
+            cwd=tmp_path / "work",
+            home=tmp_path / "home",
+            extra_env=_env("bedrock", up),
+        )
+        rows = _messages_rows(await up.gateway.ledger_rows())
+    assert result.rc == 0, result.describe()
+    assert text in result.stdout
+    assert (rows[-1]["ingress"], rows[-1]["status"]) == ("bedrock", 200)
+    assert all(r["model_requested"] == rows[-1]["model_requested"] for r in rows)

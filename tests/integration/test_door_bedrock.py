@@ -210,3 +210,19 @@ async def _direct(url: str, path: str, body: bytes) -> bytes:
         http.post(url + path, data=body, headers=headers) as response,
     ):
         return await response.read()
+
+
+async def test_a_bedrock_id_outside_the_map_reaches_a_bedrock_provider_as_sent(
+    tmp_path: Path,
+) -> None:
+    """2.1.332's default Bedrock model (``us.anthropic.claude-opus-5-5``) is in no model map:
+    a Bedrock provider gets it as the client named it, and Bedrock judges it."""
+    async with lane("bedrock", tmp_path) as ln:
+        body = b'{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,"messages":[]}'
+        path = "/bedrock/model/us.anthropic.claude-opus-5-5/invoke"
+        status, _, raw = await _post(ln.gateway, path, body)
+        assert status == 200, raw
+        [sent] = ln.model_requests()
+        assert sent.path.endswith("/model/us.anthropic.claude-opus-5-5/invoke")  # type: ignore[attr-defined]
+        [row] = await ln.gateway.ledger_rows()
+        assert (row["ingress"], row["model_requested"]) == ("bedrock", "claude-opus-5-5")

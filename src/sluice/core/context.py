@@ -97,6 +97,7 @@ class RequestContext:
     settled: bool = False
     door: Door | None = None  # None: Anthropic Messages, the native door
     content_edited: bool = False  # a step changed the body beyond its model (strip, cache)
+    door_model: str | None = None  # the model id as the door's path named it (a Bedrock id)
     ingress: str = "anthropic"
 
     def parsed_body(self) -> dict[str, Any]:

@@ -147,6 +147,7 @@ def upstream_request(ctx: RequestContext) -> UpstreamRequest:
         attempt=ctx.attempts,
         ingress=ctx.ingress,
         client_body=None if ctx.door is None or ctx.content_edited else ctx.received_body,
+        client_model=ctx.door_model if ctx.model_sent == ctx.model_requested else None,
     )
 
 

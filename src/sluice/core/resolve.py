@@ -2,7 +2,8 @@
 
 Order: the key's alias, then ``provider-id/model``, then a model a provider declares (its
 ``models`` list, or what its ``/v1/models`` reports), then any ``claude-`` name on the key's
-first Anthropic provider, as sent: Anthropic accepts undated aliases (``claude-haiku-4-5``) and
+first Anthropic provider (or, for a Bedrock client's own id, Bedrock provider), as sent:
+Anthropic accepts undated aliases (``claude-haiku-4-5``) and
 models newer than a provider's list, so the upstream judges them. Nothing matched is a 404
 ``not_found_error`` (code ``model_not_recognized``) that lists names this key can use, as
 Anthropic answers an unknown model, never a 504.
@@ -45,11 +46,15 @@ class ModelResolver:
             names += [m.id for m in await provider.list_models() if model_permitted(key, m.id)]
         return list(dict.fromkeys(names))
 
-    async def resolve(self, key: VirtualKey, requested: str) -> Resolution:
+    async def resolve(
+        self, key: VirtualKey, requested: str, as_sent: tuple[str, ...] = ("anthropic",)
+    ) -> Resolution:
+        """``as_sent``: the provider kinds that take an unlisted ``claude-`` name as sent (a
+        Bedrock provider too when a Bedrock client named a Bedrock id)."""
         allowed = self._router.allowed_for(key)
         alias = requested if requested in key.config.model_aliases else None
         target = key.config.model_aliases[requested] if alias else requested
-        found = await self._find(target, allowed)
+        found = await self._find(target, allowed, as_sent)
         if found is None:
             names = await self.usable_names(key, allowed)
             listed = ", ".join(names[:_SUGGESTIONS]) or "none"
@@ -70,7 +75,9 @@ class ModelResolver:
             )
         return Resolution(provider_id, model, alias, known=declared or alias is not None)
 
-    async def _find(self, target: str, allowed: list[Provider]) -> tuple[str, str, bool] | None:
+    async def _find(
+        self, target: str, allowed: list[Provider], as_sent: tuple[str, ...]
+    ) -> tuple[str, str, bool] | None:
         """(provider id, model, whether a provider lists the model), or None."""
         handle, slash, rest = target.partition("/")
         if slash and handle in self._router.providers:
@@ -87,6 +94,6 @@ class ModelResolver:
                 return provider.id, target, True
         if target.startswith("claude-"):
             for provider in allowed:
-                if provider.kind == "anthropic":
+                if provider.kind in as_sent:
                     return provider.id, target, False
         return None

@@ -31,6 +31,9 @@ class UpstreamRequest:
     # The client's own body when it came by another door and the gateway changed none of its
     # content: a provider of that door's kind sends it as it is (the raw lane).
     client_body: bytes | None = None
+    # The model id as that door named it (``us.anthropic.claude-opus-5-5``), when resolution
+    # kept the model: a provider of the door's kind may send it as is.
+    client_model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,8 @@ class BedrockProvider:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         model = request.model or ""
         model_id = self.model_id_for(model)
+        if model_id is None and request.ingress == "bedrock":
+            model_id = request.client_model  # a Bedrock id the client chose: Bedrock judges it
         if request.endpoint != "messages":
             raise InvalidRequest(
                 f"Provider {self.id} (Bedrock) does not count tokens.",

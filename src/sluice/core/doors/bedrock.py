@@ -71,7 +71,8 @@ class BedrockDoor:
 
     def inbound(self, ctx: RequestContext) -> None:
         body = ctx.body if self.endpoint == "messages" else _counted_body(ctx.body)
-        model = from_bedrock_model(model_from_path(self.model_id))
+        ctx.door_model = model_from_path(self.model_id)
+        model = from_bedrock_model(ctx.door_model)
         betas = member(body, "anthropic_beta")
         if betas is not None:
             ctx.headers = _with_betas(ctx.headers, betas)

@@ -12,6 +12,9 @@ from sluice.core.resolve import ModelResolver
 from sluice.core.router import Router
 from sluice.core.steps.base import SettleNothing
 
+_AS_SENT = ("anthropic",)
+_BEDROCK_AS_SENT = ("anthropic", "bedrock")
+
 
 class Resolve(SettleNothing):
     def __init__(self, resolver: ModelResolver, router: Router) -> None:
@@ -21,7 +24,9 @@ class Resolve(SettleNothing):
     async def admit(self, ctx: RequestContext) -> None:
         key = ctx.key
         assert key is not None and ctx.model_requested is not None
-        resolution = await self.resolver.resolve(key, ctx.model_requested)
+        # A Bedrock client's own id may go to a Bedrock provider as the client named it.
+        as_sent = _BEDROCK_AS_SENT if ctx.door_model is not None else _AS_SENT
+        resolution = await self.resolver.resolve(key, ctx.model_requested, as_sent)
         ctx.provider_id = resolution.provider_id
         ctx.model_known = resolution.known
         if resolution.model != ctx.model_requested:
