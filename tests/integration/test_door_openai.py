@@ -8,14 +8,16 @@ import asyncio
 import json
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 
 from sluice.config.vk import VirtualKeyConfig
 from sluice.testing import Reply, Scenario, TextBlock, ToolUseBlock
+from sluice.testing.fake_openai import FakeOpenAI
 from sluice.testing.scenarios import FakeUsage
 
-from lanes import KINDS, MODEL, lane
+from lanes import KINDS, MODEL, OPENAI_KEY, lane
 from support import Gateway
 
 TOOLS = [
@@ -69,7 +71,8 @@ async def test_chat_create_and_stream_with_parallel_tools(kind: str, tmp_path: P
                 {"city": "Paris"},
                 {"city": "Oslo"},
             ]
-            assert completion.model == MODEL
+            # The raw lane answers with the OpenAI upstream's own model id, untranslated.
+            assert completion.model == ("gpt-4.1" if kind == "openai" else MODEL)
         usage = made.usage
         assert usage is not None and usage.completion_tokens == 20
         assert usage.prompt_tokens == 530  # OpenAI counts cached input in prompt tokens
@@ -156,3 +159,67 @@ async def test_chat_door_keeps_policy_and_budgets(tmp_path: Path) -> None:
         assert "get_weather" in str(refused.value)
         rows = await ln.gateway.ledger_rows()
         assert rows[-1]["ingress"] == "openai" and rows[-1]["policy_violation"]
+
+
+async def test_raw_openai_lane_relays_the_answer_untranslated(tmp_path: Path) -> None:
+    """OpenAI door to an OpenAI-compatible provider: the client's body goes as it is (model
+    mapped, usage asked for when streaming), and the upstream's answer comes back byte for
+    byte, streamed or whole, while the ledger still reads its usage."""
+    body = (
+        b'{ "messages":[{"role":"user","content":"hi \\u00e9"}], "model":"claude-sonnet-4-6",'
+        b'"stream":true,"temperature":0.5 }'
+    )
+    async with lane("openai", tmp_path) as ln:
+        ln.fake.set_default(Scenario(TWO_CALLS))  # type: ignore[attr-defined]
+        auth = {"authorization": f"Bearer {ln.gateway.key}", "content-type": "application/json"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{ln.gateway.url}/v1/chat/completions", data=body, headers=auth
+            ) as response:
+                assert response.status == 200
+                relayed = await response.read()
+            [sent] = ln.model_requests()
+            expected = (
+                b'{"model":"gpt-4.1","stream_options":{"include_usage":true},'
+                b'"messages":[{"role":"user","content":"hi \\u00e9"}],"stream":true,'
+                b'"temperature":0.5}'  # only the separators between members are rewritten
+            )
+            assert sent.body == expected  # type: ignore[attr-defined]
+            async with FakeOpenAI(api_key=OPENAI_KEY) as twin:  # answers its first alike
+                twin.set_default(Scenario(TWO_CALLS))
+                url = f"{twin.base_url}/chat/completions"
+                headers = {"authorization": f"Bearer {OPENAI_KEY}"}
+                async with http.post(url, data=expected, headers=headers) as direct:
+                    assert relayed == await direct.read()
+        [row] = await ln.gateway.ledger_rows()
+        assert (row["ingress"], row["provider"], row["stop_reason"]) == ("openai", "up", "tool_use")
+        assert row["output_tokens"] == 20
+
+
+async def test_raw_openai_lane_still_blocks_a_denied_tool_call(tmp_path: Path) -> None:
+    """The raw lane's answer is untranslated, but the guard reads a translated copy: a denied
+    tool call ends the stream with an error in OpenAI's shape, and the call never arrives."""
+    async with lane("openai", tmp_path) as ln:
+        ln.fake.set_default(Scenario(TWO_CALLS))  # type: ignore[attr-defined]
+        guarded = await ln.gateway.mint(
+            name="guarded",
+            config=VirtualKeyConfig(
+                providers_allowed=["up"],
+                policy_rules={"tools": {"deny": ["^get_weather$"]}},  # type: ignore[arg-type]
+            ),
+        )
+        async with _async(ln.gateway, key=guarded.secret) as client:
+            stream = await client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "weather?"}],
+                tools=TOOLS,  # type: ignore[arg-type]
+                stream=True,
+            )
+            calls = []
+            with pytest.raises(openai.APIError) as ended:
+                async for chunk in stream:
+                    calls += chunk.choices[0].delta.tool_calls or [] if chunk.choices else []
+        assert "get_weather" in str(ended.value)
+        assert not calls  # withheld before the client saw the call
+        [row] = await ln.gateway.ledger_rows()
+        assert row["policy_violation"] and row["ingress"] == "openai"

@@ -37,8 +37,9 @@ class Door(Protocol):
 
     def inbound(self, ctx: RequestContext) -> None: ...
 
-    def outbound(self, send: Send) -> Send:
-        """``send`` for this door's client: Anthropic's shapes in, the door's shapes out."""
+    def outbound(self, send: Send, ctx: RequestContext) -> Send:
+        """``send`` for this door's client: Anthropic's shapes in, the door's shapes out
+        (``ctx.upstream_shape`` says when a raw lane's answer is already the door's own)."""
         ...
 
 
@@ -98,6 +99,7 @@ class RequestContext:
     door: Door | None = None  # None: Anthropic Messages, the native door
     content_edited: bool = False  # a step changed the body beyond its model (strip, cache)
     door_model: str | None = None  # the model id as the door's path named it (a Bedrock id)
+    upstream_shape: str = "anthropic"  # the answer's wire shape ("openai": the raw lane)
     ingress: str = "anthropic"
 
     def parsed_body(self) -> dict[str, Any]:

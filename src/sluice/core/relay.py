@@ -25,8 +25,10 @@ from sluice.core.keepalive import Keepalive
 from sluice.errors import GatewayError, ProviderError
 from sluice.logs import redact
 from sluice.providers.base import UpstreamResponse
+from sluice.streaming.chat_tap import ChatChunksTap
 from sluice.streaming.eventstream_tap import EventStreamTap
 from sluice.streaming.tap import AnthropicFactsObserver, SseObserver, StreamTap
+from sluice.translate.openai_chat import TranslationError, openai_to_anthropic_message
 
 _SNIPPET = 300
 
@@ -57,6 +59,7 @@ async def relay(
 ) -> None:
     ctx.upstream_request_id = upstream.upstream_request_id
     ctx.upstream_headers_at = time.perf_counter()
+    ctx.upstream_shape = upstream.shape  # a door's way out needs it (the raw lanes)
     ok = False
     try:
         if upstream.status == 200 and (upstream.is_sse or upstream.is_event_stream):
@@ -78,8 +81,10 @@ async def _relay_whole(
     if upstream.status < 400:
         message = None
         if _is_json(upstream.content_type):
-            with contextlib.suppress(orjson.JSONDecodeError):
+            with contextlib.suppress(orjson.JSONDecodeError, TranslationError):
                 message = orjson.loads(body)
+                if upstream.shape == "openai":  # the raw lane: read a translated copy
+                    message = openai_to_anthropic_message(message, model=ctx.model_sent or "")
                 ctx.facts.apply_message(message)
         verdict = guard.check_message(message) if guard is not None else None
         if verdict is not None:
@@ -146,9 +151,7 @@ async def _relay_events(
     keepalive_s: float | None,
 ) -> bool:
     alive: Keepalive | None = None
-    watchers: list[SseObserver] = [AnthropicFactsObserver(ctx.facts), *observers]
-    # The raw Bedrock lane relays event-stream frames as they are; its tap reads a copy.
-    tap = EventStreamTap(watchers) if upstream.is_event_stream else StreamTap(watchers)
+    tap = _tap(ctx, upstream, [AnthropicFactsObserver(ctx.facts), *observers])
     body = upstream.body
     started = False
     try:
@@ -192,6 +195,25 @@ async def _relay_events(
         rest = b""
     await send({"type": "http.response.body", "body": rest, "more_body": False})
     return False
+
+
+def _tap(ctx: RequestContext, upstream: UpstreamResponse, watchers: list[SseObserver]) -> Tap:
+    """The raw lanes relay Bedrock's event stream or OpenAI's chunks as they are; their taps
+    show the observers a translated copy."""
+    if upstream.is_event_stream:
+        return EventStreamTap(watchers)
+    if upstream.shape == "openai":
+        return ChatChunksTap(watchers, ctx.model_sent or "")
+    return StreamTap(watchers)
+
+
+class Tap(Protocol):
+    @property
+    def verdict(self) -> GatewayError | None: ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
 
 
 async def _start(

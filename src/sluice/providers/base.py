@@ -67,6 +67,10 @@ class UpstreamResponse:
     # stream failed, so an upstream that is still sending is cancelled at once.
     close: Callable[[bool], None]
     upstream_request_id: str | None = None
+    # The body's wire shape: "anthropic", or "openai" when an OpenAI client's raw lane relays
+    # the upstream's Chat Completions answer untranslated (Bedrock's raw stream is known by its
+    # content type).
+    shape: str = "anthropic"
 
     @property
     def is_sse(self) -> bool:

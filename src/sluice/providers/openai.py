@@ -24,10 +24,12 @@ from sluice.providers.transport import (
     kept_headers,
     listed_models,
     open_request,
+    passthrough,
     read_body,
     translated_stream,
     whole_response,
 )
+from sluice.translate.members import rewrite_top_level
 from sluice.translate.openai_chat import (
     TranslationError,
     anthropic_error,
@@ -116,7 +118,13 @@ class OpenAIProvider:
                 meta={"provider": self.id, "model": model},
                 tips=[f"Map it under providers.{self.id}.model_map."],
             )
-        body = self._translate(request.body, upstream_model)
+        # The raw lane: an OpenAI client's own body (model mapped, usage asked for) goes as it
+        # is, and the answer comes back untranslated; the relay taps a translated copy.
+        as_sent = request.client_body if request.ingress == "openai" else None
+        if as_sent is not None:
+            body = _raw_chat_body(as_sent, upstream_model, request.stream)
+        else:
+            body = self._translate(request.body, upstream_model)
         resp = await open_request(
             self._session,
             self.id,
@@ -130,6 +138,8 @@ class OpenAIProvider:
         if resp.status >= 400:
             status, payload = openai_error_to_anthropic(resp.status, await read_body(resp, self.id))
             return error_response(status, payload, resp, request_id)
+        if as_sent is not None:
+            return await self._untranslated(resp, request.stream, request_id)
         if request.stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
             translator = OpenAIStreamTranslator(model)
             return translated_stream(
@@ -147,8 +157,33 @@ class OpenAIProvider:
         # A whole answer to a stream request (some compatible servers) stays JSON too.
         return whole_response(200, orjson.dumps(message), kept_headers(resp), request_id)
 
+    async def _untranslated(
+        self, resp: aiohttp.ClientResponse, stream: bool, request_id: str | None
+    ) -> UpstreamResponse:
+        if stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
+            out = passthrough(resp, self.id, request_id, idle_s=self._config.stream_idle_timeout_s)
+        else:
+            raw = await read_body(resp, self.id)
+            out = whole_response(200, raw, kept_headers(resp), request_id)
+        out.shape = "openai"
+        return out
+
     async def list_models(self) -> list[ModelInfo]:
         return self._listed
 
     async def close(self) -> None:
         return None
+
+
+def _raw_chat_body(body: bytes, upstream_model: str, stream: bool) -> bytes:
+    """The client's Chat body with the upstream's model id, and (streaming) usage asked for:
+    the ledger, budgets and rate limits need it. Every other member keeps its bytes."""
+    head = [b'"model":' + orjson.dumps(upstream_model)]
+    cut = {"model"}
+    if stream:
+        head.append(b'"stream_options":{"include_usage":true}')
+        cut.add("stream_options")
+    try:
+        return rewrite_top_level(body, cut, head)
+    except ValueError as exc:  # SpanError: the door parsed it, so this is not expected
+        raise InvalidRequest(f"The request body is not a JSON object: {exc}") from exc

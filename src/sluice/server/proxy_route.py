@@ -29,8 +29,6 @@ async def handle_proxy(
     endpoint: str,
     door: Door | None = None,
 ) -> None:
-    if door is not None:
-        send = door.outbound(send)
     ctx = RequestContext(
         request_id=new_request_id(),
         endpoint=endpoint,
@@ -44,6 +42,8 @@ async def handle_proxy(
         door=door,
         ingress=door.name if door is not None else "anthropic",
     )
+    if door is not None:
+        send = door.outbound(send, ctx)
     exchange = services.exchange
     exchange.prepare(ctx)
     try:

@@ -81,7 +81,7 @@ class BedrockDoor:
         ctx.path = "/v1/messages" if self.endpoint == "messages" else "/v1/messages/count_tokens"
         ctx.query = ""
 
-    def outbound(self, send: Send) -> Send:
+    def outbound(self, send: Send, ctx: RequestContext) -> Send:
         return reshaping_send(send, BedrockReshape(counting=self.endpoint == "count_tokens"))
 
 

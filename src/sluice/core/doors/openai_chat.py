@@ -55,29 +55,38 @@ class OpenAIChatDoor:
         ctx.body = request.messages_body
         ctx.path, ctx.query = "/v1/messages", ""
 
-    def outbound(self, send: Send) -> Send:
-        return reshaping_send(send, _ChatReshape(self))
+    def outbound(self, send: Send, ctx: RequestContext) -> Send:
+        return reshaping_send(send, _ChatReshape(self, ctx))
 
 
 class _ChatReshape:
-    def __init__(self, door: OpenAIChatDoor) -> None:
+    def __init__(self, door: OpenAIChatDoor, ctx: RequestContext) -> None:
         self._door = door
+        self._ctx = ctx
         self._stream: SseToChatChunks | None = None
+        self._raw = False  # an OpenAI upstream's own answer (the raw lane): sent as it is
 
     def stream_start(self, headers: Headers) -> Headers:
         door = self._door
         self._stream = SseToChatChunks(door.model, door.created, door.include_usage)
+        self._raw = self._ctx.upstream_shape == "openai"
         return headers  # still text/event-stream
 
     def stream_chunk(self, chunk: bytes) -> bytes:
         assert self._stream is not None
+        if self._raw and not chunk.startswith(b"event: "):
+            # The upstream's whole chunks, as it sent them; only the gateway's own frames
+            # (Anthropic SSE: pings, errors) are translated.
+            return chunk
         return self._stream.feed(chunk)
 
     def stream_end(self) -> bytes:
         assert self._stream is not None
-        return self._stream.finish()
+        return b"" if self._raw else self._stream.finish()
 
     def whole(self, status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+        if status < 400 and self._ctx.upstream_shape == "openai":
+            return status, headers, body  # the raw lane: the upstream's own chat.completion
         if status >= 400:
             status, error = anthropic_error_to_openai(status, body)
             return status, headers, orjson.dumps(error)

@@ -49,7 +49,7 @@ class VertexDoor:
         ctx.path = "/v1/messages" if self.endpoint == "messages" else "/v1/messages/count_tokens"
         ctx.query = ""
 
-    def outbound(self, send: Send) -> Send:
+    def outbound(self, send: Send, ctx: RequestContext) -> Send:
         return send  # Vertex answers in Anthropic's own JSON and SSE
 
 
