@@ -24,7 +24,7 @@ PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 
 
 class Keepalive:
-    __slots__ = ("_handle", "_loop", "_send", "interval", "last", "pending", "pings")
+    __slots__ = ("_handle", "_loop", "_send", "interval", "last", "pending")
 
     def __init__(self, send: Send, interval_s: float) -> None:
         self._send = send
@@ -32,7 +32,6 @@ class Keepalive:
         self.interval = interval_s
         self.last = self._loop.time()
         self.pending: asyncio.Task[None] | None = None
-        self.pings = 0
         self._handle = self._loop.call_later(interval_s, self._check)
 
     def sent(self) -> None:
@@ -60,7 +59,6 @@ class Keepalive:
             await self._send({"type": "http.response.body", "body": PING, "more_body": True})
         except Exception:  # the client left: the relay's next send, or its watch, will see it
             return
-        self.pings += 1
 
     async def close(self) -> None:
         self._handle.cancel()

@@ -150,7 +150,6 @@ async def _relay_events(
     observers: list[SseObserver],
     keepalive_s: float | None,
 ) -> bool:
-    alive: Keepalive | None = None
     tap = _tap(ctx, upstream, [AnthropicFactsObserver(ctx.facts), *observers])
     body = upstream.body
     started = False
@@ -160,10 +159,10 @@ async def _relay_events(
             if not started:
                 if not out and tap.verdict is None:
                     continue
-                alive = await _start(ctx, upstream, send, keepalive_s)
+                await _start(ctx, upstream, send, keepalive_s)
                 started = True
             if out:
-                if alive is not None:
+                if (alive := ctx.keepalive) is not None:  # the pings, once the stream started
                     await alive.settle()
                     alive.sent()
                 await send({"type": "http.response.body", "body": out, "more_body": True})
@@ -218,7 +217,7 @@ class Tap(Protocol):
 
 async def _start(
     ctx: RequestContext, upstream: UpstreamResponse, send: Send, keepalive_s: float | None
-) -> Keepalive | None:
+) -> None:
     """Commit the response's headers (the first whole event is in hand); start the pings."""
     await send(
         {"type": "http.response.start", "status": 200, "headers": _response_headers(ctx, upstream)}
@@ -226,7 +225,6 @@ async def _start(
     ctx.status = 200
     if keepalive_s:
         ctx.keepalive = Keepalive(send, keepalive_s)
-    return ctx.keepalive
 
 
 class _StreamBroken(Exception):
