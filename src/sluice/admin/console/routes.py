@@ -45,12 +45,20 @@ def _signed_in_as(request: Request, token_id: str) -> Response:
     return response
 
 
+def _same_origin(request: Request) -> bool:
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    return origin in (None, "null") or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 @router.post("/signin")
 async def signin(request: Request) -> Response:
-    # No session yet, so no CSRF token: SameSite=Strict and the Origin check stand in (a
-    # forged sign-in could only sign the victim in as the attacker's own token).
-    origin = request.headers.get("origin")
-    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+    # No session yet, so no CSRF token: the browser's Sec-Fetch-Site and Origin stand in (a
+    # forged sign-in could only sign the victim in as the attacker's own token). Origin is
+    # "null" under our no-referrer policy, so Sec-Fetch-Site is the one that decides there.
+    if not _same_origin(request):
         return page(request, "signin.html", None, 403, error="cross-site sign-in refused")
     token = (await form(request, None)).get("token", "").strip()
     who = await state_of(request).tokens.authenticate(token)
