@@ -164,7 +164,7 @@ async def test_one_time_link_signs_in_once(browser: Browser, console: Console) -
     response = await other.goto(f"{console.url}/signin/{link}")
     assert response is not None and response.status == 401  # single use
     await expect(other.get_by_role("alert")).to_contain_text("used already, or it expired")
-    await console.shoot(other, "signin")
+    await console.shoot(other, "signin-link-used")
 
 
 async def test_csrf_and_cookie_rules(browser: Browser, console: Console) -> None:
@@ -182,6 +182,7 @@ async def test_csrf_and_cookie_rules(browser: Browser, console: Console) -> None
     # Signing out ends the page's session; a forged cookie is no session.
     await page.get_by_role("button", name="Sign out").click()
     await page.wait_for_url("**/signin")
+    await console.shoot(page, "signin")
     await page.context.add_cookies([{**session, "value": session["value"][:-3] + "AAA"}])
     assert (await page.request.get(f"{console.url}/api/v1/keys")).status == 401
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -18,14 +19,16 @@ from sluice.config.models import SluiceConfig
 # Provider id -> breaker snapshot, when the gateway runs in this process; None elsewhere.
 CircuitsSource = Callable[[], dict[str, dict[str, object]] | None]
 MAX_FORM_BYTES = 256 * 1024
-HEADERS = {
-    # Everything is served from here: no CDN, no inline script, no framing.
-    "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none';"
-    " form-action 'self'; base-uri 'none'",
-    "referrer-policy": "no-referrer",  # a sign-in link must not leak in a Referer
-    "x-content-type-options": "nosniff",
-    "cache-control": "no-store",
-}
+HEADERS = MappingProxyType(
+    {
+        # Everything is served from here: no CDN, no inline script, no framing.
+        "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        "referrer-policy": "no-referrer",  # a sign-in link must not leak in a Referer
+        "x-content-type-options": "nosniff",
+        "cache-control": "no-store",
+    }
+)
 
 
 @dataclass(frozen=True)
