@@ -60,6 +60,13 @@ SLUICE_OPENCODE_BIN="$(install_opencode "$OPENCODE_VERSION")"
 export SLUICE_OPENCODE_BIN
 "$SLUICE_OPENCODE_BIN" --version
 
+# The console's browser tests drive Debian's Chromium through Playwright; `playwright install`
+# (a browser download) is never run.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== Chromium (apt, for the console's browser tests)"
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+
 echo "== Lint and types"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

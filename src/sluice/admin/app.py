@@ -6,13 +6,15 @@ where validation, dependencies and a published OpenAPI document are worth the fr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
 from sluice import __version__
 from sluice.admin import budgets_routes, errors, keys_routes, ledger_routes
+from sluice.admin.console import routes as console
+from sluice.admin.console.common import CircuitsSource
 from sluice.admin.state import AdminState, CountersSource
 from sluice.base.clock import Clock, SystemClock
 from sluice.config.models import SluiceConfig
@@ -29,8 +31,14 @@ def _no_counters() -> None:
 
 
 def create_admin_app(
-    config: SluiceConfig, clock: Clock | None = None, counters: CountersSource | None = None
+    config: SluiceConfig,
+    clock: Clock | None = None,
+    counters: CountersSource | None = None,
+    circuits: CircuitsSource | None = None,
+    gateway_url: Callable[[], str] | None = None,
 ) -> FastAPI:
+    """``circuits`` and ``gateway_url``: the console's breaker states and the gateway URL its
+    export lines name, when the gateway runs in this process."""
     clock = clock or SystemClock()
 
     @asynccontextmanager
@@ -65,4 +73,5 @@ def create_admin_app(
     for module in (keys_routes, budgets_routes, ledger_routes):
         api.include_router(module.router)
     app.include_router(api)
+    console.install(app, config, circuits, gateway_url)  # the web console at /
     return app

@@ -1,8 +1,10 @@
 """Bearer admin tokens: who is calling, and whether their role and project allow it.
 
-No, malformed, unknown, expired or revoked token: 401, all alike. A viewer asking to change
-something: 403. A project-scoped token asking for another project's object: 404, as if it did
-not exist, so ids of other projects cannot be probed.
+The console's session cookie (admin/console/session.py) is accepted instead of a bearer token,
+with its CSRF token on every mutation. No, malformed, unknown, expired or revoked token: 401,
+all alike. A viewer asking to change something: 403. A project-scoped token asking for
+another project's object: 404, as if it did not exist, so ids of other projects cannot be
+probed.
 """
 
 from __future__ import annotations
@@ -11,13 +13,26 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from sluice.admin.console.session import COOKIE, CSRF_HEADER, UNSAFE, csrf_ok, session_of
 from sluice.admin.errors import ApiError
 from sluice.admin.state import state_of
 from sluice.governance.admin_tokens import AdminIdentity
 
 
+async def _console(request: Request) -> AdminIdentity:
+    """The console's session cookie stands for a token; a mutation needs its CSRF token too."""
+    session = await session_of(state_of(request), request)
+    if session is None:
+        raise ApiError(401, "the console session has ended: sign in again")
+    if request.method in UNSAFE and not csrf_ok(session, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, f"a console request that changes something needs {CSRF_HEADER}")
+    return session.who
+
+
 async def reader(request: Request) -> AdminIdentity:
     header = request.headers.get("authorization", "")
+    if not header and COOKIE in request.cookies:
+        return await _console(request)
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise ApiError(401, "an admin token is required: Authorization: Bearer <token>")

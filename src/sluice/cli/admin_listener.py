@@ -17,10 +17,14 @@ from collections.abc import Callable
 import uvicorn
 
 from sluice.admin.app import create_admin_app
+from sluice.admin.console.signin_link import issue_if_first_start
 from sluice.admin.state import CountersSource
+from sluice.base.clock import SystemClock
 from sluice.cli.common import warn
 from sluice.cli.startup import AnnouncingServer
 from sluice.config.models import SluiceConfig
+from sluice.store.db import create_engine
+from sluice.store.settings_repo import resolve_secret
 
 
 def bind_admin(cfg: SluiceConfig) -> socket.socket | None:
@@ -50,9 +54,26 @@ def admin_server(cfg: SluiceConfig, counters: CountersSource | None) -> uvicorn.
     return uvicorn.Server(options)
 
 
-def admin_line(sock: socket.socket) -> str:
+def admin_line(sock: socket.socket, signin_link: str | None = None) -> str:
     host, port = sock.getsockname()[:2]
-    return f"Admin API: http://{host}:{port}/api/v1 (tokens: sluice admin create-token)"
+    base = f"http://{host}:{port}"
+    lines = [
+        f"Admin API: {base}/api/v1 (tokens: sluice admin create-token)",
+        f"Admin console: {base}/",
+    ]
+    if signin_link is not None:
+        lines.append(f"  Sign in (once, within 15 minutes): {base}/signin/{signin_link}")
+    return "\n".join(lines)
+
+
+async def first_start_link(cfg: SluiceConfig) -> str | None:
+    """The one-time console sign-in token when no admin token exists yet, else None."""
+    engine = create_engine(cfg.database)
+    try:
+        secret = await resolve_secret(cfg, engine)
+        return await issue_if_first_start(engine, secret, SystemClock())
+    finally:
+        await engine.dispose()
 
 
 class GatewayWithAdmin(AnnouncingServer):

@@ -56,6 +56,7 @@ def serve(
         admin_line,
         admin_server,
         bind_admin,
+        first_start_link,
     )
     from sluice.cli.startup import announce, warn_empty_provider_keys
     from sluice.logs import configure_logging
@@ -83,7 +84,9 @@ def serve(
     url = f"http://{bind_host}:{bind_port}"
     metrics = metrics_banner(cfg.metrics, n_workers)
     admin_sock = bind_admin(cfg)
-    admin_text = admin_line(admin_sock) if admin_sock is not None else None
+    admin_text = None
+    if admin_sock is not None:  # first start: a one-time console link in the banner
+        admin_text = admin_line(admin_sock, asyncio.run(first_start_link(cfg)))
     if n_workers > 1:
         announce(None, cfg, url, n_workers, metrics, config, admin_text)()
         admin_in_thread(cfg, admin_sock)

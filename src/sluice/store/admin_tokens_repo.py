@@ -60,6 +60,17 @@ class AdminTokensRepo:
             if audit is not None:
                 await audit_repo.write(conn, audit)
 
+    async def revoke_if_active(self, token_id: str, at: int) -> bool:
+        """Revoke, unless already revoked; True for the one caller that revoked it (a
+        single-use token is used once even when two requests race)."""
+        query = (
+            update(admin_tokens)
+            .where(admin_tokens.c.id == token_id, admin_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
     async def touch(self, token_id: str, at: int) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
 from sluice.admin.app import create_admin_app
+from sluice.admin.console.common import CircuitsSource
 from sluice.admin.state import CountersSource
 from sluice.base.clock import Clock
 from sluice.config.models import SluiceConfig
@@ -26,8 +28,12 @@ class AdminServer:
         *,
         counters: CountersSource | None = None,
         clock: Clock | None = None,
+        circuits: CircuitsSource | None = None,
+        gateway_url: Callable[[], str] | None = None,
     ) -> None:
-        self.app = create_admin_app(config, clock=clock, counters=counters)
+        self.app = create_admin_app(
+            config, clock=clock, counters=counters, circuits=circuits, gateway_url=gateway_url
+        )
         self._config = config
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
