@@ -13,11 +13,13 @@ path, headers in wire order and case, body), into ``tests/fixtures/claude-code-<
 - ``tool-denied``: the same call with Bash disallowed: the CLI answers with an error result;
 - ``subagent``: the model calls the subagent tool; the subagent's own requests follow;
 - ``bedrock``, ``vertex``: Claude Code in Bedrock and in Vertex mode, against the fake Bedrock
-  and Vertex endpoints (the requests a Bedrock/Vertex ingress door must accept).
+  and Vertex endpoints (the requests a Bedrock/Vertex ingress door must accept);
+- ``compaction``: a prompt, then ``/compact`` in a second ``--print --resume`` of the same
+  session (2.1.332 sends it as request class ``compaction``; 2.1.197 sends none).
 
-Every run sets ``CLAUDE_CODE_GATEWAY_HINT_HEADERS=1``, as the README asks teams to. Compaction
-is not captured: ``--print`` cannot trigger it. The credentials in the files are the fakes'
-(``test-token``), never real ones.
+Every run sets ``CLAUDE_CODE_GATEWAY_HINT_HEADERS=1``, as the README asks teams to. The
+credentials in the files are the fakes' (``test-token``), never real ones. ``--only NAME``
+captures one run into an existing folder, numbered as in the full list.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ class Run:
     scenario: Scenario
     args: list[str] = field(default_factory=list)
     mode: str = "anthropic"  # anthropic | bedrock | vertex
+    follow_up: str | None = None  # a second prompt, resuming the same session
 
 
 class _SubagentScenario(Scenario):
@@ -87,6 +91,7 @@ def runs(subagent_tool: str) -> list[Run]:
         Run("subagent", "Delegate a check to a subagent.", _SubagentScenario(subagent_tool)),
         Run("bedrock", "Say hello.", scenario_by_name("text"), mode="bedrock"),
         Run("vertex", "Say hello.", scenario_by_name("text"), mode="vertex"),
+        Run("compaction", "Say hello.", scenario_by_name("text"), follow_up="/compact"),
     ]
 
 
@@ -124,23 +129,30 @@ def _env(mode: str, url: str, home: Path) -> dict[str, str]:
 
 
 async def _run_cli(claude: Path, run: Run, url: str) -> str:
-    """Run the CLI once; what it sent is what counts, so a hang is reported, not fatal."""
+    """Run the CLI (twice, resuming one session, for a follow-up); what it sent is what
+    counts, so a hang is reported, not fatal."""
+    session = str(uuid.uuid4())
+    first = ["--print", run.prompt, "--session-id", session]
+    prompts = [first] + ([["--print", run.follow_up, "--resume", session]] if run.follow_up else [])
     with tempfile.TemporaryDirectory() as tmp:
-        args = [str(claude), "--print", run.prompt, "--dangerously-skip-permissions", *run.args]
-        try:
-            proc = await asyncio.to_thread(
-                subprocess.run,
-                args,
-                cwd=tmp,
-                env=_env(run.mode, url, Path(tmp) / "home"),
-                capture_output=True,
-                text=True,
-                timeout=90,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return "timed out after 90 s"
-    return f"exit {proc.returncode}"
+        outcome = ""
+        for prompt in prompts:
+            args = [str(claude), *prompt, "--dangerously-skip-permissions", *run.args]
+            try:
+                proc = await asyncio.to_thread(
+                    subprocess.run,
+                    args,
+                    cwd=tmp,
+                    env=_env(run.mode, url, Path(tmp) / "home"),
+                    capture_output=True,
+                    text=True,
+                    timeout=90,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return "timed out after 90 s"
+            outcome = f"exit {proc.returncode}"
+    return outcome
 
 
 def _record(n: int, request: RecordedRequest) -> dict[str, Any]:
@@ -165,7 +177,7 @@ def _record(n: int, request: RecordedRequest) -> dict[str, Any]:
     }
 
 
-async def capture(claude: Path, out: Path, subagent_tool: str) -> int:
+async def capture(claude: Path, out: Path, subagent_tool: str, only: str | None = None) -> int:
     written = 0
     fakes: dict[str, FakeServer] = {
         "anthropic": FakeAnthropic(),
@@ -176,6 +188,8 @@ async def capture(claude: Path, out: Path, subagent_tool: str) -> int:
         await fake.start()
     try:
         for index, run in enumerate(runs(subagent_tool), start=1):
+            if only is not None and run.name != only:
+                continue
             fake = fakes[run.mode]
             fake.set_default(run.scenario)
             fake.requests.clear()
@@ -198,15 +212,16 @@ def main() -> None:
     parser.add_argument(
         "--subagent-tool", default="Agent", help="the CLI's subagent tool (2.1.332: Agent)"
     )
+    parser.add_argument("--only", help="capture only this run (text, compaction, ...)")
     args = parser.parse_args()
     version = subprocess.run(  # noqa: S603 (the operator's own CLI path)
         [str(args.claude), "--version"], capture_output=True, text=True, check=True
     ).stdout.split()[0]
     out = args.out or REPO / "tests" / "fixtures" / f"claude-code-{version}"
-    if out.exists():
+    if out.exists() and args.only is None:
         shutil.rmtree(out)
-    out.mkdir(parents=True)
-    written = asyncio.run(capture(args.claude, out, args.subagent_tool))
+    out.mkdir(parents=True, exist_ok=True)
+    written = asyncio.run(capture(args.claude, out, args.subagent_tool, args.only))
     print(f"{written} requests from Claude Code {version} in {out}")
 
 

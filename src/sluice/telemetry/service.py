@@ -24,6 +24,7 @@ from sluice.base.text import MAX_IDENTIFIER_CHARS
 from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
+from sluice.telemetry.side_calls import SessionPrompts
 from sluice.telemetry.sink import SpanSink
 from sluice.telemetry.spans import Finished
 from sluice.telemetry.subagents import SubagentLinks
@@ -57,7 +58,8 @@ def _hints(ctx: RequestContext, headers: dict[bytes, bytes]) -> Hints:
     """Claude Code's gateway hints (the peek read the class and agent ids; capped)."""
     prompt = headers.get(b"x-claude-code-prompt-id")
     if prompt is None:
-        return NO_HINTS
+        # A side call (compaction) may come without a prompt id: its class still counts.
+        return Hints(request_class=ctx.request_class) if ctx.request_class else NO_HINTS
     return Hints(
         prompt_id=prompt[:MAX_IDENTIFIER_CHARS].decode("latin-1"),
         request_class=ctx.request_class,
@@ -93,6 +95,7 @@ class Telemetry:
         self._repo = TracesRepo(engine) if engine is not None and cfg.store else None
         self._sink = SpanSink(cfg, database_url, os.environ if env is None else env)
         self._subagents = SubagentLinks()  # hint-less subagents' parents (this process's)
+        self._prompts = SessionPrompts()  # sessions' latest prompt ids (side calls without)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
@@ -114,6 +117,8 @@ class Telemetry:
         try:
             caller = parse_traceparent(headers.get(b"traceparent"))
             hints = _hints(ctx, headers)
+            if session is not None:
+                hints = self._prompts.fill(session, hints, now)
             parent = None
             if session is not None and hints.prompt_id is None:
                 parent = self._subagents.link(session, ctx.agent_id, ctx.messages_raw, now)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -32,6 +31,7 @@ import msgspec
 import orjson
 
 from sluice.base.usage import INPUT_KEPT_TOOLS, ToolCall
+from sluice.telemetry.ttl_lru import TtlLru
 from sluice.telemetry.turns import ParentLink, Turn
 
 SUBAGENT_TOOLS = INPUT_KEPT_TOOLS  # the relay keeps these tools' inputs
@@ -92,12 +92,13 @@ class SubagentLinks:
     """Bounded LRU tables with a TTL, one per gateway process (``Telemetry`` holds it)."""
 
     def __init__(self, *, max_entries: int = 10_000, ttl_s: float = 3600.0) -> None:
-        self._max = max_entries
-        self._ttl = ttl_s
-        self._pending: OrderedDict[bytes, tuple[float, ParentLink]] = OrderedDict()
-        self._prompts: OrderedDict[bytes, tuple[float, ParentLink]] = OrderedDict()
-        self._prompted: OrderedDict[bytes, tuple[float, ParentLink]] = OrderedDict()  # sessions
-        self._agents: OrderedDict[bytes, tuple[float, ParentLink]] = OrderedDict()
+        def table() -> TtlLru[bytes, ParentLink]:
+            return TtlLru(max_entries, ttl_s)
+
+        self._pending = table()
+        self._prompts = table()
+        self._prompted = table()  # sessions
+        self._agents = table()
 
     def __len__(self) -> int:
         return len(self._pending) + len(self._prompts) + len(self._agents) + len(self._prompted)
@@ -106,7 +107,7 @@ class SubagentLinks:
         self, session: str, agent_id: str | None, messages_raw: Any, now: float
     ) -> ParentLink | None:
         """The parent of this request's conversation, when it is a known subagent's."""
-        if agent_id and (found := self._get(self._agents, _digest(session, agent_id), now)):
+        if agent_id and (found := self._agents.get(_digest(session, agent_id), now)):
             return found
         sess = _digest(session)
         if sess not in self._prompted and not (agent_id and sess in self._pending):
@@ -114,9 +115,9 @@ class SubagentLinks:
         text = first_user_text(messages_raw)
         found = None
         if text is not None:
-            found = self._get(self._prompts, _digest(session, "prompt", text), now)
+            found = self._prompts.get(_digest(session, "prompt", text), now)
         if found is None and agent_id:
-            found = self._get(self._pending, sess, now)
+            found = self._pending.get(sess, now)
         if found is not None and agent_id:
             self._put(self._agents, _digest(session, agent_id), found, now)
         return found
@@ -158,32 +159,9 @@ class SubagentLinks:
             agent_id = found.group(1).decode()
             self._put(self._agents, _digest(session, agent_id), link, now)
 
-    def _get(
-        self, table: OrderedDict[bytes, tuple[float, ParentLink]], key: bytes, now: float
-    ) -> ParentLink | None:
-        entry = table.get(key)
-        if entry is None:
-            return None
-        if now - entry[0] > self._ttl:
-            del table[key]
-            return None
-        table[key] = (now, entry[1])  # in use: keep it
-        table.move_to_end(key)
-        return entry[1]
-
     def _put(
-        self,
-        table: OrderedDict[bytes, tuple[float, ParentLink]],
-        key: bytes,
-        link: ParentLink,
-        now: float,
+        self, table: TtlLru[bytes, ParentLink], key: bytes, link: ParentLink, now: float
     ) -> None:
-        table[key] = (now, link)
-        table.move_to_end(key)
-        while len(table) > self._max:
-            table.popitem(last=False)
+        table.put(key, link, now)
         for each in (self._pending, self._prompts, self._prompted, self._agents):
-            while each:  # expired entries at the old ends go too
-                if now - next(iter(each.values()))[0] <= self._ttl:
-                    break
-                each.popitem(last=False)
+            each.prune(now)  # an insert anywhere clears what expired everywhere

@@ -92,7 +92,7 @@ def parse_tool_durations(value: bytes | None) -> tuple[tuple[str, int], ...]:
     return tuple(found)
 
 
-_SIDE_CLASSES = frozenset({"compaction", "auxiliary"})  # calls of a turn that never open one
+SIDE_CLASSES = frozenset({"compaction", "auxiliary"})  # calls of a turn that never open one
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +333,7 @@ def _hinted_turn(
     """The turn named by the prompt id: immune to how the CLI shapes the opening message."""
     assert hints.prompt_id is not None
     opening, last_user, last_user_index = _opening(items)
-    side = hints.request_class in _SIDE_CLASSES
+    side = hints.request_class in SIDE_CLASSES
     agent = None if side else hints.agent_id
     key = _prompt_key(session, hints.prompt_id, agent)
     trace_id = int.from_bytes(_prompt_key(session, hints.prompt_id, None)[:16], "big") or 1
@@ -342,7 +342,13 @@ def _hinted_turn(
         caller = span_id(_prompt_key(session, hints.prompt_id, hints.parent_agent_id), b"root")
     opens = not side and (last_user is None or last_user_index == opening)
     results = _tool_results(items, opens, last_user, last_user_index)
-    lane = hints.request_class.encode() if side and hints.request_class else b""
+    # A side call's spans have a lane of their own, told apart by its last message: a second
+    # compaction call with a stricter instruction is another span, a re-send the same one.
+    lane = (
+        hints.request_class.encode() + b"\0" + hashlib.blake2b(items[-1], digest_size=8).digest()
+        if side and hints.request_class and items
+        else b""
+    )
     if traceparent:
         trace_id = traceparent[0]
     count = len(items)
