@@ -10,11 +10,12 @@ import anthropic
 import orjson
 import pytest
 
+from sluice.store.budgets_repo import Budget, BudgetsRepo
 from sluice.testing import Reply, Scenario, TextBlock, ToolUseBlock
 from sluice.testing.scenarios import FakeUsage
 
 from lanes import KINDS, MODEL, Lane, lane
-from support import Gateway
+from support import Gateway, scrape, value
 
 REPLY = Reply(
     [TextBlock("Listing files.", chunks=2), ToolUseBlock("Bash", {"command": "ls"})],
@@ -128,3 +129,58 @@ async def test_vertex_door_hostile_bodies(tmp_path: Path) -> None:
                 assert response.status == 400, (path[:80], body[:40])
                 error = (await response.json())["error"]
                 assert error["type"] == "invalid_request_error"
+
+
+async def test_every_door_is_counted_in_metrics_and_held_by_budgets(tmp_path: Path) -> None:
+    """The same key by three doors: each counted under its ingress label; then a budget the
+    key has used up refuses each door in that door's own error shape."""
+    async with lane("anthropic", tmp_path) as ln, aiohttp.ClientSession() as http:
+        ln.fake.set_default(Scenario(REPLY))  # type: ignore[attr-defined]
+        auth = {"authorization": f"Bearer {ln.gateway.key}"}
+        message = {"max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+        vertex = f"/vertex/v1/projects/p/locations/r/publishers/anthropic/models/{MODEL}"
+        bedrock = "/bedrock/model/us.anthropic.claude-sonnet-4-6/invoke"
+        doors = [
+            (
+                "vertex",
+                vertex + ":rawPredict",
+                {"anthropic_version": "vertex-2023-10-16", **message},
+            ),
+            ("bedrock", bedrock, {"anthropic_version": "bedrock-2023-05-31", **message}),
+            ("openai", "/v1/chat/completions", {"model": MODEL, **message}),
+        ]
+        for _, path, body in doors:
+            async with http.post(ln.gateway.url + path, json=body, headers=auth) as response:
+                assert response.status == 200, await response.text()
+        samples = await scrape(ln.gateway)
+        for door, _, _ in doors:
+            counted = value(
+                samples, "sluice_requests_total", route="messages", status="200",
+                provider="up", model=MODEL, ingress=door,
+            )  # fmt: skip
+            assert counted == 1, door
+        # Alice's key has spent; a budget of one micro-dollar now refuses every door.
+        engine = ln.gateway.server.app.services.engine
+        await BudgetsRepo(engine).insert(
+            Budget(
+                id="D" * 26, created_at=0, updated_at=0, scope="principal", target="alice",
+                window="month", limit_micros=1, on_breach="block", name="tiny",
+            )
+        )  # fmt: skip
+        await ln.gateway.server.app.services.budgets.refresh()
+        shapes = []
+        for door, path, body in doors:
+            async with http.post(ln.gateway.url + path, json=body, headers=auth) as response:
+                assert response.status == 402, door
+                payload = await response.json()
+                shapes.append((door, sorted(payload)))
+                if door == "bedrock":
+                    assert response.headers["x-amzn-errortype"].startswith("AccessDenied")
+        assert shapes == [
+            ("vertex", ["error", "request_id", "type"]),
+            ("bedrock", ["message"]),
+            ("openai", ["error"]),
+        ]
+        rows = await ln.gateway.ledger_rows()
+        refused = [(r["ingress"], r["error_code"]) for r in rows if r["status"] == 402]
+        assert refused == [(d, "budget_exceeded") for d, _, _ in doors]

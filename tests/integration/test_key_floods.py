@@ -96,7 +96,7 @@ async def test_unauthenticated_flood_stores_nothing_and_logs_sampled(
     for reason in ("missing", "malformed", "unknown", "mismatch"):
         assert value(m, "sluice_auth_failures_total", reason=reason) == 60
     assert value(m, "sluice_requests_total", route="messages", status="401", provider="",
-                 model="") == 240  # fmt: skip
+                 model="", ingress="anthropic") == 240  # fmt: skip
     lines = [r for r in caplog.records if r.name == "sluice.access"]
     assert 1 <= len(lines) < 240  # sampled: 10 a second by default
     # Each line let through says how many were held back before it: none goes unaccounted.

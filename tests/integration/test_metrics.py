@@ -106,7 +106,7 @@ async def test_metrics_after_a_known_sequence(gw: Gateway, fake: FakeAnthropic) 
     def requests(status: str, provider: str = PROVIDER, model: str = MODEL) -> float:
         return value(
             m, "sluice_requests_total", route="messages", status=status, provider=provider,
-            model=model,
+            model=model, ingress="anthropic",
         )  # fmt: skip
 
     assert requests("200") == 3
@@ -118,7 +118,16 @@ async def test_metrics_after_a_known_sequence(gw: Gateway, fake: FakeAnthropic) 
     assert requests("401", "", "") == 1
     assert value(m, "sluice_auth_failures_total", reason="malformed") == 1
     assert (
-        value(m, "sluice_requests_total", route="models", status="200", provider="", model="") == 1
+        value(
+            m,
+            "sluice_requests_total",
+            route="models",
+            status="200",
+            provider="",
+            model="",
+            ingress="anthropic",
+        )
+        == 1
     )
     total = sum(v for (name, _), v in m.items() if name == "sluice_requests_total")
     assert total == 9

@@ -123,14 +123,14 @@ class Metrics:
         self._not_streaming = nullcontext()
         self._queues = _QueueCollector()
         self.registry.register(self._queues)
-        self._by_request: dict[tuple[str, int, str, str], Any] = {}
+        self._by_request: dict[tuple[str, int, str, str, str], Any] = {}
         self._by_model: dict[tuple[str, str], _ModelChildren] = {}
 
     def _request_metrics(self, reg: CollectorRegistry) -> None:
         self._requests = Counter(
             "sluice_requests",
-            "Requests by route, HTTP status, provider and model.",
-            ["route", "status", "provider", "model"],
+            "Requests by route, HTTP status, provider, model and door (ingress).",
+            ["route", "status", "provider", "model", "ingress"],
             registry=reg,
         )
         self._upstream_latency = Histogram(
@@ -218,11 +218,14 @@ class Metrics:
         provider = settled.provider or ""
         # Only a known model is a label (else "other"), and only once routed.
         model = self.models.model(settled)
-        key = (settled.endpoint, settled.status, provider, model)
+        # ingress: four fixed values (anthropic, bedrock, vertex, openai), set by the route.
+        key = (settled.endpoint, settled.status, provider, model, settled.ingress)
         child = self._by_request.get(key)
         if child is None:
             status = status_label(settled.status)
-            child = self._requests.labels(settled.endpoint, status, provider, model)
+            child = self._requests.labels(
+                settled.endpoint, status, provider, model, settled.ingress
+            )
             self._by_request[key] = child
         child.inc()
         if self._key_requests is not None and settled.vk_id is not None:
@@ -310,7 +313,8 @@ class Metrics:
 
         async def counted(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                self._requests.labels(route, status_label(message["status"]), "", "").inc()
+                status = status_label(message["status"])
+                self._requests.labels(route, status, "", "", "anthropic").inc()
             await send(message)
 
         return counted
