@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from sluice.testing import FakeAnthropic
 
@@ -161,15 +162,18 @@ async def test_two_workers_share_one_database_and_flush_on_shutdown(tmp_path: Pa
         assert count == (20,)
 
 
-async def test_sigkill_on_sqlite_loses_no_acknowledged_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "commit"])
+async def test_sigkill_on_sqlite_loses_no_acknowledged_row(tmp_path: Path, journal: bool) -> None:
     """Default ledger settings on SQLite (issue #11 item 9): a response received in full has
-    its row committed, so a kill -9 right after loses none. The batch timer is 10 minutes
-    here: only the commit before the last byte can have saved them."""
+    its row in the ledger's journal, so a kill -9 right after loses none: the next start
+    commits them. The batch timer is 10 minutes here: only the journal can have saved them.
+    With ``journal: false`` each response waits for its row's commit instead."""
     async with FakeAnthropic() as fake:
         config = tmp_path / "sluice.yaml"
         config.write_text(
             f"database: sqlite:///{tmp_path / 'k.db'}\nsecret_key: s3cret\n"
-            "ledger: {flush_interval_ms: 600000, batch_size: 10000}\n"
+            "ledger: {flush_interval_ms: 600000, batch_size: 10000, "
+            f"journal: {str(journal).lower()}}}\n"
             f"providers:\n  anthropic-primary: {{type: anthropic, api_key: sk-ant-k, "
             f"base_url: '{fake.url}', models: [claude-opus-4-8]}}\n"
         )
@@ -192,6 +196,17 @@ async def test_sigkill_on_sqlite_loses_no_acknowledged_row(tmp_path: Path) -> No
                 await asyncio.gather(*[one(i % 2 == 0) for i in range(30)])
             proc.kill()
             await proc.wait()
-    rows = sqlite3.connect(tmp_path / "k.db").execute("select request_id from ledger").fetchall()
+    segments = list((tmp_path / "k.db.ledger-journal").glob("*.journal"))
+    if not journal:  # committed before each response ended
+        rows = sqlite3.connect(tmp_path / "k.db").execute("select request_id from ledger")
+        assert not segments and set(acknowledged) <= {r[0] for r in rows.fetchall()}
+        return
+    # Acknowledged, not yet committed (the batch timer is 10 minutes): in the journal.
+    assert segments and sum(p.stat().st_size for p in segments) > 0
+    # The next start inserts them before it serves, and deletes the dead process's segments.
+    async with serving(tmp_path, "--config", str(config)):
+        rows = sqlite3.connect(tmp_path / "k.db").execute("select request_id from ledger")
+        committed = {r[0] for r in rows.fetchall()}
+        assert not set(segments) & set((tmp_path / "k.db.ledger-journal").glob("*.journal"))
     assert len(acknowledged) == 30
-    assert set(acknowledged) <= {r[0] for r in rows}
+    assert set(acknowledged) <= committed

@@ -59,6 +59,12 @@ class LedgerConfig(_Closed):
     # latency at the end of each response (not its first byte); false: rows wait up to
     # flush_interval_ms in memory and a kill -9 loses them.
     acknowledge_after_commit: bool = True
+    # On SQLite, acknowledge once the row is in a local journal beside the database (one
+    # small write, no commit wait: store/ledger_journal.py), as durable as the SQLite file
+    # itself; replayed at the next start after a crash. false: wait for the commit. Not used
+    # on PostgreSQL, where the shared database is what survives a replica.
+    journal: bool = True
+    journal_dir: str | None = None  # default: <database file>.ledger-journal/
 
 
 class CircuitBreakerConfig(_Closed):

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +30,7 @@ from sluice.providers.factory import build_provider
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.ledger import LedgerWriter
+from sluice.store.ledger_journal import LedgerJournal
 from sluice.store.settings_repo import resolve_secret
 from sluice.telemetry import Telemetry
 from sluice.telemetry.access_log import LogSampler
@@ -80,10 +82,23 @@ async def build_storage(
         batch_size=cfg.ledger.batch_size,
         flush_interval_ms=cfg.ledger.flush_interval_ms,
         max_queue=cfg.ledger.max_queue,
+        journal=_ledger_journal(cfg, engine),
     )
+    await ledger.recover()  # rows a killed process acknowledged but never committed
     ledger.start()
     on_stop(stack, ledger.stop)
     return Storage(engine, secret, keys, ledger)
+
+
+def _ledger_journal(cfg: SluiceConfig, engine: AsyncEngine) -> LedgerJournal | None:
+    """The durable acknowledgement's journal: SQLite files only (see ``ledger.journal``)."""
+    database = engine.url.database
+    if not (cfg.ledger.acknowledge_after_commit and cfg.ledger.journal):
+        return None
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    where = cfg.ledger.journal_dir or f"{database}.ledger-journal"
+    return LedgerJournal(Path(where))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@
 ``flush_interval_ms`` (or sooner when a batch fills) with one multi-row insert, idempotent on
 the request id. ``stop`` flushes what is left, so a clean shutdown loses nothing.
 
-``commit`` is the durable variant (the default, ``ledger.acknowledge_after_commit``): it wakes
-the writer and waits for the transaction that holds its row. Requests that finish while a
+``commit`` is the durable variant (the default, ``ledger.acknowledge_after_commit``). With a
+local journal (SQLite's default, ``store/ledger_journal.py``) it appends the row there and
+returns: as durable as the SQLite file, at the cost of one small write. Otherwise it wakes the
+writer and waits for the transaction that holds its row. Requests that finish while a
 transaction is in flight all ride the next one and await one shared future (group commit),
 so under load a transaction carries many rows and a request pays one await.
 """
@@ -22,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.base.settlement import Settlement
+from sluice.store.ledger_journal import LedgerJournal, Segment, orphans, release
 from sluice.store.ledger_sqlite import SqliteLedgerWriter
 from sluice.store.tables import ledger, virtual_keys
 
@@ -36,8 +39,11 @@ class LedgerWriter:
         batch_size: int = 200,
         flush_interval_ms: int = 200,
         max_queue: int = 100_000,
+        journal: LedgerJournal | None = None,
     ) -> None:
         self._engine = engine
+        self._journal = journal
+        self._segments: list[Segment] = []  # rotated journal segments not yet committed
         database = engine.url.database
         self._sqlite = (
             SqliteLedgerWriter(database)
@@ -69,12 +75,18 @@ class LedgerWriter:
                 log.error("ledger queue full (%d rows); dropped %d", self._max_queue, self.dropped)
             return
         self._buffer.append(settlement)
+        if self._journal is not None:
+            self._journal.append(settlement)
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
 
     async def commit(self, settlement: Settlement) -> None:
-        """Record ``settlement`` and wait until the batch holding it is committed (group commit:
-        requests finishing together share one transaction)."""
+        """Record ``settlement`` durably: in the journal when there is one, else by waiting
+        until the batch holding it is committed (group commit: requests finishing together
+        share one transaction)."""
+        if self._journal is not None:
+            self.record(settlement)
+            return
         done = self._batch_done
         if done is None:
             done = self._batch_done = asyncio.get_running_loop().create_future()
@@ -86,7 +98,23 @@ class LedgerWriter:
     def pending(self) -> int:
         return len(self._buffer)
 
+    async def recover(self) -> int:
+        """Insert the rows of journal segments a killed process left (before serving)."""
+        if self._journal is None:
+            return 0
+        with orphans(self._journal.directory) as found:
+            rows = [row for _, segment_rows in found for row in segment_rows]
+            if rows:
+                await self._write(rows)
+                log.warning(
+                    "ledger: %d rows recovered from the journal of a stopped process", len(rows)
+                )
+            release([Segment(path, -1) for path, _ in found])
+        return len(rows)
+
     def start(self) -> None:
+        if self._journal is not None:
+            self._journal.open()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -97,6 +125,12 @@ class LedgerWriter:
         if self._task is not None:
             await self._task
         await self.flush()
+        if self._journal is not None:
+            # Committed rows' segments go; rows a failing database kept stay for the next start.
+            if not self._buffer:
+                release(self._segments)
+                self._segments = []
+            self._journal.close(delete=not self._buffer)
         if self._sqlite is not None:
             await self._sqlite.close()
 
@@ -117,17 +151,23 @@ class LedgerWriter:
         async with self._lock:
             batch, self._buffer = self._buffer, []
             done, self._batch_done = self._batch_done, None
+            # The journal's segment holds exactly this batch's rows: a new one starts now.
+            segments, self._segments = self._segments, []
+            if self._journal is not None and batch:
+                segments.append(self._journal.rotate())
             try:
                 if batch or (self._closing and self._last_used):
                     await self._write(batch)
             except BaseException:
                 self._buffer[:0] = batch  # keep them for the next attempt
+                self._segments[:0] = segments  # and their journal, until they are committed
                 raise
             finally:
                 # Never hold a response forever on a failing database: the rows stay queued
                 # (and the failure is logged by the caller).
                 if done is not None and not done.done():
                     done.set_result(None)
+            release(segments)
             self.written += len(batch)
 
     async def _write(self, settled: list[Settlement]) -> None:
