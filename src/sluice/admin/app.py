@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from sluice import __version__
-from sluice.admin import budgets_routes, errors, keys_routes, ledger_routes
+from sluice.admin import budgets_routes, errors, keys_routes, ledger_routes, turns_routes
 from sluice.admin.state import AdminState, CountersSource
 from sluice.base.clock import Clock, SystemClock
 from sluice.config.models import SluiceConfig
@@ -62,7 +62,12 @@ def create_admin_app(
     )
     errors.install(app)
     api = APIRouter(prefix=PREFIX)
-    for module in (keys_routes, budgets_routes, ledger_routes):
+    for module in (
+        keys_routes,
+        budgets_routes,
+        ledger_routes,
+        turns_routes,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     return app

@@ -129,7 +129,9 @@ class TracingConfig(_Closed):
     """OpenTelemetry traces per turn (docs/tracing.md). Without ``otlp_endpoint`` the standard
     ``OTEL_EXPORTER_OTLP_*`` variables apply; with neither, spans go to the local store only."""
 
-    enabled: bool = False
+    # On by default: a fresh install keeps turns in its own store (the admin API's Messages
+    # view, `sluice traces`); exporting over OTLP needs an endpoint, so it stays opt-in.
+    enabled: bool = True
     otlp_endpoint: str | None = None  # the full traces URL, e.g. https://host/api/otel/v1/traces
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
