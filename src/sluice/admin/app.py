@@ -12,13 +12,21 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from sluice import __version__
-from sluice.admin import budgets_routes, errors, keys_routes, ledger_routes, turns_routes
-from sluice.admin.state import AdminState, CountersSource
+from sluice.admin import (
+    budgets_routes,
+    errors,
+    keys_routes,
+    ledger_routes,
+    providers_routes,
+    turns_routes,
+)
+from sluice.admin.state import AdminState, CircuitsSource, CountersSource, no_circuits
 from sluice.base.clock import Clock, SystemClock
 from sluice.config.models import SluiceConfig
 from sluice.governance.admin_tokens import TokenAdmin
 from sluice.store.admin_tokens_repo import AdminTokensRepo
 from sluice.store.db import create_engine
+from sluice.store.sealing import load_kek
 from sluice.store.settings_repo import resolve_secret
 
 PREFIX = "/api/v1"
@@ -29,7 +37,10 @@ def _no_counters() -> None:
 
 
 def create_admin_app(
-    config: SluiceConfig, clock: Clock | None = None, counters: CountersSource | None = None
+    config: SluiceConfig,
+    clock: Clock | None = None,
+    counters: CountersSource | None = None,
+    circuits: CircuitsSource | None = None,
 ) -> FastAPI:
     clock = clock or SystemClock()
 
@@ -47,6 +58,9 @@ def create_admin_app(
                 tokens=TokenAdmin(AdminTokensRepo(engine), secret, clock),
                 ack_timeout_s=config.server.config_ack_timeout_s,
                 counters=counters or _no_counters,
+                providers=dict(config.providers),
+                kek=load_kek(config.secrets.kek_file),  # KekError: a bad SLUICE_KEK or file
+                circuits=circuits or no_circuits,
             )
             yield
         finally:
@@ -67,6 +81,7 @@ def create_admin_app(
         budgets_routes,
         ledger_routes,
         turns_routes,
+        providers_routes,
     ):
         api.include_router(module.router)
     app.include_router(api)

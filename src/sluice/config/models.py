@@ -185,6 +185,14 @@ class RedisOutageConfig(_Closed):
     webhook_dedupe: Outcome = "open"
 
 
+class SecretsConfig(_Closed):
+    """Where the key-encryption key (KEK) of stored provider credentials comes from:
+    ``SLUICE_KEK`` (base64 of 32 bytes) wins; else this file (the same base64, or 32 raw
+    bytes). Without either, projects cannot hold provider credentials."""
+
+    kek_file: str | None = None
+
+
 class SluiceConfig(_Closed):
     server: ServerConfig = ServerConfig()
     database: str = "sqlite:///./sluice.db"
@@ -203,6 +211,7 @@ class SluiceConfig(_Closed):
     # How long a budget reservation outlives a process that died before settling it.
     budget_reservation_ttl_s: float = Field(default=900.0, gt=0)
     tracing: TracingConfig = TracingConfig()
+    secrets: SecretsConfig = SecretsConfig()
     # Starts the built-in fake upstream and routes to it when no provider is configured.
     demo: bool = False
 

@@ -14,7 +14,7 @@ import socket
 import uvicorn
 
 from sluice.admin.app import create_admin_app
-from sluice.admin.state import CountersSource
+from sluice.admin.state import CircuitsSource, CountersSource
 from sluice.base.clock import Clock
 from sluice.config.models import SluiceConfig
 
@@ -26,8 +26,9 @@ class AdminServer:
         *,
         counters: CountersSource | None = None,
         clock: Clock | None = None,
+        circuits: CircuitsSource | None = None,
     ) -> None:
-        self.app = create_admin_app(config, clock=clock, counters=counters)
+        self.app = create_admin_app(config, clock=clock, counters=counters, circuits=circuits)
         self._config = config
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
