@@ -74,14 +74,26 @@ async def _database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def admin_plane(kind: str, tmp_path: Path, upstream_url: str) -> AsyncIterator[Plane]:
+async def admin_plane(
+    kind: str, tmp_path: Path, upstream_url: str, extra_yaml: str = "", provider_yaml: str = ""
+) -> AsyncIterator[Plane]:
     async with _database(kind, tmp_path) as database:
         # key_refresh_seconds 5: the poll cannot be what makes a change apply at once.
-        config = make_config(tmp_path / "unused.db", upstream_url, "admin: {port: 0}", refresh_s=5)
+        config = make_config(
+            tmp_path / "unused.db",
+            upstream_url,
+            "admin: {port: 0}\n" + extra_yaml,
+            provider_yaml,
+            refresh_s=5,
+        )
         config = config.model_copy(update={"database": database})
         gateway = GatewayServer(config)
         await gateway.start()
-        admin = AdminServer(config, counters=lambda: gateway.app.services.budgets.counters)
+        admin = AdminServer(
+            config,
+            counters=lambda: gateway.app.services.budgets.counters,
+            circuits=lambda: gateway.app.services.circuits(),
+        )
         try:
             await admin.start()
             minter = TokenAdmin(

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.store.traces_repo import TracesRepo
+from sluice.store.turn_queries import BadCursor, TurnFilter, encode_cursor, turn_details, turn_rows
 
 from services import migrated_engine
 
@@ -97,7 +98,7 @@ async def test_trace_store_contract(engine: AsyncEngine) -> None:
             )
         ]
     )
-    turns = await repo.turns()
+    turns = await turn_rows(engine, TurnFilter())
     assert [t["trace_id"] for t in turns] == [T2, T1]  # newest first
     first = turns[1]
     assert (first["model_calls"], first["tools"], first["errors"]) == (1, 1, 0)
@@ -107,9 +108,21 @@ async def test_trace_store_contract(engine: AsyncEngine) -> None:
     assert turns[0]["errors"] == 1
     # T2's model call has no price: `traces list` shows its cost as unknown, not $0.
     assert (turns[0]["unpriced_calls"], first["unpriced_calls"]) == (1, 0)
-    assert [t["trace_id"] for t in await repo.turns(session="s2")] == [T2]
-    assert [t["trace_id"] for t in await repo.turns(key="KEY1")] == [T1]
-    assert await repo.turns(key="nobody") == []
+    assert [t["trace_id"] for t in await turn_rows(engine, TurnFilter(session="s2"))] == [T2]
+    assert [t["trace_id"] for t in await turn_rows(engine, TurnFilter(key="KEY1"))] == [T1]
+    assert await turn_rows(engine, TurnFilter(key="nobody")) == []
+    # Filters, keyset pages and the details only the spans tell.
+    assert [t["trace_id"] for t in await turn_rows(engine, TurnFilter(agent="claude-code"))] == [T1]
+    assert await turn_rows(engine, TurnFilter(project="ops")) == []
+    page = await turn_rows(engine, TurnFilter(), limit=1)
+    assert [t["trace_id"] for t in page] == [T2]
+    rest = await turn_rows(engine, TurnFilter(), limit=1, cursor=encode_cursor(page[0]))
+    assert [t["trace_id"] for t in rest] == [T1]
+    with pytest.raises(BadCursor):
+        await turn_rows(engine, TurnFilter(), cursor="not-a-cursor")
+    [detail] = await turn_details(engine, rest)
+    assert detail["agent"] == "claude-code" and detail["tools_called"] == ["Bash"]
+    assert detail["models"] == [] and detail["first_error"] is None
     assert [s["name"] for s in await repo.spans(T1.upper())] == [
         "invoke_agent claude-code",
         "chat m",

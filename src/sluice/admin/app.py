@@ -12,15 +12,22 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from sluice import __version__
-from sluice.admin import budgets_routes, errors, keys_routes, ledger_routes
+from sluice.admin import (
+    budgets_routes,
+    errors,
+    keys_routes,
+    ledger_routes,
+    providers_routes,
+    turns_routes,
+)
 from sluice.admin.console import routes as console
-from sluice.admin.console.common import CircuitsSource
-from sluice.admin.state import AdminState, CountersSource
+from sluice.admin.state import AdminState, CircuitsSource, CountersSource, no_circuits
 from sluice.base.clock import Clock, SystemClock
 from sluice.config.models import SluiceConfig
 from sluice.governance.admin_tokens import TokenAdmin
 from sluice.store.admin_tokens_repo import AdminTokensRepo
 from sluice.store.db import create_engine
+from sluice.store.sealing import load_kek
 from sluice.store.settings_repo import resolve_secret
 
 PREFIX = "/api/v1"
@@ -55,6 +62,9 @@ def create_admin_app(
                 tokens=TokenAdmin(AdminTokensRepo(engine), secret, clock),
                 ack_timeout_s=config.server.config_ack_timeout_s,
                 counters=counters or _no_counters,
+                providers=dict(config.providers),
+                kek=load_kek(config.secrets.kek_file),  # KekError: a bad SLUICE_KEK or file
+                circuits=circuits or no_circuits,
             )
             yield
         finally:
@@ -70,7 +80,13 @@ def create_admin_app(
     )
     errors.install(app)
     api = APIRouter(prefix=PREFIX)
-    for module in (keys_routes, budgets_routes, ledger_routes):
+    for module in (
+        keys_routes,
+        budgets_routes,
+        ledger_routes,
+        turns_routes,
+        providers_routes,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     console.install(app, config, circuits, gateway_url)  # the web console at /

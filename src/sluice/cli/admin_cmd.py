@@ -24,8 +24,12 @@ from sluice.cli.common import (
 from sluice.cli.tables import Col, print_table
 from sluice.governance.admin_tokens import MintedToken, TokenAdmin, TokenError, public
 from sluice.store.admin_tokens_repo import AdminTokensRepo
+from sluice.store.credentials_repo import CredentialsRepo
+from sluice.store.sealing import KekError, load_kek, parse_kek
 
-app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
+app = typer.Typer(
+    help="Admin API tokens, and the key that seals provider credentials.", no_args_is_help=True
+)
 
 
 async def _with_tokens(config_path: Path | None, action: Any) -> Any:
@@ -123,3 +127,37 @@ def revoke_token(
         print_json(row)
     else:
         console.print(f"revoked admin token {row['id']} ({row['name']})", highlight=False)
+
+
+@app.command("rotate-kek")
+def rotate_kek(
+    new_kek_file: Path = typer.Option(
+        ..., "--new-kek-file", help="The new KEK: base64 of 32 bytes (or 32 raw bytes)."
+    ),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Re-encrypt every stored provider credential under a new key-encryption key, in one
+    transaction. The current KEK comes from SLUICE_KEK or secrets.kek_file. Afterwards, point
+    SLUICE_KEK / secrets.kek_file at the new key and restart the gateways and the admin API."""
+    cfg = config_or_exit(config)
+    try:
+        old = load_kek(cfg.secrets.kek_file)
+        new = parse_kek(new_kek_file.read_bytes(), f"--new-kek-file {new_kek_file}")
+    except (KekError, OSError) as exc:
+        fail(str(exc))
+    if old is None:
+        fail("no current KEK: set SLUICE_KEK or secrets.kek_file to the key in use")
+
+    async def rekey() -> int:
+        async with open_db(cfg) as (engine, _secret):
+            try:
+                return await CredentialsRepo(engine).rekey(old, new)
+            except KekError as exc:
+                fail(f"nothing changed: {exc}")
+        return 0
+
+    count: int = run(rekey)
+    console.print(
+        f"Re-encrypted {count} provider credential(s). Now set SLUICE_KEK (or secrets.kek_file) "
+        "to the new key and restart every gateway and the admin API."
+    )

@@ -18,7 +18,7 @@ import uvicorn
 
 from sluice.admin.app import create_admin_app
 from sluice.admin.console.signin_link import issue_if_first_start
-from sluice.admin.state import CountersSource
+from sluice.admin.state import CircuitsSource, CountersSource
 from sluice.base.clock import SystemClock
 from sluice.cli.common import warn
 from sluice.cli.startup import AnnouncingServer
@@ -46,8 +46,12 @@ def bind_admin(cfg: SluiceConfig) -> socket.socket | None:
     return sock
 
 
-def admin_server(cfg: SluiceConfig, counters: CountersSource | None) -> uvicorn.Server:
-    app = create_admin_app(cfg, counters=counters)
+def admin_server(
+    cfg: SluiceConfig,
+    counters: CountersSource | None,
+    circuits: CircuitsSource | None = None,
+) -> uvicorn.Server:
+    app = create_admin_app(cfg, counters=counters, circuits=circuits)
     options = uvicorn.Config(
         app, lifespan="on", access_log=False, log_config=None, server_header=False
     )

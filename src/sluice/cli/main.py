@@ -94,7 +94,15 @@ def serve(
         return
     sluice_app = SluiceApp(cfg)
     show = announce(sluice_app, cfg, url, n_workers, metrics, config, admin_text)
-    admin = admin_server(cfg, lambda: sluice_app.services.budgets.counters) if admin_sock else None
+    admin = (
+        admin_server(
+            cfg,
+            lambda: sluice_app.services.budgets.counters,
+            lambda: sluice_app.services.circuits(),
+        )
+        if admin_sock
+        else None
+    )
     server = GatewayWithAdmin(uvicorn.Config(sluice_app, **options), show, admin, admin_sock)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

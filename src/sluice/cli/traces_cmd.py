@@ -29,6 +29,7 @@ from sluice.cli.tables import clean
 from sluice.governance.key_admin import KeyAdminError, resolve_key
 from sluice.store.keys_repo import KeysRepo
 from sluice.store.traces_repo import TracesRepo
+from sluice.store.turn_queries import TurnFilter, turn_details, turn_rows
 
 app = typer.Typer(help="Traces per turn, from the local trace store.", no_args_is_help=True)
 
@@ -62,8 +63,8 @@ def list_traces(
                         fail(str(exc))
                     warn(str(exc))
                     key_id = key
-            repo = TracesRepo(engine)
-            return await repo.turns(session=session, key=key_id, limit=limit)
+            rows = await turn_rows(engine, TurnFilter(session=session, key=key_id), limit)
+            return await turn_details(engine, rows)
 
     rows = run(fetch)
     if as_json:

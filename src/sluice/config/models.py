@@ -135,7 +135,9 @@ class TracingConfig(_Closed):
     """OpenTelemetry traces per turn (docs/tracing.md). Without ``otlp_endpoint`` the standard
     ``OTEL_EXPORTER_OTLP_*`` variables apply; with neither, spans go to the local store only."""
 
-    enabled: bool = False
+    # On by default: a fresh install keeps turns in its own store (the admin API's Messages
+    # view, `sluice traces`); exporting over OTLP needs an endpoint, so it stays opt-in.
+    enabled: bool = True
     otlp_endpoint: str | None = None  # the full traces URL, e.g. https://host/api/otel/v1/traces
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -189,6 +191,14 @@ class RedisOutageConfig(_Closed):
     webhook_dedupe: Outcome = "open"
 
 
+class SecretsConfig(_Closed):
+    """Where the key-encryption key (KEK) of stored provider credentials comes from:
+    ``SLUICE_KEK`` (base64 of 32 bytes) wins; else this file (the same base64, or 32 raw
+    bytes). Without either, projects cannot hold provider credentials."""
+
+    kek_file: str | None = None
+
+
 class SluiceConfig(_Closed):
     server: ServerConfig = ServerConfig()
     database: str = "sqlite:///./sluice.db"
@@ -207,6 +217,7 @@ class SluiceConfig(_Closed):
     # How long a budget reservation outlives a process that died before settling it.
     budget_reservation_ttl_s: float = Field(default=900.0, gt=0)
     tracing: TracingConfig = TracingConfig()
+    secrets: SecretsConfig = SecretsConfig()
     # Starts the built-in fake upstream and routes to it when no provider is configured.
     demo: bool = False
 

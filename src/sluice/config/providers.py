@@ -85,6 +85,8 @@ class VertexProviderConfig(_ProviderBase):
     region: str = "us-east5"
     # A service-account JSON key file; unset: Application Default Credentials.
     credentials_file: str | None = None
+    # The same key as JSON text (a project's stored credential); wins over credentials_file.
+    credentials_json: SecretStr | None = None
     # A ready OAuth2 access token (tests, tokens minted elsewhere); wins over the above.
     access_token: SecretStr | None = None
     base_url: str | None = None  # the API root incl. /v1, like ANTHROPIC_VERTEX_BASE_URL

@@ -63,11 +63,22 @@ class Plan:
 class Router:
     def __init__(self, providers: dict[str, Provider]) -> None:
         self.providers = providers
+        # Projects with credentials of their own: project -> the providers, those overridden
+        # replaced by the project's instance (server/project_providers.py swaps it whole).
+        self.by_project: dict[str, dict[str, Provider]] = {}
+
+    def providers_of(self, key: VirtualKey | None) -> dict[str, Provider]:
+        """The providers a key's requests go to: its project's, else the server's (one dict
+        get; a project without credentials of its own is not in ``by_project``)."""
+        if key is None or key.project is None:
+            return self.providers
+        return self.by_project.get(key.project, self.providers)
 
     def allowed_for(self, key: VirtualKey | None) -> list[Provider]:
         """The key's ``providers_allowed`` (null: all), in config order."""
         allowed = key.config.providers_allowed if key else None
-        return [p for pid, p in self.providers.items() if allowed is None or pid in allowed]
+        providers = self.providers_of(key)
+        return [p for pid, p in providers.items() if allowed is None or pid in allowed]
 
     def pick(self, ctx: RequestContext) -> Provider:
         """The provider resolution chose; a provider outside the key's list is never used."""
@@ -103,7 +114,8 @@ class Router:
         ids = list(fallback.chain)
         if first.id not in ids:
             ids.insert(0, first.id)
-        return [self.providers[pid] for pid in ids if pid in allowed and pid in self.providers]
+        providers = self.providers_of(ctx.key)
+        return [providers[pid] for pid in ids if pid in allowed and pid in providers]
 
     def _counter(self, ctx: RequestContext) -> Provider | None:
         """count_tokens: the provider that would serve the request, else another one of the

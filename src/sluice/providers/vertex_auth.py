@@ -124,6 +124,8 @@ class GoogleTokenSource:
 def token_source(config: VertexProviderConfig) -> TokenSource:
     if config.access_token is not None:
         return StaticTokenSource(config.access_token.get_secret_value())
+    if config.credentials_json is not None:
+        return GoogleTokenSource(json.loads(config.credentials_json.get_secret_value()))
     if config.credentials_file is not None:
         # Read once at start-up (a small local file), like the config file itself.
         info = json.loads(Path(config.credentials_file).read_text(encoding="utf-8"))

@@ -14,13 +14,14 @@ from sluice.backends.factory import Backend, build_backend
 from sluice.base.clock import Clock
 from sluice.config.models import SluiceConfig
 from sluice.governance.budgets import BudgetGate
-from sluice.governance.config_sync import ConfigSync
+from sluice.governance.config_sync import ConfigSync, Reload
 from sluice.governance.outage import Outage
 from sluice.governance.policy import PolicyBook
 from sluice.governance.rate_limits import RateLimiter
 from sluice.governance.verdicts import Verdicts
 from sluice.governance.webhooks import WebhookSender
-from sluice.server.build_parts import Routing, Storage, on_stop
+from sluice.server.build_parts import Routing, Storage, effective_providers, on_stop
+from sluice.server.project_providers import ProjectProviders
 from sluice.store.budgets_repo import BudgetsRepo
 
 
@@ -88,9 +89,13 @@ async def build_governance(
     on_stop(stack, budgets.stop)
     background = Background()
     on_stop(stack, background.drain)
-    sync = ConfigSync(
-        storage.engine, [storage.keys.reload, budgets.refresh], cfg.server.config_poll_ms / 1000
+    projects = ProjectProviders(
+        cfg, storage.engine, routing.router, routing.session, effective_providers(cfg)
     )
+    await projects.start()  # KekError: credentials stored that no KEK here opens
+    on_stop(stack, projects.stop)
+    reloaders: list[Reload] = [storage.keys.reload, budgets.refresh, projects.reload]
+    sync = ConfigSync(storage.engine, reloaders, cfg.server.config_poll_ms / 1000)
     await sync.start()
     on_stop(stack, sync.stop)
     rate_limits = RateLimiter(clock, backend.rates, outage)

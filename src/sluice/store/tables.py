@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -189,3 +190,17 @@ audit_log = Table(
     Column("after", Text, nullable=True),
 )
 Index("ix_audit_log_project", audit_log.c.project)
+
+# A project's own credential for a provider id of the server config: the secret fields as
+# one AES-GCM sealed JSON value (nonce || ciphertext+tag, the KEK's; store/sealing.py).
+provider_credentials = Table(
+    "provider_credentials",
+    metadata,
+    Column("project", String(200), primary_key=True),
+    Column("provider_id", String(200), primary_key=True),
+    Column("kind", String(32), nullable=False),  # api_key | aws_keys | bearer_token | …
+    Column("sealed", LargeBinary, nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("set_at", BigInteger, nullable=False),
+    Column("set_by", String(200), nullable=False),
+)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -109,41 +109,6 @@ class TracesRepo:
             return None
         value = orjson.loads(starts).get(tool_use_id)
         return value if isinstance(value, int) else None
-
-    async def turns(
-        self, *, session: str | None = None, key: str | None = None, limit: int = 50
-    ) -> list[dict[str, Any]]:
-        """One row per trace (turn), newest first."""
-        c = trace_spans.c
-        query = (
-            select(
-                c.trace_id,
-                func.max(c.agent).label("agent"),
-                func.max(c.session_id).label("session_id"),
-                func.max(c.vk_id).label("vk_id"),
-                func.count().filter(c.name.like("chat %")).label("model_calls"),
-                func.count().filter(c.name.like("execute_tool %")).label("tools"),
-                func.coalesce(func.sum(c.input_tokens), 0).label("input_tokens"),
-                func.coalesce(func.sum(c.output_tokens), 0).label("output_tokens"),
-                func.coalesce(func.sum(c.cost_micros), 0).label("cost_micros"),
-                # Model calls whose model has no known price: the turn's cost is incomplete.
-                func.count()
-                .filter(c.name.like("chat %"), c.cost_micros.is_(None))
-                .label("unpriced_calls"),
-                func.count().filter(c.error.is_not(None)).label("errors"),
-                func.min(c.start_ns).label("start_ns"),
-                func.max(c.end_ns).label("end_ns"),
-            )
-            .group_by(c.trace_id)
-            .order_by(func.min(c.start_ns).desc())
-            .limit(limit)
-        )
-        if session is not None:
-            query = query.where(c.session_id == session)
-        if key is not None:
-            query = query.where(c.vk_id == key)
-        async with self._engine.connect() as conn:
-            return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
     async def trace_ids(self, prefix: str, limit: int = 10) -> list[str]:
         """Trace ids that start with ``prefix`` (hex, so no LIKE wildcard can sneak in)."""

@@ -15,8 +15,7 @@ from collections.abc import Callable
 import uvicorn
 
 from sluice.admin.app import create_admin_app
-from sluice.admin.console.common import CircuitsSource
-from sluice.admin.state import CountersSource
+from sluice.admin.state import CircuitsSource, CountersSource
 from sluice.base.clock import Clock
 from sluice.config.models import SluiceConfig
 

@@ -13,11 +13,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from sluice.admin.console.session import Session, csrf_ok, session_of
-from sluice.admin.state import state_of
+from sluice.admin.state import CircuitsSource, state_of
 from sluice.config.models import SluiceConfig
 
 # Provider id -> breaker snapshot, when the gateway runs in this process; None elsewhere.
-CircuitsSource = Callable[[], dict[str, dict[str, object]] | None]
 MAX_FORM_BYTES = 256 * 1024
 HEADERS = MappingProxyType(
     {

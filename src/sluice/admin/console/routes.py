@@ -13,7 +13,6 @@ from starlette.staticfiles import StaticFiles
 from sluice.admin.console import pages_budgets, pages_keys, pages_more, pages_spend, signin_link
 from sluice.admin.console.common import (
     HEADERS,
-    CircuitsSource,
     CsrfRefused,
     SignInNeeded,
     form,
@@ -22,7 +21,7 @@ from sluice.admin.console.common import (
     redirect,
 )
 from sluice.admin.console.session import clear_cookie, cookie_value, session_of, set_cookie
-from sluice.admin.state import state_of
+from sluice.admin.state import CircuitsSource, state_of
 from sluice.config.models import SluiceConfig
 
 router = APIRouter()
