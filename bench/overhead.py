@@ -131,6 +131,9 @@ def write_config(
         f"database: {database or f'sqlite:///{tmp}/sluice.db'}\n"
         + (f"redis: {redis}\n" if redis else "")
         + "secret_key: bench-secret\n"
+        # The pipeline without tracing (bench/tracing_overhead.py measures tracing), whatever
+        # the default of the commit under test.
+        "tracing: {enabled: false}\n"
         "providers:\n"
         "  anthropic-primary: {type: anthropic, api_key: sk-ant-bench, "
         f'base_url: "{upstream_url}", models: [{", ".join(MODELS)}]}}\n'
