@@ -1,11 +1,12 @@
 """What durable acknowledgement costs the ledger writer, measured in-process.
 
-``c`` simulated requests at a time each finish by either ``record`` (rows flushed by the
-timer: a kill -9 loses up to ``flush_interval_ms`` of them) or ``commit`` (group commit: the
-response waits for its row's transaction). Reported per row: the process CPU it cost (all
-threads, so the aiosqlite thread counts), the wait ``commit`` added (p50/p99), and how many
-rows each transaction carried. CPU per row is the number that stays meaningful on a shared,
-loaded machine; req/s of the full gateway does not.
+``c`` simulated requests at a time each finish by ``record`` (rows flushed by the timer: a
+kill -9 loses up to ``flush_interval_ms`` of them), ``commit`` (group commit: the response
+waits for its row's transaction) or ``journal`` (``commit`` with SQLite's default, the local
+journal: the row is appended to a segment file and the response goes on). Reported per row:
+the process CPU it cost (all threads, so the aiosqlite thread counts), the wait ``commit``
+added (p50/p99), and how many rows each transaction carried. CPU per row is the number that
+stays meaningful on a shared, loaded machine; req/s of the full gateway does not.
 
     .venv/bin/python bench/ledger_commit.py [--rows 20000] [--database sqlite|postgresql]
         [--work-us 300]
@@ -28,6 +29,7 @@ from typing import Any
 from sluice.base.settlement import Settlement
 from sluice.store.db import create_engine, migrate
 from sluice.store.ledger import LedgerWriter
+from sluice.store.ledger_journal import LedgerJournal
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -55,7 +57,10 @@ def _burn(us: float) -> None:
 async def _one(url: str, mode: str, rows: int, concurrency: int, work_us: float) -> dict[str, Any]:
     engine = create_engine(url)
     await migrate(engine)
-    writer = LedgerWriter(engine)  # the defaults: batches of 200, a 200 ms timer
+    journal = None
+    if mode == "journal":
+        journal = LedgerJournal(Path(tempfile.mkdtemp(prefix="sluice-journal-")))
+    writer = LedgerWriter(engine, journal=journal)  # batches of 200, a 200 ms timer
     writer.start()
     tag = f"{mode}-{concurrency}-{time.monotonic_ns()}"
     waits: list[float] = []
@@ -65,7 +70,7 @@ async def _one(url: str, mode: str, rows: int, concurrency: int, work_us: float)
         for i in queue:
             await asyncio.sleep(0)  # the rest of the request: one trip through the loop
             _burn(work_us)
-            if mode == "commit":
+            if mode in ("commit", "journal"):
                 began = time.perf_counter()
                 await writer.commit(_row(i, tag))
                 waits.append(time.perf_counter() - began)
@@ -102,7 +107,9 @@ async def main() -> None:
         print("|---|---|---|---|---|---|---|---|")
         for round_ in range(args.repeat):
             for concurrency in (1, 16, 64):
-                for mode in ("record", "commit"):
+                for mode in ("record", "commit", "journal"):
+                    if mode == "journal" and args.database != "sqlite":
+                        continue
                     r = await _one(url, mode, args.rows, concurrency, args.work_us)
                     print(
                         f"| {round_ + 1} | {r['mode']} | {r['c']} | {r['cpu_us_per_row']} | "
