@@ -10,6 +10,7 @@ import anthropic
 import orjson
 import pytest
 
+from sluice.config.vk import VirtualKeyConfig
 from sluice.store.budgets_repo import Budget, BudgetsRepo
 from sluice.testing import Reply, Scenario, TextBlock, ToolUseBlock
 from sluice.testing.scenarios import FakeUsage
@@ -184,3 +185,37 @@ async def test_every_door_is_counted_in_metrics_and_held_by_budgets(tmp_path: Pa
         rows = await ln.gateway.ledger_rows()
         refused = [(r["ingress"], r["error_code"]) for r in rows if r["status"] == 402]
         assert refused == [(d, "budget_exceeded") for d, _, _ in doors]
+
+
+async def test_aliases_and_rate_limits_apply_on_every_door(tmp_path: Path) -> None:
+    """A key's alias names a model on any door (the path's model for Vertex and Bedrock, the
+    body's for OpenAI), and its rate limit counts requests of every door together."""
+    async with lane("anthropic", tmp_path) as ln, aiohttp.ClientSession() as http:
+        ln.fake.set_default(Scenario(REPLY))  # type: ignore[attr-defined]
+        minted = await ln.gateway.mint(
+            name="aliased",
+            config=VirtualKeyConfig(
+                providers_allowed=["up"],
+                model_aliases={"team-fast": MODEL},
+                rate_limits={"rpm": 3},  # type: ignore[arg-type]
+            ),
+        )
+        auth = {"authorization": f"Bearer {minted.secret}"}
+        message = {"max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+        vertex = "/vertex/v1/projects/p/locations/r/publishers/anthropic/models/team-fast"
+        requests = [
+            (vertex + ":rawPredict", {"anthropic_version": "vertex-2023-10-16", **message}),
+            (
+                "/bedrock/model/team-fast/invoke",
+                {"anthropic_version": "bedrock-2023-05-31", **message},
+            ),
+            ("/v1/chat/completions", {"model": "team-fast", **message}),
+            ("/v1/chat/completions", {"model": "team-fast", **message}),
+        ]
+        statuses = []
+        for path, body in requests:
+            async with http.post(ln.gateway.url + path, json=body, headers=auth) as response:
+                statuses.append(response.status)
+        assert statuses == [200, 200, 200, 429]  # one budget of 3 a minute across doors
+        sent = [orjson.loads(r.body)["model"] for r in ln.model_requests()]  # type: ignore[attr-defined]
+        assert sent == [MODEL, MODEL, MODEL]  # the alias resolved on every door
