@@ -117,4 +117,4 @@ async def act(provider_id: str, action: str, request: Request) -> Response:
     if action == "test":
         return await _page(request, session, project, focus=provider_id, tested=answer.body)
     query = urlencode({"project": project, "done": action, "provider": provider_id})
-    return redirect(f"/providers?{query}#p-{provider_id}")
+    return redirect(f"/providers?{query}#prov-{provider_id}")
