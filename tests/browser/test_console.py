@@ -202,7 +202,6 @@ async def test_viewer_reads_only_and_providers(browser: Browser, console: Consol
     await expect(card).to_contain_text("Uses the server's credential.")
     await expect(page.get_by_role("button", name="Set credential")).to_have_count(0)
     await expect(page.get_by_role("button", name="Test connection")).to_have_count(0)
-    await console.shoot(page, "providers-viewer")
 
 
 async def _infer(console: Console, key: str) -> int:
