@@ -7,6 +7,7 @@ is launched by path. A missing Chromium fails the tests; it does not skip them.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -88,7 +89,12 @@ def _compress(path: Path) -> None:
 
 
 @pytest.fixture
-async def console(fake: FakeAnthropic, tmp_path: Path) -> AsyncIterator[Console]:
+async def console(
+    fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Console]:
+    # A KEK, as tests/integration/test_admin_providers.py has it: the admin API seals project
+    # credentials with it and the gateway opens them (both read it when they are built).
+    monkeypatch.setenv("SLUICE_KEK", base64.b64encode(os.urandom(32)).decode())
     # Tracing on, no OTLP endpoint: spans go to the local trace store the Messages page reads.
     extra = "admin: {port: 0}\ntracing: {enabled: true, flush_interval_ms: 20}"
     config = make_config(tmp_path / "sluice.db", fake.url, extra, refresh_s=5)

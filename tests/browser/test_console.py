@@ -1,6 +1,7 @@
 """The admin console in a real browser (issue #15): sign in, mint a key and copy its export
 lines, use that key from the real Claude Code CLI, see the turn and its tree in Messages,
-watch a budget fill, edit a key's config, read spend and audit; the one-time link; CSRF."""
+watch a budget fill, edit a key's config, read spend and audit; set a project's provider
+credential and see the gateway use it; the one-time link; CSRF."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import uuid
 from pathlib import Path
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -17,11 +19,13 @@ from sluice.base.clock import SystemClock
 from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock
 from sluice.testing.scenarios import ToolUseBlock
 
+from admin_support import BODY
 from claude_cli import run_claude
 from support import SECRET
 
 pytestmark = pytest.mark.e2e
 PRINT = ["--bare", "--disable-slash-commands", "--print"]
+WEB_KEY = "sk-ant-web-project-own-key-0123456789-WXYZ"
 USAGE = FakeUsage(input_tokens=40, output_tokens=30, cache_read_input_tokens=1000)
 
 
@@ -191,11 +195,61 @@ async def test_viewer_reads_only_and_providers(browser: Browser, console: Consol
     page = await sign_in(browser, console, await console.token("auditor", "viewer"))
     await expect(page.get_by_role("button", name="Mint key")).to_have_count(0)
     await page.get_by_role("link", name="Providers").click()
-    row = page.locator("tr", has_text="anthropic-primary")
-    await expect(row).to_contain_text("closed")  # the breaker, read from the gateway in-process
+    card = page.get_by_role("region", name="anthropic-primary")
+    await expect(card).to_contain_text("closed")  # the breaker, read from the gateway in-process
+    await page.get_by_label("Project", exact=True).fill("web")
+    await page.get_by_role("button", name="Show").click()
+    await expect(card).to_contain_text("Uses the server's credential.")
+    await expect(page.get_by_role("button", name="Set credential")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Test connection")).to_have_count(0)
+
+
+async def _infer(console: Console, key: str) -> int:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{console.gateway.url}/v1/messages", data=BODY, headers={"x-api-key": key}) as r,
+    ):
+        await r.read()
+        return r.status
+
+
+async def test_set_a_project_credential(
+    browser: Browser, console: Console, fake: FakeAnthropic
+) -> None:
+    page = await sign_in(browser, console, await console.token())
+    _, secret = await _mint(page)  # a key of project "web"
+    await page.get_by_role("link", name="Providers").click()
+    await page.get_by_role("link", name="web", exact=True).click()  # a project with keys
+    await expect(page.get_by_label("Project", exact=True)).to_have_value("web")
+    card = page.get_by_role("region", name="anthropic-primary")
+    await expect(card).to_contain_text("Uses the server's credential.")
+    # Refused by the API's validation (blank after trimming), shown in place in the card.
+    await card.get_by_label("API key").fill("   ")
+    await card.get_by_role("button", name="Set credential").click()
+    await expect(card.get_by_role("alert")).to_contain_text("invalid anthropic credential")
+    await expect(card.get_by_label("API key")).to_have_attribute("aria-invalid", "true")
+
+    await card.get_by_label("API key").fill(WEB_KEY)
+    await card.get_by_role("button", name="Set credential").click()
+    await expect(card.get_by_role("status")).to_contain_text("credential saved")
+    await expect(card.locator(".last4")).to_have_text("…WXYZ")
+    await expect(card).to_contain_text("by browser (console)")
+    assert WEB_KEY not in await page.content() and WEB_KEY[:-4] not in await page.content()
+
+    await card.get_by_role("button", name="Test connection").click()
+    await expect(card.locator(".test-result")).to_have_text("Connection ok (project credential).")
     await console.shoot(page, "providers")
-    if await page.locator("#providers-unavailable").count():
-        pytest.skip(
-            "per-project provider credentials: this build has no /api/v1/projects/{project}/"
-            "providers (admin/providers_routes.py is on another branch); the page says so"
-        )
+    assert WEB_KEY not in await page.content()
+
+    # A key of the project reaches the upstream with the project's API key, not the server's.
+    assert await _infer(console, secret) == 200
+    headers = {k.lower(): v for k, v in fake.messages_requests()[-1].headers}
+    assert headers["x-api-key"] == WEB_KEY
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await card.get_by_role("button", name="Remove credential").click()
+    await expect(card.get_by_role("status")).to_contain_text("credential removed")
+    await expect(card).to_contain_text("Uses the server's credential.")
+    assert await _infer(console, secret) == 200
+    headers = {k.lower(): v for k, v in fake.messages_requests()[-1].headers}
+    assert headers["x-api-key"] != WEB_KEY

@@ -10,7 +10,14 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from sluice.admin.console import pages_budgets, pages_keys, pages_more, pages_spend, signin_link
+from sluice.admin.console import (
+    pages_budgets,
+    pages_keys,
+    pages_more,
+    pages_providers,
+    pages_spend,
+    signin_link,
+)
 from sluice.admin.console.common import (
     HEADERS,
     CsrfRefused,
@@ -119,7 +126,7 @@ def install(
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     static = StaticFiles(directory=str(files("sluice.admin.console") / "static"))
     app.mount("/static", static, name="console-static")
-    for module in (pages_keys, pages_budgets, pages_spend, pages_more):
+    for module in (pages_keys, pages_budgets, pages_spend, pages_providers, pages_more):
         app.include_router(module.router, include_in_schema=False)
     app.include_router(router, include_in_schema=False)
 
