@@ -199,7 +199,9 @@ async def test_audit_has_every_mutation_and_no_secret(plane: Plane, tmp_path: Pa
     web = (await plane.call("GET", "/audit?limit=100", token="web"))[1]["data"]
     assert web and all(r["project"] == "web" for r in web)
     # No secret anywhere in the database files (WAL included).
-    db_files = [p for p in tmp_path.iterdir() if p.name.startswith("sluice.db")]
+    # (The ledger's journal is a folder of segment files: read those too.)
+    named = [p for p in tmp_path.iterdir() if p.name.startswith("sluice.db")]
+    db_files = [f for p in named for f in ([p] if p.is_file() else p.iterdir()) if f.is_file()]
     data = b"".join(p.read_bytes() for p in db_files)
     for secret in (key["key"], rotated["key"], *plane.tokens.values()):
         assert secret.encode() not in data, secret[:12]

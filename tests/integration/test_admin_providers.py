@@ -114,8 +114,10 @@ async def test_gateway_serves_a_project_with_its_credential(
     assert (await plane.infer(keys["ops"]["key"]))[0] == 200
     assert _upstream_key(fake) == PROVIDER_KEY  # another project: the server's credential
     # Sealed at rest: the secret's bytes are nowhere in the database files.
-    for path in tmp_path.glob("sluice.db*"):
-        assert WEB_KEY.encode() not in path.read_bytes(), path
+    # (The ledger's journal is a folder of segment files: read those too.)
+    for path in [*tmp_path.glob("sluice.db*"), *tmp_path.glob("sluice.db*/*")]:
+        if path.is_file():
+            assert WEB_KEY.encode() not in path.read_bytes(), path
     # Test connection: the fake answers /v1/models; a dead upstream is an error, not a 500.
     tested = await plane.call("POST", f"{PATH}/anthropic-primary/test")
     assert tested[0] == 200 and tested[1]["ok"] is True and tested[1]["credential"] == "project"
