@@ -40,11 +40,9 @@ KeyArgument = typer.Argument(
 
 
 @app.callback()
-def _remote(
-    ctx: typer.Context, url: str | None = UrlOption, token: str | None = TokenOption
-) -> None:
+def _remote(url: str | None = UrlOption, token: str | None = TokenOption) -> None:
     """Mint and manage virtual keys (remotely with --url/--token or SLUICE_ADMIN_URL)."""
-    remember(ctx, url, token)
+    remember(url, token)
 
 
 def _remote_id(ident: str) -> str:

@@ -2,19 +2,19 @@
 ``--url``/``--token`` on a command group) a command calls ``/api/v1`` instead of opening the
 database, so an admin's machine needs neither a config file nor database credentials.
 
-Each command group takes the two options in its callback and leaves a :class:`Remote` in the
-click context; a command asks :func:`current` once and goes local or remote from there.
+Each command group takes the two options in its callback and sets the :class:`Remote` for
+this invocation; a command asks :func:`current` once and goes local or remote from there.
 """
 
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import click
 import orjson
 import typer
 
@@ -28,6 +28,8 @@ UrlOption = typer.Option(
 TokenOption = typer.Option(
     None, "--token", envvar=TOKEN_ENV, help="An admin token for --url.", show_default=False
 )
+# Set by a group's callback for this one invocation (typer runs it just before the command).
+_TARGET: ContextVar[Remote | None] = ContextVar("sluice_remote", default=None)
 _TIMEOUT_S = 60.0  # a mutation returns once every gateway applied it: allow for that wait
 
 
@@ -89,19 +91,21 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def remember(ctx: typer.Context, url: str | None, token: str | None) -> None:
+def remember(url: str | None, token: str | None) -> Remote | None:
     """A group callback's work: keep the remote target (or none) for its commands."""
     if url is None and token is None:
-        return
+        _TARGET.set(None)
+        return None
     if not url or not token:
         missing = "--token (or SLUICE_ADMIN_TOKEN)" if url else "--url (or SLUICE_ADMIN_URL)"
         fail(f"working remotely needs {missing} as well")
-    ctx.obj = Remote(url.rstrip("/"), token)
+    remote = Remote(url.rstrip("/"), token)
+    _TARGET.set(remote)
+    return remote
 
 
 def current() -> Remote | None:
-    ctx = click.get_current_context(silent=True)
-    return ctx.find_object(Remote) if ctx is not None else None
+    return _TARGET.get()
 
 
 def resolve(remote: Remote, kind: str, ident: str, fields: tuple[str, ...]) -> dict[str, Any]:
