@@ -22,6 +22,7 @@ from sluice.cli.common import (
     run,
     warn,
 )
+from sluice.cli.remote import Remote, TokenOption, UrlOption, current, remember, resolve
 from sluice.cli.tables import Col, print_table
 from sluice.governance.budget_admin import BudgetAdmin, BudgetAdminError, check_fields
 from sluice.store.budgets_repo import BudgetsRepo
@@ -30,6 +31,20 @@ from sluice.store.keys_repo import KeysRepo
 app = typer.Typer(
     help="Budgets: spending limits with block or warn on breach.", no_args_is_help=True
 )
+
+
+@app.callback()
+def _remote(url: str | None = UrlOption, token: str | None = TokenOption) -> None:
+    """Budgets (remotely with --url/--token or SLUICE_ADMIN_URL)."""
+    remember(url, token)
+
+
+def _remote_call(
+    remote: Remote, method: str, ident: str, action: str = "", body: Any = None
+) -> Any:
+    """One budget's endpoint; a budget is found by id or, as locally, by name."""
+    budget_id = resolve(remote, "budgets", ident, ("name",))["id"]
+    return remote.call(method, f"/budgets/{budget_id}{action}", body)
 
 
 def _micros(usd: str) -> int:
@@ -119,6 +134,17 @@ def create(
 ) -> None:
     """Create a budget."""
     _check(scope, window, on_breach, webhook_format)
+    remote = current()
+    if remote is not None:
+        _micros(limit)  # the same message as locally for a bad amount
+        body = given(name=name, webhook_url=webhook)
+        body.update(scope=scope, target=target, window=window, limit_usd=limit)
+        body.update(on_breach=on_breach, webhook_format=webhook_format)
+        created = remote.call("POST", "/budgets", body)
+        for message in created.pop("warnings", []):
+            warn(message)
+        _show([created], as_json, single=True)
+        return
 
     async def action(admin: BudgetAdmin) -> dict[str, Any]:
         created = await admin.create(
@@ -141,6 +167,10 @@ def create(
 @app.command("list")
 def list_budgets(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """List budgets with what is spent in their current window."""
+    remote = current()
+    if remote is not None:
+        _show(remote.call("GET", "/budgets")["data"], as_json)
+        return
 
     async def action(admin: BudgetAdmin) -> list[dict[str, Any]]:
         return [await admin.status(b) for b in await admin.list_all()]
@@ -155,6 +185,10 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one budget (by id or name)."""
+    remote = current()
+    if remote is not None:
+        _show([_remote_call(remote, "GET", ident)], as_json, single=True)
+        return
 
     async def action(admin: BudgetAdmin) -> dict[str, Any]:
         return await admin.status(await admin.resolve(ident))
@@ -185,6 +219,13 @@ def update(
     )
     if limit is not None:
         changes["limit_micros"] = _micros(limit)
+    remote = current()
+    if remote is not None:
+        body = {k: v for k, v in changes.items() if k != "limit_micros"}
+        if limit is not None:
+            body["limit_usd"] = limit
+        _show([_remote_call(remote, "PATCH", ident, body=body)], as_json, single=True)
+        return
 
     async def action(admin: BudgetAdmin) -> dict[str, Any]:
         return await admin.status(await admin.update(await admin.resolve(ident), changes))
@@ -199,6 +240,10 @@ def reset(
     as_json: bool = JsonOption,
 ) -> None:
     """Start counting from now: spend before this moment no longer counts."""
+    remote = current()
+    if remote is not None:
+        _show([_remote_call(remote, "POST", ident, "/reset")], as_json, single=True)
+        return
 
     async def action(admin: BudgetAdmin) -> dict[str, Any]:
         return await admin.status(await admin.reset(await admin.resolve(ident)))
@@ -219,7 +264,13 @@ def delete(
         await admin.delete(budget)
         return {"id": budget.id, "deleted": True}
 
-    result = run(lambda: _with_admin(config, action))
+    remote = current()
+    if remote is not None:
+        budget_id = resolve(remote, "budgets", ident, ("name",))["id"]
+        remote.call("DELETE", f"/budgets/{budget_id}")
+        result: dict[str, Any] = {"id": budget_id, "deleted": True}
+    else:
+        result = run(lambda: _with_admin(config, action))
     if as_json:
         print_json(result)
     else:

@@ -24,6 +24,7 @@ from sluice.cli.common import (
     print_json,
     run,
 )
+from sluice.cli.remote import TokenOption, UrlOption, current, remember, resolve
 from sluice.cli.tables import Col, clean, print_table
 from sluice.config.loader import ConfigProblems, load_yaml
 from sluice.config.vk import VirtualKeyConfig, set_path
@@ -32,9 +33,22 @@ from sluice.governance.virtual_key import VirtualKey
 from sluice.store.keys_repo import KeysRepo
 
 app = typer.Typer(help="Mint and manage virtual keys.", no_args_is_help=True)
+_MATCH = ("display_prefix", "name")  # how a key is found remotely besides its id
 KeyArgument = typer.Argument(
     ..., metavar="ID", help="The key's id, display prefix, name (if unique) or the key itself."
 )
+
+
+@app.callback()
+def _remote(url: str | None = UrlOption, token: str | None = TokenOption) -> None:
+    """Mint and manage virtual keys (remotely with --url/--token or SLUICE_ADMIN_URL)."""
+    remember(url, token)
+
+
+def _remote_id(ident: str) -> str:
+    remote = current()
+    assert remote is not None
+    return str(resolve(remote, "keys", ident, _MATCH)["id"])
 
 
 async def _with_admin(config_path: Path | None, action: Any) -> Any:
@@ -50,8 +64,10 @@ async def _with_admin(config_path: Path | None, action: Any) -> Any:
     return None
 
 
-def _show(key: VirtualKey, as_json: bool, secret: str | None = None) -> None:
-    payload = key.public_dict()
+def _show(key: VirtualKey | dict[str, Any], as_json: bool, secret: str | None = None) -> None:
+    """A key as the API and ``--json`` give it (``public_dict``), the secret this once."""
+    payload = dict(key) if isinstance(key, dict) else key.public_dict()
+    secret = payload.pop("key", None) or secret
     if secret is not None:
         payload["key"] = secret
     if as_json:
@@ -113,6 +129,22 @@ def create(
             config=vk_config,
         )
 
+    remote = current()
+    if remote is not None:
+        body = given(
+            name=name,
+            description=description,
+            project=project,
+            principal=principal,
+            team=team,
+            organization=organization,
+        )
+        if expires:
+            body["expires_at"] = parse_when(expires, SystemClock().now_ms(), future=True)
+        if config_file:
+            body["config"] = _load_vk_config(config_file).to_document()
+        _show(remote.call("POST", "/keys", {**body, "test": test}), as_json)
+        return
     minted: MintedKey = run(lambda: _with_admin(config, action))
     _show(minted.key, as_json, minted.secret)
 
@@ -124,9 +156,13 @@ def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) ->
     async def action(admin: KeyAdmin) -> list[VirtualKey]:
         return await admin.list_all()
 
-    keys: list[VirtualKey] = run(lambda: _with_admin(config, action))
+    remote = current()
+    if remote is not None:
+        keys: list[dict[str, Any]] = remote.call("GET", "/keys")["data"]
+    else:
+        keys = [k.public_dict() for k in run(lambda: _with_admin(config, action))]
     if as_json:
-        print_json([k.public_dict() for k in keys])
+        print_json(keys)
         return
     print_table(
         [
@@ -141,14 +177,14 @@ def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) ->
         ],
         [
             [
-                k.id,
-                k.display_prefix,
-                k.name,
-                k.status,
-                k.principal,
-                k.project,
-                iso(k.expires_at),
-                iso(k.last_used_at),
+                k["id"],
+                k["display_prefix"],
+                k["name"],
+                k["status"],
+                k["principal"],
+                k["project"],
+                iso(k["expires_at"]),
+                iso(k["last_used_at"]),
             ]
             for k in keys
         ],
@@ -162,6 +198,10 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one key (by id, display prefix, name or the key itself)."""
+    remote = current()
+    if remote is not None:
+        _show(remote.call("GET", f"/keys/{_remote_id(key_id)}"), as_json)
+        return
     key: VirtualKey = run(lambda: _with_admin(config, lambda admin: admin.resolve(key_id)))
     _show(key, as_json)
 
@@ -175,6 +215,11 @@ def rotate(
 ) -> None:
     """Issue a new secret; the old one stays valid for --grace."""
     grace_s = (parse_when(grace, 0, future=True) // 1000) if grace != "0" else 0
+    remote = current()
+    if remote is not None:
+        path = f"/keys/{_remote_id(key_id)}/rotate"
+        _show(remote.call("POST", path, {"grace_s": grace_s}), as_json)
+        return
     minted: MintedKey = run(
         lambda: _with_admin(config, lambda admin: admin.rotate(key_id, grace_s or 0))
     )
@@ -182,16 +227,22 @@ def rotate(
 
 
 def _status_command(status: str, doc: str) -> None:
+    verb = {"active": "enable", "disabled": "disable", "revoked": "revoke"}[status]
+
     def command(
         key_id: str = KeyArgument,
         config: Path | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
+        remote = current()
+        if remote is not None:
+            _show(remote.call("POST", f"/keys/{_remote_id(key_id)}/{verb}"), as_json)
+            return
         key: VirtualKey = run(lambda: _with_admin(config, lambda a: a.set_status(key_id, status)))
         _show(key, as_json)
 
     command.__doc__ = doc
-    app.command({"active": "enable", "disabled": "disable", "revoked": "revoke"}[status])(command)
+    app.command(verb)(command)
 
 
 _status_command("disabled", "Disable a key (reversible).")
@@ -200,10 +251,13 @@ _status_command("revoked", "Revoke a key. Final.")
 
 
 def _load_vk_config(path: Path) -> VirtualKeyConfig:
-    data = load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
-    if not isinstance(data, dict):
-        fail(f"{path}: the top level must be a mapping")
-    return VirtualKeyConfig.parse(data, str(path))
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+        if not isinstance(data, dict):
+            fail(f"{path}: the top level must be a mapping")
+        return VirtualKeyConfig.parse(data, str(path))
+    except ConfigProblems as exc:
+        fail("; ".join(str(p) for p in exc.problems))
 
 
 @app.command()
@@ -231,36 +285,50 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Edit a key's fields or its config document (validated before it is saved)."""
+    fields = given(
+        name=name,
+        description=description,
+        project=project,
+        principal=principal,
+        team=team,
+        organization=organization,
+    )
+    if expires is not None:
+        fields["expires_at"] = parse_when(expires, SystemClock().now_ms(), future=True)
+    edited = bool(set_ or unset or config_file)
+
+    def document(current_doc: dict[str, Any]) -> dict[str, Any]:
+        doc = _load_vk_config(config_file).to_document() if config_file else current_doc
+        return _edit(doc, set_, unset)
+
+    remote = current()
+    if remote is not None:
+        key_data = resolve(remote, "keys", key_id, _MATCH)
+        if edited:  # validated by the API (a 422 names the bad path)
+            fields["config"] = document(key_data["config"])
+        _show(remote.call("PATCH", f"/keys/{key_data['id']}", fields), as_json)
+        return
 
     async def action(admin: KeyAdmin) -> VirtualKey:
         key = await admin.resolve(key_id)
-        document = (
-            _load_vk_config(config_file).to_document() if config_file else key.config.to_document()
-        )
-        for item in set_:
-            path, sep, raw = item.partition("=")
-            if not sep:
-                fail(f"--set {item!r}: expected path=JSON")
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                value = raw  # a bare word is taken as a string
-            document = set_path(document, path.strip(), value)
-        for path in unset:
-            document = set_path(document, path.strip(), None)
-        fields = given(
-            name=name,
-            description=description,
-            project=project,
-            principal=principal,
-            team=team,
-            organization=organization,
-        )
-        if expires is not None:
-            fields["expires_at"] = parse_when(expires, SystemClock().now_ms(), future=True)
-        edited = set_ or unset or config_file
-        new_config = VirtualKeyConfig.parse(document, "config") if edited else None
+        doc = document(key.config.to_document())
+        new_config = VirtualKeyConfig.parse(doc, "config") if edited else None
         return await admin.update(key.id, config=new_config, fields=fields)
 
     key: VirtualKey = run(lambda: _with_admin(config, action))
     _show(key, as_json)
+
+
+def _edit(document: dict[str, Any], set_: list[str], unset: list[str]) -> dict[str, Any]:
+    for item in set_:
+        path, sep, raw = item.partition("=")
+        if not sep:
+            fail(f"--set {item!r}: expected path=JSON")
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = raw  # a bare word is taken as a string
+        document = set_path(document, path.strip(), value)
+    for path in unset:
+        document = set_path(document, path.strip(), None)
+    return document

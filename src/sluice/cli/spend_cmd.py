@@ -17,6 +17,7 @@ from sluice.cli.common import (
     print_json,
     run,
 )
+from sluice.cli.remote import TokenOption, UrlOption, remember
 from sluice.cli.tables import Col, print_table
 from sluice.governance.windows import WINDOWS, window_bounds
 from sluice.store.spend_queries import spend_query
@@ -29,6 +30,18 @@ CLI_GROUPS = (
     "project",
     "model",
     "session",
+    "request_class",
+    "agent",
+    "ingress",
+)
+# What the admin API groups by (no session; it adds team and day).
+API_GROUPS = (
+    "key",
+    "principal",
+    "project",
+    "team",
+    "model",
+    "day",
     "request_class",
     "agent",
     "ingress",
@@ -47,32 +60,46 @@ def spend(
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
 ) -> None:
-    """Token totals per key, principal, project, model, session, request class or agent."""
-    if by not in CLI_GROUPS:
-        raise typer.BadParameter(f"--by must be one of {', '.join(CLI_GROUPS)}")
-    cfg = config_or_exit(config)
-    query = spend_query(by)
-    if window is not None:
-        if window not in WINDOWS:
-            raise typer.BadParameter(f"--window must be one of {', '.join(WINDOWS)}")
-        query = query.where(ledger.c.created_at >= window_bounds(window, SystemClock().now_ms())[0])
+    """Token totals per key, principal, project, model, session, request class or agent
+    (remotely with --url/--token or SLUICE_ADMIN_URL: also team and day, not session)."""
+    remote = remember(url, token)
+    groups = API_GROUPS if remote is not None else CLI_GROUPS
+    if by not in groups:
+        raise typer.BadParameter(f"--by must be one of {', '.join(groups)}")
+    if window is not None and window not in WINDOWS:
+        raise typer.BadParameter(f"--window must be one of {', '.join(WINDOWS)}")
+    now = SystemClock().now_ms()
+    starts = [window_bounds(window, now)[0]] if window is not None else []
     if since:
-        query = query.where(
-            ledger.c.created_at >= parse_when(since, SystemClock().now_ms(), future=False)
-        )
-
-    async def fetch() -> list[dict[str, Any]]:
-        async with open_db(cfg) as (engine, _secret), engine.connect() as conn:
-            return [dict(r) for r in (await conn.execute(query)).mappings().all()]
-
-    rows = run(fetch)
+        starts.append(parse_when(since, now, future=False))
+    if remote is not None:
+        params = {"group_by": by, "from": max(starts) if starts else None}
+        data = remote.call("GET", "/spend", params=params)["data"]
+        # The local row shape: the group under "group", integers only (no cost_usd).
+        rows = [
+            {"group": r[by], **{k: v for k, v in r.items() if k not in (by, "cost_usd")}}
+            for r in data
+        ]
+    else:
+        rows = run(lambda: _local(config, by, starts))
     if as_json:
         print_json(
             [{by: r["group"], **{k: int(v) for k, v in r.items() if k != "group"}} for r in rows]
         )
         return
     _print(by, rows)
+
+
+async def _local(config: Path | None, by: str, starts: list[int]) -> list[dict[str, Any]]:
+    cfg = config_or_exit(config)
+    query = spend_query(by)
+    for start in starts:
+        query = query.where(ledger.c.created_at >= start)
+    async with open_db(cfg) as (engine, _secret), engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
 
 def _print(by: str, rows: list[dict[str, Any]]) -> None:

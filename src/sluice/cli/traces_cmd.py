@@ -25,6 +25,7 @@ from sluice.cli.common import (
     run,
     warn,
 )
+from sluice.cli.remote import TokenOption, UrlOption, current, remember, resolve, segment
 from sluice.cli.tables import clean
 from sluice.governance.key_admin import KeyAdminError, resolve_key
 from sluice.store.keys_repo import KeysRepo
@@ -32,6 +33,43 @@ from sluice.store.traces_repo import TracesRepo
 from sluice.store.turn_queries import TurnFilter, turn_details, turn_rows
 
 app = typer.Typer(help="Traces per turn, from the local trace store.", no_args_is_help=True)
+
+
+@app.callback()
+def _remote(url: str | None = UrlOption, token: str | None = TokenOption) -> None:
+    """Traces per turn (remotely with --url/--token or SLUICE_ADMIN_URL)."""
+    remember(url, token)
+
+
+def _remote_turns(session: str | None, key: str | None, limit: int) -> list[dict[str, Any]]:
+    """The API's turns in the local rows' shape, so the table and --json are the same."""
+    remote = current()
+    assert remote is not None
+    key_id = resolve(remote, "keys", key, ("display_prefix", "name"))["id"] if key else None
+    params = {"session": session, "key": key_id, "limit": limit}
+    rows = []
+    for t in remote.call("GET", "/turns", params=params)["data"]:
+        cost = t["cost_usd"]
+        start_ns = int(t["start_ms"]) * 1_000_000
+        rows.append(
+            {
+                "trace_id": t["trace_id"],
+                "agent": t["agent"],
+                "session_id": t["session"],
+                "vk_id": t["key"],
+                "project": t["project"],
+                "principal": t["principal"],
+                "model_calls": t["model_calls"],
+                "tools": len(t["tools_called"] or []),
+                "input_tokens": t["tokens"]["input"],
+                "output_tokens": t["tokens"]["output"],
+                "cost_micros": round(cost * 1_000_000) if cost is not None else 0,
+                "unpriced_calls": t["unpriced_calls"],
+                "start_ns": start_ns,
+                "end_ns": start_ns + int(t["duration_ms"]) * 1_000_000,
+            }
+        )
+    return rows
 
 
 def _duration(start_ns: int, end_ns: int) -> str:
@@ -50,6 +88,9 @@ def list_traces(
     as_json: bool = JsonOption,
 ) -> None:
     """One line per turn: agent, session, model calls, tools, tokens, cost, duration."""
+    if current() is not None:
+        _print_turns(_remote_turns(session, key, limit), as_json)
+        return
     cfg = config_or_exit(config)
 
     async def fetch() -> list[dict[str, Any]]:
@@ -66,7 +107,10 @@ def list_traces(
             rows = await turn_rows(engine, TurnFilter(session=session, key=key_id), limit)
             return await turn_details(engine, rows)
 
-    rows = run(fetch)
+    _print_turns(run(fetch), as_json)
+
+
+def _print_turns(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print_json(
             [
@@ -151,6 +195,11 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Print one turn as a tree: agent -> model calls -> tools."""
+    remote = current()
+    if remote is not None:
+        turn = remote.call("GET", f"/turns/{segment(trace_id.strip())}")
+        _print_spans(turn["trace_id"], _flatten(turn["spans"]), as_json)
+        return
     cfg = config_or_exit(config)
 
     async def fetch() -> tuple[str, list[dict[str, Any]]]:
@@ -163,7 +212,36 @@ def show(
                 fail(f"no trace with an id starting {trace_id!r} (see `sluice traces list`)")
             return matches[0], await repo.spans(matches[0])
 
-    trace_id, spans = run(fetch)
+    _print_spans(*run(fetch), as_json)
+
+
+def _flatten(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The API's span tree as the store's rows (start order), for the same output."""
+    rows: list[dict[str, Any]] = []
+    for node in nodes:
+        start_ns = int(node["start_ms"]) * 1_000_000
+        tokens = node["tokens"] or {}
+        cost = node["cost_usd"]
+        rows.append(
+            {
+                "span_id": node["span_id"],
+                "parent_span_id": node["parent_span_id"],
+                "name": node["name"],
+                "start_ns": start_ns,
+                "end_ns": start_ns + int(float(node["duration_ms"]) * 1_000_000),
+                "input_tokens": tokens.get("input", 0),
+                "output_tokens": tokens.get("output", 0),
+                "cost_micros": round(cost * 1_000_000) if cost is not None else None,
+                "request_id": node["request_id"],
+                "error": node["error"],
+                "attributes": orjson.dumps(node["attributes"]).decode(),
+            }
+        )
+        rows.extend(_flatten(node["children"]))
+    return sorted(rows, key=lambda r: int(r["start_ns"]))
+
+
+def _print_spans(trace_id: str, spans: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print_json(
             [
