@@ -58,6 +58,13 @@ providers:
     )
 
 
+def database_files(directory: Path, name: str = "sluice.db") -> list[Path]:
+    """Every file a SQLite database at ``directory/name`` keeps: the file, its WAL and shared
+    memory, and the ledger journal's segments (a folder beside it)."""
+    named = [p for p in directory.iterdir() if p.name.startswith(name)]
+    return [f for p in named for f in ([p] if p.is_file() else p.iterdir()) if f.is_file()]
+
+
 def fixture_path(name: str) -> Path:
     """A fixture of the pinned CLI by file name, or any capture as ``<dir>/<file>``."""
     return FIXTURES.parent / name if "/" in name else FIXTURES / name

@@ -13,6 +13,7 @@ import pytest
 from sluice.testing import FakeAnthropic
 
 from admin_support import Plane, admin_plane
+from support import database_files
 
 BUDGET = {"scope": "project", "target": "web", "window": "day", "limit_usd": 5}
 
@@ -199,9 +200,7 @@ async def test_audit_has_every_mutation_and_no_secret(plane: Plane, tmp_path: Pa
     web = (await plane.call("GET", "/audit?limit=100", token="web"))[1]["data"]
     assert web and all(r["project"] == "web" for r in web)
     # No secret anywhere in the database files (WAL included).
-    # (The ledger's journal is a folder of segment files: read those too.)
-    named = [p for p in tmp_path.iterdir() if p.name.startswith("sluice.db")]
-    db_files = [f for p in named for f in ([p] if p.is_file() else p.iterdir()) if f.is_file()]
+    db_files = database_files(tmp_path)
     data = b"".join(p.read_bytes() for p in db_files)
     for secret in (key["key"], rotated["key"], *plane.tokens.values()):
         assert secret.encode() not in data, secret[:12]

@@ -24,7 +24,7 @@ from sluice.testing import FakeAnthropic
 from sluice.testing.gateway import GatewayServer
 
 from admin_support import Plane, admin_plane
-from support import PROVIDER_KEY, SECRET
+from support import PROVIDER_KEY, SECRET, database_files
 
 WEB_KEY = "sk-ant-web-project-own-key-0123456789-WXYZ"
 DEAD = '  dead-openai: {type: openai, api_key: sk-server, base_url: "http://127.0.0.1:9/v1"}'
@@ -114,10 +114,8 @@ async def test_gateway_serves_a_project_with_its_credential(
     assert (await plane.infer(keys["ops"]["key"]))[0] == 200
     assert _upstream_key(fake) == PROVIDER_KEY  # another project: the server's credential
     # Sealed at rest: the secret's bytes are nowhere in the database files.
-    # (The ledger's journal is a folder of segment files: read those too.)
-    for path in [*tmp_path.glob("sluice.db*"), *tmp_path.glob("sluice.db*/*")]:
-        if path.is_file():
-            assert WEB_KEY.encode() not in path.read_bytes(), path
+    for path in database_files(tmp_path):
+        assert WEB_KEY.encode() not in path.read_bytes(), path
     # Test connection: the fake answers /v1/models; a dead upstream is an error, not a 500.
     tested = await plane.call("POST", f"{PATH}/anthropic-primary/test")
     assert tested[0] == 200 and tested[1]["ok"] is True and tested[1]["credential"] == "project"

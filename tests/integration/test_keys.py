@@ -16,7 +16,7 @@ import pytest
 from sluice.base.clock import ManualClock
 from sluice.testing import FakeAnthropic
 
-from support import SECRET, Gateway, start_gateway
+from support import SECRET, Gateway, database_files, start_gateway
 
 BODY = b'{"model":"claude-opus-4-8","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}'
 
@@ -99,7 +99,7 @@ async def test_key_stored_only_as_hmac(gateway: Gateway) -> None:
     await call(gateway.url, gateway.key)
     await gateway.ledger_rows()
     await gateway.server.stop()  # checkpoint the WAL so the main file holds everything
-    files = [p for p in gateway.db_path.parent.iterdir() if p.name.startswith("sluice.db")]
+    files = database_files(gateway.db_path.parent)
     secret_part = gateway.key[len("lw_vk_live_") + 26 :]
     for path in files:
         data = path.read_bytes()
