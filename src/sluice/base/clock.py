@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import os
 import time
 from typing import Protocol
 
@@ -39,7 +39,8 @@ _SHIFTS = (120, 110, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 0)
 def new_request_id() -> str:
     """``req_`` + a ULID (48-bit milliseconds, 80 random bits, Crockford base32): unique
     across replicas and sortable by time. Encoded here in 3 µs where the ulid package takes
-    10-15 µs; the random bits are for uniqueness, not secrecy."""
-    value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
+    10-15 µs. The random bits come from the OS, not the ``random`` module: a library must not
+    draw from (or disturb) the process's shared PRNG, which applications and test tools seed."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
     pairs = _PAIRS
     return "req_" + "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
