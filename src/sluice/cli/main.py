@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -48,35 +49,13 @@ def serve(
     workers: int | None = typer.Option(None, "--workers"),
 ) -> None:
     """Run the gateway."""
-    import uvicorn
-
-    from sluice.cli.admin_listener import (
-        GatewayWithAdmin,
-        admin_in_thread,
-        admin_line,
-        admin_server,
-        bind_admin,
-        first_start_link,
-    )
-    from sluice.cli.startup import announce, warn_empty_provider_keys
+    from sluice.cli.admin_listener import admin_in_thread, admin_line, bind_admin, first_start_link
+    from sluice.cli.startup import announce
     from sluice.logs import configure_logging
-    from sluice.server.app import SluiceApp
     from sluice.telemetry.metrics_server import metrics_banner
 
     cfg = config_or_exit(config)
-    if (workers or cfg.server.workers) > 1 and not cfg.redis:
-        typer.echo(
-            f"error: --workers {workers or cfg.server.workers}: {WORKERS_NEED_REDIS}", err=True
-        )
-        raise typer.Exit(2)
-    warn_empty_provider_keys(config or default_config_path())
-    bind_host = host or cfg.server.host
-    bind_port = port if port is not None else cfg.server.port
-    n_workers = workers or cfg.server.workers
-    ensure_free(bind_host, bind_port, "--port or server.port")
-    if cfg.metrics.enabled and n_workers == 1:  # several workers take the first free ports
-        # A busy metrics port never stops the gateway (replicas on one host share a config).
-        ensure_free(cfg.metrics.host, cfg.metrics.port, METRICS_SETTING, fatal=False)
+    bind_host, bind_port, n_workers = _preflight(cfg, config, host, port, workers)
     configure_logging(cfg.server.log_level)
     # Migrate once here, so workers (or the app) start on a schema already at head.
     asyncio.run(_migrate(cfg.database))
@@ -92,8 +71,51 @@ def serve(
         admin_in_thread(cfg, admin_sock)
         _run_workers(config, n_workers, options)
         return
+    banner = (url, metrics, admin_text)
+    _serve_one_worker(cfg, config, options, banner, admin_sock)
+
+
+def _preflight(
+    cfg: SluiceConfig,
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+) -> tuple[str, int, int]:
+    """(host, port, workers) to serve on, once the settings allow it and the ports are free."""
+    from sluice.cli.startup import warn_empty_provider_keys
+
+    n_workers = workers or cfg.server.workers
+    if n_workers > 1 and not cfg.redis:
+        typer.echo(f"error: --workers {n_workers}: {WORKERS_NEED_REDIS}", err=True)
+        raise typer.Exit(2)
+    warn_empty_provider_keys(config or default_config_path())
+    bind_host = host or cfg.server.host
+    bind_port = port if port is not None else cfg.server.port
+    ensure_free(bind_host, bind_port, "--port or server.port")
+    if cfg.metrics.enabled and n_workers == 1:  # several workers take the first free ports
+        # A busy metrics port never stops the gateway (replicas on one host share a config).
+        ensure_free(cfg.metrics.host, cfg.metrics.port, METRICS_SETTING, fatal=False)
+    return bind_host, bind_port, n_workers
+
+
+def _serve_one_worker(
+    cfg: SluiceConfig,
+    config: Path | None,
+    options: dict[str, Any],
+    banner: tuple[str, str, str | None],
+    admin_sock: socket.socket | None,
+) -> None:
+    """One worker: the gateway and the admin plane on one event loop."""
+    import uvicorn
+
+    from sluice.cli.admin_listener import GatewayWithAdmin, admin_server
+    from sluice.cli.startup import announce
+    from sluice.server.app import SluiceApp
+
+    url, metrics, admin_text = banner
     sluice_app = SluiceApp(cfg)
-    show = announce(sluice_app, cfg, url, n_workers, metrics, config, admin_text)
+    show = announce(sluice_app, cfg, url, 1, metrics, config, admin_text)
     admin = (
         admin_server(
             cfg,

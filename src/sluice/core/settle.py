@@ -23,7 +23,6 @@ def settle_request(
     refusal: GatewayError | None = None,
 ) -> Settlement:
     """``finished``: monotonic seconds; ``refusal``: the error the request was refused with."""
-    key = ctx.key
     usage = ctx.facts.usage
     cost, counted = _spend(ctx, pricing)
     first_token = ctx.facts.first_token_at
@@ -31,11 +30,7 @@ def settle_request(
     return Settlement(
         request_id=ctx.request_id,
         created_at=ctx.started_ms,
-        vk_id=key.id if key else None,
-        principal=key.principal if key else None,
-        project=key.project if key else None,
-        team=key.team if key else None,
-        organization=key.organization if key else None,
+        **_who(ctx),
         session_id=ctx.session_id,
         endpoint=ctx.endpoint,
         provider=ctx.provider_id,
@@ -67,7 +62,6 @@ def settle_request(
         **_hints(ctx),
         ingress=ctx.ingress,
         provider_kind=ctx.provider_kind,
-        key_prefix=key.display_prefix if key else None,
         model_declared=ctx.model_known or _key_alias(ctx),
         usage_seen=usage.seen,
         response_error_code=ctx.error_code,
@@ -75,6 +69,21 @@ def settle_request(
         rate_limit_dimension=dimension,
         auth_failure_reason=reason,
     )
+
+
+def _who(ctx: RequestContext) -> dict[str, str | None]:
+    """The key and who it stands for, as the ledger keeps them (never the key itself)."""
+    key = ctx.key
+    if key is None:
+        return {}
+    return {
+        "vk_id": key.id,
+        "principal": key.principal,
+        "project": key.project,
+        "team": key.team,
+        "organization": key.organization,
+        "key_prefix": key.display_prefix,
+    }
 
 
 def _hints(ctx: RequestContext) -> dict[str, str | None]:
