@@ -6,7 +6,6 @@ their own, and the ledger and `spend --by request_class` count them apart."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,29 +14,11 @@ from sluice.testing import FakeAnthropic, Reply, Scenario, TextBlock
 
 from claude_cli import claude_version, run_claude
 from otlp_receiver import OtlpReceiver
-from support import Gateway, start_gateway
+from support import Gateway
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "claude-opus-4-8"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    async with OtlpReceiver() as server:
-        yield server
-
-
-@pytest.fixture
-async def traced(
-    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
-) -> AsyncIterator[Gateway]:
-    extra = f"tracing: {{enabled: true, otlp_endpoint: '{receiver.url}', flush_interval_ms: 20}}"
-    gw = await start_gateway(tmp_path / "traced.db", fake.url, extra)
-    try:
-        yield gw
-    finally:
-        await gw.server.stop()
 
 
 async def test_compaction_is_spans_of_the_sessions_turn(

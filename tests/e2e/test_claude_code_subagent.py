@@ -12,7 +12,6 @@ tool_result says "Async agent launched", and a later main request delivers a
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,30 +22,12 @@ from sluice.testing.scenarios import ToolUseBlock
 
 from claude_cli import run_claude
 from otlp_receiver import OtlpReceiver, Span
-from support import Gateway, start_gateway
+from support import Gateway
 
 pytestmark = pytest.mark.e2e
 
 PROMPT = "Say the word SUBMARKER and stop."
 HINTS = {"CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1"}
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    async with OtlpReceiver() as server:
-        yield server
-
-
-@pytest.fixture
-async def traced(
-    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
-) -> AsyncIterator[Gateway]:
-    extra = f"tracing: {{enabled: true, otlp_endpoint: '{receiver.url}', flush_interval_ms: 20}}"
-    gw = await start_gateway(tmp_path / "traced.db", fake.url, extra)
-    try:
-        yield gw
-    finally:
-        await gw.server.stop()
 
 
 def _subagent_scenario() -> Scenario:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from sluice.testing.scenarios import ToolUseBlock
 
 from claude_cli import run_claude
 from otlp_receiver import OtlpReceiver
-from support import Gateway, start_gateway
+from support import Gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -26,24 +25,6 @@ USAGE_1 = FakeUsage(
 USAGE_2 = FakeUsage(
     input_tokens=15, output_tokens=8, cache_read_input_tokens=1230, cache_creation_1h=64
 )
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    async with OtlpReceiver() as server:
-        yield server
-
-
-@pytest.fixture
-async def traced(
-    fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
-) -> AsyncIterator[Gateway]:
-    extra = f"tracing: {{enabled: true, otlp_endpoint: '{receiver.url}', flush_interval_ms: 20}}"
-    gw = await start_gateway(tmp_path / "traced.db", fake.url, extra)
-    try:
-        yield gw
-    finally:
-        await gw.server.stop()
 
 
 async def test_claude_code_turn_is_one_trace_with_its_tool_tree(
