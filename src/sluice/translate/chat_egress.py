@@ -24,6 +24,7 @@ import orjson
 from .openai_chat import (
     TranslationError,
     error_message,
+    error_payload,
     error_type_for,
     finish_reason_for,
     usage_to_openai,
@@ -135,15 +136,7 @@ def openai_error_for(error_type: Any, message: str, *, param: str | None = None)
 
 def anthropic_error_to_openai(status: int, body: bytes) -> tuple[int, dict[str, Any]]:
     """Map an Anthropic-shaped error response to (status, OpenAI error body)."""
-    fallback = f"upstream returned HTTP {status}"
-    try:
-        payload: Any = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        # An HTML page from a proxy says little; keep a short prefix for the operator.
-        text = body.decode("utf-8", "replace").strip()
-        payload = None
-        if text:
-            fallback = f"{fallback}: {text[:200]}"
+    payload, fallback = error_payload(status, body)
     message, error_type, _ = error_message(payload, fallback)
     if error_type not in _ERRORS:
         error_type = error_type_for(status)

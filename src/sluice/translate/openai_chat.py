@@ -488,17 +488,21 @@ def error_message(payload: Any, fallback: str) -> tuple[str, Any, Any]:
     return message, error.get("type"), error.get("code")
 
 
-def openai_error_to_anthropic(status: int, body: bytes) -> tuple[int, dict[str, Any]]:
-    """Map an OpenAI-style error response to (status, Anthropic error body)."""
+def error_payload(status: int, body: bytes) -> tuple[Any, str]:
+    """(the parsed error body or None, a fallback message) of an error response, in either
+    API's shape."""
     fallback = f"upstream returned HTTP {status}"
     try:
-        payload: Any = orjson.loads(body) if body else None
+        return (orjson.loads(body) if body else None), fallback
     except orjson.JSONDecodeError:
         # An HTML page from a proxy says little; keep a short prefix for the operator.
         text = body.decode("utf-8", "replace").strip()
-        payload = None
-        if text:
-            fallback = f"{fallback}: {text[:200]}"
+        return None, f"{fallback}: {text[:200]}" if text else fallback
+
+
+def openai_error_to_anthropic(status: int, body: bytes) -> tuple[int, dict[str, Any]]:
+    """Map an OpenAI-style error response to (status, Anthropic error body)."""
+    payload, fallback = error_payload(status, body)
     message, upstream_type, code = error_message(payload, fallback)
     if code == "context_length_exceeded" and "prompt is too long" not in message:
         # Claude Code looks for this phrase to compact the conversation and retry.
