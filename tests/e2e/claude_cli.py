@@ -99,9 +99,25 @@ async def run_claude(
         env["ANTHROPIC_API_KEY"] = api_key
     env.update(extra_env or {})
 
+    rc, stdout, stderr, elapsed, timed_out = await run_cli(claude_bin(), args, cwd, env, timeout)
+    result = ClaudeResult(rc, stdout, stderr, elapsed)
+    if timed_out:
+        pytest.fail(
+            f"claude did not finish within {timeout}s and was killed; args={args}\n"
+            f"{result.describe()}",
+            pytrace=False,
+        )
+    return result
+
+
+async def run_cli(
+    binary: Path, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> tuple[int, str, str, float, bool]:
+    """Run a CLI to its end or ``timeout``: (rc, stdout, stderr, seconds, timed out). A timed
+    out (or cancelled) process is killed, never leaked."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        str(claude_bin()),
+        str(binary),
         *args,
         cwd=cwd,
         env=env,
@@ -122,7 +138,7 @@ async def run_claude(
         except TimeoutError:
             timed_out = True
     finally:
-        if proc.returncode is None:  # timed out, or the test was cancelled: never leak it
+        if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
@@ -131,19 +147,9 @@ async def run_claude(
         for task in pending:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-    result = ClaudeResult(
-        proc.returncode,
-        out_buf.decode(errors="replace"),
-        err_buf.decode(errors="replace"),
-        time.monotonic() - started,
-    )
-    if timed_out:
-        pytest.fail(
-            f"claude did not finish within {timeout}s and was killed; args={args}\n"
-            f"{result.describe()}",
-            pytrace=False,
-        )
-    return result
+    assert proc.returncode is not None
+    out, err = out_buf.decode(errors="replace"), err_buf.decode(errors="replace")
+    return proc.returncode, out, err, time.monotonic() - started, timed_out
 
 
 async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:

@@ -15,16 +15,16 @@ per session) is disabled, so each agent step is exactly one request through the 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from claude_cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / ".cache" / "opencode"
@@ -126,47 +126,8 @@ async def run_opencode(
     }
     args = ["run", "--format", "json", "--model", f"{PROVIDER}/{model}", prompt]
 
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        str(opencode_bin()),
-        *args,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    out_buf, err_buf = bytearray(), bytearray()
-    readers = [
-        asyncio.ensure_future(_drain(proc.stdout, out_buf)),
-        asyncio.ensure_future(_drain(proc.stderr, err_buf)),
-    ]
-    timed_out = False
-    try:
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            timed_out = True
-    finally:
-        if proc.returncode is None:  # timed out, or the test was cancelled: never leak it
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-        # A grandchild (a bash tool command) could hold the pipes open: don't wait forever.
-        _, pending = await asyncio.wait(readers, timeout=5)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-    assert proc.returncode is not None
-    stdout = out_buf.decode(errors="replace")
-    result = OpencodeResult(
-        proc.returncode,
-        stdout,
-        err_buf.decode(errors="replace"),
-        time.monotonic() - started,
-        _events(stdout),
-    )
+    rc, stdout, stderr, elapsed, timed_out = await run_cli(opencode_bin(), args, cwd, env, timeout)
+    result = OpencodeResult(rc, stdout, stderr, elapsed, _events(stdout))
     if timed_out:
         pytest.fail(
             f"opencode did not finish within {timeout}s and was killed; prompt={prompt!r}\n"
@@ -184,8 +145,3 @@ def _events(stdout: str) -> list[dict[str, Any]]:
             if isinstance(event, dict):
                 events.append(event)
     return events
-
-
-async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:
-    while chunk := await stream.read(65536):
-        into.extend(chunk)
