@@ -166,4 +166,4 @@ async def test_provider(
             raise ApiError(409, str(exc)) from exc
         config = apply(config, Credential(stored.kind, fields))
         credential = "project"
-    return {"id": provider_id, "credential": credential, **await probe(config)}
+    return {"id": provider_id, "credential": credential, **await probe(config, provider_id)}

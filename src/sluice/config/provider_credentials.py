@@ -24,6 +24,7 @@ from sluice.config.loader import ConfigProblem
 from sluice.config.providers import AnyProviderConfig
 
 _Secret = Field(min_length=1, max_length=16_384)
+_OptionalSecret = Field(default=None, min_length=1, max_length=16_384)
 
 
 class _Credential(BaseModel):
@@ -36,9 +37,9 @@ class ApiKeyCredential(_Credential):
 
 class BedrockCredential(_Credential):
     access_key_id: str | None = Field(default=None, min_length=1, max_length=256)
-    secret_access_key: str | None = _Secret
-    session_token: str | None = _Secret
-    bearer_token: str | None = _Secret
+    secret_access_key: str | None = _OptionalSecret
+    session_token: str | None = _OptionalSecret
+    bearer_token: str | None = _OptionalSecret
 
     @model_validator(mode="after")
     def _one_kind(self) -> BedrockCredential:
@@ -54,7 +55,7 @@ class BedrockCredential(_Credential):
 
 class VertexCredential(_Credential):
     service_account_json: dict[str, Any] | str | None = None
-    access_token: str | None = _Secret
+    access_token: str | None = _OptionalSecret
 
     @model_validator(mode="after")
     def _one_kind(self) -> VertexCredential:

@@ -14,10 +14,12 @@ Anthropic name of the model id, as Bedrock answers.
 
 Checks, in order: SigV4 shape (``AWS4-HMAC-SHA256`` scoped to service ``bedrock``, with
 ``X-Amz-Date``; a ``Bearer`` API key also passes; the signature is not verified) → 403; route →
-404; the scripted fault; the body (a JSON object without ``model``/``stream``, an
-``anthropic_version`` in ``accepted_versions``, every ``anthropic_beta`` in ``accepted_betas``)
-→ 400 ValidationException. Errors are ``{"message": ...}`` with ``x-amzn-ErrorType``. The
-anthropic SDK 2.x sends ``anthropic_version`` ``2026-10-21``, not ``bedrock-2023-05-31``.
+404 (``GET /foundation-models``, the control plane's ListFoundationModels, is served too);
+the scripted fault; the body (a JSON object without ``model``/``stream``, an
+``anthropic_version`` in ``accepted_versions``, every ``anthropic_beta`` in
+``accepted_betas``) → 400 ValidationException. Errors are ``{"message": ...}`` with
+``x-amzn-ErrorType``. The anthropic SDK 2.x sends ``anthropic_version`` ``2026-10-21``, not
+``bedrock-2023-05-31``.
 
 Faults: ``status`` (``bedrock_error`` picks the exception and message), ``body`` (verbatim),
 ``hang_before_headers``, ``first_byte_delay``; for streams ``event_delay``, ``drop_after_events``
@@ -49,6 +51,9 @@ from sluice.translate.bedrock import (
     DEFAULT_BETA_ALLOWLIST,
     INVOCATION_METRICS_KEY,
     from_bedrock_model,
+)
+from sluice.translate.bedrock import (
+    DEFAULT_MODEL_MAP as BEDROCK_DEFAULT_MODEL_MAP,
 )
 
 __all__ = [
@@ -194,6 +199,15 @@ def _error(status: int, name: str, message: str, rid: str) -> web.Response:
     return web.Response(status=status, body=orjson.dumps({"message": message}), headers=headers)
 
 
+def _foundation_models(rid: str) -> web.Response:
+    summaries = [
+        {"modelId": model_id, "providerName": "Anthropic", "modelLifecycle": {"status": "ACTIVE"}}
+        for model_id in BEDROCK_DEFAULT_MODEL_MAP.values()
+    ]
+    body = orjson.dumps({"modelSummaries": summaries})
+    return web.Response(body=body, headers={"content-type": _JSON, "x-amzn-RequestId": rid})
+
+
 def _auth_problem(headers: CIMultiDictProxy[str]) -> tuple[str, str] | None:
     auth = headers.get("Authorization")
     if auth is None:
@@ -242,6 +256,8 @@ class FakeBedrock(FakeServer):
         problem = _auth_problem(request.headers)
         if problem is not None:
             return _error(403, problem[0], problem[1], rid)
+        if request.method == "GET" and path == "/foundation-models":
+            return _foundation_models(rid)  # the control plane's listing ("test connection")
         route = _ROUTE.fullmatch(path)
         if request.method != "POST" or route is None:
             return _error(404, "UnknownOperationException", f"{request.method} {path}", rid)

@@ -13,7 +13,8 @@ Routes (``fake.base_url`` is ``fake.url + "/v1"``, like ``ANTHROPIC_VERTEX_BASE_
 ``POST /v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict``
 (a ``Message``), ``...:streamRawPredict`` (SSE byte-for-byte FakeAnthropic's for the same reply
 and request number) and ``.../models/count-tokens:rawPredict`` (``{"input_tokens": N}``, the
-model in the body). ``model`` in replies is the Anthropic name of the URL's Vertex id.
+model in the body); ``GET /v1/publishers/anthropic/models/{model}`` (``publishers.models.get``,
+what "test connection" calls). ``model`` in replies is the Anthropic name of the URL's Vertex id.
 
 Checks, in order: ``Authorization: Bearer <token>`` (``token`` if given) → 401; route → 404;
 project → 404 (all Google-shaped); then, for predict routes, the scripted fault; the body (a
@@ -57,6 +58,7 @@ _ROUTE: Final = re.compile(
     r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)"
     r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<action>rawPredict|streamRawPredict)"
 )
+_PUBLISHER_MODEL: Final = re.compile(r"/v1/publishers/anthropic/models/(?P<model>[^/:@]+)")
 # HTTP status → (google.rpc.Code name, a message in Google's words).
 _GOOGLE_ERRORS: Final = {
     400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
@@ -173,6 +175,10 @@ class FakeVertex(FakeAnthropic):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or not token.strip() or self._token not in (None, token):
             return _google(401)
+        listed = _PUBLISHER_MODEL.fullmatch(path)
+        if request.method == "GET" and listed is not None:  # publishers.models.get
+            name = f"publishers/anthropic/models/{urllib.parse.unquote(listed['model'])}"
+            return _json({"name": name, "versionId": "001", "launchStage": "GA"})
         route = _ROUTE.fullmatch(path)
         if request.method != "POST" or route is None:
             return _google(404, f"The requested URL {path} was not found on this server.")

@@ -1,0 +1,129 @@
+""""Test connection" for Bedrock and Vertex providers: the admin API calls each cloud's models
+endpoint (Bedrock's ListFoundationModels, Vertex's publishers.models.get) with the credential
+the gateway would use, the server's or the project's, and reports a refused or unusable
+credential as a failed check, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sluice.config.providers import VertexProviderConfig
+from sluice.providers.probe import probe_model
+from sluice.testing import FakeAnthropic
+from sluice.testing.fake_bedrock import FakeBedrock
+from sluice.testing.fake_vertex import FakeVertex
+
+from admin_support import Plane, admin_plane
+
+PROJECT_TOKEN = "ya29.project-own-access-token-9876"  # noqa: S105 (a test value)
+PATH = "/projects/web/providers"
+
+
+@pytest.fixture
+async def bedrock() -> AsyncIterator[FakeBedrock]:
+    async with FakeBedrock() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def vertex() -> AsyncIterator[FakeVertex]:
+    # Only the project's token is accepted: the server's own is refused with a 401.
+    async with FakeVertex(token=PROJECT_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def plane(
+    fake: FakeAnthropic,
+    bedrock: FakeBedrock,
+    vertex: FakeVertex,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Plane]:
+    monkeypatch.setenv("SLUICE_KEK", base64.b64encode(os.urandom(32)).decode())
+    providers = (
+        f'  aws: {{type: bedrock, region: eu-west-1, base_url: "{bedrock.url}",'
+        " access_key_id: AKIASERVERKEY, secret_access_key: server-secret}\n"
+        f'  gcp: {{type: vertex, project: test-project, base_url: "{vertex.base_url}",'
+        " access_token: server-token, models: [claude-sonnet-4-5-20250929]}"
+    )
+    async with admin_plane("sqlite", tmp_path, fake.url, provider_yaml=providers) as p:
+        yield p
+
+
+def _auth(fake: FakeBedrock | FakeVertex) -> tuple[str, str]:
+    last = fake.requests[-1]
+    return last.path, dict((k.lower(), v) for k, v in last.headers)["authorization"]
+
+
+async def test_bedrock_probe_signs_with_the_server_keys_then_the_projects(
+    plane: Plane, bedrock: FakeBedrock
+) -> None:
+    status, tested, _ = await plane.call("POST", f"{PATH}/aws/test")
+    assert status == 200 and tested["ok"] is True and tested["checked"] is True, tested
+    assert tested["credential"] == "server"
+    path, auth = _auth(bedrock)
+    assert path == "/foundation-models" and bedrock.requests[-1].method == "GET"
+    # SigV4 for the control plane: service bedrock, the provider's region, the server's key.
+    assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIASERVERKEY/")
+    assert "/eu-west-1/bedrock/aws4_request" in auth
+    bearer = "ABSKbedrock-api-key-of-project-web-1234"
+    put = await plane.call("PUT", f"{PATH}/aws", json={"bearer_token": bearer})
+    assert put[0] == 200, put[1]
+    tested = (await plane.call("POST", f"{PATH}/aws/test"))[1]
+    assert tested["ok"] is True and tested["credential"] == "project", tested
+    assert _auth(bedrock) == ("/foundation-models", f"Bearer {bearer}")
+    assert bearer not in str(tested)
+
+
+async def test_vertex_probe_reports_a_refused_token_and_uses_the_projects(
+    plane: Plane, vertex: FakeVertex
+) -> None:
+    refused = (await plane.call("POST", f"{PATH}/gcp/test"))[1]
+    assert refused["ok"] is False and refused["checked"] is True and refused["status"] == 401
+    assert "UNAUTHENTICATED" in refused["error"]
+    path, auth = _auth(vertex)
+    assert path == "/v1/publishers/anthropic/models/claude-sonnet-4-5"
+    assert auth == "Bearer server-token"
+    body = {"access_token": PROJECT_TOKEN}
+    assert (await plane.call("PUT", f"{PATH}/gcp", json=body))[0] == 200
+    tested = (await plane.call("POST", f"{PATH}/gcp/test"))[1]
+    assert tested == {
+        "id": "gcp",
+        "credential": "project",
+        "ok": True,
+        "checked": True,
+        "status": 200,
+        "error": None,
+    }
+    assert _auth(vertex)[1] == f"Bearer {PROJECT_TOKEN}"
+
+
+async def test_an_unusable_service_account_is_a_failed_check(plane: Plane) -> None:
+    """google-auth cannot load the key: reported with the reason, no call made, no 500."""
+    key = {
+        "type": "service_account",
+        "client_email": "sluice@test-project.iam.gserviceaccount.com",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+        "private_key_id": "k-0001",
+        "token_uri": "http://127.0.0.1:9/token",
+    }
+    put = await plane.call("PUT", f"{PATH}/gcp", json={"service_account_json": key})
+    assert put[0] == 200 and put[1]["override"]["kind"] == "service_account", put
+    status, tested, _ = await plane.call("POST", f"{PATH}/gcp/test")
+    assert status == 200 and tested["ok"] is False and tested["checked"] is True, tested
+    assert tested["error"].startswith("credentials:") and "not a key" not in tested["error"]
+
+
+def test_the_vertex_probe_asks_for_the_providers_first_model_unversioned() -> None:
+    def config(**fields: object) -> VertexProviderConfig:
+        return VertexProviderConfig.model_validate({"type": "vertex", "project": "p", **fields})
+
+    assert probe_model(config()) == "claude-3-5-sonnet-v2"  # the default map's first entry
+    assert probe_model(config(models=["claude-opus-4-1"])) == "claude-opus-4-1"
+    assert probe_model(config(model_map={"house": "claude-custom@2026"})) == "claude-custom"
