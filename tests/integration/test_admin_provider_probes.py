@@ -1,4 +1,4 @@
-""""Test connection" for Bedrock and Vertex providers: the admin API calls each cloud's models
+""" "Test connection" for Bedrock and Vertex providers: the admin API calls each cloud's models
 endpoint (Bedrock's ListFoundationModels, Vertex's publishers.models.get) with the credential
 the gateway would use, the server's or the project's, and reports a refused or unusable
 credential as a failed check, never a 500."""
@@ -20,7 +20,7 @@ from sluice.testing.fake_vertex import FakeVertex
 
 from admin_support import Plane, admin_plane
 
-PROJECT_TOKEN = "ya29.project-own-access-token-9876"  # noqa: S105 (a test value)
+PROJECT_TOKEN = "ya29.project-own-access-token-9876"
 PATH = "/projects/web/providers"
 
 

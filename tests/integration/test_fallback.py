@@ -229,11 +229,13 @@ async def test_circuit_opens_skips_half_opens_and_closes(
         # The CLI shows the same, from the running gateway.
         cli = CliRunner()
         shown = await asyncio.to_thread(
-            cli.invoke, app, ["providers", "status", "--url", gw.url, "--json"]
+            cli.invoke, app, ["providers", "status", "--gateway", gw.url, "--json"]
         )
         assert shown.exit_code == 0, shown.output
         assert orjson.loads(shown.stdout)["anthropic-primary"]["state"] == "open"
-        table = await asyncio.to_thread(cli.invoke, app, ["providers", "status", "--url", gw.url])
+        table = await asyncio.to_thread(
+            cli.invoke, app, ["providers", "status", "--gateway", gw.url]
+        )
         assert "anthropic-primary" in table.stdout and "open" in table.stdout
         samples = await scrape(gw)  # and so do the metrics
         assert value(samples, "sluice_circuit_state", provider="anthropic-primary") == 2

@@ -4,7 +4,9 @@ SLUICE_ADMIN_URL and SLUICE_ADMIN_TOKEN; the real ``sluice`` in a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,34 +22,41 @@ SRC = Path(__file__).resolve().parents[2] / "src"  # this checkout's code in the
 
 
 @pytest.fixture
-async def plane(fake: FakeAnthropic, tmp_path: Path) -> AsyncIterator[Plane]:
+async def plane(
+    fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Plane]:
+    monkeypatch.setenv("SLUICE_KEK", base64.b64encode(os.urandom(32)).decode())  # the server's
     (tmp_path / "server").mkdir()  # the server's files, apart from the CLI's empty home
     async with admin_plane("sqlite", tmp_path / "server", fake.url) as p:
         yield p
 
 
 async def sluice(
-    plane: Plane, tmp_path: Path, *args: str, token: str = "admin"
+    plane: Plane, tmp_path: Path, *args: str, token: str | None = "admin", stdin: bytes = b""
 ) -> tuple[int, str, str]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     env = {
-        "SLUICE_ADMIN_URL": plane.admin.url,
-        "SLUICE_ADMIN_TOKEN": plane.tokens.get(token, token),
         "HOME": str(home),
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": str(SRC),
         "COLUMNS": "200",
     }
+    if token is not None:  # None: no admin API given, the CLI works locally
+        env |= {
+            "SLUICE_ADMIN_URL": plane.admin.url,
+            "SLUICE_ADMIN_TOKEN": plane.tokens.get(token, token),
+        }
     proc = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).parent / "sluice"),
         *args,
         cwd=home,  # empty: no sluice.yaml to fall back on
         env=env,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
+    out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -135,3 +144,47 @@ async def test_api_errors_exit_non_zero_with_the_api_message(plane: Plane, tmp_p
     # A viewer still reads.
     code, _, err = await sluice(plane, tmp_path, "budgets", "list", token="viewer")
     assert code == 0, err
+
+
+async def test_providers_remotely(plane: Plane, fake: FakeAnthropic, tmp_path: Path) -> None:
+    listed = await ok(plane, tmp_path, "providers", "list")
+    served = plane.gateway.app.config.providers["anthropic-primary"].models
+    assert listed == [{"id": "anthropic-primary", "type": "anthropic", "models": served}]
+    circuits = await ok(plane, tmp_path, "providers", "status")
+    assert circuits["anthropic-primary"]["state"] == "closed"
+    code, table, _ = await sluice(plane, tmp_path, "providers", "status")
+    assert code == 0 and "anthropic-primary" in table and "closed" in table
+    before = await ok(plane, tmp_path, "providers", "credentials", "web")
+    assert [(p["id"], p["override"]) for p in before] == [("anthropic-primary", None)]
+
+    secret = "sk-ant-project-web-own-key-via-cli-7788"
+    args = ("providers", "set-credential", "web", "anthropic-primary", "--json-file", "-")
+    stdin = json.dumps({"api_key": secret}).encode()
+    code, out, err = await sluice(plane, tmp_path, *args, stdin=stdin)
+    assert code == 0 and "…7788" in out and secret not in out + err, (out, err)
+    key = (await plane.call("POST", "/keys", json={"name": "w", "project": "web"}))[1]["key"]
+    assert (await plane.infer(key))[0] == 200  # in force at once, with the project's key
+    sent = dict((k.lower(), v) for k, v in fake.messages_requests()[-1].headers)
+    assert sent["x-api-key"] == secret
+    shown = await ok(plane, tmp_path, "providers", "credentials", "web")
+    assert shown[0]["override"]["last4"] == "7788" and secret not in json.dumps(shown)
+    tested = await ok(plane, tmp_path, "providers", "test", "web", "anthropic-primary")
+    assert tested["ok"] is True and tested["credential"] == "project"
+
+    # Refusals: a viewer may not set one; without the admin API there is no local path.
+    code, _, err = await sluice(plane, tmp_path, *args, token="viewer", stdin=stdin)
+    assert code == 1 and "403" in err
+    code, _, err = await sluice(plane, tmp_path, *args, token=None, stdin=stdin)
+    assert code == 1 and "SLUICE_ADMIN_URL" in err
+    code, _, err = await sluice(plane, tmp_path, *args, stdin=b"[1, 2]")
+    assert code == 1 and "JSON object" in err
+
+    code, out, _ = await sluice(
+        plane, tmp_path, "providers", "clear-credential", "web", "anthropic-primary"
+    )
+    assert code == 0 and "server's credential" in out
+    after = await ok(plane, tmp_path, "providers", "credentials", "web")
+    assert after[0]["override"] is None
+    assert (await plane.infer(key))[0] == 200
+    sent = dict((k.lower(), v) for k, v in fake.messages_requests()[-1].headers)
+    assert sent["x-api-key"] != secret

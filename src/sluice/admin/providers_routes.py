@@ -30,7 +30,8 @@ from sluice.store.audit_repo import AuditEntry
 from sluice.store.credentials_repo import CredentialsRepo, StoredCredential
 from sluice.store.sealing import KekError
 
-router = APIRouter(prefix="/projects/{project}/providers", tags=["providers"])
+router = APIRouter(tags=["providers"])
+_PROJECT = "/projects/{project}/providers"
 
 
 def _provider(state: AdminState, who: AdminIdentity, project: str, pid: str) -> AnyProviderConfig:
@@ -55,6 +56,19 @@ def _item(
     }
 
 
+@router.get("/providers", summary="The server config's providers and their circuit breakers")
+async def server_providers(who: Reader, request: Request) -> dict[str, Any]:
+    """No credentials, only what `sluice providers list|status` shows. Any token may read it:
+    a project-scoped one sees the same providers in its project's listing."""
+    state = state_of(request)
+    circuits = state.circuits() or {}
+    data = [
+        {"id": pid, "type": cfg.type, "models": cfg.models, "circuit": circuits.get(pid)}
+        for pid, cfg in state.providers.items()
+    ]
+    return {"data": data, "circuits_known": bool(circuits)}
+
+
 def _audit(
     state: AdminState, who: AdminIdentity, action: str, project: str, pid: str, **docs: Any
 ) -> AuditEntry:
@@ -69,7 +83,7 @@ def _audit(
     )
 
 
-@router.get("", summary="Every provider of the server config, and the project's overrides")
+@router.get(_PROJECT, summary="Every provider of the server config, and the project's overrides")
 async def list_providers(project: str, who: Reader, request: Request) -> dict[str, Any]:
     state = state_of(request)
     if not visible(who, project):
@@ -79,7 +93,7 @@ async def list_providers(project: str, who: Reader, request: Request) -> dict[st
     return {"project": project, "data": data}
 
 
-@router.get("/{provider_id}", summary="One provider: whether the project overrides it")
+@router.get(_PROJECT + "/{provider_id}", summary="One provider: whether the project overrides it")
 async def one_provider(
     project: str, provider_id: str, who: Reader, request: Request
 ) -> dict[str, Any]:
@@ -89,7 +103,7 @@ async def one_provider(
     return _item(state, provider_id, config, stored)
 
 
-@router.put("/{provider_id}", summary="Set the project's credential for a provider")
+@router.put(_PROJECT + "/{provider_id}", summary="Set the project's credential for a provider")
 async def put_provider(
     project: str,
     provider_id: str,
@@ -133,7 +147,9 @@ async def put_provider(
     return _item(state, provider_id, config, stored)
 
 
-@router.delete("/{provider_id}", status_code=204, summary="Back to the server's credential")
+@router.delete(
+    _PROJECT + "/{provider_id}", status_code=204, summary="Back to the server's credential"
+)
 async def delete_provider(
     project: str, provider_id: str, who: Writer, request: Request, response: Response
 ) -> None:
@@ -148,7 +164,7 @@ async def delete_provider(
     await in_force(state, response)
 
 
-@router.post("/{provider_id}/test", summary="Call the provider's models endpoint")
+@router.post(_PROJECT + "/{provider_id}/test", summary="Call the provider's models endpoint")
 async def test_provider(
     project: str, provider_id: str, who: Writer, request: Request
 ) -> dict[str, Any]:
