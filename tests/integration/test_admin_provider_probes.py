@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from sluice.config.providers import VertexProviderConfig
 from sluice.providers.probe import probe_model
@@ -22,6 +23,7 @@ from admin_support import Plane, admin_plane
 
 PROJECT_TOKEN = "ya29.project-own-access-token-9876"
 PATH = "/projects/web/providers"
+ECHOED = "sk-server-openai-key-0123456789abcdef"
 
 
 @pytest.fixture
@@ -37,11 +39,33 @@ async def vertex() -> AsyncIterator[FakeVertex]:
         yield fake
 
 
+async def _echo(request: web.Request) -> web.Response:
+    """An upstream that refuses, echoing the request's headers in its error page (then 1 MiB)."""
+    page = "".join(f"{k}: {v}\n" for k, v in request.headers.items()) + "x" * (1 << 20)
+    return web.Response(status=401, text=page)
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/v1/models", _echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def plane(
     fake: FakeAnthropic,
     bedrock: FakeBedrock,
     vertex: FakeVertex,
+    echo: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Plane]:
@@ -50,7 +74,8 @@ async def plane(
         f'  aws: {{type: bedrock, region: eu-west-1, base_url: "{bedrock.url}",'
         " access_key_id: AKIASERVERKEY, secret_access_key: server-secret}\n"
         f'  gcp: {{type: vertex, project: test-project, base_url: "{vertex.base_url}",'
-        " access_token: server-token, models: [claude-sonnet-4-5-20250929]}"
+        " access_token: server-token, models: [claude-sonnet-4-5-20250929]}\n"
+        f'  echo: {{type: openai, api_key: {ECHOED}, base_url: "{echo}"}}'
     )
     async with admin_plane("sqlite", tmp_path, fake.url, provider_yaml=providers) as p:
         yield p
@@ -127,3 +152,16 @@ def test_the_vertex_probe_asks_for_the_providers_first_model_unversioned() -> No
     assert probe_model(config()) == "claude-3-5-sonnet-v2"  # the default map's first entry
     assert probe_model(config(models=["claude-opus-4-1"])) == "claude-opus-4-1"
     assert probe_model(config(model_map={"house": "claude-custom@2026"})) == "claude-custom"
+
+
+async def test_an_echoed_credential_never_reaches_the_answer(plane: Plane) -> None:
+    """An upstream that writes the request's headers into its error page: the probe's answer
+    names the failure, bounded, and holds neither the server's key nor the project's."""
+    tested = (await plane.call("POST", f"{PATH}/echo/test"))[1]
+    assert tested["ok"] is False and tested["status"] == 401, tested
+    assert "[redacted]" in tested["error"] and len(tested["error"]) <= 300
+    assert ECHOED not in tested["error"] and ECHOED[-12:] not in tested["error"]
+    project_key = "sk-project-web-openai-key-fedcba9876543210"
+    assert (await plane.call("PUT", f"{PATH}/echo", json={"api_key": project_key}))[0] == 200
+    tested = (await plane.call("POST", f"{PATH}/echo/test"))[1]
+    assert tested["credential"] == "project" and project_key[-12:] not in tested["error"]

@@ -30,6 +30,7 @@ from sluice.config.providers import (
     VertexProviderConfig,
 )
 from sluice.errors import ProviderError
+from sluice.logs import redact
 from sluice.providers.aws_auth import AwsCredentials, sign_request
 from sluice.providers.vertex_auth import GoogleTokenSource, token_source
 from sluice.translate.vertex import DEFAULT_MODEL_MAP, to_vertex_model, vertex_base_url
@@ -107,9 +108,25 @@ async def probe(config: AnyProviderConfig, provider_id: str = "probe") -> dict[s
             # encoded=True: a signed URL must go out exactly as it was signed.
             session.get(URL(url, encoded=True), headers=headers, params=query or None) as resp,
         ):
-            body = (await resp.read())[:300].decode("utf-8", "replace")
+            # A bounded read: a hostile upstream's error page can be endless.
+            body = (await resp.content.read(4096)).decode("utf-8", "replace")
     except (aiohttp.ClientError, TimeoutError) as exc:
         return {"ok": False, "checked": True, "error": f"{type(exc).__name__}: {exc}"[:300]}
     if resp.status == 200:
         return {"ok": True, "checked": True, "status": 200, "error": None}
-    return {"ok": False, "checked": True, "status": resp.status, "error": body}
+    return {
+        "ok": False,
+        "checked": True,
+        "status": resp.status,
+        "error": _scrub(body, headers)[:300],
+    }
+
+
+def _scrub(text: str, sent: dict[str, str]) -> str:
+    """An upstream (or a proxy in front of it) may echo the request back in its error page:
+    the credential we sent never reaches the admin API's answer, whatever its shape."""
+    for value in sent.values():
+        secret = value.removeprefix("Bearer ")
+        if len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+    return redact(text)
