@@ -18,12 +18,16 @@ Optional rows (off by default, so the default run is unchanged):
 bench-budget, project bench, a rate limit) under two budgets that never trip.
 --pg-redis adds "pg": a second `sluice serve` on PostgreSQL + Redis (a fresh database, Redis
 db 12), called with the same kind of key and budgets (the Lua reserve/settle path).
+--against REV adds "baseline": a second `sluice serve` running the gateway at git revision REV
+(its own code snapshot, config, SQLite file and key), paired per round with "sluice": an A/B
+of two revisions within one run, free of run-to-run noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
 import platform
@@ -33,7 +37,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -141,13 +145,19 @@ def write_config(
     return cfg
 
 
-def mint_key(cfg: Path, name: str = "bench", key_config: dict[str, Any] | None = None) -> str:
+def mint_key(
+    cfg: Path,
+    name: str = "bench",
+    key_config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    """A virtual key from ``sluice keys create``; ``env`` picks the code (the baseline's CLI)."""
     cmd = [*sluice_cmd(), "keys", "create", "--name", name, "--config", str(cfg), "--json"]
     if key_config is not None:
         vk_file = cfg.with_name(f"vk-{name}.json")  # JSON is YAML: no quoting of the regexes
         vk_file.write_text(json.dumps(key_config, indent=2) + "\n")
         cmd += ["--config-file", str(vk_file)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True, env=env)
     return str(json.loads(out.stdout)["key"])
 
 
@@ -216,16 +226,7 @@ def snapshot_code(tmp: Path, commit: str | None) -> dict[str, Any]:
     """
     dest = tmp / "code"
     if commit is not None:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", "--format=tar", commit, "src"],
-            capture_output=True,
-            check=True,
-        )
-        archive_path = tmp / "src.tar"
-        archive_path.write_bytes(archive.stdout)
-        with tarfile.open(archive_path) as tar:
-            tar.extractall(dest, filter="data")
-        archive_path.unlink()
+        extract_src(commit, dest)
         dirty: list[str] = []
         source = f"git archive {commit}"
     else:
@@ -237,21 +238,85 @@ def snapshot_code(tmp: Path, commit: str | None) -> dict[str, Any]:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p
     )
-    check = subprocess.run(
+    check = imported_sluice()
+    if not check.startswith(str(src)):
+        raise SystemExit(f"the snapshot is not what child processes import: {check}")
+    return {"source": source, **rev_info(commit or "HEAD"), "uncommitted_src": dirty}
+
+
+def extract_src(rev: str, dest: Path) -> None:
+    """``git archive REV src`` unpacked into ``dest`` (read-only in the repository)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "src"],
+        capture_output=True,
+        check=True,
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+
+
+def imported_sluice(env: dict[str, str] | None = None) -> str:
+    """The file a child process started with ``env`` imports ``sluice`` from."""
+    return subprocess.run(
         [sys.executable, "-c", "import sluice; print(sluice.__file__)"],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     ).stdout.strip()
-    if not check.startswith(str(src)):
-        raise SystemExit(f"the snapshot is not what child processes import: {check}")
-    rev = commit or "HEAD"
+
+
+def rev_info(rev: str) -> dict[str, str | None]:
     return {
-        "source": source,
         "commit": _git("rev-parse", "--short", rev) or None,
         "commit_subject": _git("log", "-1", "--format=%s", rev) or None,
-        "uncommitted_src": dirty,
     }
+
+
+def snapshot_baseline(
+    tmp: Path, rev: str, pythonpath: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The --against revision's code in ``tmp/baseline/code``, and the environment its processes
+    (``sluice serve``, ``sluice keys create``) run with: ``PYTHONPATH`` = that snapshot, then
+    ``pythonpath`` (the one the driver inherited), never the run's own snapshot."""
+    if not _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"):
+        raise SystemExit(f"--against: {rev!r} is not a commit of {REPO}")
+    extract_src(rev, tmp / "baseline" / "code")
+    src = tmp / "baseline" / "code" / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(src), pythonpath) if p)}
+    check = imported_sluice(env)
+    if not check.startswith(str(src)):
+        raise SystemExit(f"the baseline snapshot is not what its processes import: {check}")
+    meta = {"rev": rev, "source": f"git archive {rev}", **rev_info(rev), "imports": check}
+    log(f"baseline code: {meta['source']} ({meta['commit']}: {meta['commit_subject']})")
+    log(f"  its processes import {check}")
+    return env, meta
+
+
+@dataclass(frozen=True)
+class SecondSluice:
+    """Another ``sluice serve`` process, started per body next to the first (pg, baseline)."""
+
+    target: str
+    cfg: Path
+    case: BodyCase
+    env: dict[str, str] | None = None  # None: the run's code snapshot (os.environ)
+    services: frozenset[str] = frozenset()  # processes whose CPU is the target's work
+
+
+def start_second(second: SecondSluice, pin: int | None, tmp: Path) -> Proc:
+    """Start and wait for ``second``; with its own ``env``, check the process really got it."""
+    port = free_port()
+    serve = [*sluice_cmd(), "serve", "--config", str(second.cfg), "--port", str(port)]
+    proc = start(f"sluice-{second.target}", serve, port, pin, tmp, second.env)
+    proc.wait_ready("/healthz")
+    if second.env is not None:
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        got = next((e[11:].decode() for e in environ if e.startswith(b"PYTHONPATH=")), "")
+        if got != second.env["PYTHONPATH"]:
+            raise SystemExit(f"{proc.name} runs with PYTHONPATH={got!r}")
+        log(f"  {proc.name} (pid {proc.pid}) runs with PYTHONPATH={got}")
+    return proc
 
 
 def machine_info(wrk: str | None) -> dict[str, Any]:
@@ -285,7 +350,7 @@ def measure_body(
     procs: list[Proc],
     pin: int | None,
     budget_case: BodyCase | None = None,
-    pg: tuple[Path, BodyCase] | None = None,
+    seconds: tuple[SecondSluice, ...] = (),
 ) -> dict[str, Any]:
     bare_port, sluice_port = free_port(), free_port()
     bare_cmd = [sys.executable, str(BENCH / "bare_relay.py"), "--port", str(bare_port)]
@@ -305,15 +370,12 @@ def measure_body(
     }
     if budget_case is not None:  # same process again, third key: 2 budgets + a rate limit
         targets["budget"] = (sluice.url, sluice, budget_case)
-    pg_sluice: Proc | None = None
-    if pg is not None:  # a second Sluice process on PostgreSQL + Redis, same pinning
-        pg_cfg, pg_case = pg
-        pg_port = free_port()
-        pg_serve = [*sluice_cmd(), "serve", "--config", str(pg_cfg), "--port", str(pg_port)]
-        pg_sluice = start("sluice-pg", pg_serve, pg_port, pin, tmp)
-        procs.append(pg_sluice)
-        pg_sluice.wait_ready("/healthz")
-        targets["pg"] = (pg_sluice.url, pg_sluice, pg_case)
+    second_procs: list[Proc] = []
+    for second in seconds:  # other Sluice processes (pg, baseline), same pinning
+        second_proc = start_second(second, pin, tmp)
+        procs.append(second_proc)
+        second_procs.append(second_proc)
+        targets[second.target] = (second_proc.url, second_proc, second.case)
     for url, _, target_case in targets.values():
         warm_up(url, target_case)
     names = tuple(t for t in report.TARGETS if t in targets)
@@ -321,7 +383,7 @@ def measure_body(
     discarded: list[dict[str, Any]] = []
     n_targets = len(names)
     redos_left = plan.rounds if plan.max_background_pct is not None else 0
-    services = SERVICES if pg is not None else frozenset()
+    services = frozenset[str]().union(*(second.services for second in seconds))
 
     def own() -> float:
         return own_cpu_seconds(procs) + kernel_threads_cpu_seconds() + named_cpu_seconds(services)
@@ -356,10 +418,10 @@ def measure_body(
         for target, cell in cells.items():
             rounds[target].append(cell)
     rss = {name: proc.memory_kib() for name, (_, proc, _) in targets.items() if proc is not None}
-    for proc in (bare, sluice, pg_sluice):
-        if proc is not None:
-            proc.stop()
+    for proc in (bare, sluice, *second_procs):
+        proc.stop()
     summary = report.summarize_body(rounds)
+    ab = {"now_vs_baseline": report.now_vs_baseline(rounds)} if "baseline" in rounds else {}
     return {
         "label": case.label,
         "bytes": {"json": len(case.json.body), "sse": len(case.sse.body)},
@@ -370,6 +432,7 @@ def measure_body(
         "ratios": report.ratios(summary),
         "rss_kib": {name: mem.get("VmRSS") for name, mem in rss.items()},
         "peak_rss_kib": {name: mem.get("VmHWM") for name, mem in rss.items()},
+        **ab,
     }
 
 
@@ -383,6 +446,27 @@ def loadgen_ceiling(upstream: Proc, case: BodyCase, plan: Plan) -> dict[str, Any
     return {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
 
 
+def pg_seconds(
+    tmp: Path, upstream_url: str, db: str, extra_yaml: str, cases: list[BodyCase]
+) -> list[SecondSluice]:
+    """The "pg" target per body: a fresh database and Redis db, a budget key minted in them."""
+    redis_flush()
+    pg_create(db)
+    cfg = write_config(tmp, upstream_url, PG_URL.format(db=db), REDIS_URL, extra_yaml)
+    key = mint_budget_key(cfg)
+    return [SecondSluice("pg", cfg, rekey(c, key, "pg"), services=SERVICES) for c in cases]
+
+
+def baseline_seconds(
+    tmp: Path, upstream_url: str, env: dict[str, str], extra_yaml: str, cases: list[BodyCase]
+) -> list[SecondSluice]:
+    """The "baseline" target per body: its own config and SQLite file (the two revisions may
+    migrate differently) in ``tmp/baseline``, and a key minted by the baseline's CLI."""
+    cfg = write_config(tmp / "baseline", upstream_url, extra_yaml=extra_yaml)
+    key = mint_key(cfg, env=env)
+    return [SecondSluice("baseline", cfg, rekey(c, key, "baseline"), env) for c in cases]
+
+
 def run(
     plan: Plan,
     out: Path,
@@ -392,6 +476,7 @@ def run(
     budgets: bool = False,
     pg_redis: bool = False,
     extra_yaml: str = "",
+    against: str | None = None,
 ) -> dict[str, Any]:
     pin = PROXY_CPU if (os.cpu_count() or 1) >= 2 else None
     loadgen_pin = LOADGEN_CPU if pin is not None else None
@@ -405,9 +490,13 @@ def run(
     procs: list[Proc] = []
     began = time.monotonic()
     pg_db = f"sluice_bench_{os.getpid()}" if pg_redis else None
+    inherited_pythonpath = os.environ.get("PYTHONPATH", "")  # before snapshot_code sets it
     try:
         code = snapshot_code(tmp, commit)
         log(f"gateway code: {code['source']} ({code['commit']})")
+        base_env, base_meta = (
+            snapshot_baseline(tmp, against, inherited_pythonpath) if against else (None, None)
+        )
         if keep_awake and pin is not None and loadgen_pin is not None:
             procs += [start_spinner(pin, tmp), start_spinner(loadgen_pin, tmp)]
         up_port = free_port()
@@ -422,17 +511,17 @@ def run(
         check_policy_misses(cases)
         policy_cases = [rekey(case, policy_key, "policy") for case in cases]
         budget_cases: list[BodyCase | None] = [None] * len(cases)
-        pg_cases: list[tuple[Path, BodyCase] | None] = [None] * len(cases)
+        seconds: list[tuple[SecondSluice, ...]] = [()] * len(cases)
         if budgets:
             budget_key = mint_budget_key(cfg)
             budget_cases = [rekey(case, budget_key, "budget") for case in cases]
         if pg_db is not None:
-            redis_flush()
-            pg_create(pg_db)
-            pg_cfg = write_config(tmp, upstream.url, PG_URL.format(db=pg_db), REDIS_URL, extra_yaml)
-            pg_key = mint_budget_key(pg_cfg)
-            pg_cases = [(pg_cfg, rekey(case, pg_key, "pg")) for case in cases]
-        extra = [c for c in budget_cases if c] + [p[1] for p in pg_cases if p]
+            pg = pg_seconds(tmp, upstream.url, pg_db, extra_yaml, cases)
+            seconds = [(*s, p) for s, p in zip(seconds, pg, strict=True)]
+        if base_env is not None:
+            base = baseline_seconds(tmp, upstream.url, base_env, extra_yaml, cases)
+            seconds = [(*s, b) for s, b in zip(seconds, base, strict=True)]
+        extra = [c for c in budget_cases if c] + [s.case for per in seconds for s in per]
         scripts = {}
         if plan.use_wrk:
             for case in (*cases, *policy_cases, *extra):
@@ -464,17 +553,28 @@ def run(
                 "pg_redis": (
                     {"database": PG_URL.format(db=pg_db), "redis": REDIS_URL} if pg_db else None
                 ),
+                "against": base_meta,
             },
             "bodies": {},
         }
         log("load generator ceiling (Python client -> fake upstream, small body)")
         result["loadgen_ceiling"] = loadgen_ceiling(upstream, cases[0], plan)
-        for case, policy_case, budget_case, pg in zip(
-            cases, policy_cases, budget_cases, pg_cases, strict=True
+        for case, policy_case, budget_case, body_seconds in zip(
+            cases, policy_cases, budget_cases, seconds, strict=True
         ):
             log(f"{case.label}: {len(case.json.body):,} B")
             result["bodies"][case.name] = measure_body(
-                case, policy_case, upstream, cfg, plan, scripts, tmp, procs, pin, budget_case, pg
+                case,
+                policy_case,
+                upstream,
+                cfg,
+                plan,
+                scripts,
+                tmp,
+                procs,
+                pin,
+                budget_case,
+                body_seconds,
             )
         small_direct = result["bodies"]["small"]["summary"]["direct"]
         if plan.use_wrk:
@@ -548,6 +648,12 @@ def main() -> None:
         " postgres (trust, user postgres, db test) and redis; a fresh database, redis db 12)",
     )
     parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="add the row 'Sluice (full) at REV': a second process running the gateway at git"
+        " revision REV, measured in the same rounds (a same-run A/B against the run's code)",
+    )
+    parser.add_argument(
         "--sluice-yaml",
         default="",
         metavar="YAML",
@@ -571,6 +677,7 @@ def main() -> None:
         budgets=args.budgets,
         pg_redis=args.pg_redis,
         extra_yaml=args.sluice_yaml,
+        against=args.against,
     )
 
 

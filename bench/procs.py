@@ -183,8 +183,18 @@ def own_cpu_seconds(procs: list[Proc]) -> float:
     return total
 
 
-def start(name: str, cmd: list[str], port: int, cpu: int | None, log_dir: Path) -> Proc:
-    """Start ``cmd`` pinned to ``cpu`` with taskset (which execs, so the pid is the server's)."""
+def start(
+    name: str,
+    cmd: list[str],
+    port: int,
+    cpu: int | None,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+) -> Proc:
+    """Start ``cmd`` pinned to ``cpu`` with taskset (which execs, so the pid is the server's).
+
+    ``env``: the child's whole environment (None: this process's), e.g. another ``PYTHONPATH``.
+    """
     if cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(cpu), *cmd]
     log_path = log_dir / f"{name}.log"
@@ -194,6 +204,7 @@ def start(name: str, cmd: list[str], port: int, cpu: int | None, log_dir: Path) 
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=env,
             preexec_fn=_die_with_parent,
         )
     return Proc(name, port, popen, log_path)

@@ -6,18 +6,22 @@ import statistics
 from typing import Any
 
 NA = "n/a"
-# "budget" and "pg" are optional (--budgets, --pg-redis): a run has the targets it measured.
-TARGETS = ("direct", "bare", "sluice", "policy", "budget", "pg")
+# "baseline", "budget" and "pg" are optional (--against, --budgets, --pg-redis): a run has the
+# targets it measured. "baseline" next to "sluice", so the two are measured one after the other.
+TARGETS = ("direct", "bare", "sluice", "baseline", "policy", "budget", "pg")
 TARGET_LABELS = {
     "direct": "direct (no proxy)",
     "bare": "bare relay",
     "sluice": "Sluice (full)",
+    "baseline": "Sluice (full) at the --against revision",  # _label names the revision
     "policy": "Sluice + policy (20 patterns)",
     "budget": "Sluice + 2 budgets + rate limit",
     "pg": "Sluice on PostgreSQL + Redis (budgets + rate limit)",
 }
-# Targets paired per round with Sluice (full): what the key (or the backend) adds.
-VS_SLUICE_TARGETS = ("policy", "budget", "pg")
+# Targets paired per round with Sluice (full): what the key, the backend (or the revision) adds.
+VS_SLUICE_TARGETS = ("policy", "budget", "pg", "baseline")
+# The ones in the "minus Sluice (full)" table; the baseline has its own, now-vs-baseline one.
+MINUS_SLUICE_ROWS = ("policy", "budget", "pg")
 # Paired per round against direct, then the median of the rounds.
 ADDED = {"p50_ms": "added_p50_ms", "p99_ms": "added_p99_ms", "ttfb_p50_ms": "added_ttfb_ms"}
 # The policy target paired per round against Sluice (full): what the key's policy adds.
@@ -52,6 +56,35 @@ def _paired(cells: list[dict[str, Any]], base: list[dict[str, Any]], metric: str
     return _median(diffs)
 
 
+def _paired_ratio(
+    cells: list[dict[str, Any]], base: list[dict[str, Any]], metric: str
+) -> float | None:
+    """Median over rounds of cell / base for ``metric``, the two measured in the same round."""
+    ratios: list[float | None] = [
+        c[metric] / b[metric]
+        for c, b in zip(cells, base, strict=False)
+        if c.get(metric) and b.get(metric)
+    ]
+    return _median(ratios)
+
+
+def now_vs_baseline(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, float | None]:
+    """Sluice (full) against the --against revision, each number the median over rounds of a
+    per-round pairing: req/s now/baseline, CPU µs per request at c=64 (both, now minus
+    baseline), added p50 at c=1 (both, each minus direct)."""
+    now, base, direct = rounds["sluice"], rounds["baseline"], rounds["direct"]
+    cpu = "cpu_us_per_req_c64"
+    out = {f"rps_c{c}_ratio": _paired_ratio(now, base, f"rps_c{c}") for c in (1, 16, 64)}
+    out |= {
+        f"{cpu}_now": _median([c.get(cpu) for c in now]),
+        f"{cpu}_baseline": _median([c.get(cpu) for c in base]),
+        f"{cpu}_diff": _paired(now, base, cpu),
+        "added_p50_ms_now": _paired(now, direct, "p50_ms"),
+        "added_p50_ms_baseline": _paired(base, direct, "p50_ms"),
+    }
+    return out
+
+
 def summarize_body(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """rounds: target -> one cell per round. Returns target -> medians (+ added vs direct;
     for the policy target also the difference to Sluice (full))."""
@@ -77,6 +110,7 @@ RATIOS = (
     ("policy", "sluice"),
     ("budget", "sluice"),
     ("pg", "sluice"),
+    ("baseline", "sluice"),
 )
 
 
@@ -97,6 +131,13 @@ def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
             num, den = num_m.get(key), den_m.get(key)
             out[f"{target}/{base}_c{conc}"] = num / den if num and den else None
     return out
+
+
+def _label(result: dict[str, Any], target: str) -> str:
+    against = result["meta"].get("against")
+    if target == "baseline" and against:
+        return f"Sluice (full) at {against['commit']}"
+    return TARGET_LABELS[target]
 
 
 def _f(value: float | None, digits: int = 2) -> str:
@@ -123,7 +164,7 @@ def markdown(result: dict[str, Any]) -> str:
             if m is None:
                 continue
             lines.append(
-                f"| {body['label']} | {TARGET_LABELS[target]} | {_i(m.get('rps_c1'))} | "
+                f"| {body['label']} | {_label(result, target)} | {_i(m.get('rps_c1'))} | "
                 f"{_i(m.get('rps_c16'))} | {_i(m.get('rps_c64'))} | {_f(m.get('p50_ms'))} | "
                 f"{_f(m.get('p99_ms'))} | {_added(m.get('added_p50_ms'))} | "
                 f"{_added(m.get('added_p99_ms'))} | {_f(m.get('ttfb_p50_ms'))} | "
@@ -139,6 +180,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {body['label']} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        *_ab_lines(result),
         *_policy_lines(result),
         *_error_lines(result),
         *_ceiling_lines(result),
@@ -146,6 +188,36 @@ def markdown(result: dict[str, Any]) -> str:
         *_target_lines(result),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _ab_lines(result: dict[str, Any]) -> list[str]:
+    """Now (this run's code) against the --against revision: a same-run A/B."""
+    against = result["meta"].get("against")
+    if not against:
+        return []
+    rev, code = against["commit"], result["meta"]["code"]
+    lines = [
+        f"Now vs {rev} ({against['commit_subject']}): Sluice (full), now = {code['source']}"
+        f" ({code['commit']}), against a second process running {rev}, measured in the same"
+        " rounds; each number is the median over rounds of a per-round pairing (req/s"
+        " now/baseline; CPU now minus baseline; p50 minus direct):",
+        "",
+        f"| body | req/s now/{rev} c=1 | c=16 | c=64 | CPU µs/req (c=64) now | {rev} | now - {rev} "
+        f"| added p50 ms now | {rev} |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    cpu = "cpu_us_per_req_c64"
+    for body in result["bodies"].values():
+        ab = body.get("now_vs_baseline")
+        if ab is None:
+            continue
+        ratios = " | ".join(_f(ab.get(f"rps_c{c}_ratio"), 3) for c in (1, 16, 64))
+        lines.append(
+            f"| {body['label']} | {ratios} | {_i(ab.get(f'{cpu}_now'))} | "
+            f"{_i(ab.get(f'{cpu}_baseline'))} | {_signed_i(ab.get(f'{cpu}_diff'))} | "
+            f"{_added(ab.get('added_p50_ms_now'))} | {_added(ab.get('added_p50_ms_baseline'))} |"
+        )
+    return [*lines, ""]
 
 
 def _policy_lines(result: dict[str, Any]) -> list[str]:
@@ -169,7 +241,7 @@ def _policy_lines(result: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for body in result["bodies"].values():
-        for target in VS_SLUICE_TARGETS:
+        for target in MINUS_SLUICE_ROWS:
             m = body["summary"].get(target)
             if m is None:
                 continue
@@ -189,7 +261,7 @@ def _signed_i(value: float | None) -> str:
 def _error_lines(result: dict[str, Any]) -> list[str]:
     """Non-200 answers and socket errors: a number measured on errors is not a number."""
     bad = [
-        f"{body['label']} / {TARGET_LABELS[target]}: {sum(c.get('errors', 0) for c in cells)}"
+        f"{body['label']} / {_label(result, target)}: {sum(c.get('errors', 0) for c in cells)}"
         for body in result["bodies"].values()
         for target, cells in body["rounds"].items()
         if any(c.get("errors") for c in cells)
