@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from sluice.base.asgi import Receive, Send
+from sluice.base.settlement import Settlement
 from sluice.base.usage import ResponseFacts
 from sluice.core.disconnect import DisconnectWatch
 from sluice.core.keepalive import Keepalive
@@ -96,6 +97,9 @@ class RequestContext:
     keepalive: Keepalive | None = None  # pings on a started, silent stream
     refusal: GatewayError | None = None  # the error the gateway answered with, if any
     settled: bool = False
+    # Built and committed before the last byte (durable acknowledgement); steps and observers
+    # get it after the response is out.
+    committed: Settlement | None = None
     door: Door | None = None  # None: Anthropic Messages, the native door
     content_edited: bool = False  # a step changed the body beyond its model (strip, cache)
     door_model: str | None = None  # the model id as the door's path named it (a Bedrock id)

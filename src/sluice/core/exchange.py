@@ -73,7 +73,9 @@ class Exchange:
         if self.durable:
 
             async def before_end() -> None:
-                await self.ledger.commit(self.settle(ctx, record=False))
+                # Only the row waits for the last byte: steps and observers settle after it.
+                ctx.committed = self._build(ctx)
+                await self.ledger.commit(ctx.committed)
 
             ctx.before_end = before_end
 
@@ -105,24 +107,28 @@ class Exchange:
         if not ctx.settled:
             self.settle(ctx)
 
-    def settle(self, ctx: RequestContext, *, record: bool = True) -> Settlement:
+    def settle(self, ctx: RequestContext) -> Settlement:
         ctx.settled = True
+        settlement = ctx.committed
+        if settlement is None:
+            settlement = self._build(ctx)
+            if ctx.key is None:
+                self.observer.unattributed(ctx, settlement)
+                return settlement
+            self.ledger.record(settlement)
+        self.steps.settle(ctx, settlement)
+        self.observer.settled(ctx, settlement)
+        return settlement
+
+    def _build(self, ctx: RequestContext) -> Settlement:
         reservation = ctx.reservation
-        settlement = settle_request(
+        return settle_request(
             ctx,
             time.perf_counter(),
             self.pricing,
             budget_warnings=reservation.warnings if reservation is not None else (),
             refusal=ctx.refusal,
         )
-        if ctx.key is None:
-            self.observer.unattributed(ctx, settlement)
-            return settlement
-        if record:
-            self.ledger.record(settlement)
-        self.steps.settle(ctx, settlement)
-        self.observer.settled(ctx, settlement)
-        return settlement
 
 
 async def _send_estimate(send: Send, ctx: RequestContext) -> None:
