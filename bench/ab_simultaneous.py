@@ -1,0 +1,170 @@
+"""Two gateways under load at the same time, on the same core: which one costs more CPU?
+
+The overhead benchmark measures targets one after another, so a change in the machine's
+speed between two cells (this VM's vCPU speed drifts by 10-30 % over minutes) lands in the
+comparison. Here both gateways run pinned to one core and are loaded together (a wrk each,
+c=16, on the other core): the scheduler splits the core between them, so at any instant both
+see the same machine, and the cheaper one serves more requests. The req/s ratio B/A is then
+CPU(A)/CPU(B) with the drift cancelled: in practice repeatable to about 1 %.
+
+Each side is a revision (``git archive``) or ``WT`` (a copy of the working tree's src/), with
+optional extra YAML, so it compares two commits or two settings of one commit::
+
+    .venv/bin/python bench/ab_simultaneous.py --a WT --b c75989e
+    .venv/bin/python bench/ab_simultaneous.py --a WT --b WT \\
+        --b-yaml 'ledger: {acknowledge_after_commit: false}'
+
+It prints, per body and round, both req/s, the ratio A/B and each process's CPU µs per
+request (from /proc), then the median ratio. Not a test: CI never runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bodies import BodyCase, body_cases, rekey
+from loadgen import ensure_wrk, write_wrk_script
+from overhead import (
+    LOADGEN_CPU,
+    PROXY_CPU,
+    mint_key,
+    sluice_cmd,
+    snapshot_baseline,
+    write_config,
+)
+from procs import Proc, free_port, start, start_spinner
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+
+
+def _code_env(side: Path, rev: str) -> tuple[dict[str, str], str]:
+    """The environment that runs ``rev``'s code (WT: a copy of the working tree's src/)."""
+    if rev != "WT":
+        env, meta = snapshot_baseline(side, rev, os.environ.get("PYTHONPATH", ""))
+        return env, f"{meta.get('commit')} ({meta.get('commit_subject')})"
+    dest = side / "code" / "src"
+    shutil.copytree(REPO / "src", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(dest),) if p))
+    return env, "working tree"
+
+
+def _side(
+    tmp: Path, name: str, rev: str, yaml: str, upstream: str, procs: list[Proc]
+) -> tuple[Proc, list[BodyCase], str]:
+    side = tmp / name
+    side.mkdir()
+    env, label = _code_env(side, rev)
+    cfg = write_config(side, upstream, extra_yaml=yaml)
+    key = mint_key(cfg, env=env)
+    port = free_port()
+    serve = [*sluice_cmd(), "serve", "--config", str(cfg), "--port", str(port)]
+    proc = start(f"sluice-{name}", serve, port, PROXY_CPU, side, env=env)
+    procs.append(proc)
+    proc.wait_ready("/healthz")
+    return proc, [rekey(c, key, name) for c in body_cases(key)], label
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(wrk: str, script: Path, url: str, seconds: int) -> subprocess.Popen[str]:
+    cmd = ["taskset", "-c", str(LOADGEN_CPU), wrk, "-t1", "-c16", f"-d{seconds}s"]
+    return subprocess.Popen([*cmd, "-s", str(script), url], stdout=subprocess.PIPE, text=True)
+
+
+def _done(run: subprocess.Popen[str]) -> int:
+    out, _ = run.communicate()
+    for line in out.splitlines():
+        if "requests in" in line:
+            return int(line.split()[0])
+    raise RuntimeError(f"wrk printed no request count:\n{out}")
+
+
+def _round(
+    wrk: str, sides: dict[str, tuple[Proc, Path]], seconds: int
+) -> dict[str, dict[str, float]]:
+    before = {n: _cpu_s(p.pid) for n, (p, _) in sides.items()}
+    runs = {
+        n: _wrk(wrk, script, p.url + "/v1/messages", seconds) for n, (p, script) in sides.items()
+    }
+    done = {n: _done(r) for n, r in runs.items()}
+    cpu = {n: _cpu_s(p.pid) - before[n] for n, (p, _) in sides.items()}
+    return {
+        n: {"rps": done[n] / seconds, "cpu_us_per_req": 1e6 * cpu[n] / max(1, done[n])}
+        for n in sides
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--a", default="WT", help="a revision, or WT (the working tree)")
+    parser.add_argument("--b", required=True, help="a revision, or WT")
+    parser.add_argument("--a-yaml", default="", help="extra sluice.yaml for A")
+    parser.add_argument("--b-yaml", default="", help="extra sluice.yaml for B")
+    parser.add_argument("--bodies", default="small,cc76k,cc124k")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--sse", action="store_true", help="the streaming request, not JSON")
+    parser.add_argument("--out", type=Path, help="write the rounds as JSON here")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    if wrk is None:
+        raise SystemExit("wrk is needed (apt-get install wrk)")
+    os.sched_setaffinity(0, {LOADGEN_CPU})
+    tmp = Path(tempfile.mkdtemp(prefix="sluice-ab-"))
+    procs: list[Proc] = []
+    result: dict[str, Any] = {"a": args.a, "b": args.b, "a_yaml": args.a_yaml}
+    result |= {"b_yaml": args.b_yaml, "bodies": {}}
+    try:
+        procs += [start_spinner(PROXY_CPU, tmp), start_spinner(LOADGEN_CPU, tmp)]
+        up_port = free_port()
+        up_cmd = [sys.executable, str(BENCH / "upstream.py"), "--port", str(up_port)]
+        upstream = start("upstream", up_cmd, up_port, LOADGEN_CPU, tmp)
+        procs.append(upstream)
+        upstream.wait_ready()
+        a, a_cases, a_label = _side(tmp, "a", args.a, args.a_yaml, upstream.url, procs)
+        b, b_cases, b_label = _side(tmp, "b", args.b, args.b_yaml, upstream.url, procs)
+        print(f"A: {a_label} {args.a_yaml}\nB: {b_label} {args.b_yaml}", flush=True)
+        for a_case, b_case in zip(a_cases, b_cases, strict=True):
+            if a_case.name not in args.bodies.split(","):
+                continue
+            work = (a_case.sse, b_case.sse) if args.sse else (a_case.json, b_case.json)
+            scripts = {"a": (a, write_wrk_script(work[0], tmp / "a"))}
+            scripts["b"] = (b, write_wrk_script(work[1], tmp / "b"))
+            _round(wrk, scripts, 2)  # warm-up
+            rounds = []
+            for _ in range(args.rounds):
+                cell = _round(wrk, scripts, args.seconds)
+                ratio = cell["a"]["rps"] / cell["b"]["rps"]
+                rounds.append({**cell, "ratio_a_over_b": ratio})
+                print(
+                    f"{a_case.name:7} A {cell['a']['rps']:7.0f} req/s "
+                    f"{cell['a']['cpu_us_per_req']:4.0f} µs | B {cell['b']['rps']:7.0f} req/s "
+                    f"{cell['b']['cpu_us_per_req']:4.0f} µs | A/B {ratio:.3f}",
+                    flush=True,
+                )
+            median = statistics.median(r["ratio_a_over_b"] for r in rounds)
+            print(f"{a_case.name:7} median A/B {median:.3f}", flush=True)
+            result["bodies"][a_case.name] = {"rounds": rounds, "median_ratio_a_over_b": median}
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
