@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sluice.config.providers import VertexProviderConfig
 from sluice.providers.probe import probe_model
@@ -20,6 +22,7 @@ from sluice.testing.fake_bedrock import FakeBedrock
 from sluice.testing.fake_vertex import FakeVertex
 
 from admin_support import Plane, admin_plane
+from support import serve_app
 
 PROJECT_TOKEN = "ya29.project-own-access-token-9876"
 PATH = "/projects/web/providers"
@@ -49,15 +52,8 @@ async def _echo(request: web.Request) -> web.Response:
 async def echo() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/v1/models", _echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture
@@ -143,6 +139,40 @@ async def test_an_unusable_service_account_is_a_failed_check(plane: Plane) -> No
     status, tested, _ = await plane.call("POST", f"{PATH}/gcp/test")
     assert status == 200 and tested["ok"] is False and tested["checked"] is True, tested
     assert tested["error"].startswith("credentials:") and "not a key" not in tested["error"]
+
+
+async def test_a_service_account_is_exchanged_for_a_token_and_that_token_is_used(
+    plane: Plane, vertex: FakeVertex
+) -> None:
+    """google-auth signs a JWT with the project's key, trades it at the key's token endpoint
+    (off the event loop: the endpoint runs on this loop), and the probe calls with the token."""
+    grants: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        grants.append(str((await request.post())["grant_type"]))
+        return web.json_response({"access_token": PROJECT_TOKEN, "expires_in": 3600})
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    async with serve_app(app) as url:
+        key = {
+            "type": "service_account",
+            "client_email": "probe@test-project.iam.gserviceaccount.com",
+            "private_key": pem.decode(),
+            "private_key_id": "k-0002",
+            "token_uri": f"{url}/token",
+        }
+        body = {"service_account_json": key}
+        assert (await plane.call("PUT", f"{PATH}/gcp", json=body))[0] == 200
+        tested = (await plane.call("POST", f"{PATH}/gcp/test"))[1]
+    assert tested["ok"] is True and tested["credential"] == "project", tested
+    assert grants == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+    assert _auth(vertex)[1] == f"Bearer {PROJECT_TOKEN}"
 
 
 def test_the_vertex_probe_asks_for_the_providers_first_model_unversioned() -> None:

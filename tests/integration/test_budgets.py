@@ -19,7 +19,7 @@ from sluice.config.vk import VirtualKeyConfig
 from sluice.store.budgets_repo import Budget, BudgetsRepo
 from sluice.testing import FakeAnthropic, FakeUsage, Fault, Reply, Scenario, TextBlock
 
-from support import Gateway, start_gateway
+from support import Gateway, serve_app, start_gateway
 
 # haiku-4-5: $1 in, $5 out per MTok. The fake's usage (25 in, 12 out) costs 85 micro-USD.
 # The body is ~100 bytes (34 tokens at 3 bytes each) + max_tokens 64 of output: the
@@ -63,13 +63,8 @@ async def hooks() -> AsyncIterator[tuple[str, list[tuple[dict[str, Any], str, by
 
     app = web.Application()
     app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/hook", received
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/hook", received
 
 
 async def test_block_budget_refuses_at_the_limit(gateway: Gateway, fake: FakeAnthropic) -> None:
@@ -271,31 +266,26 @@ async def test_webhook_retries_and_slack_format(tmp_path: Path, fake: FakeAnthro
 
     app = web.Application()
     app.router.add_post("/slack", flaky)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    gw = await start_gateway(tmp_path / "s.db", fake.url)
-    try:
-        await add_budget(
-            gw,
-            0,
-            scope="team",
-            target="core",
-            window="week",
-            limit_micros=100,
-            on_breach="warn",
-            webhook_url=f"http://127.0.0.1:{port}/slack",
-            webhook_format="slack",
-            name="core-weekly",
-        )
-        assert (await post(gw, gw.key))[0] == 200  # 85 of 100: past 80 %
-        await gw.server.app.services.webhooks.drain()
-        # The first delivery got a 500 and was retried; Slack gets {"text": ...}.
-        assert len(attempts) == 2 and attempts[0] == attempts[1]
-        assert set(attempts[0]) == {"text"}
-        assert "team core has used 80% of its week budget" in attempts[0]["text"]
-    finally:
-        await gw.server.stop()
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        gw = await start_gateway(tmp_path / "s.db", fake.url)
+        try:
+            await add_budget(
+                gw,
+                0,
+                scope="team",
+                target="core",
+                window="week",
+                limit_micros=100,
+                on_breach="warn",
+                webhook_url=f"{url}/slack",
+                webhook_format="slack",
+                name="core-weekly",
+            )
+            assert (await post(gw, gw.key))[0] == 200  # 85 of 100: past 80 %
+            await gw.server.app.services.webhooks.drain()
+            # The first delivery got a 500 and was retried; Slack gets {"text": ...}.
+            assert len(attempts) == 2 and attempts[0] == attempts[1]
+            assert set(attempts[0]) == {"text"}
+            assert "team core has used 80% of its week budget" in attempts[0]["text"]
+        finally:
+            await gw.server.stop()

@@ -19,6 +19,7 @@ from test_serve import cli, free_port, serving
 from sluice.testing import FakeAnthropic
 
 from services import ensure_redis
+from support import serve_app
 
 PROVIDER_KEY = "sk-ant-api03-provider-secret-Zx9Qw8Er7Ty6Ui5Op4"
 ECHO_PROVIDER_KEY = "plain-provider-token-4f1e9c2b7a6d"  # not key-shaped: no pattern saves it
@@ -66,13 +67,8 @@ async def echo_upstream() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 def write_config(

@@ -55,7 +55,7 @@ from sluice.translate.vertex import (
     vertex_error_to_anthropic,
 )
 
-from support import fixture_names, fixture_request
+from support import fixture_names, fixture_request, serve_app
 
 CC_BETAS = (
     "claude-code-20250219,context-1m-2025-08-07,interleaved-thinking-2025-05-14,"
@@ -409,14 +409,8 @@ async def token_endpoint() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_post("/token", token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/token", seen
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/token", seen
 
 
 async def test_a_real_service_account_key_refreshes_through_google_auth(
