@@ -36,6 +36,7 @@ from loadgen import ensure_wrk, write_wrk_script
 from overhead import (
     LOADGEN_CPU,
     PROXY_CPU,
+    REPO,
     mint_key,
     sluice_cmd,
     snapshot_baseline,
@@ -44,7 +45,6 @@ from overhead import (
 from procs import Proc, free_port, start, start_spinner
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 
 
 def _code_env(side: Path, rev: str) -> tuple[dict[str, str], str]:
@@ -54,8 +54,7 @@ def _code_env(side: Path, rev: str) -> tuple[dict[str, str], str]:
         return env, f"{meta.get('commit')} ({meta.get('commit_subject')})"
     dest = side / "code" / "src"
     shutil.copytree(REPO / "src", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(dest),) if p))
-    return env, "working tree"
+    return dict(os.environ, PYTHONPATH=str(dest)), "working tree"
 
 
 def _side(
@@ -125,8 +124,13 @@ def main() -> None:
     os.sched_setaffinity(0, {LOADGEN_CPU})
     tmp = Path(tempfile.mkdtemp(prefix="sluice-ab-"))
     procs: list[Proc] = []
-    result: dict[str, Any] = {"a": args.a, "b": args.b, "a_yaml": args.a_yaml}
-    result |= {"b_yaml": args.b_yaml, "bodies": {}}
+    result: dict[str, Any] = {
+        "a": args.a,
+        "b": args.b,
+        "a_yaml": args.a_yaml,
+        "b_yaml": args.b_yaml,
+    }
+    result["bodies"] = {}
     try:
         procs += [start_spinner(PROXY_CPU, tmp), start_spinner(LOADGEN_CPU, tmp)]
         up_port = free_port()

@@ -168,6 +168,8 @@ async def test_providers_remotely(plane: Plane, fake: FakeAnthropic, tmp_path: P
     assert sent["x-api-key"] == secret
     shown = await ok(plane, tmp_path, "providers", "credentials", "web")
     assert shown[0]["override"]["last4"] == "7788" and secret not in json.dumps(shown)
+    code, table, _ = await sluice(plane, tmp_path, "providers", "credentials", "web")
+    assert code == 0 and "api_key" in table and "7788" in table and secret not in table
     tested = await ok(plane, tmp_path, "providers", "test", "web", "anthropic-primary")
     assert tested["ok"] is True and tested["credential"] == "project"
 

@@ -127,8 +127,8 @@ def credentials(
     project: str = typer.Argument(..., help="A project name."), as_json: bool = JsonOption
 ) -> None:
     """Which providers a project has its own credential for (never the secret)."""
-    listed = _needs_remote("a project's credentials")
-    rows = listed.call("GET", _credentials_path(project))["data"]
+    remote = _needs_remote("a project's credentials")
+    rows = remote.call("GET", _credentials_path(project))["data"]
     if as_json:
         print_json(rows)
         return
@@ -138,11 +138,12 @@ def credentials(
             [
                 r["id"],
                 r["type"],
-                r["override"]["kind"] if r["override"] else "server's",
-                r["override"]["last4"] if r["override"] else "",
-                r["override"]["set_by"] if r["override"] else "",
+                own.get("kind", "server's"),
+                own.get("last4", ""),
+                own.get("set_by", ""),
             ]
             for r in rows
+            for own in [r["override"] or {}]
         ],
     )
 
@@ -156,8 +157,10 @@ def _body(json_file: Path | None, service_account: Path | None) -> dict[str, Any
         if service_account is not None:
             return {"service_account_json": service_account.read_text(encoding="utf-8")}
         assert json_file is not None  # one of the two, checked above
-        raw = typer.get_text_stream("stdin").read() if str(json_file) == "-" else None
-        body = orjson.loads(raw if raw is not None else json_file.read_bytes())
+        stdin = str(json_file) == "-"
+        body = orjson.loads(
+            typer.get_text_stream("stdin").read() if stdin else json_file.read_bytes()
+        )
     except (OSError, orjson.JSONDecodeError) as exc:
         fail(f"could not read the credential: {exc}")
     if not isinstance(body, dict):
