@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sluice.admin.console import turns_view
 from sluice.testing import FakeAnthropic, FakeUsage, Reply, Scenario, TextBlock
 from sluice.testing.scenarios import ToolUseBlock
 
@@ -131,3 +132,19 @@ async def test_turn_tree(plane: Plane, fake: FakeAnthropic) -> None:
     assert (await plane.call("GET", f"/turns/{trace}", token="web"))[0] == 200
     assert (await plane.call("GET", f"/turns/{trace}", token="ops"))[0] == 404
     assert (await plane.call("GET", f"/turns/{'0' * 32}"))[0] == 404
+
+
+async def test_the_console_groups_the_same_turns_by_agent_and_session(
+    plane: Plane, fake: FakeAnthropic
+) -> None:
+    """The Messages page reads the turns API's rows: same turns, scoped to the project."""
+    await _traffic(plane, fake)
+    engine = plane.gateway.app.services.engine
+    web = await turns_view.turns(engine, "web")
+    assert [t["trace_id"] for t in web] == [
+        t["trace_id"] for t in (await plane.call("GET", "/turns?project=web"))[1]["data"]
+    ]
+    [(agent, [(session, turns)])] = turns_view.grouped(web)
+    assert (agent, session) == ("claude-code", SESSION) and turns[0]["tools_called"] == ["Bash"]
+    assert turns[0]["duration_ms"] >= 0
+    assert len(await turns_view.turns(engine, None)) == 2

@@ -1,50 +1,23 @@
-"""Turns for the Messages page, read from the local trace store (store/traces_repo.py).
-
-The turns API (``/api/v1/turns``) is another branch's; until it is merged the console reads
-the same store it will read, scoped to the signed-in token's project.
-"""
+"""Turns for the Messages page: the turns API's queries (store/turn_queries.py), grouped by
+agent and session, and one turn's span tree laid out for the page, scoped to the signed-in
+token's project."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluice.store.tables import trace_spans
 from sluice.store.traces_repo import TracesRepo
-
-ROOT_PREFIX = "invoke_agent"
+from sluice.store.turn_queries import TurnFilter, turn_details, turn_rows
 
 
 async def turns(engine: AsyncEngine, project: str | None, limit: int = 200) -> list[dict[str, Any]]:
-    """One row per trace, newest first."""
-    c = trace_spans.c
-    query = (
-        select(
-            c.trace_id,
-            func.max(c.agent).label("agent"),
-            func.max(c.session_id).label("session_id"),
-            func.max(c.vk_id).label("vk_id"),
-            func.max(c.project).label("project"),
-            func.count().filter(c.name.like("chat %")).label("model_calls"),
-            func.count().filter(c.name.like("execute_tool %")).label("tools"),
-            func.coalesce(func.sum(c.input_tokens), 0).label("input_tokens"),
-            func.coalesce(func.sum(c.output_tokens), 0).label("output_tokens"),
-            func.coalesce(func.sum(c.cost_micros), 0).label("cost_micros"),
-            func.count().filter(c.error.is_not(None)).label("errors"),
-            func.min(c.start_ns).label("start_ns"),
-            func.max(c.end_ns).label("end_ns"),
-        )
-        .group_by(c.trace_id)
-        .order_by(func.min(c.start_ns).desc())
-        .limit(limit)
-    )
-    if project is not None:
-        query = query.where(c.project == project)
-    async with engine.connect() as conn:
-        return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+    """One row per trace, newest first: the turns API's rows (store/turn_queries.py), so a
+    turn is grouped under its main agent, not a subagent it launched."""
+    rows = await turn_rows(engine, TurnFilter(project=project), limit)
+    return await turn_details(engine, rows)
 
 
 def grouped(rows: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, list[Any]]]]]:
