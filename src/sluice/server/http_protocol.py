@@ -45,6 +45,7 @@ from sluice.errors import (
     TooManyConnections,
 )
 from sluice.server.edge_limits import EdgeLimits
+from sluice.server.head_writer import HeadWriter
 
 log = logging.getLogger("sluice.edge")
 
@@ -215,7 +216,12 @@ class SluiceHttpProtocol(HttpToolsProtocol):
             size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
             if size > limits.max_header_bytes:
                 raise _too_large(limits, "header section")
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not before:
+            writer = HeadWriter(self.transport, self.loop, cycle.on_response)
+            cycle.transport, cycle.on_response = writer, writer.completed  # type: ignore[assignment]
 
     def on_chunk_header(self) -> None:
         self._in_chunk = True
