@@ -13,6 +13,7 @@ from uvicorn.server import ServerState
 
 from sluice.config.models import ServerConfig
 from sluice.server.edge_limits import EdgeLimits
+from sluice.server.head_writer import HeadWriter
 from sluice.server.http_protocol import SluiceHttpProtocol
 
 from support import Gateway
@@ -152,3 +153,19 @@ async def test_a_response_without_a_body_write_is_not_held(gateway: Gateway, met
     )
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
     assert reply.endswith(b"\r\n\r\n") == (method == b"HEAD")
+
+
+async def test_a_held_head_is_dropped_quietly_when_the_client_left() -> None:
+    proto, transport = _protocol(_app(pause_before_body=0.3))
+    proto.data_received(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n")
+    writer = proto.cycle.transport
+    assert isinstance(writer, HeadWriter)
+    for _ in range(100):  # until the app has sent its head (held; the flush is due next turn)
+        if writer.head is not None:
+            break
+        await asyncio.sleep(0)
+    assert writer.head is not None
+    transport.close()
+    proto.connection_lost(None)
+    await _settle(0.4)
+    assert transport.calls == []

@@ -7,10 +7,10 @@ though Sluice always has the body in hand when it starts one (a whole JSON respo
 first SSE event). On loopback and in a VM each send costs several microseconds of the
 gateway's CPU, so the head is held until the next write and both go out in one ``writev``.
 
-Nothing waits on it: the head is also written at the end of the loop iteration that produced
-it (a head whose body is slow to come goes out at once, as before), when the cycle completes
-(a HEAD response has no body write), and before the connection closes. ``100 Continue`` is
-never held: the client waits for it before it sends the body.
+Nothing waits on it: the head is also written on the event loop's next turn (a head whose
+body is slow to come goes out then, as before), when the cycle completes (a HEAD response has
+no body write), and before the connection closes. ``100 Continue`` is never held: the
+client waits for it before it sends the body.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class HeadWriter:
         head = self.head
         if head is not None:
             self.head = None
-            self.transport.write(head)
+            if not self.transport.is_closing():  # the client left: nothing to write to
+                self.transport.write(head)
 
     def completed(self) -> None:
         self.flush()
