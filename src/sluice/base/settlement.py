@@ -132,11 +132,12 @@ class Settlement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
 
     def ledger_values(self) -> tuple[object, ...]:
         """The ledger row's values, in ``LEDGER_COLUMNS`` order."""
-        return _LEDGER_VALUES(self)
+        return LEDGER_VALUES(self)
 
     def ledger_row(self) -> dict[str, object]:
         """The ledger row as a mapping of column to value."""
-        return dict(zip(LEDGER_COLUMNS, _LEDGER_VALUES(self), strict=True))
+        return dict(zip(LEDGER_COLUMNS, LEDGER_VALUES(self), strict=True))
 
 
-_LEDGER_VALUES = attrgetter(*LEDGER_COLUMNS)
+# ``Settlement.ledger_values`` as a C callable, for the ledger writer's loop over a batch.
+LEDGER_VALUES = attrgetter(*LEDGER_COLUMNS)

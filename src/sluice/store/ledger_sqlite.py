@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 
-from sluice.base.settlement import LEDGER_COLUMNS, Settlement
+from sluice.base.settlement import LEDGER_COLUMNS, LEDGER_VALUES, Settlement
 from sluice.store.tables import ledger
 
 _ON_CONFLICT = " ON CONFLICT (request_id) DO NOTHING"
-_MAX_ROWS = 500  # rows per statement: well under SQLite's 32,766 bound variables
+# Rows per statement, largest first; a batch is cut into these sizes (a binary decomposition),
+# so ten statement shapes cover every batch and stay in sqlite3's statement cache. A shape per
+# batch length made SQLite parse and plan a new statement of thousands of parameters for
+# nearly every batch. 512 rows bind well under SQLite's 32,766 variables.
+_CHUNK_ROWS = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 
 def _insert_prefix(columns: tuple[str, ...]) -> tuple[str, str]:
@@ -30,8 +36,18 @@ def _insert_prefix(columns: tuple[str, ...]) -> tuple[str, str]:
     return insert, "(" + ", ".join("?" * len(columns)) + ")"
 
 
-# Every settlement fills every column: one statement shape, checked once at import.
+# Every settlement fills every column: one row shape, checked once at import.
 _INSERT, _ONE_ROW = _insert_prefix(LEDGER_COLUMNS)
+_STATEMENTS = {n: _INSERT + ", ".join([_ONE_ROW] * n) + _ON_CONFLICT for n in _CHUNK_ROWS}
+
+
+def _chunks(rows: int) -> Iterator[tuple[int, int]]:
+    """(start, length) of each statement's rows: ``rows`` as a sum of ``_CHUNK_ROWS``."""
+    start = 0
+    while start < rows:
+        size = next(n for n in _CHUNK_ROWS if n <= rows - start)
+        yield start, size
+        start += size
 
 
 class SqliteLedgerWriter:
@@ -61,10 +77,9 @@ class SqliteLedgerWriter:
         # one sqlite3_step, so the thread takes the GIL back about once per batch rather than
         # once per row (each take can wait a switch interval while the event loop is busy).
         conn = self._conn or self._connect()
-        for start in range(0, len(settled), _MAX_ROWS):
-            chunk = settled[start : start + _MAX_ROWS]
-            sql = _INSERT + ", ".join([_ONE_ROW] * len(chunk)) + _ON_CONFLICT
-            conn.execute(sql, [value for one in chunk for value in one.ledger_values()])
+        for start, size in _chunks(len(settled)):
+            values = chain.from_iterable(map(LEDGER_VALUES, settled[start : start + size]))
+            conn.execute(_STATEMENTS[size], list(values))
         for key_id, at in last_used.items():
             conn.execute("UPDATE virtual_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
 
