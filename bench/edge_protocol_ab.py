@@ -23,6 +23,7 @@ from uvicorn.server import ServerState
 from sluice.config.models import ServerConfig
 from sluice.server.edge_limits import EdgeLimits
 from sluice.server.http_protocol import SluiceHttpProtocol
+from sluice.testing.transport import RecordingTransport
 
 READ = 65536  # bytes per data_received call
 
@@ -39,30 +40,6 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self._closing = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 4000), "peername": ("127.0.0.1", 5555)}.get(name)
-
-    def write(self, data: Any) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        self._closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 async def run(kind: str, n: int, body: bytes, config: Config, state: ServerState) -> float:
     head = (
         b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n"
@@ -77,7 +54,7 @@ async def run(kind: str, n: int, body: bytes, config: Config, state: ServerState
     else:
         limits = EdgeLimits.from_server(ServerConfig())
         proto = SluiceHttpProtocol(config=config, server_state=state, app_state={}, limits=limits)
-    proto.connection_made(FakeTransport())
+    proto.connection_made(RecordingTransport(record=False))
     started = time.process_time()
     for _ in range(n):
         for data in reads:

@@ -15,6 +15,7 @@ from sluice.config.models import ServerConfig
 from sluice.server.edge_limits import EdgeLimits
 from sluice.server.head_writer import HeadWriter
 from sluice.server.http_protocol import SluiceHttpProtocol
+from sluice.testing.transport import RecordingTransport
 
 from support import Gateway
 
@@ -22,36 +23,6 @@ BODY = (
     b'{"model":"claude-haiku-4-5-20251001","max_tokens":5,'
     b'"messages":[{"role":"user","content":"hi"}]}'
 )
-
-
-class RecordingTransport(asyncio.Transport):
-    """Records each call that would be one send(2)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[tuple[str, bytes]] = []
-        self._closing = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 4000), "peername": ("127.0.0.1", 5555)}.get(name)
-
-    def write(self, data: Any) -> None:
-        self.calls.append(("write", bytes(data)))
-
-    def writelines(self, list_of_data: Any) -> None:
-        self.calls.append(("writelines", b"".join(list_of_data)))
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        self._closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def _app(*, pause_before_body: float = 0.0) -> Any:
