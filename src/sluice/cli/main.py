@@ -143,6 +143,9 @@ def _uvicorn_options(cfg: SluiceConfig, host: str, port: int) -> dict[str, Any]:
         lifespan="on",
         server_header=False,
         access_log=False,
+        # Sluice reads neither the client's address nor the scheme: uvicorn's proxy-headers
+        # middleware would wrap every request to rewrite them from X-Forwarded-* for nothing.
+        proxy_headers=False,
         log_config=None,
         timeout_graceful_shutdown=10,
     )

@@ -32,6 +32,7 @@ class GatewayServer(Served):
             lifespan="on",
             server_header=False,
             access_log=False,
+            proxy_headers=False,  # as `sluice serve`: nothing reads the client address
             log_config=None,
         )
         await self._serve(self._config.server.host, self._config.server.port, config)
