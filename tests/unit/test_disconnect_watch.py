@@ -75,3 +75,9 @@ def test_request_ids_are_ulids_sorted_by_time() -> None:
         assert str(ULID.from_str(rid[4:])) == rid[4:]
     stamps = [ULID.from_str(rid[4:]).milliseconds for rid in ids]
     assert stamps == sorted(stamps)
+
+
+def test_request_id_random_parts_use_the_whole_alphabet() -> None:
+    """80 random bits in 16 characters: every Crockford character turns up, none other."""
+    seen = {char for _ in range(500) for char in new_request_id()[14:]}
+    assert seen == set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
