@@ -19,7 +19,13 @@ request (from /proc), then the median of both ratios: req/s A/B and CPU per requ
 They agree unless one side runs busier threads than the other: the scheduler shares a core
 per thread, not per process, so a gateway whose ledger thread is busy gets more of the core
 (measured: skipping the SQLite insert left req/s A/B at 0.997 while CPU B/A was 1.027). Read
-the CPU ratio when the change moves work between threads. Not a test: CI never runs it.
+the CPU ratio when the change moves work between threads.
+
+Rounds within one run repeat to about 1 %, but separate runs (fresh processes) of the same
+pair differ by up to 3-4 %, and pairs from separate runs do not multiply up. ``--runs N``
+starts fresh gateways N times, alternating which starts first, and takes the median over
+every round of every run: use it (3 or more) for differences of a few percent. Not a test:
+CI never runs it.
 """
 
 from __future__ import annotations
@@ -62,19 +68,18 @@ def _code_env(side: Path, rev: str) -> tuple[dict[str, str], str]:
 
 
 def _side(
-    tmp: Path, name: str, rev: str, yaml: str, upstream: str, procs: list[Proc]
-) -> tuple[Proc, list[BodyCase], str]:
-    side = tmp / name
-    side.mkdir()
-    env, label = _code_env(side, rev)
-    cfg = write_config(side, upstream, extra_yaml=yaml)
+    where: Path, name: str, code: tuple[dict[str, str], str], yaml: str, upstream: str
+) -> tuple[Proc, list[BodyCase]]:
+    """A fresh gateway (its own config, database and key) running ``code``."""
+    where.mkdir(parents=True)
+    env = code[0]
+    cfg = write_config(where, upstream, extra_yaml=yaml)
     key = mint_key(cfg, env=env)
     port = free_port()
     serve = [*sluice_cmd(), "serve", "--config", str(cfg), "--port", str(port)]
-    proc = start(f"sluice-{name}", serve, port, PROXY_CPU, side, env=env)
-    procs.append(proc)
+    proc = start(f"sluice-{name}", serve, port, PROXY_CPU, where, env=env)
     proc.wait_ready("/healthz")
-    return proc, [rekey(c, key, name) for c in body_cases(key)], label
+    return proc, [rekey(c, key, name) for c in body_cases(key)]
 
 
 def _cpu_s(pid: int) -> float:
@@ -110,6 +115,35 @@ def _round(
     }
 
 
+def _measure(
+    wrk: str,
+    where: Path,
+    sides: dict[str, tuple[Proc, list[BodyCase]]],
+    body: str,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """``args.rounds`` rounds of one body against both gateways at once."""
+    scripts = {}
+    for name in ("a", "b"):
+        proc, cases = sides[name]
+        case = next(c for c in cases if c.name == body)
+        scripts[name] = (proc, write_wrk_script(case.sse if args.sse else case.json, where / name))
+    _round(wrk, scripts, 2)  # warm-up
+    rounds = []
+    for _ in range(args.rounds):
+        cell = _round(wrk, scripts, args.seconds)
+        ratio = cell["a"]["rps"] / cell["b"]["rps"]
+        cpu = cell["b"]["cpu_us_per_req"] / cell["a"]["cpu_us_per_req"]
+        rounds.append({**cell, "ratio_a_over_b": ratio, "cpu_b_over_a": cpu})
+        print(
+            f"{body:7} A {cell['a']['rps']:7.0f} req/s "
+            f"{cell['a']['cpu_us_per_req']:4.0f} µs | B {cell['b']['rps']:7.0f} req/s "
+            f"{cell['b']['cpu_us_per_req']:4.0f} µs | A/B {ratio:.3f} | CPU B/A {cpu:.3f}",
+            flush=True,
+        )
+    return rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--a", default="WT", help="a revision, or WT (the working tree)")
@@ -118,6 +152,9 @@ def main() -> None:
     parser.add_argument("--b-yaml", default="", help="extra sluice.yaml for B")
     parser.add_argument("--bodies", default="small,cc76k,cc124k")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--runs", type=int, default=1, help="fresh gateways this many times (order alternates)"
+    )
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--sse", action="store_true", help="the streaming request, not JSON")
     parser.add_argument("--out", type=Path, help="write the rounds as JSON here")
@@ -142,32 +179,36 @@ def main() -> None:
         upstream = start("upstream", up_cmd, up_port, LOADGEN_CPU, tmp)
         procs.append(upstream)
         upstream.wait_ready()
-        a, a_cases, a_label = _side(tmp, "a", args.a, args.a_yaml, upstream.url, procs)
-        b, b_cases, b_label = _side(tmp, "b", args.b, args.b_yaml, upstream.url, procs)
-        print(f"A: {a_label} {args.a_yaml}\nB: {b_label} {args.b_yaml}", flush=True)
-        for a_case, b_case in zip(a_cases, b_cases, strict=True):
-            if a_case.name not in args.bodies.split(","):
-                continue
-            work = (a_case.sse, b_case.sse) if args.sse else (a_case.json, b_case.json)
-            scripts = {"a": (a, write_wrk_script(work[0], tmp / "a"))}
-            scripts["b"] = (b, write_wrk_script(work[1], tmp / "b"))
-            _round(wrk, scripts, 2)  # warm-up
-            rounds = []
-            for _ in range(args.rounds):
-                cell = _round(wrk, scripts, args.seconds)
-                ratio = cell["a"]["rps"] / cell["b"]["rps"]
-                cpu = cell["b"]["cpu_us_per_req"] / cell["a"]["cpu_us_per_req"]
-                rounds.append({**cell, "ratio_a_over_b": ratio, "cpu_b_over_a": cpu})
-                print(
-                    f"{a_case.name:7} A {cell['a']['rps']:7.0f} req/s "
-                    f"{cell['a']['cpu_us_per_req']:4.0f} µs | B {cell['b']['rps']:7.0f} req/s "
-                    f"{cell['b']['cpu_us_per_req']:4.0f} µs | A/B {ratio:.3f} | CPU B/A {cpu:.3f}",
-                    flush=True,
+        codes = {}
+        for name, rev in (("a", args.a), ("b", args.b)):
+            (tmp / f"code-{name}").mkdir()
+            codes[name] = _code_env(tmp / f"code-{name}", rev)
+        yamls = {"a": args.a_yaml, "b": args.b_yaml}
+        print(f"A: {codes['a'][1]} {args.a_yaml}\nB: {codes['b'][1]} {args.b_yaml}", flush=True)
+        bodies = args.bodies.split(",")
+        all_rounds: dict[str, list[dict[str, Any]]] = {body: [] for body in bodies}
+        for run in range(args.runs):
+            # Fresh processes each run, started in alternating order: a pair measured within
+            # one run repeats to ~1 %, but separate runs differ by up to 3-4 %.
+            order = ("a", "b") if run % 2 == 0 else ("b", "a")
+            sides: dict[str, tuple[Proc, list[BodyCase]]] = {}
+            for name in order:
+                sides[name] = _side(
+                    tmp / f"run{run}" / name, name, codes[name], yamls[name], upstream.url
                 )
+            try:
+                for body in bodies:
+                    all_rounds[body] += _measure(wrk, tmp / f"run{run}", sides, body, args)
+            finally:
+                for proc, _ in sides.values():
+                    proc.stop()
+        for body, rounds in all_rounds.items():
+            if not rounds:
+                continue
             median = statistics.median(r["ratio_a_over_b"] for r in rounds)
             cpu_median = statistics.median(r["cpu_b_over_a"] for r in rounds)
-            print(f"{a_case.name:7} median A/B {median:.3f} | CPU B/A {cpu_median:.3f}", flush=True)
-            result["bodies"][a_case.name] = {
+            print(f"{body:7} median A/B {median:.3f} | CPU B/A {cpu_median:.3f}", flush=True)
+            result["bodies"][body] = {
                 "rounds": rounds,
                 "median_ratio_a_over_b": median,
                 "median_cpu_b_over_a": cpu_median,
