@@ -36,7 +36,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,9 +51,7 @@ from overhead import (
     snapshot_baseline,
     write_config,
 )
-from procs import Proc, free_port, start, start_spinner
-
-BENCH = Path(__file__).resolve().parent
+from procs import Proc, free_port, start, start_spinner, start_upstream
 
 
 def _code_env(side: Path, rev: str) -> tuple[dict[str, str], str]:
@@ -174,9 +171,7 @@ def main() -> None:
     result["bodies"] = {}
     try:
         procs += [start_spinner(PROXY_CPU, tmp), start_spinner(LOADGEN_CPU, tmp)]
-        up_port = free_port()
-        up_cmd = [sys.executable, str(BENCH / "upstream.py"), "--port", str(up_port)]
-        upstream = start("upstream", up_cmd, up_port, LOADGEN_CPU, tmp)
+        upstream = start_upstream(LOADGEN_CPU, tmp)
         procs.append(upstream)
         upstream.wait_ready()
         codes = {}

@@ -54,6 +54,7 @@ from procs import (
     own_cpu_seconds,
     start,
     start_spinner,
+    start_upstream,
     system_busy_seconds,
 )
 
@@ -499,9 +500,7 @@ def run(
         )
         if keep_awake and pin is not None and loadgen_pin is not None:
             procs += [start_spinner(pin, tmp), start_spinner(loadgen_pin, tmp)]
-        up_port = free_port()
-        up_cmd = [sys.executable, str(BENCH / "upstream.py"), "--port", str(up_port)]
-        upstream = start("upstream", up_cmd, up_port, loadgen_pin, tmp)
+        upstream = start_upstream(loadgen_pin, tmp)
         procs.append(upstream)
         upstream.wait_ready()
         cfg = write_config(tmp, upstream.url, extra_yaml=extra_yaml)

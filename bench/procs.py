@@ -208,3 +208,11 @@ def start(
             preexec_fn=_die_with_parent,
         )
     return Proc(name, port, popen, log_path)
+
+
+def start_upstream(cpu: int | None, log_dir: Path) -> Proc:
+    """The benchmarks' fake upstream (``bench/upstream.py``) on a free port, pinned to ``cpu``.
+    Not waited for: the caller starts its other processes meanwhile, then ``wait_ready()``."""
+    port = free_port()
+    script = Path(__file__).resolve().parent / "upstream.py"
+    return start("upstream", [sys.executable, str(script), "--port", str(port)], port, cpu, log_dir)

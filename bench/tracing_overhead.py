@@ -28,7 +28,7 @@ from bodies import body_cases
 from loadgen import ensure_wrk, run_wrk, scratch_dir, write_wrk_script
 from measure import warm_up
 from overhead import MODELS, mint_key, sluice_cmd
-from procs import Proc, free_port, start, start_spinner
+from procs import Proc, free_port, start, start_spinner, start_upstream
 
 BENCH = Path(__file__).resolve().parent
 PROXY_CPU, LOADGEN_CPU = 0, 1
@@ -101,14 +101,8 @@ def main() -> None:
     tmp = scratch_dir()
     procs: list[Proc] = []
     try:
-        up_port, sink_port = free_port(), free_port()
-        upstream = start(
-            "upstream",
-            [sys.executable, str(BENCH / "upstream.py"), "--port", str(up_port)],
-            up_port,
-            LOADGEN_CPU,
-            tmp,
-        )
+        sink_port = free_port()
+        upstream = start_upstream(LOADGEN_CPU, tmp)
         sink = start(
             "sink",
             [sys.executable, str(BENCH / "otlp_sink.py"), "--port", str(sink_port)],
