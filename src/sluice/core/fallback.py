@@ -17,7 +17,6 @@ A request without a chain walks a one-element one, under the plan's ``SINGLE`` p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from sluice.base.lazy_timers import LazyTimers
 from sluice.core.breaker import CircuitBreaker
 from sluice.core.context import RequestContext
 from sluice.core.router import ChainPolicy, Plan
@@ -159,6 +159,7 @@ class FallbackSender:
     ) -> None:
         self.breakers = breakers
         self.observer = observer
+        self._timers = LazyTimers()  # fallback.timeout_ms, without a loop timer per attempt
 
     async def send(self, ctx: RequestContext, plan: Plan) -> UpstreamResponse:
         """The first good answer along ``plan.providers``, else the last failure (a response
@@ -270,7 +271,7 @@ class FallbackSender:
         timeout_s = policy.timeout_s
         try:
             # No fallback timeout (the SINGLE policy): skip the Timeout object altogether.
-            async with _NO_TIMEOUT if timeout_s is None else asyncio.timeout(timeout_s):
+            with _NO_TIMEOUT if timeout_s is None else self._timers.timeout(timeout_s):
                 upstream = await provider.send(request)
                 trigger = trigger_for_status(upstream.status)
                 if trigger is not None:

@@ -16,9 +16,11 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from sluice.backends.protocols import Ask, BudgetCounters, CounterKey, Granted
 from sluice.base.clock import Clock
+from sluice.base.lazy_timers import LazyTimer, LazyTimers
 from sluice.base.usage import Usage
 from sluice.errors import BudgetExceeded, BudgetUnavailable
 from sluice.governance.outage import OUTAGE_ERRORS, Outage
@@ -48,7 +50,7 @@ class Admitted:
     request_id: str
     budgets: list[tuple[Budget, CounterKey]]
     warnings: list[str]
-    renewal: asyncio.TimerHandle | None = None  # keeps the reservation while the request runs
+    renewal: LazyTimer | None = None  # keeps the reservation while the request runs
 
 
 class BudgetGate:
@@ -88,6 +90,7 @@ class BudgetGate:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._renewals: set[asyncio.Task[None]] = set()
+        self._renewal_timers = LazyTimers()  # no loop timer per request: it rarely fires
         # The poll and config sync refresh one at a time: an older list never lands last.
         self._refresh_lock = asyncio.Lock()
 
@@ -214,10 +217,10 @@ class BudgetGate:
         return admitted
 
     def _schedule_renewal(self, admitted: Admitted) -> None:
-        # One timer per request (not per chunk): a third of the TTL, so a late tick or one
+        # One lazy timer per request (not per chunk): a third of the TTL, so a late tick or one
         # failed renewal still leaves the reservation in place.
-        admitted.renewal = asyncio.get_running_loop().call_later(
-            self._reservation_ttl_ms / 3000, self._renew, admitted
+        admitted.renewal = self._renewal_timers.call_later(
+            self._reservation_ttl_ms / 3000, partial(self._renew, admitted)
         )
 
     def _renew(self, admitted: Admitted) -> None:

@@ -13,6 +13,7 @@ import logging
 import aiohttp
 import orjson
 
+from sluice.base.lazy_timers import LazyTimers
 from sluice.config.models import ProviderConfig
 from sluice.providers.base import ModelInfo, UpstreamRequest, UpstreamResponse, display_name_for
 from sluice.providers.headers import downstream_headers, upstream_headers
@@ -36,6 +37,7 @@ class AnthropicProvider:
         self._base = config.base_url
         self._api_key = config.api_key.get_secret_value() if config.api_key else None
         self._header_timeout = config.header_timeout_ms / 1000
+        self._timers = LazyTimers()  # the header timeout, without a loop timer per request
         # Per provider: the session's own timeouts are only defaults.
         connect = config.connect_timeout_ms / 1000
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect)
@@ -77,6 +79,7 @@ class AnthropicProvider:
             headers,
             timeouts=self._timeout,
             header_timeout_s=self._header_timeout,
+            timers=self._timers,
         )
         # The raw lane: every end-to-end header back as the upstream sent it.
         return relayed(

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from sluice.base.lazy_timers import LazyTimers
 from sluice.config.providers import BedrockProviderConfig
 from sluice.errors import InvalidRequest
 from sluice.providers.aws_auth import AwsCredentials, sign_request
@@ -69,6 +70,7 @@ class BedrockProvider:
         self._bearer = config.bearer_token.get_secret_value() if config.bearer_token else None
         self._timeout = client_timeout(config.connect_timeout_ms)
         self._header_timeout = config.header_timeout_ms / 1000
+        self._timers = LazyTimers()  # the header timeout, without a loop timer per request
         self._listed = listed_models(config.models, self._models_map, DEFAULT_MODEL_MAP)
 
     def model_id_for(self, model: str) -> str | None:
@@ -121,6 +123,7 @@ class BedrockProvider:
             headers,
             timeouts=self._timeout,
             header_timeout_s=self._header_timeout,
+            timers=self._timers,
         )
         request_id = resp.headers.get("x-amzn-requestid")
         if resp.status >= 400:

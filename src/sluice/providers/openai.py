@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from sluice.base.lazy_timers import LazyTimers
 from sluice.config.providers import OpenAIProviderConfig
 from sluice.errors import InvalidRequest, UnsupportedByProvider
 from sluice.providers.base import ModelInfo, UpstreamRequest, UpstreamResponse
@@ -51,6 +52,7 @@ class OpenAIProvider:
         self._session = session
         self._timeout = client_timeout(config.connect_timeout_ms)
         self._header_timeout = config.header_timeout_ms / 1000
+        self._timers = LazyTimers()  # the header timeout, without a loop timer per request
         self._map = dict(config.model_map)
         self._declared = frozenset(config.models or ())
         self._listed = listed_models(config.models, self._map, {})
@@ -133,6 +135,7 @@ class OpenAIProvider:
             self._headers,
             timeouts=self._timeout,
             header_timeout_s=self._header_timeout,
+            timers=self._timers,
         )
         request_id = resp.headers.get("x-request-id") or resp.headers.get("apim-request-id")
         if resp.status >= 400:

@@ -3,7 +3,6 @@ shaping their responses (translated streams, whole bodies, Anthropic JSON errors
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -13,6 +12,7 @@ import orjson
 from aiohttp.payload import TOO_LARGE_BYTES_BODY, BytesPayload
 from yarl import URL
 
+from sluice.base.lazy_timers import LazyTimers
 from sluice.errors import ProviderError, ProviderTimeout
 from sluice.providers.base import ModelInfo, UpstreamResponse, display_name_for
 from sluice.providers.headers import downstream_headers
@@ -78,11 +78,12 @@ async def open_request(
     *,
     timeouts: aiohttp.ClientTimeout,
     header_timeout_s: float,
+    timers: LazyTimers,
 ) -> aiohttp.ClientResponse:
     """POST and wait for the response headers; no headers in time is ``ProviderTimeout``,
     no connection is ``ProviderError`` (both may fall back to another provider)."""
     try:
-        async with asyncio.timeout(header_timeout_s):
+        with timers.timeout(header_timeout_s):
             return await session.request(
                 "POST",
                 url,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import aiohttp
 from yarl import URL
 
+from sluice.base.lazy_timers import LazyTimers
 from sluice.config.providers import VertexProviderConfig
 from sluice.errors import InvalidRequest
 from sluice.providers.base import ModelInfo, UpstreamRequest, UpstreamResponse
@@ -53,6 +54,7 @@ class VertexProvider:
         self._models_map = dict(config.model_map)
         self._timeout = client_timeout(config.connect_timeout_ms)
         self._header_timeout = config.header_timeout_ms / 1000
+        self._timers = LazyTimers()  # the header timeout, without a loop timer per request
         self._listed = listed_models(config.models, self._models_map, DEFAULT_MODEL_MAP)
 
     def model_id_for(self, model: str) -> str | None:
@@ -97,6 +99,7 @@ class VertexProvider:
             headers,
             timeouts=self._timeout,
             header_timeout_s=self._header_timeout,
+            timers=self._timers,
         )
         request_id = resp.headers.get("request-id") or resp.headers.get("x-request-id")
         if resp.status >= 400:
