@@ -154,11 +154,14 @@ def _breakers(
 async def build_routing(
     cfg: SluiceConfig, metrics: Metrics, stack: contextlib.AsyncExitStack
 ) -> Routing:
-    # One pooled client session per process; no total timeout (streams run long).
+    # One pooled client session per process; no total timeout (streams run long). No cookie
+    # jar: the session serves every key, so a cookie one upstream answer set would go out with
+    # every later request, whoever sent it.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
         timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10),
         auto_decompress=True,
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     on_stop(stack, session.close)
     providers_cfg = effective_providers(cfg)
