@@ -36,7 +36,9 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +81,35 @@ def _side(
     return proc, [rekey(c, key, name) for c in body_cases(key)]
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _one_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s live child processes, and theirs (the span sink is the gateway's child)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    """The gateway's CPU seconds with its child processes' (tracing's span sink): what a
+    request costs the machine, wherever the work runs."""
+    return sum(_one_cpu_s(p) for p in [pid, *_descendants(pid)])
 
 
 def _wrk(wrk: str, script: Path, url: str, seconds: int) -> subprocess.Popen[str]:
@@ -97,15 +125,28 @@ def _done(run: subprocess.Popen[str]) -> int:
     raise RuntimeError(f"wrk printed no request count:\n{out}")
 
 
+def _settled_cpu_s(pids: list[int]) -> float:
+    """CPU seconds of ``pids`` and their children once the children have caught up: the span
+    sink trails the load by a flush interval or two, so each round is charged for its own
+    spans, not the previous round's."""
+    last = sum(_cpu_s(p) for p in pids)
+    while True:
+        time.sleep(0.3)
+        now = sum(_cpu_s(p) for p in pids)
+        if now - last < 0.005:
+            return now
+        last = now
+
+
 def _round(
     wrk: str, sides: dict[str, tuple[Proc, Path]], seconds: int
 ) -> dict[str, dict[str, float]]:
-    before = {n: _cpu_s(p.pid) for n, (p, _) in sides.items()}
+    before = {n: _settled_cpu_s([p.pid]) for n, (p, _) in sides.items()}
     runs = {
         n: _wrk(wrk, script, p.url + "/v1/messages", seconds) for n, (p, script) in sides.items()
     }
     done = {n: _done(r) for n, r in runs.items()}
-    cpu = {n: _cpu_s(p.pid) - before[n] for n, (p, _) in sides.items()}
+    cpu = {n: _settled_cpu_s([p.pid]) - before[n] for n, (p, _) in sides.items()}
     return {
         n: {"rps": done[n] / seconds, "cpu_us_per_req": 1e6 * cpu[n] / max(1, done[n])}
         for n in sides
@@ -125,7 +166,11 @@ def _measure(
         proc, cases = sides[name]
         case = next(c for c in cases if c.name == body)
         scripts[name] = (proc, write_wrk_script(case.sse if args.sse else case.json, where / name))
-    _round(wrk, scripts, 2)  # warm-up
+    _round(wrk, scripts, 2)  # warm-up (it also starts tracing's span sink, when on)
+    if args.sink_core is not None:
+        for proc, _ in scripts.values():
+            for child in _descendants(proc.pid):
+                os.sched_setaffinity(child, {args.sink_core})
     rounds = []
     for _ in range(args.rounds):
         cell = _round(wrk, scripts, args.seconds)
@@ -155,6 +200,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--sse", action="store_true", help="the streaming request, not JSON")
     parser.add_argument("--out", type=Path, help="write the rounds as JSON here")
+    parser.add_argument(
+        "--sink-core",
+        type=int,
+        help="move the gateways' child processes (the span sink) to this core after warm-up; "
+        "by default they share the gateways' core",
+    )
+    parser.add_argument(
+        "--otlp",
+        action="store_true",
+        help="start an OTLP/HTTP receiver (otlp_sink.py, on the load core); {otlp} in --a-yaml "
+        "and --b-yaml becomes its traces URL",
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
     if wrk is None:
@@ -174,6 +231,17 @@ def main() -> None:
         upstream = start_upstream(LOADGEN_CPU, tmp)
         procs.append(upstream)
         upstream.wait_ready()
+        if args.otlp:
+            port = free_port()
+            receiver = Path(__file__).resolve().parent / "otlp_sink.py"
+            sink = start(
+                "otlp", [sys.executable, str(receiver), "--port", str(port)], port, LOADGEN_CPU, tmp
+            )
+            procs.append(sink)
+            sink.wait_ready()
+            traces = f"http://127.0.0.1:{port}/v1/traces"
+            args.a_yaml = args.a_yaml.replace("{otlp}", traces)
+            args.b_yaml = args.b_yaml.replace("{otlp}", traces)
         codes = {}
         for name, rev in (("a", args.a), ("b", args.b)):
             (tmp / f"code-{name}").mkdir()

@@ -137,9 +137,13 @@ def write_config(
         + (f"redis: {redis}\n" if redis else "")
         + "secret_key: bench-secret\n"
         # The pipeline without tracing (bench/tracing_overhead.py measures tracing), whatever
-        # the default of the commit under test.
-        "tracing: {enabled: false}\n"
-        "providers:\n"
+        # the default of the commit under test, unless the extra YAML sets it.
+        + (
+            ""
+            if extra_yaml.startswith("tracing:") or "\ntracing:" in extra_yaml
+            else "tracing: {enabled: false}\n"
+        )
+        + "providers:\n"
         "  anthropic-primary: {type: anthropic, api_key: sk-ant-bench, "
         f'base_url: "{upstream_url}", models: [{", ".join(MODELS)}]}}\n'
     )

@@ -52,7 +52,9 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     # The stdlib writer's own thread (store/sqlite_thread.py), and the config version check.
     (
         "ledger and config sync: sqlite3 thread",
-        re.compile(r"sluice/store/(sqlite_thread|ledger_sqlite)|_SqliteVersion|_read_version"),
+        re.compile(
+            r"sluice/store/(sqlite_thread|ledger_sqlite|sqlite_batches)|_SqliteVersion|_read_version"
+        ),
     ),
     ("ledger: SQLAlchemy on the event loop", re.compile(r"LedgerWriter|sqlalchemy/|greenlet")),
     ("key auth (parse, HMAC)", re.compile(r"KeyCache\.authenticate|vk_format|hmac\.py")),

@@ -1,4 +1,4 @@
-"""The SQLite ledger writer cuts a batch into a few fixed statement shapes: every row of any
+"""The SQLite batch writers cut a batch into a few fixed statement shapes: every row of any
 batch length lands exactly once, and the shapes stay few enough to be cached."""
 
 from __future__ import annotations
@@ -8,22 +8,22 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from sluice.base.settlement import Settlement
-from sluice.store import ledger_sqlite
+from sluice.store import sqlite_batches
 from sluice.store.db import create_engine, migrate
-from sluice.store.ledger_sqlite import SqliteLedgerWriter
+from sluice.store.ledger_sqlite import LEDGER_INSERT, SqliteLedgerWriter
 from sluice.store.tables import ledger
 
 
 def test_every_batch_length_is_a_sum_of_cached_shapes() -> None:
     for rows in range(0, 2_100):
-        chunks = list(ledger_sqlite._chunks(rows))
+        chunks = list(sqlite_batches.chunks(rows))
         assert sum(size for _, size in chunks) == rows
         assert [start for start, _ in chunks] == [
             sum(s for _, s in chunks[:i]) for i in range(len(chunks))
         ]
-        assert {size for _, size in chunks} <= set(ledger_sqlite._CHUNK_ROWS)
-        assert len(chunks) <= rows // 512 + len(ledger_sqlite._CHUNK_ROWS)
-    assert len(ledger_sqlite._STATEMENTS) <= 100  # sqlite3's statement cache holds 128
+        assert {size for _, size in chunks} <= set(sqlite_batches.CHUNK_ROWS)
+        assert len(chunks) <= rows // 512 + len(sqlite_batches.CHUNK_ROWS)
+    assert len(LEDGER_INSERT.statements) <= 100  # sqlite3's statement cache holds 128
 
 
 async def test_odd_batches_write_every_row_once(tmp_path: Path) -> None:

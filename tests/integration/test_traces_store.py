@@ -134,3 +134,54 @@ async def test_trace_store_contract(engine: AsyncEngine) -> None:
     # Retention: rows whose created_at (ms) is older than the cutoff go.
     assert await repo.prune(2_600) == 2  # T1's root (2,000 ms) and re-emitted chat (2,500 ms)
     assert [s["name"] for s in await repo.spans(T1)] == ["execute_tool Bash"]
+
+
+async def test_the_sinks_span_writes_upsert_every_span_once(engine: AsyncEngine) -> None:
+    """``write_spans`` (the span sink's path: the stdlib driver in fixed statement shapes on a
+    SQLite file, SQLAlchemy elsewhere) stores exactly what ``span_row`` says, for batches of
+    any length, and a re-emitted span replaces its row."""
+    from sqlalchemy import func, select
+
+    from sluice.store.tables import trace_spans
+    from sluice.store.traces_repo import span_row
+    from sluice.telemetry.spans import SpanRecord
+
+    def record(i: int, **extra: Any) -> SpanRecord:
+        fields: dict[str, Any] = {
+            "trace_id": 0xABC,
+            "span_id": i + 1,
+            "parent_id": None if i == 0 else 1,
+            "name": f"chat m{i}",
+            "kind": "client",
+            "start_ns": 1_000_000_000 + i,
+            "end_ns": 2_000_000_000 + i,
+            "attributes": {"gen_ai.request.model": "m", "n": i},
+            "session_id": "s1",
+            "key_id": "KEY1",
+            "request_id": f"req_{i}",
+            "input_tokens": i,
+            "cost_micros": None if i % 2 else i * 10,
+        }
+        fields.update(extra)
+        return SpanRecord(**fields)
+
+    repo = TracesRepo(engine)
+    try:
+        n = 0
+        for size in (1, 3, 517):  # odd lengths: several statement shapes per batch
+            await repo.write_spans([record(n + i) for i in range(size)])
+            n += size
+        again = record(5, name="chat retried", output_tokens=9, error="overloaded_error")
+        await repo.write_spans([again])
+        async with engine.connect() as conn:
+            count = await conn.scalar(select(func.count()).select_from(trace_spans))
+            rows = {
+                r["span_id"]: dict(r)
+                for r in (await conn.execute(select(trace_spans))).mappings().all()
+            }
+    finally:
+        await repo.close()
+    assert count == n == 521
+    assert rows[f"{6:016x}"] == span_row(again)  # replaced, not duplicated
+    assert rows[f"{7:016x}"] == span_row(record(6))
+    assert rows[f"{1:016x}"]["parent_span_id"] is None

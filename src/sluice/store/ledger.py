@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sluice.base.settlement import Settlement
 from sluice.store.ledger_journal import LedgerJournal, Segment, orphans, release
 from sluice.store.ledger_sqlite import SqliteLedgerWriter
+from sluice.store.sqlite_batches import sqlite_file
 from sluice.store.tables import ledger, virtual_keys
 
 log = logging.getLogger("sluice.ledger")
@@ -44,12 +45,8 @@ class LedgerWriter:
         self._engine = engine
         self._journal = journal
         self._segments: list[Segment] = []  # rotated journal segments not yet committed
-        database = engine.url.database
-        self._sqlite = (
-            SqliteLedgerWriter(database)
-            if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
-            else None
-        )
+        path = sqlite_file(engine.dialect.name, engine.url.database)
+        self._sqlite = SqliteLedgerWriter(path) if path is not None else None
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue

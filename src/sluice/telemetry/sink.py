@@ -209,7 +209,7 @@ async def _serve(
 ) -> None:
     # Imported here: the gateway process never loads the SDK.
     from sluice.store.db import create_engine
-    from sluice.store.traces_repo import TracesRepo, span_row
+    from sluice.store.traces_repo import TracesRepo
     from sluice.telemetry.builder import SpanBuilder
     from sluice.telemetry.export import Exporter
 
@@ -240,7 +240,7 @@ async def _serve(
                 spans = await builder.build(_RECORDS_DECODER.decode(payload))
                 if repo is not None and spans:
                     try:
-                        await repo.write([span_row(span) for span in spans])
+                        await repo.write_spans(spans)
                         stored += len(spans)
                     except Exception:
                         store_failed += len(spans)
@@ -257,5 +257,7 @@ async def _serve(
                 conn.send(counters(idle=True))
                 return
     finally:
+        if repo is not None:
+            await repo.close()
         if engine is not None:
             await engine.dispose()
