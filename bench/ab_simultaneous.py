@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,11 @@ def _round(
     done = {n: _done(r) for n, r in runs.items()}
     cpu = {n: _settled_cpu_s([p.pid]) - before[n] for n, (p, _) in sides.items()}
     return {
-        n: {"rps": done[n] / seconds, "cpu_us_per_req": 1e6 * cpu[n] / max(1, done[n])}
+        n: {
+            "requests": done[n],
+            "rps": done[n] / seconds,
+            "cpu_us_per_req": 1e6 * cpu[n] / max(1, done[n]),
+        }
         for n in sides
     }
 
@@ -166,7 +171,9 @@ def _measure(
         proc, cases = sides[name]
         case = next(c for c in cases if c.name == body)
         scripts[name] = (proc, write_wrk_script(case.sse if args.sse else case.json, where / name))
-    _round(wrk, scripts, 2)  # warm-up (it also starts tracing's span sink, when on)
+    warm = _round(wrk, scripts, 2)  # warm-up (it also starts tracing's span sink, when on)
+    args.served["a"] += warm["a"]["requests"]
+    args.served["b"] += warm["b"]["requests"]
     if args.sink_core is not None:
         for proc, _ in scripts.values():
             for child in _descendants(proc.pid):
@@ -177,6 +184,8 @@ def _measure(
         ratio = cell["a"]["rps"] / cell["b"]["rps"]
         cpu = cell["b"]["cpu_us_per_req"] / cell["a"]["cpu_us_per_req"]
         rounds.append({**cell, "ratio_a_over_b": ratio, "cpu_b_over_a": cpu})
+        args.served["a"] += cell["a"]["requests"]
+        args.served["b"] += cell["b"]["requests"]
         print(
             f"{body:7} A {cell['a']['rps']:7.0f} req/s "
             f"{cell['a']['cpu_us_per_req']:4.0f} µs | B {cell['b']['rps']:7.0f} req/s "
@@ -213,6 +222,7 @@ def main() -> None:
         "and --b-yaml becomes its traces URL",
     )
     args = parser.parse_args()
+    args.served = {"a": 0, "b": 0}  # requests each side answered, warm-ups included
     wrk = ensure_wrk()
     if wrk is None:
         raise SystemExit("wrk is needed (apt-get install wrk)")
@@ -240,6 +250,7 @@ def main() -> None:
             procs.append(sink)
             sink.wait_ready()
             traces = f"http://127.0.0.1:{port}/v1/traces"
+            args.otlp_count = f"http://127.0.0.1:{port}/count"
             args.a_yaml = args.a_yaml.replace("{otlp}", traces)
             args.b_yaml = args.b_yaml.replace("{otlp}", traces)
         codes = {}
@@ -265,6 +276,18 @@ def main() -> None:
             finally:
                 for proc, _ in sides.values():
                     proc.stop()
+        if args.otlp:
+            # Spans that reached the receiver per request served, warm-ups included: 2.0 for
+            # the small body (a turn and its model call) when nothing was dropped on the way.
+            with urllib.request.urlopen(args.otlp_count, timeout=5) as r:
+                spans = json.loads(r.read())["spans"]
+            print(
+                f"OTLP receiver: {spans:,} spans for {args.served['a']:,} requests to A and "
+                f"{args.served['b']:,} to B",
+                flush=True,
+            )
+            result["otlp_spans"] = spans
+            result["served"] = dict(args.served)
         for body, rounds in all_rounds.items():
             if not rounds:
                 continue
