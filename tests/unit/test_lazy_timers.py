@@ -163,3 +163,17 @@ async def test_timeout_outside_a_task_is_refused() -> None:
 
     loop.call_soon(run)
     assert "inside a task" in str(await future)
+
+
+def test_a_new_event_loop_starts_afresh() -> None:
+    timers = LazyTimers()
+    fired: list[str] = []
+
+    async def schedule(name: str, delay: float, wait: float) -> None:
+        timers.call_later(delay, lambda: fired.append(name))
+        await asyncio.sleep(wait)
+
+    asyncio.run(schedule("first loop", 30, 0))  # the loop closes with the timer pending
+    asyncio.run(schedule("second loop", 0.01, 0.05))
+    assert fired == ["second loop"]
+    assert timers.pending == 0

@@ -44,9 +44,9 @@ class LazyTimers:
         self._armed_due = math.inf
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> LazyTimer:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # first use, or a new loop (whatever the old one held died)
+            self._loop, self._pending, self._armed, self._armed_due = loop, {}, None, math.inf
         timer = LazyTimer(self, loop.time() + delay, callback)
         self._pending[timer] = None
         if timer.due < self._armed_due:

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
+import uvloop
 
 from sluice.config.models import TracingConfig
 from sluice.telemetry.spans import Finished
@@ -201,7 +202,8 @@ def run_sink(
     # starved sink falls behind into its bounded queues, which drop and count.
     with contextlib.suppress(OSError):
         os.nice(_NICENESS)
-    asyncio.run(_serve(conn, cfg, database_url, env))
+    # uvloop, as the gateway: the sink's loop runs a thread hop or two per batch.
+    uvloop.run(_serve(conn, cfg, database_url, env))
 
 
 async def _serve(
