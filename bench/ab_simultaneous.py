@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,15 @@ from overhead import (
     snapshot_baseline,
     write_config,
 )
-from procs import Proc, free_port, start, start_spinner, start_upstream
+from procs import (
+    Proc,
+    free_port,
+    process_cpu_s,
+    settled_cpu_s,
+    start,
+    start_spinner,
+    start_upstream,
+)
 
 
 def _code_env(side: Path, rev: str) -> tuple[dict[str, str], str]:
@@ -82,14 +89,6 @@ def _side(
     return proc, [rekey(c, key, name) for c in body_cases(key)]
 
 
-def _one_cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _descendants(pid: int) -> list[int]:
     """``pid``'s live child processes, and theirs (the span sink is the gateway's child)."""
     found: list[int] = []
@@ -110,7 +109,7 @@ def _descendants(pid: int) -> list[int]:
 def _cpu_s(pid: int) -> float:
     """The gateway's CPU seconds with its child processes' (tracing's span sink): what a
     request costs the machine, wherever the work runs."""
-    return sum(_one_cpu_s(p) for p in [pid, *_descendants(pid)])
+    return sum(process_cpu_s(p) for p in [pid, *_descendants(pid)])
 
 
 def _wrk(wrk: str, script: Path, url: str, seconds: int) -> subprocess.Popen[str]:
@@ -126,28 +125,15 @@ def _done(run: subprocess.Popen[str]) -> int:
     raise RuntimeError(f"wrk printed no request count:\n{out}")
 
 
-def _settled_cpu_s(pids: list[int]) -> float:
-    """CPU seconds of ``pids`` and their children once the children have caught up: the span
-    sink trails the load by a flush interval or two, so each round is charged for its own
-    spans, not the previous round's."""
-    last = sum(_cpu_s(p) for p in pids)
-    while True:
-        time.sleep(0.3)
-        now = sum(_cpu_s(p) for p in pids)
-        if now - last < 0.005:
-            return now
-        last = now
-
-
 def _round(
     wrk: str, sides: dict[str, tuple[Proc, Path]], seconds: int
 ) -> dict[str, dict[str, float]]:
-    before = {n: _settled_cpu_s([p.pid]) for n, (p, _) in sides.items()}
+    before = {n: settled_cpu_s([p.pid], cpu_of=_cpu_s) for n, (p, _) in sides.items()}
     runs = {
         n: _wrk(wrk, script, p.url + "/v1/messages", seconds) for n, (p, script) in sides.items()
     }
     done = {n: _done(r) for n, r in runs.items()}
-    cpu = {n: _settled_cpu_s([p.pid]) - before[n] for n, (p, _) in sides.items()}
+    cpu = {n: settled_cpu_s([p.pid], cpu_of=_cpu_s) - before[n] for n, (p, _) in sides.items()}
     return {
         n: {
             "requests": done[n],

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +87,8 @@ class Proc:
         return out
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        """User + system CPU time of the process so far (0 once it is gone)."""
+        return process_cpu_s(self.pid)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s``; only this child, by its pid."""
@@ -216,3 +215,28 @@ def start_upstream(cpu: int | None, log_dir: Path) -> Proc:
     port = free_port()
     script = Path(__file__).resolve().parent / "upstream.py"
     return start("upstream", [sys.executable, str(script), "--port", str(port)], port, cpu, log_dir)
+
+
+def process_cpu_s(pid: int) -> float:
+    """A process's user + system CPU seconds from /proc; 0 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def settled_cpu_s(
+    pids: list[int], cpu_of: Callable[[int], float] = process_cpu_s, quiet_s: float = 0.005
+) -> float:
+    """CPU seconds of ``pids`` once they have stopped using more than ``quiet_s`` per 0.3 s:
+    tracing's span sink trails the load by a flush interval or two, so each run is charged
+    for its own spans, not the previous run's."""
+    last = sum(cpu_of(p) for p in pids)
+    while True:
+        time.sleep(0.3)
+        now = sum(cpu_of(p) for p in pids)
+        if now - last < quiet_s:
+            return now
+        last = now

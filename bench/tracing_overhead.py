@@ -28,7 +28,15 @@ from bodies import body_cases
 from loadgen import ensure_wrk, run_wrk, scratch_dir, write_wrk_script
 from measure import warm_up
 from overhead import MODELS, mint_key, sluice_cmd
-from procs import Proc, free_port, start, start_spinner, start_upstream
+from procs import (
+    Proc,
+    free_port,
+    process_cpu_s,
+    settled_cpu_s,
+    start,
+    start_spinner,
+    start_upstream,
+)
 
 BENCH = Path(__file__).resolve().parent
 PROXY_CPU, LOADGEN_CPU = 0, 1
@@ -47,15 +55,6 @@ def write_config(tmp: Path, name: str, upstream: str, tracing: str) -> Path:
     return cfg
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _waited_children_cpu() -> float:
     """CPU of finished children this process waited for (wrk, under taskset)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -71,18 +70,6 @@ def sink_processes(pid: int) -> list[int]:
             if b"spawn_main" in cmdline:
                 found.append(int(child))
     return found
-
-
-def settled_cpu(pids: list[int]) -> float:
-    """The sink processes' CPU once they have finished the spans of the last run (it trails
-    the load by a flush interval or two), so each run is charged for its own spans."""
-    last = sum(_cpu_seconds(p) for p in pids)
-    while True:
-        time.sleep(0.3)
-        now = sum(_cpu_seconds(p) for p in pids)
-        if now - last < 0.01:
-            return now
-        last = now
 
 
 def main() -> None:
@@ -152,7 +139,7 @@ def main() -> None:
                         os.sched_setaffinity(child, {LOADGEN_CPU})
                     for conc in (16, 64):
                         cpu_before = proc.cpu_seconds()
-                        sink_before = sum(_cpu_seconds(c) for c in sinks)
+                        sink_before = sum(process_cpu_s(c) for c in sinks)
                         core1_before = (
                             upstream.cpu_seconds() + sink.cpu_seconds() + _waited_children_cpu()
                         )
@@ -167,8 +154,10 @@ def main() -> None:
                         )
                         wall = time.monotonic() - started
                         cpu_us = (proc.cpu_seconds() - cpu_before) * 1e6 / max(run.requests, 1)
-                        sink_during = sum(_cpu_seconds(c) for c in sinks) - sink_before
-                        sink_us = settled_cpu(sinks) - sink_before  # incl. the tail after wrk
+                        sink_during = sum(process_cpu_s(c) for c in sinks) - sink_before
+                        sink_us = (
+                            settled_cpu_s(sinks, quiet_s=0.01) - sink_before
+                        )  # incl. the tail after wrk
                         core1 = (
                             upstream.cpu_seconds()
                             + sink.cpu_seconds()

@@ -151,26 +151,8 @@ class TracesRepo:
             return [dict(r) for r in rows.mappings().all()]
 
 
-SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "start_ns",
-    "end_ns",
-    "session_id",
-    "vk_id",
-    "project",
-    "agent",
-    "request_id",
-    "input_tokens",
-    "output_tokens",
-    "cost_micros",
-    "error",
-    "attributes",
-    "created_at",
-)
+# The table's own column order: ``span_values`` follows it (a test compares the two).
+SPAN_COLUMNS = tuple(trace_spans.c.keys())
 _SQLITE_UPSERT = BatchInsert(
     trace_spans,
     SPAN_COLUMNS,
