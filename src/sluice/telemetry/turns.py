@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -106,6 +106,13 @@ class Turn:
     tool_results: tuple[ToolResult, ...] = ()
     lane: bytes = b""  # compaction/auxiliary: their chat spans never collide with the turn's
     client_tool_ms: tuple[tuple[str, int], ...] = ()  # the hint's tool durations
+    # Hashed once here: every span of a record names the root, and the chat span twice.
+    root_span_id: int = field(init=False, repr=False, compare=False)
+    chat_span_id: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root_span_id", span_id(self.turn_key, b"root"))
+        object.__setattr__(self, "chat_span_id", self.chat_span_for(self.message_count))
 
     def client_duration_ms(self, tool_name: str) -> int | None:
         """The client-measured duration of this request's ``tool_name`` result, when the hint
@@ -113,14 +120,6 @@ class Turn:
         named = [ms for name, ms in self.client_tool_ms if name == tool_name]
         results = [r for r in self.tool_results if r.name == tool_name]
         return named[0] if len(named) == 1 and len(results) == 1 else None
-
-    @property
-    def root_span_id(self) -> int:
-        return span_id(self.turn_key, b"root")
-
-    @property
-    def chat_span_id(self) -> int:
-        return self.chat_span_for(self.message_count)
 
     def chat_span_for(self, message_count: int) -> int:
         if self.lane:
