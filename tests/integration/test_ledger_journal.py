@@ -5,15 +5,17 @@ taken, and a clean stop leaves nothing behind."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from sluice.base.settlement import Settlement
 from sluice.store.db import create_engine, migrate
 from sluice.store.ledger import LedgerWriter
-from sluice.store.ledger_journal import LedgerJournal, orphans
+from sluice.store.ledger_journal import LedgerJournal, Segment, orphans
 from sluice.store.tables import ledger
 
 
@@ -22,6 +24,11 @@ def _row(n: int) -> Settlement:
         request_id=f"req_{n:04d}", created_at=1_000 + n, endpoint="messages", status=200,
         input_tokens=n, cost_micros=n * 10, ingress="bedrock",
     )  # fmt: skip
+
+
+def _live(journal: LedgerJournal) -> Segment:
+    assert journal._live is not None
+    return journal._live
 
 
 async def _ids(url: str) -> list[str]:
@@ -44,9 +51,10 @@ async def test_a_dead_writers_rows_are_recovered_once(tmp_path: Path) -> None:
     dead.open()
     for n in range(3):
         dead.append(_row(n))
-    with open(dead._path, "ab") as torn:  # type: ignore[arg-type]
+    path = _live(dead).path
+    dead.close(delete=False)  # cut to its frames
+    with open(path, "ab") as torn:
         torn.write((500).to_bytes(4, "big") + b"\x93partial")
-    dead.close(delete=False)
     # A live process's segment, locked: never taken.
     live = LedgerJournal(where)
     live.open()
@@ -60,7 +68,7 @@ async def test_a_dead_writers_rows_are_recovered_once(tmp_path: Path) -> None:
     await engine.dispose()
     assert await _ids(url) == ["req_0000", "req_0001", "req_0002", "req_0005"]
     remaining = sorted(p.name for p in where.glob("*.journal"))
-    assert remaining == [live._path.name]  # type: ignore[union-attr]
+    assert remaining == [_live(live).path.name]
     with orphans(where) as found:
         assert found == []  # still locked by `live`
     live.close(delete=False)
@@ -92,8 +100,104 @@ async def test_durable_commit_returns_without_waiting_and_the_journal_empties(
     finally:
         os.close(fd)
     await writer.flush()
-    assert writer.transactions == 1 and not segment.exists()  # committed: its segment goes
+    assert writer.transactions == 1
+    # Committed: the segment is zeroed and kept for reuse (no file made or deleted per flush).
+    assert segment.read_bytes() == bytes(segment.stat().st_size)
     await writer.stop()
     await engine.dispose()
     assert len(await _ids(url)) == 20
     assert list(where.glob("*.journal")) == []  # a clean stop leaves nothing
+
+
+async def test_rows_past_a_full_segment_continue_in_a_new_one_and_commit_once(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    where = tmp_path / "journal"
+    # Room for one or two rows a segment: 20 rows fill several before the first flush.
+    journal = LedgerJournal(where, segment_bytes=200)
+    writer = LedgerWriter(engine, flush_interval_ms=600_000, journal=journal)
+    writer.start()
+    for n in range(20):
+        await writer.commit(_row(n))
+    sealed = [p for p in where.glob("*.journal") if p != _live(journal).path]
+    assert len(sealed) > 5
+    await writer.flush()
+    # Committed: deleted, but for two kept zeroed for reuse.
+    left = [p for p in where.glob("*.journal") if p != _live(journal).path]
+    assert len(left) == 2 and all(p.read_bytes() == bytes(p.stat().st_size) for p in left)
+    await writer.stop()
+    await engine.dispose()
+    assert await _ids(url) == [f"req_{n:04d}" for n in range(20)]
+
+
+def test_a_dead_processes_full_segments_hold_every_row_once(tmp_path: Path) -> None:
+    where = tmp_path / "journal"
+    dead = LedgerJournal(where, segment_bytes=200)
+    dead.open()
+    for n in range(20):
+        dead.append(_row(n))
+    for segment in dead._sealed:  # the process dies: its locks go with its descriptors
+        assert segment.mapped is not None
+        segment.mapped.close()  # (the mapping holds a descriptor of its own)
+        os.close(segment.fd)
+    dead.close(delete=False)
+    with orphans(where) as found:
+        assert len(found) > 5
+        recovered = sorted(r.request_id for _, rows in found for r in rows)
+    assert recovered == [f"req_{n:04d}" for n in range(20)]
+
+
+def test_a_frame_killed_mid_copy_ends_the_segment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The payload is copied before its length: a process killed between the two leaves a
+    zero length, read as the segment's end, not as a frame."""
+    where = tmp_path / "journal"
+    dead = LedgerJournal(where)
+    dead.open()
+    dead.append(_row(1))
+    segment = _live(dead)
+    path, mapped, used = segment.path, segment.mapped, segment.used
+    assert mapped is not None
+    assert path.stat().st_size > used  # preallocated: the rest is zeros
+    mapped[used + 4 : used + 12] = b"\x93partial"  # the next payload, its length not yet
+    fcntl.flock(segment.fd, fcntl.LOCK_UN)  # the process is gone: no lock, no truncation
+    with caplog.at_level(logging.WARNING), orphans(where) as found:
+        assert [[r.request_id for r in rows] for _, rows in found] == [["req_0001"]]
+    assert caplog.records == []  # an end, not a torn or unreadable frame
+    dead.close(delete=True)
+
+
+async def test_reused_segments_hold_only_rows_not_yet_committed(tmp_path: Path) -> None:
+    """Segments are zeroed when committed and reused: after many flushes a killed process's
+    segments give back exactly the rows it had not committed, none from earlier batches."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    where = tmp_path / "journal"
+    journal = LedgerJournal(where)
+    writer = LedgerWriter(engine, flush_interval_ms=600_000, journal=journal)
+    writer.start()
+    for batch in range(6):
+        for n in range(batch * 10, batch * 10 + 10 - batch):  # shorter and shorter batches
+            await writer.commit(_row(n))
+        await writer.flush()
+    assert len(list(where.glob("*.journal"))) == 2  # two segments take turns
+    for n in (100, 101, 102):
+        await writer.commit(_row(n))
+    segments = [_live(journal), *journal._spare]
+    for segment in segments:  # killed: no truncation, no deletion, the locks go
+        assert segment.mapped is not None
+        segment.mapped.close()
+        os.close(segment.fd)
+    with orphans(where) as found:
+        recovered = sorted(r.request_id for _, rows in found for r in rows)
+    assert recovered == ["req_0100", "req_0101", "req_0102"]
+    assert len(await _ids(url)) == sum(10 - b for b in range(6))
+    writer._journal = None  # its segments are gone with the "killed" process
+    writer._buffer = []
+    await writer.stop()
+    await engine.dispose()

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.base.settlement import Settlement
-from sluice.store.ledger_journal import LedgerJournal, Segment, orphans, release
+from sluice.store.ledger_journal import LedgerJournal, Segment, orphans
 from sluice.store.ledger_sqlite import SqliteLedgerWriter
 from sluice.store.sqlite_batches import sqlite_file
 from sluice.store.tables import ledger, virtual_keys
@@ -106,7 +106,7 @@ class LedgerWriter:
                 log.warning(
                     "ledger: %d rows recovered from the journal of a stopped process", len(rows)
                 )
-            release([Segment(path, -1) for path, _ in found])
+            self._journal.release([Segment(path) for path, _ in found])
         return len(rows)
 
     def start(self) -> None:
@@ -125,7 +125,7 @@ class LedgerWriter:
         if self._journal is not None:
             # Committed rows' segments go; rows a failing database kept stay for the next start.
             if not self._buffer:
-                release(self._segments)
+                self._journal.release(self._segments)
                 self._segments = []
             self._journal.close(delete=not self._buffer)
         if self._sqlite is not None:
@@ -151,20 +151,23 @@ class LedgerWriter:
             # The journal's segment holds exactly this batch's rows: a new one starts now.
             segments, self._segments = self._segments, []
             if self._journal is not None and batch:
-                segments.append(self._journal.rotate())
+                segments += self._journal.rotate()
             try:
                 if batch or (self._closing and self._last_used):
                     await self._write(batch)
             except BaseException:
                 self._buffer[:0] = batch  # keep them for the next attempt
-                self._segments[:0] = segments  # and their journal, until they are committed
+                for segment in segments:  # and their journal, until they are committed
+                    segment.unmap()  # a failing database may keep them long: no spare room
+                self._segments[:0] = segments
                 raise
             finally:
                 # Never hold a response forever on a failing database: the rows stay queued
                 # (and the failure is logged by the caller).
                 if done is not None and not done.done():
                     done.set_result(None)
-            release(segments)
+            if self._journal is not None:
+                self._journal.release(segments)
             self.written += len(batch)
 
     async def _write(self, settled: list[Settlement]) -> None:

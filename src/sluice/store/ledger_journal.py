@@ -1,28 +1,35 @@
 """The ledger's local journal: how a response is acknowledged durably without waiting for a
 database commit (SQLite only; see ``ledger.journal``).
 
-Each settled row is appended to a segment file before the response's last byte, with one
-``write(2)`` of about half a kilobyte to the page cache (a few microseconds, no thread hop,
-no fsync). That is exactly as durable as the SQLite database beside it in WAL mode with
-``synchronous=NORMAL``: it survives a killed process, not a power cut. The batch writer then
+Each settled row is copied into a segment file before the response's last byte. A segment is
+preallocated (``posix_fallocate``: no ``ENOSPC`` later, so no ``SIGBUS``) and mapped shared,
+so an append is a memory copy into the page cache: no system call, no thread hop, no fsync.
+A ``write(2)`` per row cost 15-25 µs under load here (the inode update of a growing file), 3-4 %
+of a small request's CPU. The page cache keeps a killed process's stores, so this is exactly as
+durable as the SQLite database beside it in WAL mode with ``synchronous=NORMAL``: it survives a
+killed process, not a power cut. The batch writer then
 commits the rows as before; each flush starts a new segment, and a segment is deleted once
 every row in it is committed. At start-up, segments that no live process holds (each
 process holds its own under ``flock``) are read back and their rows inserted, idempotently
 by request id, so a kill -9 loses no acknowledged row.
 
 A frame is a 4-byte big-endian length and the row's values as msgpack (``LEDGER_COLUMNS``
-order). A torn last frame (the process died mid-write) is dropped: its response never ended.
+order). The length is stored after the payload, so a process killed mid-copy leaves a zero
+length where its frame would start: the segment's end. A zero length ends a segment (the rest
+of a preallocated file is zeros); a torn last frame (a file cut short) is dropped: its response
+never ended. A sealed segment is truncated to its frames.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import mmap
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import msgspec
 
@@ -33,61 +40,117 @@ log = logging.getLogger("sluice.ledger")
 
 _SUFFIX = ".journal"
 _MAX_FRAME = 1 << 20  # a row is well under this; a larger length is a torn or foreign file
+# A segment's preallocated size: a flush's rows (at most a batch, ~100 KB) fit; more continue
+# in a new segment.
+SEGMENT_BYTES = 256 << 10
+_SPARE = 2  # committed segments kept for reuse
 _ENCODE = msgspec.msgpack.Encoder().encode
 _DECODE = msgspec.msgpack.Decoder(list[object]).decode
+
+
+@dataclass(slots=True, eq=False)
+class Segment:
+    path: Path
+    fd: int = -1  # -1: not held by this process (an orphan being recovered holds its own)
+    mapped: mmap.mmap | None = None
+    used: int = 0  # bytes of whole frames
+
+    def unmap(self) -> None:
+        """Cut the file to its frames (no zero tail on disk for a segment that is kept)."""
+        if self.mapped is not None:
+            self.mapped.close()
+            self.mapped = None
+            os.ftruncate(self.fd, self.used)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)  # or another process recovered it first
+        if self.fd >= 0:
+            if self.mapped is not None:
+                self.mapped.close()
+            os.close(self.fd)
 
 
 class LedgerJournal:
     """This process's journal segments in ``directory``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
-        self._fd = -1
-        self._path: Path | None = None
+        self._segment_bytes = segment_bytes
+        self._live: Segment | None = None
+        self._sealed: list[Segment] = []  # filled before the writer's next rotation
+        # Committed segments, zeroed for reuse: in steady state two segments take turns and
+        # a rotation makes no system call (creating and deleting a file per flush cost more
+        # than the appends it saved).
+        self._spare: list[Segment] = []
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._next_segment()
+        self._live = self._fresh(self._segment_bytes)
 
     def append(self, settlement: Settlement) -> None:
         payload = _ENCODE(settlement.ledger_values())
-        os.write(self._fd, len(payload).to_bytes(4, "big") + payload)
+        live = self._live
+        assert live is not None and live.mapped is not None, "the journal is not open"
+        at, end = live.used, live.used + 4 + len(payload)
+        if end > len(live.mapped):  # full: continue in a new segment
+            fresh = self._fresh(max(self._segment_bytes, 4 + len(payload)))
+            self._sealed.append(live)
+            live = self._live = fresh
+            at, end = 0, 4 + len(payload)
+        view = live.mapped
+        assert view is not None
+        view[at + 4 : end] = payload
+        view[at : at + 4] = len(payload).to_bytes(4, "big")  # last: the frame is now whole
+        live.used = end
 
-    def rotate(self) -> Segment:
-        """Start a new segment; the old one holds exactly the rows recorded so far. It stays
-        open (locked: no other process recovers it) until ``release``d."""
-        assert self._path is not None, "the journal is not open"
-        old = Segment(self._path, self._fd)
-        self._next_segment()
-        return old
+    def rotate(self) -> list[Segment]:
+        """Start a new segment; the old ones hold exactly the rows appended so far. They stay
+        open (locked: no other process recovers them) until ``release``d."""
+        assert self._live is not None, "the journal is not open"
+        fresh = self._fresh(self._segment_bytes)  # first: a failure changes nothing
+        sealed = [*self._sealed, self._live]
+        self._sealed, self._live = [], fresh
+        return sealed
+
+    def release(self, segments: list[Segment]) -> None:
+        """Every row in these segments is committed: zero them for reuse, or delete them."""
+        for segment in segments:
+            view = segment.mapped
+            if view is None or len(view) != self._segment_bytes or len(self._spare) >= _SPARE:
+                segment.discard()
+                continue
+            view[:4] = bytes(4)  # first: a reader now finds the segment empty
+            view[4 : max(4, segment.used)] = bytes(max(4, segment.used) - 4)
+            segment.used = 0
+            self._spare.append(segment)
 
     def close(self, *, delete: bool) -> None:
         """At a clean stop; ``delete`` the live segment when its rows are all committed."""
-        if self._fd >= 0:
-            if delete and self._path is not None:
-                self._path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = -1
+        for spare in self._spare:
+            spare.discard()
+        self._spare = []
+        if self._live is not None:
+            if delete:
+                self._live.discard()
+            else:
+                self._live.unmap()
+                os.close(self._live.fd)
+            self._live = None
 
-    def _next_segment(self) -> None:
+    def _fresh(self, size: int) -> Segment:
+        if self._spare and size == self._segment_bytes:
+            return self._spare.pop()
         # The request-id generator gives a sortable, unique name without a counter to keep.
         path = self.directory / f"ledger-{os.getpid()}-{new_request_id()}{_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd, self._path = fd, path
-
-
-class Segment(NamedTuple):
-    path: Path
-    fd: int  # -1: not held by this process (an orphan being recovered holds its own)
-
-
-def release(segments: list[Segment]) -> None:
-    """Every row in these segments is committed: delete them."""
-    for segment in segments:
-        segment.path.unlink(missing_ok=True)  # or another process recovered it first
-        if segment.fd >= 0:
-            os.close(segment.fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.posix_fallocate(fd, 0, size)
+            return Segment(path, fd, mmap.mmap(fd, size))
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
 
 
 @contextmanager
@@ -120,6 +183,8 @@ def _rows(path: Path) -> list[Settlement]:
     at = 0
     while at + 4 <= len(data):
         size = int.from_bytes(data[at : at + 4], "big")
+        if size == 0:  # the unused rest of a preallocated segment
+            break
         if size > _MAX_FRAME or at + 4 + size > len(data):
             log.warning("ledger journal %s: a torn last frame at byte %d was dropped", path, at)
             break
