@@ -17,7 +17,7 @@ from sluice.core.router import Router
 from sluice.errors import ModelNotAllowed, ModelNotRecognized
 from sluice.governance.model_access import model_permitted
 from sluice.governance.virtual_key import VirtualKey
-from sluice.providers.base import Provider
+from sluice.providers.base import ModelInfo, Provider
 
 _SUGGESTIONS = 10
 
@@ -39,6 +39,9 @@ def _named(alias: str | None) -> str:
 class ModelResolver:
     def __init__(self, router: Router) -> None:
         self._router = router
+        # provider id -> (its model list, that list's ids): a set lookup per request instead
+        # of a scan, rebuilt when the provider hands out a new list (a refresh).
+        self._ids: dict[str, tuple[list[ModelInfo], frozenset[str]]] = {}
 
     async def usable_names(self, key: VirtualKey, providers: list[Provider]) -> list[str]:
         names = [a for a in key.config.model_aliases if a]
@@ -89,11 +92,17 @@ class ModelResolver:
                 )
             return handle, rest, False
         for provider in allowed:
-            models = await provider.list_models()
-            if any(m.id == target for m in models):
+            if target in await self._listed(provider):
                 return provider.id, target, True
         if target.startswith("claude-"):
             for provider in allowed:
                 if provider.kind in as_sent:
                     return provider.id, target, False
         return None
+
+    async def _listed(self, provider: Provider) -> frozenset[str]:
+        models = await provider.list_models()
+        known = self._ids.get(provider.id)
+        if known is None or known[0] is not models:
+            known = self._ids[provider.id] = (models, frozenset(m.id for m in models))
+        return known[1]
