@@ -45,6 +45,15 @@ def test_hash_is_keyed() -> None:
     assert vk_format.hashes_match(h1, h1) and not vk_format.hashes_match(h1, "0" * 64)
 
 
+def test_the_keyed_hasher_is_hash_key_every_time() -> None:
+    """It reuses one keyed state: a call must never see an earlier call's bytes."""
+    hasher = vk_format.KeyHasher(b"one")
+    keys = [vk_format.mint_key(vk_format.new_key_id()) for _ in range(3)]
+    for key in [*keys, *keys]:
+        assert hasher(key) == vk_format.hash_key(b"one", key)
+    assert vk_format.KeyHasher(b"two")(keys[0]) != hasher(keys[0])
+
+
 def test_vk_config_defaults_and_document() -> None:
     cfg = VirtualKeyConfig()
     assert cfg.policy_rules.tools.mode == "block_calls"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from typing import Protocol
 
 
@@ -40,14 +41,48 @@ _RANDOM_CHARS = bytes.maketrans(
 )
 
 
+def _stamp(ms: int) -> str:
+    pairs = _PAIRS
+    stamp = pairs[ms >> 40 & 1023] + pairs[ms >> 30 & 1023] + pairs[ms >> 20 & 1023]
+    return stamp + pairs[ms >> 10 & 1023] + pairs[ms & 1023]
+
+
+class RequestIds:
+    """``new_request_id`` for the request path: the random characters come from one
+    ``getrandom(2)`` per 256 ids instead of one per id. Under load the system call per
+    request cost ~1.5 % of a small request's CPU (py-spy). A forked child starts its own pool,
+    so two processes never share ids."""
+
+    __slots__ = ("__weakref__", "_at", "_pool")
+
+    _IDS_PER_DRAW = 256
+
+    def __init__(self) -> None:
+        self._pool = ""
+        self._at = 0
+        # A weak reference: the fork hook must not keep every instance (one per app) alive.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget(ref()))
+
+    def __call__(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            drawn = os.urandom(16 * self._IDS_PER_DRAW)
+            self._pool, at = drawn.translate(_RANDOM_CHARS).decode("ascii"), 0
+        self._at = at + 16
+        return "req_" + _stamp(time.time_ns() // 1_000_000) + self._pool[at : at + 16]
+
+
+def _forget(ids: RequestIds | None) -> None:
+    if ids is not None:
+        ids._pool, ids._at = "", 0
+
+
 def new_request_id() -> str:
     """``req_`` + a ULID (48-bit milliseconds, 80 random bits, Crockford base32): unique
     across replicas and sortable by time. Encoded here in under 1 µs where the ulid package
     takes 10-15 µs. The random bits come from the OS, not the ``random`` module: a library must
     not draw from (or disturb) the process's shared PRNG, which applications and test tools
     seed."""
-    ms = time.time_ns() // 1_000_000
-    pairs = _PAIRS
-    stamp = pairs[ms >> 40 & 1023] + pairs[ms >> 30 & 1023] + pairs[ms >> 20 & 1023]
-    stamp += pairs[ms >> 10 & 1023] + pairs[ms & 1023]
+    stamp = _stamp(time.time_ns() // 1_000_000)
     return "req_" + stamp + os.urandom(16).translate(_RANDOM_CHARS).decode("ascii")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from sluice.base.asgi import Send, send_error, send_json
+from sluice.base.clock import RequestIds
 from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 from sluice.core.relay import relay_error_safe
@@ -68,6 +69,7 @@ class Exchange:
         self.observer = observer
         self.durable = durable
         self.keepalive_s = keepalive_s
+        self.new_request_id = RequestIds()
 
     def prepare(self, ctx: RequestContext) -> None:
         if self.durable:

@@ -60,7 +60,7 @@ class KeyCache:
         unknown_ttl_ms: int = _NEGATIVE_TTL_MS,
     ) -> None:
         self._repo = repo
-        self._secret = server_secret
+        self._hash = vk_format.KeyHasher(server_secret)
         self._clock = clock
         self._refresh_s = refresh_s
         self._unknown_max = unknown_max
@@ -99,7 +99,7 @@ class KeyCache:
         if key.environment != parsed.environment:
             raise _invalid("mismatch")
         now = self._clock.now_ms()
-        presented_hash = vk_format.hash_key(self._secret, presented)
+        presented_hash = self._hash(presented)
         if not vk_format.hashes_match(presented_hash, key.key_hash):
             in_grace = key.previous_valid_until is not None and now < key.previous_valid_until
             if not (

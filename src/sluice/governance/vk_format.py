@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 import string
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ulid import ULID
 
@@ -25,8 +25,7 @@ _ALPHABET = string.ascii_letters + string.digits
 _SHAPE = re.compile(r"lw_vk_(live|test)_([0-9A-HJKMNP-TV-Z]{26})([A-Za-z0-9]{24,128})")
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedKey:
+class ParsedKey(NamedTuple):  # a tuple: built on every request, in C
     environment: str
     key_id: str
 
@@ -35,7 +34,7 @@ def parse_key(presented: str) -> ParsedKey | None:
     match = _SHAPE.fullmatch(presented)
     if match is None:
         return None
-    return ParsedKey(environment=match.group(1), key_id=match.group(2))
+    return ParsedKey(*match.group(1, 2))
 
 
 def new_key_id() -> str:
@@ -59,6 +58,21 @@ def display_prefix(key: str) -> str:
 
 def hash_key(server_secret: bytes, key: str) -> str:
     return hmac.new(server_secret, key.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+class KeyHasher:
+    """``hash_key`` for one server secret, keyed once: each call copies the keyed state
+    instead of keying HMAC again (half the cost, on every request)."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, server_secret: bytes) -> None:
+        self._keyed = hmac.new(server_secret, digestmod=hashlib.sha256)
+
+    def __call__(self, key: str) -> str:
+        mac = self._keyed.copy()
+        mac.update(key.encode("ascii"))
+        return mac.hexdigest()
 
 
 def hashes_match(a: str, b: str) -> bool:

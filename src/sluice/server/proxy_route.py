@@ -12,7 +12,6 @@ import logging
 import time
 
 from sluice.base.asgi import Receive, Scope, Send
-from sluice.base.clock import new_request_id
 from sluice.core.context import Door, RequestContext
 from sluice.core.disconnect import DisconnectWatch
 from sluice.errors import GatewayError, InternalError
@@ -29,8 +28,9 @@ async def handle_proxy(
     endpoint: str,
     door: Door | None = None,
 ) -> None:
+    exchange = services.exchange
     ctx = RequestContext(
-        request_id=new_request_id(),
+        request_id=exchange.new_request_id(),
         endpoint=endpoint,
         path=scope["path"],
         query=scope["query_string"].decode("latin-1"),
@@ -44,7 +44,6 @@ async def handle_proxy(
     )
     if door is not None:
         send = door.outbound(send, ctx)
-    exchange = services.exchange
     exchange.prepare(ctx)
     try:
         try:
