@@ -11,7 +11,7 @@ Anthropic answers an unknown model, never a 504.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from sluice.core.router import Router
 from sluice.errors import ModelNotAllowed, ModelNotRecognized
@@ -22,8 +22,7 @@ from sluice.providers.base import ModelInfo, Provider
 _SUGGESTIONS = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Resolution:
+class Resolution(msgspec.Struct, frozen=True):  # a Struct: built in C, per request
     provider_id: str
     model: str
     alias: str | None  # the alias the client used, when one resolved
