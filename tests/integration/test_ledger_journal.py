@@ -139,15 +139,76 @@ def test_a_dead_processes_full_segments_hold_every_row_once(tmp_path: Path) -> N
     dead.open()
     for n in range(20):
         dead.append(_row(n))
-    for segment in dead._sealed:  # the process dies: its locks go with its descriptors
+    for segment in [*dead._sealed, _live(dead)]:  # it dies: its locks go with its descriptors
         assert segment.mapped is not None
         segment.mapped.close()  # (the mapping holds a descriptor of its own)
         os.close(segment.fd)
-    dead.close(delete=False)
     with orphans(where) as found:
         assert len(found) > 5
         recovered = sorted(r.request_id for _, rows in found for r in rows)
     assert recovered == [f"req_{n:04d}" for n in range(20)]
+
+
+def test_a_stop_that_keeps_its_rows_keeps_every_segment_cut_to_its_frames(tmp_path: Path) -> None:
+    where = tmp_path / "journal"
+    journal = LedgerJournal(where, segment_bytes=200)
+    journal.open()
+    for n in range(20):
+        journal.append(_row(n))
+    journal.close(delete=False)  # the database was failing: the rows stay for the next start
+    kept = list(where.glob("*.journal"))
+    assert len(kept) > 5 and all(0 < p.stat().st_size < 200 for p in kept)
+    with orphans(where) as found:  # no longer held: the next start takes them
+        assert sorted(r.request_id for _, rows in found for r in rows) == [
+            f"req_{n:04d}" for n in range(20)
+        ]
+
+
+def test_a_rotation_with_no_new_row_starts_no_segment(tmp_path: Path) -> None:
+    """A failing database's writer retries every tick: no file per retry."""
+    where = tmp_path / "journal"
+    journal = LedgerJournal(where)
+    journal.open()
+    journal.append(_row(1))
+    first = journal.rotate()
+    assert len(first) == 1
+    assert journal.rotate() == [] and journal.rotate() == []
+    assert len(list(where.glob("*.journal"))) == 2
+    journal.release(first)
+    journal.close(delete=True)
+    assert list(where.glob("*.journal")) == []
+
+
+async def test_a_segment_that_cannot_be_started_loses_no_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk when the flush starts the next segment: the rows stay buffered and in
+    their segment, and the next flush commits them once."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    where = tmp_path / "journal"
+    journal = LedgerJournal(where)
+    writer = LedgerWriter(engine, flush_interval_ms=600_000, journal=journal)
+    writer.start()
+    for n in range(3):
+        await writer.commit(_row(n))
+
+    def full(size: int) -> Segment:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:  # a real full disk is out of a test's reach
+        patch.setattr(journal, "_fresh", full)
+        with pytest.raises(OSError):
+            await writer.flush()
+    assert writer.pending == 3
+    live = _live(journal)
+    assert live.used > 0  # its rows are still in the live segment, not zeroed or deleted
+    await writer.flush()
+    assert await _ids(url) == ["req_0000", "req_0001", "req_0002"]
+    await writer.stop()
+    await engine.dispose()
+    assert list(where.glob("*.journal")) == []
 
 
 def test_a_frame_killed_mid_copy_ends_the_segment(

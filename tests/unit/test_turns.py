@@ -16,6 +16,7 @@ from sluice.core.peek import peek_messages_body
 from sluice.telemetry.turns import (
     NO_HINTS,
     Hints,
+    Turn,
     agent_name,
     detect_turn,
     parse_tool_durations,
@@ -338,3 +339,19 @@ def test_tool_durations_hint_is_parsed_bounded_and_used_only_when_unambiguous() 
     assert turn.client_duration_ms("Bash") == 41 and turn.client_duration_ms("Read") is None
     twice = Hints(prompt_id="p", tool_durations=(("Bash", 41), ("Bash", 9)))
     assert detect_turn(raw(history), "s", "r", hints=twice).client_duration_ms("Bash") is None
+
+
+def test_a_turns_span_ids_are_hashed_once_and_survive_the_hand_over() -> None:
+    """``Turn`` hashes its root and chat span ids at construction; the span sink decodes it
+    from JSON, with the ids or without them (a record from another version), and gets the
+    same ids either way."""
+    turn = Turn(b"key", 7, None, True, 0, 5)
+    assert turn.root_span_id == span_id(b"key", b"root")
+    assert turn.chat_span_id == turn.chat_span_for(5) == span_id(b"key", b"chat", b"5")
+    encoded = msgspec.json.encode(turn)
+    assert msgspec.json.decode(encoded, type=Turn) == turn
+    bare = {
+        k: v for k, v in orjson.loads(encoded).items() if k not in ("root_span_id", "chat_span_id")
+    }
+    decoded = msgspec.json.decode(orjson.dumps(bare), type=Turn)
+    assert (decoded.root_span_id, decoded.chat_span_id) == (turn.root_span_id, turn.chat_span_id)

@@ -146,12 +146,12 @@ class LedgerWriter:
         the next tick: looping until empty would keep the writer busy under load, costing
         the request path far more than it saves."""
         async with self._lock:
+            # The journal's segments hold exactly this batch's rows: a new one starts now,
+            # first, so that a failure to start it (a full disk) leaves rows and segments kept.
+            rotated = self._journal.rotate() if self._journal is not None and self._buffer else []
             batch, self._buffer = self._buffer, []
             done, self._batch_done = self._batch_done, None
-            # The journal's segment holds exactly this batch's rows: a new one starts now.
-            segments, self._segments = self._segments, []
-            if self._journal is not None and batch:
-                segments += self._journal.rotate()
+            segments, self._segments = self._segments + rotated, []
             try:
                 if batch or (self._closing and self._last_used):
                     await self._write(batch)

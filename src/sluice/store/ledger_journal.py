@@ -2,7 +2,9 @@
 database commit (SQLite only; see ``ledger.journal``).
 
 Each settled row is copied into a segment file before the response's last byte. A segment is
-preallocated (``posix_fallocate``: no ``ENOSPC`` later, so no ``SIGBUS``) and mapped shared,
+preallocated (``posix_fallocate``: on ext4 and xfs no ``ENOSPC`` later, so no ``SIGBUS``; on
+copy-on-write filesystems such as btrfs or ZFS a store into a full disk can still fail, so
+there set ``ledger: {journal: false}``) and mapped shared,
 so an append is a memory copy into the page cache: no system call, no thread hop, no fsync.
 A ``write(2)`` per row cost 15-25 µs under load here (the inode update of a growing file), 3-4 %
 of a small request's CPU. The page cache keeps a killed process's stores, so this is exactly as
@@ -107,6 +109,8 @@ class LedgerJournal:
         """Start a new segment; the old ones hold exactly the rows appended so far. They stay
         open (locked: no other process recovers them) until ``release``d."""
         assert self._live is not None, "the journal is not open"
+        if self._live.used == 0 and not self._sealed:
+            return []  # no row since the last rotation (a failing database's retries)
         fresh = self._fresh(self._segment_bytes)  # first: a failure changes nothing
         sealed = [*self._sealed, self._live]
         self._sealed, self._live = [], fresh
@@ -129,13 +133,13 @@ class LedgerJournal:
         for spare in self._spare:
             spare.discard()
         self._spare = []
-        if self._live is not None:
+        for segment in [*self._sealed, self._live] if self._live is not None else []:
             if delete:
-                self._live.discard()
+                segment.discard()
             else:
-                self._live.unmap()
-                os.close(self._live.fd)
-            self._live = None
+                segment.unmap()
+                os.close(segment.fd)
+        self._sealed, self._live = [], None
 
     def _fresh(self, size: int) -> Segment:
         if self._spare and size == self._segment_bytes:
@@ -145,7 +149,10 @@ class LedgerJournal:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.posix_fallocate(fd, 0, size)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            else:  # not on macOS: a sparse file (a full disk then fails on a store)
+                os.ftruncate(fd, size)
             return Segment(path, fd, mmap.mmap(fd, size))
         except BaseException:
             os.close(fd)

@@ -107,8 +107,9 @@ class Turn:
     lane: bytes = b""  # compaction/auxiliary: their chat spans never collide with the turn's
     client_tool_ms: tuple[tuple[str, int], ...] = ()  # the hint's tool durations
     # Hashed once here: every span of a record names the root, and the chat span twice.
-    root_span_id: int = field(init=False, repr=False, compare=False)
-    chat_span_id: int = field(init=False, repr=False, compare=False)
+    # A default: the hand-over to the span sink decodes records without them (then rehashed).
+    root_span_id: int = field(init=False, default=0, repr=False, compare=False)
+    chat_span_id: int = field(init=False, default=0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root_span_id", span_id(self.turn_key, b"root"))
