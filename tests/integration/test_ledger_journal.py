@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.base.settlement import Settlement
 from sluice.store.db import create_engine, migrate
@@ -29,6 +30,21 @@ def _row(n: int) -> Settlement:
 def _live(journal: LedgerJournal) -> Segment:
     assert journal._live is not None
     return journal._live
+
+
+async def _database(tmp_path: Path) -> tuple[str, AsyncEngine, Path]:
+    """A migrated SQLite ledger, and where its journal goes."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    return url, engine, tmp_path / "journal"
+
+
+def _started(engine: AsyncEngine, journal: LedgerJournal) -> LedgerWriter:
+    """A writer that flushes only when told to."""
+    writer = LedgerWriter(engine, flush_interval_ms=600_000, journal=journal)
+    writer.start()
+    return writer
 
 
 async def _ids(url: str) -> list[str]:
@@ -184,13 +200,9 @@ async def test_a_segment_that_cannot_be_started_loses_no_row(
 ) -> None:
     """A full disk when the flush starts the next segment: the rows stay buffered and in
     their segment, and the next flush commits them once."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
-    engine = create_engine(url)
-    await migrate(engine)
-    where = tmp_path / "journal"
+    url, engine, where = await _database(tmp_path)
     journal = LedgerJournal(where)
-    writer = LedgerWriter(engine, flush_interval_ms=600_000, journal=journal)
-    writer.start()
+    writer = _started(engine, journal)
     for n in range(3):
         await writer.commit(_row(n))
 
@@ -235,13 +247,9 @@ def test_a_frame_killed_mid_copy_ends_the_segment(
 async def test_reused_segments_hold_only_rows_not_yet_committed(tmp_path: Path) -> None:
     """Segments are zeroed when committed and reused: after many flushes a killed process's
     segments give back exactly the rows it had not committed, none from earlier batches."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
-    engine = create_engine(url)
-    await migrate(engine)
-    where = tmp_path / "journal"
+    url, engine, where = await _database(tmp_path)
     journal = LedgerJournal(where)
-    writer = LedgerWriter(engine, flush_interval_ms=600_000, journal=journal)
-    writer.start()
+    writer = _started(engine, journal)
     for batch in range(6):
         for n in range(batch * 10, batch * 10 + 10 - batch):  # shorter and shorter batches
             await writer.commit(_row(n))
