@@ -37,6 +37,8 @@ class Span:
     status_code: int
     resource: dict[str, Any]
     scope: str
+    status_message: str = ""
+    flags: int = 0
 
 
 @dataclass
@@ -101,6 +103,8 @@ class OtlpReceiver:
                             span.status.code,
                             resource,
                             scope_spans.scope.name,
+                            span.status.message,
+                            span.flags,
                         )
                     )
         body = ExportTraceServiceResponse().SerializeToString()

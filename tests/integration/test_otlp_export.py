@@ -17,6 +17,27 @@ from sluice.telemetry.spans import SpanRecord
 from otlp_receiver import OtlpReceiver
 
 
+async def test_fastotel_sends_what_the_sdk_sends() -> None:
+    """fastotel is handed light stand-ins for the SDK's ``ReadableSpan``: what arrives must be
+    field for field what the SDK's own exporter sends for the same records."""
+    records = [
+        SpanRecord(2**127 + 3, 2**63 + 1, 9, "chat m", "client", 5, 9, {"a": [1, 2], "b": "x"}),
+        SpanRecord(2**127 + 3, 9, None, "invoke_agent m", "internal", 1, 10, {}, error="bad"),
+        SpanRecord(1, 2, 3, "execute_tool t", "weird-kind", 2, 3, {"f": 0.5, "t": True}),
+    ]
+    arrived = {}
+    for kind in ("fastotel", "sdk"):
+        async with OtlpReceiver() as receiver:
+            cfg = {"enabled": True, "otlp_endpoint": receiver.url, "exporter": kind}
+            exporter = Exporter(TracingConfig.model_validate(cfg), {})
+            exporter.submit(records)
+            assert await exporter.idle(10)
+            await exporter.stop()
+        arrived[kind] = sorted(receiver.spans, key=lambda s: s.name)
+    assert len(arrived["sdk"]) == 3
+    assert arrived["fastotel"] == arrived["sdk"]
+
+
 @pytest.mark.parametrize("kind", ["fastotel", "sdk"])
 async def test_spans_arrive_intact_through_either_exporter(kind: str) -> None:
     attrs = {
@@ -52,7 +73,7 @@ async def test_spans_arrive_intact_through_either_exporter(kind: str) -> None:
     assert first.attributes == attrs
     assert first.status_code == Status.STATUS_CODE_UNSET
     assert second.parent_span_id == "" and second.kind == Span.SPAN_KIND_INTERNAL
-    assert second.status_code == Status.STATUS_CODE_ERROR
+    assert second.status_code == Status.STATUS_CODE_ERROR and second.status_message == "boom"
 
 
 def test_standard_environment_variables() -> None:

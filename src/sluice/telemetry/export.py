@@ -36,7 +36,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util.re import parse_env_headers
 
 from sluice.config.models import TracingConfig
@@ -47,6 +47,8 @@ log = logging.getLogger("sluice.telemetry")
 SCOPE = InstrumentationScope("sluice.gateway", "0.1.0")
 _KINDS = {"client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL, "server": SpanKind.SERVER}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NO_STATE = TraceState()
+_UNSET = Status(StatusCode.UNSET)
 
 
 def parse_headers(text: str | None) -> dict[str, str]:
@@ -84,6 +86,54 @@ def readable(span: SpanRecord, res: Resource) -> ReadableSpan:
         end_time=span.end_ns,
         instrumentation_scope=SCOPE,
     )
+
+
+class _Ids:
+    """What fastotel reads of a ``SpanContext`` (its span and its parent's): built with no
+    validation, where ``SpanContext.__new__`` checks every id on each span."""
+
+    __slots__ = ("is_remote", "span_id", "trace_flags", "trace_id", "trace_state")
+
+    def __init__(self, trace_id: int, span_id: int) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.is_remote = False
+        self.trace_flags = _SAMPLED
+        self.trace_state = _NO_STATE
+
+
+class _HandOver:
+    """A span as fastotel's native ``on_end`` reads it (the ``ReadableSpan`` attributes it
+    takes, checked against the SDK exporter's output in tests/integration/test_otlp_export.py).
+    Plain slots: a ``ReadableSpan`` costs ~6 µs to build and its properties slow the native
+    copy; this costs about half of both (BENCHMARKS.md, session 11)."""
+
+    __slots__ = (
+        "attributes",
+        "context",
+        "end_time",
+        "instrumentation_scope",
+        "kind",
+        "name",
+        "parent",
+        "resource",
+        "start_time",
+        "status",
+    )
+    events = links = ()
+    dropped_attributes = dropped_events = dropped_links = 0
+
+    def __init__(self, span: SpanRecord, res: Resource) -> None:
+        self.name = span.name
+        self.context = _Ids(span.trace_id, span.span_id)
+        self.parent = None if span.parent_id is None else _Ids(span.trace_id, span.parent_id)
+        self.kind = _KINDS.get(span.kind, SpanKind.INTERNAL)
+        self.status = Status(StatusCode.ERROR, span.error) if span.error else _UNSET
+        self.resource = res
+        self.instrumentation_scope = SCOPE
+        self.start_time = span.start_ns
+        self.end_time = span.end_ns
+        self.attributes = span.attributes
 
 
 def sampled(trace_id: int, ratio: float) -> bool:
@@ -130,9 +180,9 @@ class _SdkSender:
             endpoint=target.endpoint, headers=target.headers, timeout=target.timeout_s
         )
 
-    def send(self, spans: list[ReadableSpan]) -> int:
+    def send(self, spans: list[SpanRecord], res: Resource) -> int:
         """Export a batch; return how many spans failed."""
-        ok = self._exporter.export(spans) is SpanExportResult.SUCCESS
+        ok = self._exporter.export([readable(s, res) for s in spans]) is SpanExportResult.SUCCESS
         return 0 if ok else len(spans)
 
     def shutdown(self) -> None:
@@ -164,10 +214,11 @@ class _FastotelSender:
         native = self._native
         return int(native.failed_spans() + native.rejected_spans() + native.dropped_spans())
 
-    def send(self, spans: list[ReadableSpan]) -> int:
+    def send(self, spans: list[SpanRecord], res: Resource) -> int:
         before = self._lost()
+        on_end = self._processor.on_end
         for span in spans:
-            self._processor.on_end(span)
+            on_end(_HandOver(span, res))  # type: ignore[arg-type]  # duck-typed, see _HandOver
         # Waits without the GIL; the export itself gives up within the timeout, retries
         # included, so the margin only covers a stalled worker thread.
         if not self._processor.force_flush(self._timeout_s * 1000 + 5000):
@@ -283,7 +334,7 @@ class Exporter:
         within the export timeout); return how many spans failed. Never raises; logs the
         first failure and every 100th after it."""
         try:
-            failed = lane.sender.send([readable(span, self._resource) for span in batch])
+            failed = lane.sender.send(batch, self._resource)
         except Exception:
             failed = len(batch)
         if failed and lane.failures % 100 == 0:
