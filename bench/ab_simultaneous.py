@@ -129,16 +129,20 @@ def _round(
     wrk: str, sides: dict[str, tuple[Proc, Path]], seconds: int
 ) -> dict[str, dict[str, float]]:
     before = {n: settled_cpu_s([p.pid], cpu_of=_cpu_s) for n, (p, _) in sides.items()}
+    own_before = {n: process_cpu_s(p.pid) for n, (p, _) in sides.items()}
     runs = {
         n: _wrk(wrk, script, p.url + "/v1/messages", seconds) for n, (p, script) in sides.items()
     }
     done = {n: _done(r) for n, r in runs.items()}
+    own = {n: process_cpu_s(p.pid) - own_before[n] for n, (p, _) in sides.items()}
     cpu = {n: settled_cpu_s([p.pid], cpu_of=_cpu_s) - before[n] for n, (p, _) in sides.items()}
     return {
         n: {
             "requests": done[n],
             "rps": done[n] / seconds,
             "cpu_us_per_req": 1e6 * cpu[n] / max(1, done[n]),
+            # the gateway process alone, without its children (the span sink)
+            "own_cpu_us_per_req": 1e6 * own[n] / max(1, done[n]),
         }
         for n in sides
     }
@@ -175,7 +179,9 @@ def _measure(
         print(
             f"{body:7} A {cell['a']['rps']:7.0f} req/s "
             f"{cell['a']['cpu_us_per_req']:4.0f} µs | B {cell['b']['rps']:7.0f} req/s "
-            f"{cell['b']['cpu_us_per_req']:4.0f} µs | A/B {ratio:.3f} | CPU B/A {cpu:.3f}",
+            f"{cell['b']['cpu_us_per_req']:4.0f} µs | A/B {ratio:.3f} | CPU B/A {cpu:.3f} "
+            f"| gateways alone {cell['a']['own_cpu_us_per_req']:4.0f} / "
+            f"{cell['b']['own_cpu_us_per_req']:4.0f} µs",
             flush=True,
         )
     return rounds

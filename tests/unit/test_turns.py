@@ -341,17 +341,20 @@ def test_tool_durations_hint_is_parsed_bounded_and_used_only_when_unambiguous() 
     assert detect_turn(raw(history), "s", "r", hints=twice).client_duration_ms("Bash") is None
 
 
-def test_a_turns_span_ids_are_hashed_once_and_survive_the_hand_over() -> None:
-    """``Turn`` hashes its root and chat span ids at construction; the span sink decodes it
-    from JSON, with the ids or without them (a record from another version), and gets the
-    same ids either way."""
+def test_a_turns_span_ids_are_hashed_once_when_used_and_survive_the_hand_over() -> None:
+    """``Turn`` hashes its root and chat span ids on first use and keeps them; they are not
+    in the hand-over to the span sink, which decodes the turn (also from a record of an older
+    version that carried them) and gets the same ids."""
     turn = Turn(b"key", 7, None, True, 0, 5)
+    assert "root_span_id" not in vars(turn)  # nothing hashed until asked
     assert turn.root_span_id == span_id(b"key", b"root")
     assert turn.chat_span_id == turn.chat_span_for(5) == span_id(b"key", b"chat", b"5")
+    assert vars(turn)["root_span_id"] == turn.root_span_id  # kept
     encoded = msgspec.json.encode(turn)
-    assert msgspec.json.decode(encoded, type=Turn) == turn
-    bare = {
-        k: v for k, v in orjson.loads(encoded).items() if k not in ("root_span_id", "chat_span_id")
-    }
-    decoded = msgspec.json.decode(orjson.dumps(bare), type=Turn)
+    assert b"root_span_id" not in encoded and b"chat_span_id" not in encoded
+    decoded = msgspec.json.decode(encoded, type=Turn)
+    assert decoded == turn
+    assert (decoded.root_span_id, decoded.chat_span_id) == (turn.root_span_id, turn.chat_span_id)
+    older = orjson.dumps({**orjson.loads(encoded), "root_span_id": 1, "chat_span_id": 2})
+    decoded = msgspec.json.decode(older, type=Turn)
     assert (decoded.root_span_id, decoded.chat_span_id) == (turn.root_span_id, turn.chat_span_id)

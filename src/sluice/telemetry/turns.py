@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import msgspec
@@ -95,7 +96,7 @@ def parse_tool_durations(value: bytes | None) -> tuple[tuple[str, int], ...]:
 SIDE_CLASSES = frozenset({"compaction", "auxiliary"})  # calls of a turn that never open one
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: the span ids below are cached in the instance dict
 class Turn:
     turn_key: bytes
     trace_id: int
@@ -106,14 +107,17 @@ class Turn:
     tool_results: tuple[ToolResult, ...] = ()
     lane: bytes = b""  # compaction/auxiliary: their chat spans never collide with the turn's
     client_tool_ms: tuple[tuple[str, int], ...] = ()  # the hint's tool durations
-    # Hashed once here: every span of a record names the root, and the chat span twice.
-    # A default: the hand-over to the span sink decodes records without them (then rehashed).
-    root_span_id: int = field(init=False, default=0, repr=False, compare=False)
-    chat_span_id: int = field(init=False, default=0, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root_span_id", span_id(self.turn_key, b"root"))
-        object.__setattr__(self, "chat_span_id", self.chat_span_for(self.message_count))
+    # Hashed on first use, then kept: the span sink names the root in every span of a record
+    # and the chat span twice; the gateway, which hands the turn over, mostly needs neither
+    # (a subagent's parent link does). Not fields, so not in the hand-over.
+    @cached_property
+    def root_span_id(self) -> int:
+        return span_id(self.turn_key, b"root")
+
+    @cached_property
+    def chat_span_id(self) -> int:
+        return self.chat_span_for(self.message_count)
 
     def client_duration_ms(self, tool_name: str) -> int | None:
         """The client-measured duration of this request's ``tool_name`` result, when the hint
