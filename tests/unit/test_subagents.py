@@ -72,6 +72,18 @@ def test_agent_id_links_to_the_pending_parent() -> None:
     assert links.link("s1", None, SUB_OPEN, 2.0) is None  # no id, no learnt prompt
 
 
+def test_a_request_with_no_subagent_call_links_nothing_and_hashes_nothing() -> None:
+    """The gateway's common case: no span id of the turn is hashed for it (the span sink does
+    that), and no table grows."""
+    links = SubagentLinks()
+    main = _main_turn()
+    links.observe("s1", main, [_call("Bash")], 1.0)
+    assert len(links) == 0
+    assert "root_span_id" not in vars(main)
+    links.observe("s1", main, [_call("Agent")], 1.0)
+    assert len(links) == 1 and "root_span_id" in vars(main)
+
+
 def test_the_tool_result_teaches_prompt_type_and_agent_id() -> None:
     links = SubagentLinks()
     main = _main_turn()

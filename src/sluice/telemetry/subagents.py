@@ -132,14 +132,16 @@ class SubagentLinks:
         """Learn from a finished request: the subagent tools its response called (with the
         input the relay kept: prompt and type, known before the subagent's first request),
         and the subagent calls its tool results answer."""
+        calls = [call for call in called if call.name in SUBAGENT_TOOLS]
+        results = [result for result in turn.tool_results if result.name in SUBAGENT_TOOLS]
+        if not calls and not results:
+            return  # the common case: no link to make, and no root span id to hash for one
         parent = ParentLink(turn.turn_key, turn.trace_id, turn.root_span_id)
-        for call in called:
-            if call.name in SUBAGENT_TOOLS:
-                self._put(self._pending, _digest(session), parent, now)
-                self._learn(session, parent, call.input, None, now)
-        for result in turn.tool_results:
-            if result.name in SUBAGENT_TOOLS:
-                self._learn(session, parent, result.arguments, result.result, now)
+        for call in calls:
+            self._put(self._pending, _digest(session), parent, now)
+            self._learn(session, parent, call.input, None, now)
+        for result in results:
+            self._learn(session, parent, result.arguments, result.result, now)
 
     def _learn(
         self,
