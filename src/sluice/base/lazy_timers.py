@@ -111,11 +111,15 @@ class Deadline:
         tb: TracebackType | None,
     ) -> None:
         self._timer.cancel()
+        task = self._task
+        # The timer's callback is our bound method, and the task holds us: drop both links,
+        # so this block's objects are freed here rather than by the cycle collector.
+        del self._timer, self._task
         # As asyncio.timeout: our cancel is turned into TimeoutError unless another cancel
         # was requested meanwhile (then the task really is being cancelled).
         if (
             self._expired
-            and self._task.uncancel() <= self._cancelling
+            and task.uncancel() <= self._cancelling
             and exc_type is asyncio.CancelledError
         ):
             raise TimeoutError from exc

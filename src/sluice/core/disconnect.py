@@ -50,6 +50,9 @@ class DisconnectWatch:
 
     def stop(self) -> None:
         self.finished = True
+        # ``gone`` is a bound method of the request's context, which holds this watch: cut
+        # the cycle (and the task link) so the request is freed at once, not by the collector.
+        self.gone = self.task = None
         if self.signal is not None:
             self.signal.off()
         if self.watcher is not None:
