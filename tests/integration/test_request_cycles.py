@@ -15,8 +15,8 @@ import gc
 import aiohttp
 from test_relay import client_headers
 
+from sluice.base.heap import GC_YOUNG_THRESHOLD
 from sluice.core.context import RequestContext
-from sluice.server.app import GC_YOUNG_THRESHOLD
 from sluice.testing import FakeAnthropic, scenario_by_name
 
 from support import Gateway

@@ -7,7 +7,6 @@ streaming response costs a third of the relay's throughput.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import time
@@ -16,6 +15,7 @@ from typing import Any
 from sluice import __version__
 from sluice.base.asgi import Receive, Scope, Send, send_error, send_json
 from sluice.base.clock import Clock, SystemClock, new_request_id
+from sluice.base.heap import freeze_startup_heap
 from sluice.config.loader import load_config
 from sluice.config.models import SluiceConfig
 from sluice.errors import NotFound
@@ -25,8 +25,6 @@ from sluice.server.door_routes import match_door
 from sluice.server.models_route import handle_models
 from sluice.server.proxy_route import handle_proxy
 from sluice.server.services import Services, build_services
-
-GC_YOUNG_THRESHOLD = 10_000  # objects allocated (net) before a young-generation pass
 
 log = logging.getLogger("sluice")
 
@@ -62,15 +60,7 @@ class SluiceApp:
                     await self._stack.aclose()
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
-                # Long-lived start-up objects leave the collector's view: full collections
-                # then scan only per-request garbage (measured: 10-15 % more throughput).
-                gc.collect()
-                gc.freeze()
-                # A request leaves no reference cycle (tests/integration/test_request_cycles.py),
-                # so a pass of the collector finds nothing: it only traverses the requests in
-                # flight. At the default 700 it ran every ~25 requests (~2 % of the CPU);
-                # garbage from a cycle elsewhere (an error's traceback) is still collected.
-                gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+                freeze_startup_heap()  # see base/heap.py
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._stack.aclose()

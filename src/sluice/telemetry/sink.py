@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 import uvloop
 
+from sluice.base.heap import freeze_startup_heap
 from sluice.config.models import TracingConfig
 from sluice.telemetry.spans import Finished
 
@@ -220,6 +221,7 @@ async def _serve(
     builder = SpanBuilder(repo)
     exporter = Exporter(cfg, env)
     stored = store_failed = 0
+    freeze_startup_heap()  # the SDK and SQLAlchemy out of the collector's passes
 
     def counters(**extra: Any) -> dict[str, Any]:
         return {
