@@ -66,6 +66,14 @@ def resource(env: Mapping[str, str]) -> Resource:
     return Resource.create(attrs)
 
 
+def _kind(span: SpanRecord) -> SpanKind:
+    return _KINDS.get(span.kind, SpanKind.INTERNAL)
+
+
+def _status(span: SpanRecord) -> Status:
+    return Status(StatusCode.ERROR, span.error) if span.error else _UNSET
+
+
 def readable(span: SpanRecord, res: Resource) -> ReadableSpan:
     context = SpanContext(span.trace_id, span.span_id, is_remote=False, trace_flags=_SAMPLED)
     parent = (
@@ -73,15 +81,14 @@ def readable(span: SpanRecord, res: Resource) -> ReadableSpan:
         if span.parent_id is not None
         else None
     )
-    status = Status(StatusCode.ERROR, span.error) if span.error else Status(StatusCode.UNSET)
     return ReadableSpan(
         name=span.name,
         context=context,
         parent=parent,
         resource=res,
         attributes=span.attributes,
-        kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
-        status=status,
+        kind=_kind(span),
+        status=_status(span),
         start_time=span.start_ns,
         end_time=span.end_ns,
         instrumentation_scope=SCOPE,
@@ -127,8 +134,8 @@ class _HandOver:
         self.name = span.name
         self.context = _Ids(span.trace_id, span.span_id)
         self.parent = None if span.parent_id is None else _Ids(span.trace_id, span.parent_id)
-        self.kind = _KINDS.get(span.kind, SpanKind.INTERNAL)
-        self.status = Status(StatusCode.ERROR, span.error) if span.error else _UNSET
+        self.kind = _kind(span)
+        self.status = _status(span)
         self.resource = res
         self.instrumentation_scope = SCOPE
         self.start_time = span.start_ns
