@@ -11,15 +11,19 @@ it among the live objects.
 from __future__ import annotations
 
 import gc
+from typing import TypeVar
 
 import aiohttp
 from test_relay import client_headers
 
 from sluice.base.heap import GC_YOUNG_THRESHOLD
+from sluice.base.lazy_timers import Deadline
 from sluice.core.context import RequestContext
 from sluice.testing import FakeAnthropic, scenario_by_name
 
 from support import Gateway
+
+T = TypeVar("T")
 
 BODY = (
     b'{"model":"claude-haiku-4-5-20251001","max_tokens":16,'
@@ -27,8 +31,8 @@ BODY = (
 )
 
 
-def _contexts() -> list[RequestContext]:
-    return [o for o in gc.get_objects() if isinstance(o, RequestContext)]
+def _alive(kind: type[T]) -> list[T]:
+    return [o for o in gc.get_objects() if isinstance(o, kind)]
 
 
 async def test_finished_requests_leave_no_cycles(gateway: Gateway, fake: FakeAnthropic) -> None:
@@ -61,8 +65,10 @@ async def test_finished_requests_leave_no_cycles(gateway: Gateway, fake: FakeAnt
                     await r.read()
                     assert r.status == status, (path, scenario)
             await gateway.ledger_rows()  # every row written: nothing still settling
-            left = _contexts()
+            left = _alive(RequestContext)
             kinds = sorted({(c.status, c.error_code, c.stream) for c in left})
             assert left == [], f"{len(left)} request contexts kept alive by cycles: {kinds}"
+            # The upstream header timeout's block: its timer calls back into it.
+            assert _alive(Deadline) == []
         finally:
             gc.enable()
