@@ -27,6 +27,18 @@ def _row(n: int) -> Settlement:
     )  # fmt: skip
 
 
+def _filled(where: Path) -> LedgerJournal:
+    """An open journal of tiny segments holding rows 0-19: several full segments and a live one."""
+    journal = LedgerJournal(where, segment_bytes=200)
+    journal.open()
+    for n in range(20):
+        journal.append(_row(n))
+    return journal
+
+
+TWENTY = [f"req_{n:04d}" for n in range(20)]
+
+
 def _live(journal: LedgerJournal) -> Segment:
     assert journal._live is not None
     return journal._live
@@ -146,15 +158,12 @@ async def test_rows_past_a_full_segment_continue_in_a_new_one_and_commit_once(
     assert len(left) == 2 and all(p.read_bytes() == bytes(p.stat().st_size) for p in left)
     await writer.stop()
     await engine.dispose()
-    assert await _ids(url) == [f"req_{n:04d}" for n in range(20)]
+    assert await _ids(url) == TWENTY
 
 
 def test_a_dead_processes_full_segments_hold_every_row_once(tmp_path: Path) -> None:
     where = tmp_path / "journal"
-    dead = LedgerJournal(where, segment_bytes=200)
-    dead.open()
-    for n in range(20):
-        dead.append(_row(n))
+    dead = _filled(where)
     for segment in [*dead._sealed, _live(dead)]:  # it dies: its locks go with its descriptors
         assert segment.mapped is not None
         segment.mapped.close()  # (the mapping holds a descriptor of its own)
@@ -162,22 +171,17 @@ def test_a_dead_processes_full_segments_hold_every_row_once(tmp_path: Path) -> N
     with orphans(where) as found:
         assert len(found) > 5
         recovered = sorted(r.request_id for _, rows in found for r in rows)
-    assert recovered == [f"req_{n:04d}" for n in range(20)]
+    assert recovered == TWENTY
 
 
 def test_a_stop_that_keeps_its_rows_keeps_every_segment_cut_to_its_frames(tmp_path: Path) -> None:
     where = tmp_path / "journal"
-    journal = LedgerJournal(where, segment_bytes=200)
-    journal.open()
-    for n in range(20):
-        journal.append(_row(n))
+    journal = _filled(where)
     journal.close(delete=False)  # the database was failing: the rows stay for the next start
     kept = list(where.glob("*.journal"))
     assert len(kept) > 5 and all(0 < p.stat().st_size < 200 for p in kept)
     with orphans(where) as found:  # no longer held: the next start takes them
-        assert sorted(r.request_id for _, rows in found for r in rows) == [
-            f"req_{n:04d}" for n in range(20)
-        ]
+        assert sorted(r.request_id for _, rows in found for r in rows) == TWENTY
 
 
 def test_a_rotation_with_no_new_row_starts_no_segment(tmp_path: Path) -> None:
