@@ -14,6 +14,9 @@ optional extra YAML, so it compares two commits or two settings of one commit::
     .venv/bin/python bench/ab_simultaneous.py --a WT --b WT \\
         --b-yaml 'ledger: {acknowledge_after_commit: false}'
 
+``--pg-redis`` puts each side on PostgreSQL (a fresh database of its own) and Redis (db 12),
+with overhead.py's budget key: two budgets and a rate limit.
+
 It prints, per body and round, both req/s, the ratio A/B and each process's CPU µs per
 request (from /proc), then the median of both ratios: req/s A/B and CPU per request B/A.
 They agree unless one side runs busier threads than the other: the scheduler shares a core
@@ -46,9 +49,15 @@ from bodies import BodyCase, body_cases, rekey
 from loadgen import ensure_wrk, write_wrk_script
 from overhead import (
     LOADGEN_CPU,
+    PG_URL,
     PROXY_CPU,
+    REDIS_URL,
     REPO,
+    mint_budget_key,
     mint_key,
+    pg_create,
+    pg_drop,
+    redis_flush,
     sluice_cmd,
     snapshot_baseline,
     write_config,
@@ -75,13 +84,24 @@ def _code_env(side: Path, rev: str) -> tuple[dict[str, str], str]:
 
 
 def _side(
-    where: Path, name: str, code: tuple[dict[str, str], str], yaml: str, upstream: str
+    where: Path,
+    name: str,
+    code: tuple[dict[str, str], str],
+    yaml: str,
+    upstream: str,
+    pg_db: str | None = None,
 ) -> tuple[Proc, list[BodyCase]]:
-    """A fresh gateway (its own config, database and key) running ``code``."""
+    """A fresh gateway (its own config, database and key) running ``code``; with ``pg_db``, on
+    that PostgreSQL database and Redis, with the budget key."""
     where.mkdir(parents=True)
     env = code[0]
-    cfg = write_config(where, upstream, extra_yaml=yaml)
-    key = mint_key(cfg, env=env)
+    if pg_db is None:
+        cfg = write_config(where, upstream, extra_yaml=yaml)
+        key = mint_key(cfg, env=env)
+    else:
+        pg_create(pg_db)
+        cfg = write_config(where, upstream, PG_URL.format(db=pg_db), REDIS_URL, yaml)
+        key = mint_budget_key(cfg, env=env)
     port = free_port()
     serve = [*sluice_cmd(), "serve", "--config", str(cfg), "--port", str(port)]
     proc = start(f"sluice-{name}", serve, port, PROXY_CPU, where, env=env)
@@ -213,6 +233,12 @@ def main() -> None:
         help="start an OTLP/HTTP receiver (otlp_sink.py, on the load core); {otlp} in --a-yaml "
         "and --b-yaml becomes its traces URL",
     )
+    parser.add_argument(
+        "--pg-redis",
+        action="store_true",
+        help="each side on PostgreSQL (a database of its own) and Redis, with two budgets and a "
+        "rate limit on the key",
+    )
     args = parser.parse_args()
     args.served = {"a": 0, "b": 0}  # requests each side answered, warm-ups included
     wrk = ensure_wrk()
@@ -228,6 +254,7 @@ def main() -> None:
         "b_yaml": args.b_yaml,
     }
     result["bodies"] = {}
+    databases: list[str] = []
     try:
         procs += [start_spinner(PROXY_CPU, tmp), start_spinner(LOADGEN_CPU, tmp)]
         upstream = start_upstream(LOADGEN_CPU, tmp)
@@ -258,9 +285,13 @@ def main() -> None:
             # one run repeats to ~1 %, but separate runs differ by up to 3-4 %.
             order = ("a", "b") if run % 2 == 0 else ("b", "a")
             sides: dict[str, tuple[Proc, list[BodyCase]]] = {}
+            if args.pg_redis:
+                redis_flush()
             for name in order:
+                pg_db = f"sluice_ab_{os.getpid()}_{run}_{name}" if args.pg_redis else None
+                databases += [pg_db] if pg_db else []
                 sides[name] = _side(
-                    tmp / f"run{run}" / name, name, codes[name], yamls[name], upstream.url
+                    tmp / f"run{run}" / name, name, codes[name], yamls[name], upstream.url, pg_db
                 )
             try:
                 for body in bodies:
@@ -294,6 +325,8 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             proc.stop()
+        for db in databases:
+            pg_drop(db)
         shutil.rmtree(tmp, ignore_errors=True)
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

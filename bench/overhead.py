@@ -166,18 +166,19 @@ def mint_key(
     return str(json.loads(out.stdout)["key"])
 
 
-def mint_budget_key(cfg: Path) -> str:
-    """The third key (principal bench-budget, project bench, a rate limit) and its 2 budgets."""
+def mint_budget_key(cfg: Path, env: dict[str, str] | None = None) -> str:
+    """The third key (principal bench-budget, project bench, a rate limit) and its 2 budgets;
+    ``env`` picks the code (a baseline's CLI)."""
     vk_file = cfg.with_name(f"vk-{BUDGET_PRINCIPAL}-{cfg.stem}.yaml")
     vk_file.write_text(BUDGET_KEY_YAML)
     cmd = [*sluice_cmd(), "keys", "create", "--name", BUDGET_PRINCIPAL, "--config", str(cfg)]
     cmd += ["--principal", BUDGET_PRINCIPAL, "--project", BUDGET_PROJECT]
     cmd += ["--config-file", str(vk_file), "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True, env=env)
     for i in range(0, len(BUDGETS), 2):
         budget = [*sluice_cmd(), "budgets", "create", *BUDGETS[i], *BUDGETS[i + 1]]
         budget += ["--config", str(cfg), "--json"]
-        subprocess.run(budget, capture_output=True, text=True, timeout=60, check=True)
+        subprocess.run(budget, capture_output=True, text=True, timeout=60, check=True, env=env)
     return str(json.loads(out.stdout)["key"])
 
 

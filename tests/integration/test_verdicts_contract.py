@@ -9,6 +9,7 @@ import pytest
 
 from sluice.backends.memory import MemoryVerdicts
 from sluice.backends.protocols import VerdictStore
+from sluice.backends.redis_pipe import AutoPipeline
 from sluice.backends.redis_store import RedisVerdicts, connect
 from sluice.base.clock import SystemClock
 from sluice.errors import ToolNotAllowed
@@ -66,9 +67,11 @@ async def test_verdicts_expire(kind: str) -> None:
         return
     ensure_redis()
     client = connect(REDIS_URL)
+    pipe = AutoPipeline(client.connection_pool)
     try:
-        await _expires(RedisVerdicts(client, ttl_s=0.2))
+        await _expires(RedisVerdicts(client, pipe, ttl_s=0.2))
     finally:
+        await pipe.aclose()
         await client.aclose(close_connection_pool=True)
 
 

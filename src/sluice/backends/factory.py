@@ -39,7 +39,7 @@ def memory_backend(clock: Clock) -> Backend:
 
 def redis_backend(url: str) -> Backend:
     # Imported here: a gateway without redis: never loads the client.
-    from sluice.backends.redis_batch import ScriptBatch
+    from sluice.backends.redis_pipe import AutoPipeline
     from sluice.backends.redis_store import (
         RedisCounters,
         RedisRateStore,
@@ -48,8 +48,8 @@ def redis_backend(url: str) -> Backend:
     )
 
     client = connect(url)
-    # Settles and releases of one loop turn share a round trip.
-    batch = ScriptBatch(client)
+    # The request path's commands share round trips (and one connection).
+    pipe = AutoPipeline(client.connection_pool)
 
     async def ping() -> bool | None:
         try:
@@ -58,12 +58,13 @@ def redis_backend(url: str) -> Backend:
             return False
 
     async def close() -> None:
+        await pipe.aclose()
         await client.aclose(close_connection_pool=True)
 
     return Backend(
-        RedisCounters(client, batch),
-        RedisRateStore(client, batch),
-        RedisVerdicts(client),
+        RedisCounters(client, pipe),
+        RedisRateStore(client, pipe),
+        RedisVerdicts(client, pipe),
         ping,
         close,
     )

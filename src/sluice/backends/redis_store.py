@@ -25,7 +25,7 @@ from sluice.backends.protocols import (
     Lease,
     Refusal,
 )
-from sluice.backends.redis_batch import ScriptBatch
+from sluice.backends.redis_pipe import AutoPipeline
 from sluice.config.vk import RateLimits
 from sluice.errors import GatewayError, ToolNotAllowed
 
@@ -70,9 +70,9 @@ def _reserved_key(counter: CounterKey) -> str:
 class RedisCounters:
     sync = None  # remote: every step is a round trip
 
-    def __init__(self, client: Redis, batch: ScriptBatch) -> None:
+    def __init__(self, client: Redis, pipe: AutoPipeline) -> None:
         self._redis = client
-        self._batch = batch
+        self._pipe = pipe
         self._reserve = client.register_script(redis_scripts.RESERVE)
         self._settle = client.register_script(redis_scripts.SETTLE)
         self._reclaim = client.register_script(redis_scripts.RECLAIM)
@@ -104,7 +104,7 @@ class RedisCounters:
         args: list[Any] = [len(asks), amount]
         args += [ask.limit if ask.limit is not None else -1 for ask in asks]
         args += [deadline_ms, request_id]
-        index, used, *settled = await reach(self._reserve(keys=keys, args=args))
+        index, used, *settled = await reach(self._pipe.script(self._reserve, keys, args))
         if int(index) == 0:
             return Granted(tuple(int(v) for v in settled))
         return Refusal(asks[int(index) - 1].counter, int(used))
@@ -112,7 +112,7 @@ class RedisCounters:
     async def settle(self, request_id: str, actual: int, now_ms: int) -> list[int]:
         keys = [f"{PREFIX}res:{request_id}", f"{PREFIX}resz", f"{PREFIX}done:{request_id}"]
         args = [actual, request_id, DONE_TTL_S]
-        after = await reach(self._batch.run(self._settle, keys, args))
+        after = await reach(self._pipe.script(self._settle, keys, args))
         return [int(v) for v in after]
 
     async def extend(self, request_id: str, deadline_ms: int) -> None:
@@ -133,8 +133,8 @@ class RedisRateStore:
 
     sync = None
 
-    def __init__(self, client: Redis, batch: ScriptBatch) -> None:
-        self._batch = batch
+    def __init__(self, client: Redis, pipe: AutoPipeline) -> None:
+        self._pipe = pipe
         self._acquire = client.register_script(redis_scripts.RATE_ACQUIRE)
         self._release = client.register_script(redis_scripts.RATE_RELEASE)
 
@@ -159,7 +159,7 @@ class RedisRateStore:
             now_ms,
             now_ms + LEASE_TTL_MS,
         ]
-        refused = await reach(self._acquire(keys=self._keys(lease, day), args=args))
+        refused = await reach(self._pipe.script(self._acquire, self._keys(lease, day), args))
         text = refused.decode() if isinstance(refused, bytes) else str(refused or "")
         return text or None
 
@@ -167,14 +167,15 @@ class RedisRateStore:
         base = f"{PREFIX}rl:{lease.key_id}:"
         keys = [f"{base}tpm:{lease.minute}", f"{base}conc"]
         args = [actual_tokens - lease.tokens, lease.lease_id]
-        await reach(self._batch.run(self._release, keys, args))
+        await reach(self._pipe.script(self._release, keys, args))
 
 
 class RedisVerdicts:
     """Shared by replicas: Claude Code's retry is refused whichever replica it reaches."""
 
-    def __init__(self, client: Redis, ttl_s: float = VERDICT_TTL_S) -> None:
+    def __init__(self, client: Redis, pipe: AutoPipeline, ttl_s: float = VERDICT_TTL_S) -> None:
         self._redis = client
+        self._pipe = pipe
         self._ttl_ms = int(ttl_s * 1000)
 
     @staticmethod
@@ -182,7 +183,7 @@ class RedisVerdicts:
         return f"{PREFIX}v:{key_id}:{fingerprint.hex()}"
 
     async def any_for(self, key_id: str) -> bool:
-        return bool(await reach(self._redis.exists(f"{PREFIX}v:any:{key_id}")))
+        return bool(await reach(self._pipe.execute("EXISTS", f"{PREFIX}v:any:{key_id}")))
 
     async def put(self, key_id: str, fingerprint: bytes, verdict: GatewayError) -> None:
         record = {"message": verdict.message, "meta": verdict.meta, "tips": verdict.tips}
@@ -191,7 +192,7 @@ class RedisVerdicts:
         await reach(self._redis.set(f"{PREFIX}v:any:{key_id}", 1, px=self._ttl_ms))
 
     async def get(self, key_id: str, fingerprint: bytes) -> GatewayError | None:
-        raw = await reach(self._redis.get(self._key(key_id, fingerprint)))
+        raw = await reach(self._pipe.execute("GET", self._key(key_id, fingerprint)))
         if raw is None:
             return None
         record = orjson.loads(raw)
