@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from sluice.governance.key_cache import KeyCache
 from sluice.governance.virtual_key import key_from_row
 from sluice.store.db import migrate
 from sluice.store.keys_repo import KeysRepo
+from sluice.store.db import create_engine
 from sluice.store.ledger import LedgerWriter
+from sluice.store.ledger_postgres import PostgresLedgerWriter
 from sluice.store.settings_repo import get_or_create_secret
 from sluice.store.tables import ledger
 
@@ -123,3 +127,104 @@ async def test_ledger_batches_are_idempotent(engine: AsyncEngine) -> None:
     assert [r[0] for r in ids] == ["req_1", "req_2", "req_3"]
     assert writer.pending == 0
     assert (await repo.get(minted.key.id)).last_used_at == 1  # type: ignore[union-attr]
+    await writer.stop()  # closes the writer's own database connection
+
+
+async def test_ledger_rows_keep_every_column(engine: AsyncEngine) -> None:
+    """Every ledger column set (none left to its default) reads back as written: each
+    backend's batch path binds every value with its column's type."""
+    minted = await KeyAdmin(KeysRepo(engine), b"k", ManualClock()).create(name="a")
+    full = Settlement(
+        request_id="req_full",
+        created_at=1_700_000_000_123,
+        vk_id=minted.key.id,
+        principal="ada",
+        project="apollo",
+        team="eng",
+        organization="acme",
+        session_id="sess-1",
+        endpoint="messages",
+        provider="bedrock-east",
+        model_requested="claude-sonnet-4-5",
+        model_sent="anthropic.claude-sonnet-4-5-v1:0",
+        streaming=True,
+        status=200,
+        error_code="overloaded_error",
+        stop_reason="end_turn",
+        input_tokens=12,
+        output_tokens=34,
+        cache_read_tokens=5_000_000_000,  # past 32 bits: BIGINT
+        cache_creation_tokens=7,
+        cache_creation_5m_tokens=3,
+        cache_creation_1h_tokens=4,
+        upstream_request_id="msg_01",
+        upstream_latency_ms=321,
+        ttft_ms=123,
+        duration_ms=456,
+        client_disconnected=True,
+        attempts=2,
+        fallback_path="anthropic-primary:529 > bedrock-east:200",
+        policy_violation="deny_tools:Bash",
+        cost_micros=9_876,
+        budget_micros=9_999,
+        request_class="subagent",
+        agent_id="agent-2",
+        parent_agent_id="agent-1",
+        ingress="bedrock",
+    )
+    writer = LedgerWriter(engine, flush_interval_ms=60_000)
+    writer.record(full)
+    await writer.flush()
+    await writer.stop()
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(ledger))).mappings().one()
+    assert dict(stored) == full.ledger_row()
+
+
+async def test_ledger_on_an_unreachable_postgres_keeps_rows_and_frees_waiters() -> None:
+    """Nothing listens: the flush fails, the row stays queued for the next one, and the
+    request waiting for its commit is let go (never held by a failing database)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{port}/nowhere")
+    writer = LedgerWriter(engine, flush_interval_ms=60_000)
+    row = Settlement(request_id="r1", created_at=1, endpoint="messages")
+    try:
+        writer.start()
+        await asyncio.wait_for(writer.commit(row), 10)
+        assert writer.pending == 1 and writer.written == 0
+    finally:
+        with contextlib.suppress(OSError):
+            await writer.stop()  # its last flush fails the same way; the row stays queued
+        assert writer.pending == 1
+        await engine.dispose()
+
+
+async def test_a_postgres_that_never_answers_fails_the_batch_within_its_timeout() -> None:
+    """A database that accepts the connection and then hangs: the batch fails after the
+    timeout (so the flush's waiters go free), and the next batch connects afresh."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{port}/hung")
+    direct = PostgresLedgerWriter(engine, timeout_s=0.3)
+    row = Settlement(request_id="r1", created_at=1, endpoint="messages")
+    try:
+        for attempt in (1, 2):
+            started = asyncio.get_running_loop().time()
+            with pytest.raises((TimeoutError, OSError)):
+                await direct.write([row], {})
+            assert asyncio.get_running_loop().time() - started < 2.0
+            assert len(accepted) == attempt  # a fresh connection each time
+    finally:
+        await direct.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        await engine.dispose()

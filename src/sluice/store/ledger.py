@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.base.settlement import Settlement
 from sluice.store.ledger_journal import LedgerJournal, Segment, orphans
+from sluice.store.ledger_postgres import PostgresLedgerWriter
 from sluice.store.ledger_sqlite import SqliteLedgerWriter
 from sluice.store.sqlite_batches import sqlite_file
 from sluice.store.tables import ledger, virtual_keys
@@ -47,6 +48,8 @@ class LedgerWriter:
         self._segments: list[Segment] = []  # rotated journal segments not yet committed
         path = sqlite_file(engine.dialect.name, engine.url.database)
         self._sqlite = SqliteLedgerWriter(path) if path is not None else None
+        postgres = engine.dialect.name == "postgresql"
+        self._postgres = PostgresLedgerWriter(engine) if postgres else None
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue
@@ -130,6 +133,8 @@ class LedgerWriter:
             self._journal.close(delete=not self._buffer)
         if self._sqlite is not None:
             await self._sqlite.close()
+        if self._postgres is not None:
+            await self._postgres.close()
 
     async def _run(self) -> None:
         while not self._closing:
@@ -185,8 +190,9 @@ class LedgerWriter:
         if self._closing or now - self._last_used_at >= self._interval:
             last_used, self._last_used, self._last_used_at = self._last_used, {}, now
         try:
-            if self._sqlite is not None:
-                await self._sqlite.write(settled, last_used)
+            direct = self._sqlite or self._postgres  # a driver's own batch path
+            if direct is not None:
+                await direct.write(settled, last_used)
                 self.transactions += 1
                 return
             async with self._engine.begin() as conn:
