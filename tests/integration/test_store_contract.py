@@ -19,9 +19,8 @@ from sluice.config.vk import VirtualKeyConfig
 from sluice.governance.key_admin import KeyAdmin
 from sluice.governance.key_cache import KeyCache
 from sluice.governance.virtual_key import key_from_row
-from sluice.store.db import migrate
+from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
-from sluice.store.db import create_engine
 from sluice.store.ledger import LedgerWriter
 from sluice.store.ledger_postgres import PostgresLedgerWriter
 from sluice.store.settings_repo import get_or_create_secret
