@@ -14,8 +14,10 @@ optional extra YAML, so it compares two commits or two settings of one commit::
     .venv/bin/python bench/ab_simultaneous.py --a WT --b WT \\
         --b-yaml 'ledger: {acknowledge_after_commit: false}'
 
-``--pg-redis`` puts each side on PostgreSQL (a fresh database of its own) and Redis (db 12),
-with overhead.py's budget key: two budgets and a rate limit.
+``--budgets`` gives both sides overhead.py's budget key (two budgets and a rate limit);
+``--pg-redis a|b|both`` puts those sides on PostgreSQL (a fresh database each) and Redis (db
+12), with the budget key, so ``--budgets --pg-redis a`` weighs the shared backends against
+SQLite and in-process counters, both loaded at once.
 
 It prints, per body and round, both req/s, the ratio A/B and each process's CPU µs per
 request (from /proc), then the median of both ratios: req/s A/B and CPU per request B/A.
@@ -90,6 +92,7 @@ def _side(
     yaml: str,
     upstream: str,
     pg_db: str | None = None,
+    budgets: bool = False,
 ) -> tuple[Proc, list[BodyCase]]:
     """A fresh gateway (its own config, database and key) running ``code``; with ``pg_db``, on
     that PostgreSQL database and Redis, with the budget key."""
@@ -97,7 +100,7 @@ def _side(
     env = code[0]
     if pg_db is None:
         cfg = write_config(where, upstream, extra_yaml=yaml)
-        key = mint_key(cfg, env=env)
+        key = mint_budget_key(cfg, env=env) if budgets else mint_key(cfg, env=env)
     else:
         pg_create(pg_db)
         cfg = write_config(where, upstream, PG_URL.format(db=pg_db), REDIS_URL, yaml)
@@ -235,9 +238,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--pg-redis",
-        action="store_true",
-        help="each side on PostgreSQL (a database of its own) and Redis, with two budgets and a "
+        choices=("a", "b", "both"),
+        help="these sides on PostgreSQL (a database each) and Redis, with two budgets and a "
         "rate limit on the key",
+    )
+    parser.add_argument(
+        "--budgets", action="store_true", help="two budgets and a rate limit on both keys"
     )
     args = parser.parse_args()
     args.served = {"a": 0, "b": 0}  # requests each side answered, warm-ups included
@@ -288,10 +294,12 @@ def main() -> None:
             if args.pg_redis:
                 redis_flush()
             for name in order:
-                pg_db = f"sluice_ab_{os.getpid()}_{run}_{name}" if args.pg_redis else None
+                on_pg = args.pg_redis in (name, "both")
+                pg_db = f"sluice_ab_{os.getpid()}_{run}_{name}" if on_pg else None
                 databases += [pg_db] if pg_db else []
+                where = tmp / f"run{run}" / name
                 sides[name] = _side(
-                    tmp / f"run{run}" / name, name, codes[name], yamls[name], upstream.url, pg_db
+                    where, name, codes[name], yamls[name], upstream.url, pg_db, args.budgets
                 )
             try:
                 for body in bodies:
