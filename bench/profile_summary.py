@@ -42,8 +42,14 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     ("body peek (msgspec)", re.compile(r"peek_messages_body")),
     # The PostgreSQL + Redis row: redis-py under the budget counters and rate limits, asyncpg
     # under SQLAlchemy (the ledger, budget seeding).
-    ("redis client (redis-py: budget counters, rate limits)", re.compile(r"(^|[(/])redis/")),
-    ("PostgreSQL driver (asyncpg)", re.compile(r"asyncpg/")),
+    (
+        "redis client (redis-py, the auto-pipeline: counters, rate limits, verdicts)",
+        re.compile(r"(^|[(/])redis/|sluice/backends/redis_"),
+    ),
+    (
+        "PostgreSQL driver (asyncpg; the ledger's own batch path)",
+        re.compile(r"asyncpg/|ledger_postgres"),
+    ),
     (
         "budgets and rate limits (Sluice's side)",
         re.compile(r"sluice/governance/(budgets|counters|rate_limits|windows)|redis_counters"),
