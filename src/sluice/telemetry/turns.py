@@ -288,8 +288,8 @@ def detect_turn(
         return _turn(key, traceparent, opens=True, opening=max(count - 1, 0), count=count)
     if hints.prompt_id:
         return _hinted_turn(items, session, hints, traceparent)
-    opening, last_user, last_user_index = _opening(items)
-    normalized = normalized_content(_message(items[opening]))
+    opening, opened_by, last_user, last_user_index = _opening(items)
+    normalized = normalized_content(opened_by or _message(items[opening]))
     key = hashlib.blake2b(
         b"\0".join((b"sluice-turn", session.encode(), str(opening).encode(), normalized)),
         digest_size=32,
@@ -303,9 +303,10 @@ def detect_turn(
     return _turn(key, traceparent, opens=opens, opening=opening, count=count, results=results)
 
 
-def _opening(items: list[msgspec.Raw]) -> tuple[int, _Message | None, int]:
-    """(index of the message that opened the turn, the last user message, its index). With no
-    user text in the history (truncated), the first message opened it."""
+def _opening(items: list[msgspec.Raw]) -> tuple[int, _Message | None, _Message | None, int]:
+    """(index of the message that opened the turn, that message as decoded here, the last user
+    message, its index). With no user text in the history (truncated), the first message
+    opened it (not decoded here: None)."""
     last_user: _Message | None = None
     last_user_index = -1
     for index in range(len(items) - 1, -1, -1):
@@ -315,8 +316,8 @@ def _opening(items: list[msgspec.Raw]) -> tuple[int, _Message | None, int]:
         if last_user is None:
             last_user, last_user_index = message, index
         if _has_user_text(message):
-            return index, last_user, last_user_index
-    return 0, last_user, last_user_index
+            return index, message, last_user, last_user_index
+    return 0, None, last_user, last_user_index
 
 
 def _prompt_key(session: str, prompt_id: str, agent_id: str | None) -> bytes:
@@ -336,7 +337,7 @@ def _hinted_turn(
 ) -> Turn:
     """The turn named by the prompt id: immune to how the CLI shapes the opening message."""
     assert hints.prompt_id is not None
-    opening, last_user, last_user_index = _opening(items)
+    opening, _, last_user, last_user_index = _opening(items)
     side = hints.request_class in SIDE_CLASSES
     agent = None if side else hints.agent_id
     key = _prompt_key(session, hints.prompt_id, agent)
