@@ -42,15 +42,18 @@ from sluice.telemetry.turns import (
 log = logging.getLogger("sluice.telemetry")
 
 _PRUNE_EVERY_S = 3600.0
-_HEADERS = (
-    b"user-agent",
-    b"x-langwatch-agent",
-    b"traceparent",
-    b"x-session-affinity",
-    b"session-id",
-    b"x-claude-code-prompt-id",
-    b"x-claude-code-agent-type",
-    b"x-claude-code-prev-tool-durations",
+# A set: the loop below tests every request header against it.
+_HEADERS = frozenset(
+    (
+        b"user-agent",
+        b"x-langwatch-agent",
+        b"traceparent",
+        b"x-session-affinity",
+        b"session-id",
+        b"x-claude-code-prompt-id",
+        b"x-claude-code-agent-type",
+        b"x-claude-code-prev-tool-durations",
+    )
 )
 
 
@@ -108,10 +111,9 @@ class Telemetry:
     def _turn_of(self, ctx: RequestContext) -> tuple[Turn, str | None, str] | Literal[False]:
         """(turn, session, agent), or False when the messages cannot be read."""
         headers: dict[bytes, bytes] = {}
-        for name, value in ctx.headers:
-            lowered = name.lower()
-            if lowered in _HEADERS:
-                headers.setdefault(lowered, value)
+        for name, value in ctx.headers:  # names come lower-cased (ASGI), as the peek assumes
+            if name in _HEADERS:
+                headers.setdefault(name, value)
         session = session_of(ctx.session_id, headers)
         now = time.monotonic()
         try:

@@ -107,6 +107,8 @@ class SubagentLinks:
         self, session: str, agent_id: str | None, messages_raw: Any, now: float
     ) -> ParentLink | None:
         """The parent of this request's conversation, when it is a known subagent's."""
+        if not (self._agents or self._prompted or self._pending):
+            return None  # no subagent seen yet anywhere: nothing to hash or look up
         if agent_id and (found := self._agents.get(_digest(session, agent_id), now)):
             return found
         sess = _digest(session)
