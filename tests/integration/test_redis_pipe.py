@@ -64,6 +64,25 @@ async def test_a_caller_that_leaves_costs_the_others_nothing(client: Redis) -> N
         await pipe.aclose()
 
 
+async def test_a_connection_closed_while_idle_is_replaced_before_the_next_batch(
+    client: Redis,
+) -> None:
+    """Redis's ``timeout``, a restart of a proxy in between: the server closed the pipeline's
+    idle connection. The next call still gets its reply (a PING finds the connection dead)."""
+    pipe = AutoPipeline(client.connection_pool, idle_check_s=0.05)
+    try:
+        await pipe.execute("SET", "k", "1")
+        mine = await client.client_id()
+        for line in (await client.client_list()):
+            if int(line["id"]) != mine and line["db"] == "6":
+                await client.client_kill_filter(_id=line["id"])
+        await asyncio.sleep(0.1)
+        assert await pipe.execute("GET", "k") == b"1"
+        assert await pipe.execute("GET", "k") == b"1"  # and the new connection is kept
+    finally:
+        await pipe.aclose()
+
+
 async def test_a_redis_that_stops_answering_fails_the_batch_within_the_timeout() -> None:
     """A server that accepts and never replies: every waiting call fails after the pool's
     socket timeout (as a connection-level error), and the next batch connects afresh."""

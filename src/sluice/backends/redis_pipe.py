@@ -12,7 +12,9 @@ callers.
 One timeout bounds a whole batch, connecting included (the pool's ``socket_timeout``); the
 connection itself has none, so a reply costs no timer of its own. A timeout or a connection
 error fails the batch and everything queued behind it (each waited for the same unresponsive
-Redis), and the next batch connects afresh.
+Redis), and the next batch connects afresh. A connection idle for a while is checked with a
+PING first (the pool's clients get the same from redis-py's retries): Redis's ``timeout`` or
+a proxy may have closed it, and that must not fail the next requests.
 """
 
 from __future__ import annotations
@@ -24,18 +26,21 @@ from typing import Any
 import hiredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 Queued = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+IDLE_CHECK_S = 5.0  # a connection unused this long is pinged before a batch is sent on it
 
 
 class AutoPipeline:
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, idle_check_s: float = IDLE_CHECK_S) -> None:
         # The pool's settings, but no per-read timeout: _send bounds the whole batch.
         self._settings = dict(pool.connection_kwargs, socket_timeout=None)
         self._connection_class = pool.connection_class
         self._timeout = float(pool.connection_kwargs.get("socket_timeout") or 2.0)
         self._conn: AbstractConnection | None = None
+        self._idle_check_s = idle_check_s
+        self._used_at = 0.0  # loop time of the last batch answered on ``_conn``
         self._queued: list[Queued] = []
         self._sender: asyncio.Task[None] | None = None
         self.batches = 0  # batches sent, and commands in them: how well calls are shared
@@ -92,17 +97,27 @@ class AutoPipeline:
                     except ResponseError as exc:  # this command's error reply; the rest follow
                         reply = exc
                     _resolve(future, reply)
+            self._used_at = asyncio.get_running_loop().time()
         except Exception as exc:
             await self._drop()
             queued, self._queued = self._queued, []
             _fail_all(batch + queued, exc)
 
     async def _connection(self) -> AbstractConnection:
-        if self._conn is None:
+        conn = self._conn
+        idle = asyncio.get_running_loop().time() - self._used_at
+        if conn is not None and idle > self._idle_check_s:
+            try:
+                await conn.send_command("PING", check_health=False)
+                await conn.read_response()
+            except (RedisError, OSError):  # closed while idle: a fresh connection instead
+                await self._drop()
+                conn = None
+        if conn is None:
             conn = self._connection_class(**self._settings)
             await conn.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             self._conn = conn
-        return self._conn
+        return conn
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
