@@ -73,7 +73,7 @@ async def test_a_connection_closed_while_idle_is_replaced_before_the_next_batch(
     try:
         await pipe.execute("SET", "k", "1")
         mine = await client.client_id()
-        for line in (await client.client_list()):
+        for line in await client.client_list():
             if int(line["id"]) != mine and line["db"] == "6":
                 await client.client_kill_filter(_id=line["id"])
         await asyncio.sleep(0.1)
