@@ -3,6 +3,7 @@ them."""
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import shutil
 import socket
@@ -11,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -123,3 +125,29 @@ async def backend_of(kind: str, url: str, clock: Clock | None = None) -> AsyncIt
         await client.flushdb()
         await client.aclose()
         await backend.close()
+
+
+@dataclass
+class SilentServer:
+    """A TCP server that accepts connections and never answers: a hung database or Redis."""
+
+    port: int = 0
+    accepted: list[asyncio.StreamWriter] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[SilentServer]:
+    silent = SilentServer()
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.accepted.append(writer)  # and never a byte back
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    silent.port = server.sockets[0].getsockname()[1]
+    try:
+        yield silent
+    finally:
+        for writer in silent.accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

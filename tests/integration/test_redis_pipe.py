@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 from sluice.backends.redis_pipe import AutoPipeline
 from sluice.backends.redis_store import connect
 
-from services import ensure_redis
+from services import ensure_redis, silent_server
 
 REDIS_URL = "redis://127.0.0.1:6379/6"  # a database of its own, flushed per test
 
@@ -86,28 +86,18 @@ async def test_a_connection_closed_while_idle_is_replaced_before_the_next_batch(
 async def test_a_redis_that_stops_answering_fails_the_batch_within_the_timeout() -> None:
     """A server that accepts and never replies: every waiting call fails after the pool's
     socket timeout (as a connection-level error), and the next batch connects afresh."""
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    hung = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
-    pipe = AutoPipeline(hung.connection_pool)
-    try:
-        for attempt in (1, 2):
-            started = asyncio.get_running_loop().time()
-            results = await asyncio.gather(
-                *[pipe.execute("GET", f"k{n}") for n in range(5)], return_exceptions=True
-            )
-            assert all(isinstance(r, OSError) for r in results), results  # TimeoutError
-            assert asyncio.get_running_loop().time() - started < 2.0
-            assert len(accepted) == attempt
-    finally:
-        await pipe.aclose()
-        await hung.aclose(close_connection_pool=True)
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    async with silent_server() as hung:
+        client = Redis.from_url(f"redis://127.0.0.1:{hung.port}/0", socket_timeout=0.3)
+        pipe = AutoPipeline(client.connection_pool)
+        try:
+            for attempt in (1, 2):
+                started = asyncio.get_running_loop().time()
+                results = await asyncio.gather(
+                    *[pipe.execute("GET", f"k{n}") for n in range(5)], return_exceptions=True
+                )
+                assert all(isinstance(r, OSError) for r in results), results  # TimeoutError
+                assert asyncio.get_running_loop().time() - started < 2.0
+                assert len(hung.accepted) == attempt
+        finally:
+            await pipe.aclose()
+            await client.aclose(close_connection_pool=True)

@@ -26,7 +26,7 @@ from sluice.store.ledger_postgres import PostgresLedgerWriter
 from sluice.store.settings_repo import get_or_create_secret
 from sluice.store.tables import ledger
 
-from services import migrated_engine
+from services import migrated_engine, silent_server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -203,27 +203,17 @@ async def test_ledger_on_an_unreachable_postgres_keeps_rows_and_frees_waiters() 
 async def test_a_postgres_that_never_answers_fails_the_batch_within_its_timeout() -> None:
     """A database that accepts the connection and then hangs: the batch fails after the
     timeout (so the flush's waiters go free), and the next batch connects afresh."""
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)  # never answers
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    engine = create_engine(f"postgresql://postgres@127.0.0.1:{port}/hung")
-    direct = PostgresLedgerWriter(engine, timeout_s=0.3)
     row = Settlement(request_id="r1", created_at=1, endpoint="messages")
-    try:
-        for attempt in (1, 2):
-            started = asyncio.get_running_loop().time()
-            with pytest.raises((TimeoutError, OSError)):
-                await direct.write([row], {})
-            assert asyncio.get_running_loop().time() - started < 2.0
-            assert len(accepted) == attempt  # a fresh connection each time
-    finally:
-        await direct.close()
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-        await engine.dispose()
+    async with silent_server() as hung:
+        engine = create_engine(f"postgresql://postgres@127.0.0.1:{hung.port}/hung")
+        direct = PostgresLedgerWriter(engine, timeout_s=0.3)
+        try:
+            for attempt in (1, 2):
+                started = asyncio.get_running_loop().time()
+                with pytest.raises((TimeoutError, OSError)):
+                    await direct.write([row], {})
+                assert asyncio.get_running_loop().time() - started < 2.0
+                assert len(hung.accepted) == attempt  # a fresh connection each time
+        finally:
+            await direct.close()
+            await engine.dispose()
