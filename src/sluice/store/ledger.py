@@ -48,8 +48,10 @@ class LedgerWriter:
         self._segments: list[Segment] = []  # rotated journal segments not yet committed
         path = sqlite_file(engine.dialect.name, engine.url.database)
         self._sqlite = SqliteLedgerWriter(path) if path is not None else None
-        postgres = engine.dialect.name == "postgresql"
-        self._postgres = PostgresLedgerWriter(engine) if postgres else None
+        # asyncpg's own batch path needs the engine's arguments to be asyncpg's (the default
+        # driver for postgresql:// URLs); another driver keeps SQLAlchemy's path.
+        asyncpg = engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg"
+        self._postgres = PostgresLedgerWriter(engine) if asyncpg else None
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue
