@@ -47,11 +47,16 @@ class LedgerWriter:
         self._journal = journal
         self._segments: list[Segment] = []  # rotated journal segments not yet committed
         path = sqlite_file(engine.dialect.name, engine.url.database)
-        self._sqlite = SqliteLedgerWriter(path) if path is not None else None
-        # asyncpg's own batch path needs the engine's arguments to be asyncpg's (the default
-        # driver for postgresql:// URLs); another driver keeps SQLAlchemy's path.
+        # A driver's own batch path, when there is one; else SQLAlchemy's. asyncpg's needs the
+        # engine's arguments to be asyncpg's (the default driver for postgresql:// URLs).
         asyncpg = engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg"
-        self._postgres = PostgresLedgerWriter(engine) if asyncpg else None
+        self._direct: SqliteLedgerWriter | PostgresLedgerWriter | None = (
+            SqliteLedgerWriter(path)
+            if path is not None
+            else PostgresLedgerWriter(engine)
+            if asyncpg
+            else None
+        )
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue
@@ -133,10 +138,8 @@ class LedgerWriter:
                 self._journal.release(self._segments)
                 self._segments = []
             self._journal.close(delete=not self._buffer)
-        if self._sqlite is not None:
-            await self._sqlite.close()
-        if self._postgres is not None:
-            await self._postgres.close()
+        if self._direct is not None:
+            await self._direct.close()
 
     async def _run(self) -> None:
         while not self._closing:
@@ -192,9 +195,8 @@ class LedgerWriter:
         if self._closing or now - self._last_used_at >= self._interval:
             last_used, self._last_used, self._last_used_at = self._last_used, {}, now
         try:
-            direct = self._sqlite or self._postgres  # a driver's own batch path
-            if direct is not None:
-                await direct.write(settled, last_used)
+            if self._direct is not None:
+                await self._direct.write(settled, last_used)
                 self.transactions += 1
                 return
             async with self._engine.begin() as conn:
