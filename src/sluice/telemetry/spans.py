@@ -63,7 +63,7 @@ class Finished:
             time.time_ns() - int(now * 1e9),
             ctx.started,
             now,
-            turn,
+            turn if capture else turn.without_content(),
             session,
             agent,
             bytes(ctx.messages_raw) if capture else None,
@@ -80,8 +80,10 @@ class Finished:
 
     @property
     def size(self) -> int:
-        """Bytes this record keeps alive (the request's messages, when capturing)."""
-        return len(self.messages_json) if self.messages_json is not None else 0
+        """Bytes this record keeps alive: the request's messages and its tool calls' content,
+        when capturing (without, the turn carries none: ``Finished.of``)."""
+        held = len(self.messages_json) if self.messages_json is not None else 0
+        return held + self.turn.content_size if self.turn.tool_results else held
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -118,6 +118,19 @@ class Turn:
     @cached_property
     def chat_span_id(self) -> int:
         return self.chat_span_for(self.message_count)
+
+    def without_content(self) -> Turn:
+        """This turn without its tool calls' arguments and results: what is handed over when
+        content is not captured (a tool result can be megabytes the spans never show)."""
+        if not any(r.arguments is not None or r.result is not None for r in self.tool_results):
+            return self
+        bare = tuple(replace(r, arguments=None, result=None) for r in self.tool_results)
+        return replace(self, tool_results=bare)
+
+    @property
+    def content_size(self) -> int:
+        """Bytes of tool-call content this turn keeps alive."""
+        return sum(len(r.arguments or b"") + len(r.result or b"") for r in self.tool_results)
 
     def client_duration_ms(self, tool_name: str) -> int | None:
         """The client-measured duration of this request's ``tool_name`` result, when the hint
