@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sluice.base.usage import Usage
 from sluice.config.models import PriceOverride, PricingConfig
-from sluice.pricing import Pricing
+from sluice.pricing import Pricing, Rates, TieredRates
 
 # 1,000 uncached input, 500 output, 2,000 cache read, 512 5m writes + 256 1h writes.
 USAGE = Usage(
@@ -124,3 +124,56 @@ def test_compiled_tiers_match_genai_prices(inp: int, out: int, read: int, write:
     )
     expected = int((reference.total_price * 1_000_000).quantize(Decimal(1), ROUND_HALF_UP))
     assert Pricing().cost_micros("anthropic", "claude-sonnet-4-5-20250929", usage) == expected
+
+
+def _every_compiled_rate() -> list[Rates]:
+    pricing = Pricing()
+    found: list[Rates] = []
+    for kind in ("anthropic", "bedrock", "vertex"):
+        for model in sorted(pricing.known_models()):
+            compiled = pricing._lookup(kind, model)  # the compiled form
+            if isinstance(compiled, Rates):
+                found.append(compiled)
+            elif isinstance(compiled, TieredRates):
+                found += [rates for _, rates in compiled.bands]
+    return found
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    inp=st.integers(0, 2_000_000),
+    out=st.integers(0, 200_000),
+    read=st.integers(0, 2_000_000),
+    write=st.integers(0, 500_000),
+    write_1h=st.integers(0, 500_000),
+)
+def test_integer_costs_equal_decimal_costs_for_every_published_rate(
+    inp: int, out: int, read: int, write: int, write_1h: int
+) -> None:
+    """Every published rate is exact in integers, and the integer cost is Decimal's, rounded
+    half up."""
+    usage = Usage(
+        input_tokens=inp,
+        output_tokens=out,
+        cache_read_tokens=read,
+        cache_creation_tokens=write + write_1h,
+        cache_creation_1h_tokens=write_1h,
+    )
+    rates = _every_compiled_rate()
+    assert len(rates) > 20
+    for rate in rates:
+        assert rate.scaled is not None
+        expected = int(rate.micros(usage).quantize(Decimal(1), ROUND_HALF_UP))
+        assert rate.cost(usage) == expected
+
+
+def test_integer_costs_round_half_up_and_fall_back_to_decimal() -> None:
+    half = Rates(Decimal("0.5"), Decimal("2.5"), Decimal(0), Decimal(0), Decimal(0))
+    assert half.cost(Usage(input_tokens=1)) == 1  # 0.5 rounds up
+    assert half.cost(Usage(input_tokens=3)) == 2  # 1.5
+    assert half.cost(Usage(output_tokens=1)) == 3  # 2.5
+    assert half.cost(Usage(input_tokens=1, output_tokens=1)) == 3  # 3.0
+    fine = Decimal("0.0000000000003")  # 13 decimals: not exact in 10^-12 units
+    odd = Rates(fine, Decimal(1), Decimal(0), Decimal(0), Decimal(0))
+    assert odd.scaled is None
+    assert odd.cost(Usage(input_tokens=5_000_000_000_000, output_tokens=2)) == 4  # 1.5 + 2
