@@ -22,10 +22,8 @@ from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat import completion_create_params as oa_params
 
-from sluice.translate.openai_chat import (
-    BILLING_PREFIX,
-    TranslationError,
-    anthropic_to_openai,
+from sluice.translate.openai_chat import BILLING_PREFIX, TranslationError, anthropic_to_openai
+from sluice.translate.openai_response import (
     openai_error_to_anthropic,
     openai_to_anthropic_message,
 )

@@ -13,17 +13,13 @@ from hypothesis import strategies as st
 
 from sluice.core.context import RequestContext
 from sluice.core.peek import peek_messages_body
-from sluice.telemetry.turns import (
-    NO_HINTS,
-    Hints,
-    Turn,
+from sluice.telemetry.request_headers import (
     agent_name,
-    detect_turn,
     parse_tool_durations,
     parse_traceparent,
     session_of,
-    span_id,
 )
+from sluice.telemetry.turns import NO_HINTS, Hints, Turn, detect_turn, span_id
 
 from support import fixture_request
 

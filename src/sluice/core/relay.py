@@ -28,7 +28,8 @@ from sluice.providers.base import UpstreamResponse
 from sluice.streaming.chat_tap import ChatChunksTap
 from sluice.streaming.eventstream_tap import EventStreamTap
 from sluice.streaming.tap import AnthropicFactsObserver, SseObserver, StreamTap
-from sluice.translate.openai_chat import TranslationError, openai_to_anthropic_message
+from sluice.translate.openai_chat import TranslationError
+from sluice.translate.openai_response import openai_to_anthropic_message
 
 _SNIPPET = 300
 

@@ -45,7 +45,7 @@ from sluice.translate.bedrock import (
     to_bedrock_body,
     to_bedrock_model,
 )
-from sluice.translate.openai_chat import error_type_for
+from sluice.translate.openai_response import error_type_for
 
 # SigV4 hashes the whole body: past this size, sign in a worker thread.
 _SIGN_IN_THREAD_BYTES = 1 << 20

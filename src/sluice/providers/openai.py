@@ -31,10 +31,9 @@ from sluice.providers.transport import (
     whole_response,
 )
 from sluice.translate.members import rewrite_top_level
-from sluice.translate.openai_chat import (
-    TranslationError,
+from sluice.translate.openai_chat import TranslationError, anthropic_to_openai
+from sluice.translate.openai_response import (
     anthropic_error,
-    anthropic_to_openai,
     openai_error_to_anthropic,
     openai_to_anthropic_message,
 )

@@ -24,20 +24,17 @@ from sluice.base.text import MAX_IDENTIFIER_CHARS
 from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
-from sluice.telemetry.side_calls import SessionPrompts
-from sluice.telemetry.sink import SpanSink
-from sluice.telemetry.spans import Finished
-from sluice.telemetry.subagents import SubagentLinks
-from sluice.telemetry.turns import (
-    NO_HINTS,
-    Hints,
-    Turn,
+from sluice.telemetry.request_headers import (
     agent_name,
-    detect_turn,
     parse_tool_durations,
     parse_traceparent,
     session_of,
 )
+from sluice.telemetry.side_calls import SessionPrompts
+from sluice.telemetry.sink import SpanSink
+from sluice.telemetry.spans import Finished
+from sluice.telemetry.subagents import SubagentLinks
+from sluice.telemetry.turns import NO_HINTS, Hints, Turn, detect_turn
 
 log = logging.getLogger("sluice.telemetry")
 

@@ -21,8 +21,8 @@ from typing import Any, Final
 
 import orjson
 
-from .openai_chat import (
-    TranslationError,
+from .openai_chat import TranslationError
+from .openai_response import (
     error_message,
     error_payload,
     error_type_for,

@@ -29,7 +29,7 @@ from typing import Any, Final
 import orjson
 
 from .chat_egress import chat_completion_id, openai_error_for
-from .openai_chat import finish_reason_for, token_count, usage_to_openai
+from .openai_response import finish_reason_for, token_count, usage_to_openai
 
 __all__ = ["SseToChatChunks"]
 

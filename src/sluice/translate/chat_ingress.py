@@ -3,7 +3,8 @@
 Pure: :func:`chat_to_messages` takes the parsed JSON of ``POST /v1/chat/completions`` and
 returns the Anthropic body (orjson bytes) plus what the egress side needs to answer in kind.
 The answer's way back is in :mod:`sluice.translate.chat_egress` (whole responses, errors) and
-:mod:`sluice.translate.chat_egress_stream` (SSE).
+:mod:`sluice.translate.chat_egress_stream` (SSE). The conversation itself (``messages``) is
+mapped in :mod:`sluice.translate.chat_ingress_messages`.
 
 Mapping (protocols.md §7, read backwards):
 
@@ -37,7 +38,6 @@ stored), ``prompt_cache_key`` (Anthropic caches by prefix), ``service_tier`` aut
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -45,14 +45,19 @@ from typing import Any, Final
 
 import orjson
 
+from .chat_ingress_messages import (
+    as_array,
+    as_object,
+    as_string,
+    refuse,
+    show,
+    translate_messages,
+)
 from .openai_chat import TranslationError
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ChatRequest", "TranslationError", "chat_to_messages"]
 
 DEFAULT_MAX_TOKENS: Final = 4096
-
-_DATA_IMAGE = re.compile(r"data:(image/(?:png|jpeg|jpg|gif|webp));base64,(.*)", re.DOTALL)
-_DATA_PDF = re.compile(r"data:application/pdf;base64,(.*)", re.DOTALL)
 
 
 def _number(value: Any) -> bool:
@@ -105,39 +110,6 @@ class ChatRequest:
     include_usage: bool
 
 
-def _refuse(what: str, param: str) -> TranslationError:
-    return TranslationError(f"{what} is not supported by this gateway", param=param)
-
-
-def _obj(value: Any, param: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TranslationError(f"`{param}` must be an object", param=param)
-    return value
-
-
-def _list(value: Any, param: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise TranslationError(f"`{param}` must be an array", param=param)
-    return value
-
-
-def _str(value: Any, param: str, *, optional: bool = False) -> str:
-    if optional and value is None:
-        return ""
-    if not isinstance(value, str):
-        raise TranslationError(f"`{param}` must be a string", param=param)
-    return value
-
-
-def _show(value: Any) -> str:
-    """A short rendering of a client's value for an error message."""
-    try:
-        text = orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        text = "(unencodable value)"
-    return text if len(text) <= 80 else f"{text[:77]}..."
-
-
 # ---------------------------------------------------------------- top level
 
 
@@ -147,19 +119,19 @@ def chat_to_messages(body: Any, *, default_max_tokens: int = DEFAULT_MAX_TOKENS)
     Raises :class:`TranslationError` (and nothing else, for any JSON value) when the request
     is malformed or asks for something Anthropic cannot do.
     """
-    body = _obj(body, "body")
+    body = as_object(body, "body")
     _check_params(body)
-    model = _str(body.get("model"), "model")
+    model = as_string(body.get("model"), "model")
     if not model:
         raise TranslationError("`model` must not be empty", param="model")
-    system, messages = _messages(body.get("messages"))
+    system, messages = translate_messages(body.get("messages"))
     out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body, default_max_tokens)}
     if system:
         out["system"] = system
     out["messages"] = messages
     out.update(_tool_fields(body))
     out.update(_sampling(body))
-    users = [_str(body.get(key), key, optional=True) for key in ("safety_identifier", "user")]
+    users = [as_string(body.get(key), key, optional=True) for key in ("safety_identifier", "user")]
     if any(users):
         out["metadata"] = {"user_id": next(u for u in users if u)}
     fmt = _response_format(body.get("response_format"))
@@ -185,14 +157,14 @@ def _check_params(body: dict[str, Any]) -> None:
         if neutral is None:
             raise TranslationError(f"Unrecognized request argument supplied: {key}", param=key)
         if not neutral(value):
-            raise _refuse(f"`{key}` = {_show(value)}", key)
+            raise refuse(f"`{key}` = {show(value)}", key)
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
     options = body.get("stream_options")
     if options is None:
         return False
-    flag = _obj(options, "stream_options").get("include_usage")
+    flag = as_object(options, "stream_options").get("include_usage")
     if flag is not None and not isinstance(flag, bool):
         raise TranslationError(
             "`stream_options.include_usage` must be a boolean", param="stream_options"
@@ -224,7 +196,7 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop
     if stops is not None:
-        stops = [_str(s, "stop") for s in _list(stops, "stop")]
+        stops = [as_string(s, "stop") for s in as_array(stops, "stop")]
         if stops:
             out["stop_sequences"] = stops
     return out
@@ -233,217 +205,15 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
 def _response_format(fmt: Any) -> dict[str, Any] | None:
     if fmt is None:
         return None
-    kind = _obj(fmt, "response_format").get("type")
+    kind = as_object(fmt, "response_format").get("type")
     if kind == "text":
         return None
     if kind == "json_schema":
-        spec = _obj(fmt.get("json_schema"), "response_format.json_schema")
-        schema = _obj(spec.get("schema"), "response_format.json_schema.schema")
+        spec = as_object(fmt.get("json_schema"), "response_format.json_schema")
+        schema = as_object(spec.get("schema"), "response_format.json_schema.schema")
         return {"type": "json_schema", "schema": schema}
     # json_object asks for any JSON at all: Anthropic only constrains output to a schema.
-    raise _refuse(f"response_format type {kind!r}", "response_format.type")
-
-
-# ---------------------------------------------------------------- messages
-
-
-def _messages(raw: Any) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
-    items = _list(raw, "messages")
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        where = f"messages[{i}]"
-        message = _obj(item, where)
-        role = message.get("role")
-        if role in ("system", "developer"):
-            text = _text_only(message.get("content"), f"{where}.content", "\n\n")
-            if text:
-                system.append(_cached({"type": "text", "text": text}, message, where))
-            continue
-        if role == "user":
-            blocks = _user_content(message.get("content"), f"{where}.content")
-            _append_turn(turns, "user", _cached_last(blocks, message, where))
-        elif role == "assistant":
-            blocks = _assistant_blocks(message, where)
-            _append_turn(turns, "assistant", _cached_last(blocks, message, where))
-        elif role == "tool":
-            _append_turn(turns, "user", [_cached(_tool_result(message, where), message, where)])
-        elif role == "function":
-            raise _refuse("the legacy `function` role (use `tool`)", f"{where}.role")
-        else:
-            raise TranslationError(f"unknown message role {_show(role)}", param=f"{where}.role")
-    if not turns:
-        raise TranslationError(
-            "`messages` must hold at least one user or assistant message", param="messages"
-        )
-    for turn in turns:
-        if turn["role"] == "user":  # Anthropic wants a user turn's tool results first
-            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
-    if any("cache_control" in block for block in system):
-        return system, turns  # blocks: a cache breakpoint needs one to sit on
-    return "\n\n".join(block["text"] for block in system), turns
-
-
-def _cached(block: dict[str, Any], holder: dict[str, Any], param: str) -> dict[str, Any]:
-    """A message's (or tool call's) own ``cache_control`` onto the block made from it: clients
-    built for Claude (opencode, the AI SDK) mark whole messages as cache breakpoints."""
-    cache = holder.get("cache_control")
-    if cache is not None:
-        block["cache_control"] = _obj(cache, f"{param}.cache_control")
-    return block
-
-
-def _cached_last(
-    blocks: list[dict[str, Any]], message: dict[str, Any], param: str
-) -> list[dict[str, Any]]:
-    """A message-level breakpoint covers the whole message: it sits on its last block."""
-    if blocks:
-        _cached(blocks[-1], message, param)
-    return blocks
-
-
-def _append_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return  # an empty message says nothing; Anthropic would reject it
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
-
-
-def _text_only(content: Any, param: str, sep: str) -> str:
-    """A string, or text parts joined: where only text makes sense."""
-    if isinstance(content, str):
-        return content
-    texts = []
-    for i, part in enumerate(_list(content, param)):
-        part = _obj(part, f"{param}[{i}]")
-        if part.get("type") != "text":
-            raise _refuse(f"content part type {part.get('type')!r} here", f"{param}[{i}].type")
-        texts.append(_str(part.get("text"), f"{param}[{i}].text"))
-    return sep.join(texts)
-
-
-def _user_content(content: Any, param: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    blocks = []
-    for i, part in enumerate(_list(content, param)):
-        block = _user_part(_obj(part, f"{param}[{i}]"), f"{param}[{i}]")
-        if block is not None:
-            blocks.append(block)
-    return blocks
-
-
-def _user_part(part: dict[str, Any], param: str) -> dict[str, Any] | None:
-    kind = part.get("type")
-    if kind == "text":
-        text = _str(part.get("text"), f"{param}.text")
-        block: dict[str, Any] | None = {"type": "text", "text": text} if text else None
-    elif kind == "image_url":
-        block = {"type": "image", "source": _image_source(part.get("image_url"), param)}
-    elif kind == "file":
-        block = _pdf(_obj(part.get("file"), f"{param}.file"), f"{param}.file")
-    else:
-        raise _refuse(f"content part type {kind!r}", f"{param}.type")
-    cache = part.get("cache_control")
-    if block is not None and cache is not None:
-        block["cache_control"] = _obj(cache, f"{param}.cache_control")
-    return block
-
-
-def _image_source(image: Any, param: str) -> dict[str, Any]:
-    where = f"{param}.image_url.url"
-    url = image if isinstance(image, str) else _obj(image, f"{param}.image_url").get("url")
-    url = _str(url, where)
-    if url.startswith("data:"):
-        match = _DATA_IMAGE.fullmatch(url)
-        if match is None:
-            msg = "image data URLs must be base64 PNG, JPEG, GIF or WebP"
-            raise TranslationError(msg, param=where)
-        media_type = match[1].replace("/jpg", "/jpeg")
-        return {"type": "base64", "media_type": media_type, "data": match[2]}
-    if url.startswith(("https://", "http://")):
-        return {"type": "url", "url": url}
-    raise TranslationError("image URLs must be http(s) or data: URLs", param=where)
-
-
-def _pdf(file: dict[str, Any], param: str) -> dict[str, Any]:
-    if file.get("file_id") is not None:
-        raise _refuse("`file_id` (uploaded files)", f"{param}.file_id")
-    data = _str(file.get("file_data"), f"{param}.file_data")
-    match = _DATA_PDF.fullmatch(data)
-    if match is None:
-        msg = "`file_data` must be a data:application/pdf;base64 URL"
-        raise TranslationError(msg, param=f"{param}.file_data")
-    block: dict[str, Any] = {
-        "type": "document",
-        "source": {"type": "base64", "media_type": "application/pdf", "data": match[1]},
-    }
-    filename = file.get("filename")
-    if filename:
-        block["title"] = _str(filename, f"{param}.filename")
-    return block
-
-
-def _assistant_blocks(message: dict[str, Any], param: str) -> list[dict[str, Any]]:
-    for key in ("function_call", "audio"):
-        if message.get(key) is not None:
-            raise _refuse(f"assistant `{key}`", f"{param}.{key}")
-    content = message.get("content")
-    if content is None or isinstance(content, str):
-        texts = [content or ""]
-    else:
-        parts = enumerate(_list(content, f"{param}.content"))
-        texts = [_assistant_part(part, f"{param}.content[{i}]") for i, part in parts]
-    texts.append(_str(message.get("refusal"), f"{param}.refusal", optional=True))
-    blocks = [{"type": "text", "text": text} for text in texts if text]
-    calls = message.get("tool_calls")
-    for i, call in enumerate([] if calls is None else _list(calls, f"{param}.tool_calls")):
-        where = f"{param}.tool_calls[{i}]"
-        blocks.append(_tool_use(_obj(call, where), where))
-    return blocks
-
-
-def _assistant_part(part: Any, param: str) -> str:
-    part = _obj(part, param)
-    kind = part.get("type")
-    if kind not in ("text", "refusal"):
-        raise _refuse(f"assistant content part type {kind!r}", f"{param}.type")
-    return _str(part.get(kind), f"{param}.{kind}")
-
-
-def _tool_use(call: dict[str, Any], param: str) -> dict[str, Any]:
-    if call.get("type", "function") != "function":
-        raise _refuse(f"tool call type {call.get('type')!r}", f"{param}.type")
-    call_id = _str(call.get("id"), f"{param}.id")
-    function = _obj(call.get("function"), f"{param}.function")
-    name = _str(function.get("name"), f"{param}.function.name")
-    where = f"{param}.function.arguments"
-    arguments = _str(function.get("arguments"), where, optional=True)
-    try:
-        value = orjson.loads(arguments) if arguments.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise TranslationError(
-            f"tool call arguments are not valid JSON: {exc}", param=where
-        ) from exc
-    if not isinstance(value, dict):
-        raise TranslationError("tool call arguments must be a JSON object", param=where)
-    return _cached({"type": "tool_use", "id": call_id, "name": name, "input": value}, call, param)
-
-
-def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
-    call_id = _str(message.get("tool_call_id"), f"{param}.tool_call_id")
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
-    content = message.get("content")
-    if isinstance(content, str):
-        if content:
-            block["content"] = content
-    elif content is not None:
-        texts = _text_only(content, f"{param}.content", "\n")
-        if texts:
-            block["content"] = texts
-    return block
+    raise refuse(f"response_format type {kind!r}", "response_format.type")
 
 
 # ---------------------------------------------------------------- tools
@@ -451,10 +221,12 @@ def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
 
 def _tool_fields(body: dict[str, Any]) -> dict[str, Any]:
     raw = body.get("tools")
-    tools = [] if raw is None else _list(raw, "tools")
+    tools = [] if raw is None else as_array(raw, "tools")
     out: dict[str, Any] = {}
     if tools:
-        out["tools"] = [_tool(_obj(t, f"tools[{i}]"), f"tools[{i}]") for i, t in enumerate(tools)]
+        out["tools"] = [
+            _tool(as_object(t, f"tools[{i}]"), f"tools[{i}]") for i, t in enumerate(tools)
+        ]
     choice = _tool_choice(body.get("tool_choice"))
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
@@ -475,14 +247,16 @@ def _tool_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 def _tool(tool: dict[str, Any], param: str) -> dict[str, Any]:
     if tool.get("type") != "function":
-        raise _refuse(f"tool type {tool.get('type')!r}", f"{param}.type")
-    function = _obj(tool.get("function"), f"{param}.function")
-    out: dict[str, Any] = {"name": _str(function.get("name"), f"{param}.function.name")}
-    description = _str(function.get("description"), f"{param}.function.description", optional=True)
+        raise refuse(f"tool type {tool.get('type')!r}", f"{param}.type")
+    function = as_object(tool.get("function"), f"{param}.function")
+    out: dict[str, Any] = {"name": as_string(function.get("name"), f"{param}.function.name")}
+    description = as_string(
+        function.get("description"), f"{param}.function.description", optional=True
+    )
     if description:
         out["description"] = description
     schema = function.get("parameters")
-    schema = {} if schema is None else _obj(schema, f"{param}.function.parameters")
+    schema = {} if schema is None else as_object(schema, f"{param}.function.parameters")
     # OpenAI takes {} (or no parameters) for "no arguments"; Anthropic needs an object schema.
     out["input_schema"] = schema or {"type": "object", "properties": {}}
     strict = function.get("strict")
@@ -500,6 +274,9 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
     if isinstance(choice, str) and choice in simple:
         return {"type": simple[choice]}
     if isinstance(choice, dict) and choice.get("type") == "function":
-        function = _obj(choice.get("function"), "tool_choice.function")
-        return {"type": "tool", "name": _str(function.get("name"), "tool_choice.function.name")}
-    raise _refuse(f"tool_choice {_show(choice)}", "tool_choice")
+        function = as_object(choice.get("function"), "tool_choice.function")
+        return {
+            "type": "tool",
+            "name": as_string(function.get("name"), "tool_choice.function.name"),
+        }
+    raise refuse(f"tool_choice {show(choice)}", "tool_choice")

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from .openai_chat import (
+from .openai_response import (
     anthropic_error,
     error_message,
     error_type_for,
