@@ -15,7 +15,9 @@ also paired with "sluice" within each round (what the policy adds).
 
 Optional rows (off by default, so the default run is unchanged):
 --budgets adds "budget": the same Sluice process again, with a third key (principal
-bench-budget, project bench, a rate limit) under two budgets that never trip.
+bench-budget, project bench, a rate limit) under two budgets that never trip; and "whole", a
+fourth key with all of it on one key (the same principal and project, so the same budgets, the
+rate limit and the policy key's patterns): issue #12's "full pipeline".
 --pg-redis adds "pg": a second `sluice serve` on PostgreSQL + Redis (a fresh database, Redis
 db 12), called with the same kind of key and budgets (the Lua reserve/settle path).
 --against REV adds "baseline": a second `sluice serve` running the gateway at git revision REV
@@ -179,6 +181,20 @@ def mint_budget_key(cfg: Path, env: dict[str, str] | None = None) -> str:
         budget = [*sluice_cmd(), "budgets", "create", *BUDGETS[i], *BUDGETS[i + 1]]
         budget += ["--config", str(cfg), "--json"]
         subprocess.run(budget, capture_output=True, text=True, timeout=60, check=True, env=env)
+    return str(json.loads(out.stdout)["key"])
+
+
+def mint_whole_key(cfg: Path) -> str:
+    """Issue #12's "full pipeline" on one key: the budget key's principal and project (so the
+    same two budgets apply; mint the budget key first), its rate limit, and the policy key's
+    patterns."""
+    vk_file = cfg.with_name(f"vk-bench-whole-{cfg.stem}.json")
+    config = {"rate_limits": {"rpm": 10_000_000, "tpm": 100_000_000_000}}
+    vk_file.write_text(json.dumps({**config, "policy_rules": POLICY_RULES}, indent=2) + "\n")
+    cmd = [*sluice_cmd(), "keys", "create", "--name", "bench-whole", "--config", str(cfg)]
+    cmd += ["--principal", BUDGET_PRINCIPAL, "--project", BUDGET_PROJECT]
+    cmd += ["--config-file", str(vk_file), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
     return str(json.loads(out.stdout)["key"])
 
 
@@ -355,7 +371,7 @@ def measure_body(
     tmp: Path,
     procs: list[Proc],
     pin: int | None,
-    budget_case: BodyCase | None = None,
+    keyed: dict[str, BodyCase] | None = None,
     seconds: tuple[SecondSluice, ...] = (),
 ) -> dict[str, Any]:
     bare_port, sluice_port = free_port(), free_port()
@@ -374,8 +390,10 @@ def measure_body(
         "sluice": (sluice.url, sluice, case),
         "policy": (sluice.url, sluice, policy_case),
     }
-    if budget_case is not None:  # same process again, third key: 2 budgets + a rate limit
-        targets["budget"] = (sluice.url, sluice, budget_case)
+    # The same process again with other keys: "budget" (2 budgets + a rate limit), "whole"
+    # (those and the policy, on one key).
+    for target, keyed_case in (keyed or {}).items():
+        targets[target] = (sluice.url, sluice, keyed_case)
     second_procs: list[Proc] = []
     for second in seconds:  # other Sluice processes (pg, baseline), same pinning
         second_proc = start_second(second, pin, tmp)
@@ -514,18 +532,26 @@ def run(
         cases = body_cases(key)
         check_policy_misses(cases)
         policy_cases = [rekey(case, policy_key, "policy") for case in cases]
-        budget_cases: list[BodyCase | None] = [None] * len(cases)
+        keyed: list[dict[str, BodyCase]] = [{} for _ in cases]
         seconds: list[tuple[SecondSluice, ...]] = [()] * len(cases)
         if budgets:
             budget_key = mint_budget_key(cfg)
-            budget_cases = [rekey(case, budget_key, "budget") for case in cases]
+            whole_key = mint_whole_key(cfg)  # after the budgets: they apply to it too
+            keyed = [
+                {
+                    "budget": rekey(case, budget_key, "budget"),
+                    "whole": rekey(case, whole_key, "whole"),
+                }
+                for case in cases
+            ]
         if pg_db is not None:
             pg = pg_seconds(tmp, upstream.url, pg_db, extra_yaml, cases)
             seconds = [(*s, p) for s, p in zip(seconds, pg, strict=True)]
         if base_env is not None:
             base = baseline_seconds(tmp, upstream.url, base_env, extra_yaml, cases)
             seconds = [(*s, b) for s, b in zip(seconds, base, strict=True)]
-        extra = [c for c in budget_cases if c] + [s.case for per in seconds for s in per]
+        extra = [c for per in keyed for c in per.values()]
+        extra += [s.case for per in seconds for s in per]
         scripts = {}
         if plan.use_wrk:
             for case in (*cases, *policy_cases, *extra):
@@ -554,6 +580,15 @@ def run(
                     if budgets or pg_redis
                     else None
                 ),
+                "whole_key": (
+                    {
+                        "principal": BUDGET_PRINCIPAL,
+                        "project": BUDGET_PROJECT,
+                        "config": "the budget key's rate limit and the policy key's rules",
+                    }
+                    if budgets
+                    else None
+                ),
                 "pg_redis": (
                     {"database": PG_URL.format(db=pg_db), "redis": REDIS_URL} if pg_db else None
                 ),
@@ -563,8 +598,8 @@ def run(
         }
         log("load generator ceiling (Python client -> fake upstream, small body)")
         result["loadgen_ceiling"] = loadgen_ceiling(upstream, cases[0], plan)
-        for case, policy_case, budget_case, body_seconds in zip(
-            cases, policy_cases, budget_cases, seconds, strict=True
+        for case, policy_case, body_keyed, body_seconds in zip(
+            cases, policy_cases, keyed, seconds, strict=True
         ):
             log(f"{case.label}: {len(case.json.body):,} B")
             result["bodies"][case.name] = measure_body(
@@ -577,7 +612,7 @@ def run(
                 tmp,
                 procs,
                 pin,
-                budget_case,
+                body_keyed,
                 body_seconds,
             )
         small_direct = result["bodies"]["small"]["summary"]["direct"]
@@ -643,7 +678,8 @@ def main() -> None:
     parser.add_argument(
         "--budgets",
         action="store_true",
-        help="add the row 'Sluice + 2 budgets + rate limit' (same process, a third key)",
+        help="add the rows 'Sluice + 2 budgets + rate limit' (same process, a third key) and "
+        "'all on one key' (a fourth: the policy and the budgets)",
     )
     parser.add_argument(
         "--pg-redis",

@@ -6,9 +6,10 @@ import statistics
 from typing import Any
 
 NA = "n/a"
-# "baseline", "budget" and "pg" are optional (--against, --budgets, --pg-redis): a run has the
-# targets it measured. "baseline" next to "sluice", so the two are measured one after the other.
-TARGETS = ("direct", "bare", "sluice", "baseline", "policy", "budget", "pg")
+# "baseline", "budget", "whole" and "pg" are optional (--against, --budgets, --pg-redis): a run
+# has the targets it measured. "baseline" next to "sluice", so the two are measured one after
+# the other.
+TARGETS = ("direct", "bare", "sluice", "baseline", "policy", "budget", "whole", "pg")
 TARGET_LABELS = {
     "direct": "direct (no proxy)",
     "bare": "bare relay",
@@ -16,12 +17,13 @@ TARGET_LABELS = {
     "baseline": "Sluice (full) at the --against revision",  # _label names the revision
     "policy": "Sluice + policy (20 patterns)",
     "budget": "Sluice + 2 budgets + rate limit",
+    "whole": "Sluice, all on one key: policy + 2 budgets + rate limit",
     "pg": "Sluice on PostgreSQL + Redis (budgets + rate limit)",
 }
 # Targets paired per round with Sluice (full): what the key, the backend (or the revision) adds.
-VS_SLUICE_TARGETS = ("policy", "budget", "pg", "baseline")
+VS_SLUICE_TARGETS = ("policy", "budget", "whole", "pg", "baseline")
 # The ones in the "minus Sluice (full)" table; the baseline has its own, now-vs-baseline one.
-MINUS_SLUICE_ROWS = ("policy", "budget", "pg")
+MINUS_SLUICE_ROWS = ("policy", "budget", "whole", "pg")
 # Paired per round against direct, then the median of the rounds.
 ADDED = {"p50_ms": "added_p50_ms", "p99_ms": "added_p99_ms", "ttfb_p50_ms": "added_ttfb_ms"}
 # The policy target paired per round against Sluice (full): what the key's policy adds.
@@ -38,6 +40,7 @@ TARGETS_SPEC = {
     "added_ttfb": 1.0,
     "policy_vs_sluice_p50": 0.2,
     "budget_vs_sluice_rps": 0.85,
+    "whole_vs_bare_rps": 0.7,  # issue #12: the whole pipeline on one key, against the bare relay
 }
 
 
@@ -107,6 +110,7 @@ def summarize_body(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 RATIOS = (
     ("sluice", "direct"),
     ("sluice", "bare"),
+    ("whole", "bare"),
     ("policy", "sluice"),
     ("budget", "sluice"),
     ("pg", "sluice"),
@@ -230,6 +234,7 @@ def _policy_lines(result: dict[str, Any]) -> list[str]:
     notes = {
         "policy": f"policy = {n} deny patterns, same process (so RSS is shared)",
         "budget": "budgets = same process, a third key",
+        "whole": "all on one key = same process, a fourth key (the policy and the budgets)",
         "pg": "PostgreSQL + Redis = a second process (its CPU excludes postgres, redis-server)",
     }
     lines = [
@@ -339,6 +344,7 @@ def _target_lines(result: dict[str, Any]) -> list[str]:
             f"| {body['label']}: budgets+rate limit peak req/s (c=16/64) vs Sluice (full) | "
             f">= {bound:.2f} | {shown} | {verdict} |"
         )
+    lines += _whole_lines(result)
     for body in result["bodies"].values():
         p = body["summary"].get("policy")
         if p is None:
@@ -348,5 +354,24 @@ def _target_lines(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {body['label']}: policy added p50 vs Sluice (full) | <= +{bound:g} | "
             f"{_added(value)} | {verdict} |"
+        )
+    return lines
+
+
+def _whole_lines(result: dict[str, Any]) -> list[str]:
+    """Issue #12's throughput goal: the whole pipeline on one key against the bare relay, at
+    c=16 and at c=64 (each must reach the bound)."""
+    bound = TARGETS_SPEC["whole_vs_bare_rps"]
+    lines = []
+    for body in result["bodies"].values():
+        ratios = [body["ratios"].get(f"whole/bare_c{c}") for c in (16, 64)]
+        if any(r is None for r in ratios):
+            continue
+        low = min(r for r in ratios if r is not None)
+        shown = " / ".join(_f(r) for r in ratios)
+        verdict = "yes" if low >= bound else "**no**"
+        lines.append(
+            f"| {body['label']}: all on one key / bare relay req/s (c=16 / c=64) | "
+            f">= {bound:g} | {shown} | {verdict} |"
         )
     return lines
