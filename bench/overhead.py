@@ -98,7 +98,7 @@ POLICY_PATTERNS = sum(len(r["deny"]) for r in POLICY_RULES.values())
 FULL = Plan(rounds=3, rps_seconds=3, latency_seconds=2.0, use_wrk=True, loadgen_cpu=LOADGEN_CPU)
 # The budget key: a rate limit that never trips, under two budgets that never trip either.
 BUDGET_PRINCIPAL, BUDGET_PROJECT = "bench-budget", "bench"
-BUDGET_KEY_YAML = "rate_limits: {rpm: 10000000, tpm: 100000000000}\n"
+BUDGET_KEY_CONFIG = {"rate_limits": {"rpm": 10_000_000, "tpm": 100_000_000_000}}
 BUDGETS: tuple[tuple[str, ...], ...] = (
     ("--scope", "principal", "--target", BUDGET_PRINCIPAL, "--window", "month"),
     ("--limit", "1000000", "--on-breach", "block"),
@@ -157,9 +157,13 @@ def mint_key(
     name: str = "bench",
     key_config: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    owner: tuple[str, str] | None = None,
 ) -> str:
-    """A virtual key from ``sluice keys create``; ``env`` picks the code (the baseline's CLI)."""
+    """A virtual key from ``sluice keys create``; ``env`` picks the code (the baseline's CLI),
+    ``owner`` its (principal, project)."""
     cmd = [*sluice_cmd(), "keys", "create", "--name", name, "--config", str(cfg), "--json"]
+    if owner is not None:
+        cmd += ["--principal", owner[0], "--project", owner[1]]
     if key_config is not None:
         vk_file = cfg.with_name(f"vk-{name}.json")  # JSON is YAML: no quoting of the regexes
         vk_file.write_text(json.dumps(key_config, indent=2) + "\n")
@@ -171,31 +175,21 @@ def mint_key(
 def mint_budget_key(cfg: Path, env: dict[str, str] | None = None) -> str:
     """The third key (principal bench-budget, project bench, a rate limit) and its 2 budgets;
     ``env`` picks the code (a baseline's CLI)."""
-    vk_file = cfg.with_name(f"vk-{BUDGET_PRINCIPAL}-{cfg.stem}.yaml")
-    vk_file.write_text(BUDGET_KEY_YAML)
-    cmd = [*sluice_cmd(), "keys", "create", "--name", BUDGET_PRINCIPAL, "--config", str(cfg)]
-    cmd += ["--principal", BUDGET_PRINCIPAL, "--project", BUDGET_PROJECT]
-    cmd += ["--config-file", str(vk_file), "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True, env=env)
+    owner = (BUDGET_PRINCIPAL, BUDGET_PROJECT)
+    key = mint_key(cfg, BUDGET_PRINCIPAL, BUDGET_KEY_CONFIG, env, owner)
     for i in range(0, len(BUDGETS), 2):
         budget = [*sluice_cmd(), "budgets", "create", *BUDGETS[i], *BUDGETS[i + 1]]
         budget += ["--config", str(cfg), "--json"]
         subprocess.run(budget, capture_output=True, text=True, timeout=60, check=True, env=env)
-    return str(json.loads(out.stdout)["key"])
+    return key
 
 
 def mint_whole_key(cfg: Path) -> str:
     """Issue #12's "full pipeline" on one key: the budget key's principal and project (so the
     same two budgets apply; mint the budget key first), its rate limit, and the policy key's
     patterns."""
-    vk_file = cfg.with_name(f"vk-bench-whole-{cfg.stem}.json")
-    config = {"rate_limits": {"rpm": 10_000_000, "tpm": 100_000_000_000}}
-    vk_file.write_text(json.dumps({**config, "policy_rules": POLICY_RULES}, indent=2) + "\n")
-    cmd = [*sluice_cmd(), "keys", "create", "--name", "bench-whole", "--config", str(cfg)]
-    cmd += ["--principal", BUDGET_PRINCIPAL, "--project", BUDGET_PROJECT]
-    cmd += ["--config-file", str(vk_file), "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
-    return str(json.loads(out.stdout)["key"])
+    config = {**BUDGET_KEY_CONFIG, "policy_rules": POLICY_RULES}
+    return mint_key(cfg, "bench-whole", config, owner=(BUDGET_PRINCIPAL, BUDGET_PROJECT))
 
 
 def redis_flush() -> None:
@@ -574,7 +568,7 @@ def run(
                     {
                         "principal": BUDGET_PRINCIPAL,
                         "project": BUDGET_PROJECT,
-                        "config": BUDGET_KEY_YAML.strip(),
+                        "config": BUDGET_KEY_CONFIG,
                         "budgets": [" ".join(BUDGETS[i] + BUDGETS[i + 1]) for i in (0, 2)],
                     }
                     if budgets or pg_redis
