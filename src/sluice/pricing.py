@@ -44,6 +44,14 @@ def _scaled(rate: Decimal) -> int | None:
     return int(value) if value == value.to_integral_value() else None
 
 
+def _billed(usage: Usage) -> tuple[int, int, int, int, int]:
+    """Tokens at each of the five rates: input, output, cache read, 5-minute and 1-hour cache
+    writes (Anthropic counts all cache writes together, and the 1-hour ones apart)."""
+    write_1h = usage.cache_creation_1h_tokens
+    write_5m = max(0, usage.cache_creation_tokens - write_1h)
+    return usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, write_5m, write_1h
+
+
 @dataclass(frozen=True, slots=True)
 class Rates:
     """USD per million tokens (= micro-USD per token)."""
@@ -57,10 +65,9 @@ class Rates:
     scaled: tuple[int, int, int, int, int] | None = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        rates = (self.input, self.output, self.cache_read, self.cache_write_5m)
-        scaled = [_scaled(rate) for rate in (*rates, self.cache_write_1h)]
-        exact = None if None in scaled else tuple(scaled)
-        object.__setattr__(self, "scaled", exact)
+        rates = (self.input, self.output, self.cache_read, self.cache_write_5m, self.cache_write_1h)
+        scaled = [_scaled(rate) for rate in rates]
+        object.__setattr__(self, "scaled", None if None in scaled else tuple(scaled))
 
     @classmethod
     def from_override(cls, o: PriceOverride) -> Rates:
@@ -73,12 +80,11 @@ class Rates:
         )
 
     def micros(self, usage: Usage) -> Decimal:
-        write_1h = usage.cache_creation_1h_tokens
-        write_5m = max(0, usage.cache_creation_tokens - write_1h)
+        inp, out, read, write_5m, write_1h = _billed(usage)
         return (
-            usage.input_tokens * self.input
-            + usage.output_tokens * self.output
-            + usage.cache_read_tokens * self.cache_read
+            inp * self.input
+            + out * self.output
+            + read * self.cache_read
             + write_5m * self.cache_write_5m
             + write_1h * self.cache_write_1h
         )
@@ -88,12 +94,11 @@ class Rates:
         scaled = self.scaled
         if scaled is None:
             return _to_micros(self.micros(usage))
-        write_1h = usage.cache_creation_1h_tokens
-        write_5m = max(0, usage.cache_creation_tokens - write_1h)
+        inp, out, read, write_5m, write_1h = _billed(usage)
         total = (
-            usage.input_tokens * scaled[0]
-            + usage.output_tokens * scaled[1]
-            + usage.cache_read_tokens * scaled[2]
+            inp * scaled[0]
+            + out * scaled[1]
+            + read * scaled[2]
             + write_5m * scaled[3]
             + write_1h * scaled[4]
         )

@@ -21,8 +21,9 @@ from sluice.governance.key_cache import KeyCache
 from sluice.governance.virtual_key import key_from_row
 from sluice.store.db import create_engine, migrate
 from sluice.store.keys_repo import KeysRepo
-from sluice.store.ledger import LedgerWriter
+from sluice.store.ledger import LedgerWriter, _direct_writer
 from sluice.store.ledger_postgres import PostgresLedgerWriter
+from sluice.store.ledger_sqlite import SqliteLedgerWriter
 from sluice.store.settings_repo import get_or_create_secret
 from sluice.store.tables import ledger
 
@@ -178,6 +179,22 @@ async def test_ledger_rows_keep_every_column(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         stored = (await conn.execute(select(ledger))).mappings().one()
     assert dict(stored) == full.ledger_row()
+
+
+async def test_each_database_gets_its_drivers_own_ledger_batch_path(tmp_path: Path) -> None:
+    """A SQLite file is written through the stdlib driver and PostgreSQL through asyncpg (the
+    speed-ups measured in BENCHMARKS.md); an in-memory SQLite goes through SQLAlchemy."""
+    expected = {
+        f"sqlite:///{tmp_path}/ledger.db": SqliteLedgerWriter,
+        "postgresql://postgres@127.0.0.1:5432/test": PostgresLedgerWriter,
+        "sqlite:///:memory:": type(None),
+    }
+    for url, kind in expected.items():
+        engine = create_engine(url)
+        try:
+            assert type(_direct_writer(engine)) is kind, url
+        finally:
+            await engine.dispose()
 
 
 async def test_ledger_on_an_unreachable_postgres_keeps_rows_and_frees_waiters() -> None:

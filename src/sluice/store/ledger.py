@@ -46,17 +46,7 @@ class LedgerWriter:
         self._engine = engine
         self._journal = journal
         self._segments: list[Segment] = []  # rotated journal segments not yet committed
-        path = sqlite_file(engine.dialect.name, engine.url.database)
-        # A driver's own batch path, when there is one; else SQLAlchemy's. asyncpg's needs the
-        # engine's arguments to be asyncpg's (the default driver for postgresql:// URLs).
-        asyncpg = engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg"
-        self._direct: SqliteLedgerWriter | PostgresLedgerWriter | None = (
-            SqliteLedgerWriter(path)
-            if path is not None
-            else PostgresLedgerWriter(engine)
-            if asyncpg
-            else None
-        )
+        self._direct = _direct_writer(engine)
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._max_queue = max_queue
@@ -214,3 +204,14 @@ class LedgerWriter:
                 self._last_used[key_id] = max(at, self._last_used.get(key_id, 0))
             raise
         self.transactions += 1
+
+
+def _direct_writer(engine: AsyncEngine) -> SqliteLedgerWriter | PostgresLedgerWriter | None:
+    """The driver's own batch path, when there is one (else rows go through SQLAlchemy).
+    asyncpg's needs the engine's arguments to be asyncpg's (the default for postgresql://)."""
+    path = sqlite_file(engine.dialect.name, engine.url.database)
+    if path is not None:
+        return SqliteLedgerWriter(path)
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
+        return PostgresLedgerWriter(engine)
+    return None

@@ -83,7 +83,7 @@ class Finished:
         """Bytes this record keeps alive: the request's messages and its tool calls' content,
         when capturing (without, the turn carries none: ``Finished.of``)."""
         held = len(self.messages_json) if self.messages_json is not None else 0
-        return held + self.turn.content_size if self.turn.tool_results else held
+        return held + self.turn.content_size
 
 
 @dataclass(slots=True)
