@@ -57,6 +57,7 @@ from overhead import (
     REPO,
     mint_budget_key,
     mint_key,
+    mint_whole_key,
     pg_create,
     pg_drop,
     redis_flush,
@@ -93,6 +94,7 @@ def _side(
     upstream: str,
     pg_db: str | None = None,
     budgets: bool = False,
+    whole: bool = False,
 ) -> tuple[Proc, list[BodyCase]]:
     """A fresh gateway (its own config, database and key) running ``code``; with ``pg_db``, on
     that PostgreSQL database and Redis, with the budget key."""
@@ -101,6 +103,8 @@ def _side(
     if pg_db is None:
         cfg = write_config(where, upstream, extra_yaml=yaml)
         key = mint_budget_key(cfg, env=env) if budgets else mint_key(cfg, env=env)
+        if whole:  # the budget key's budgets apply to it: minted after them
+            key = mint_whole_key(cfg, env=env)
     else:
         pg_create(pg_db)
         cfg = write_config(where, upstream, PG_URL.format(db=pg_db), REDIS_URL, yaml)
@@ -245,6 +249,11 @@ def main() -> None:
     parser.add_argument(
         "--budgets", action="store_true", help="two budgets and a rate limit on both keys"
     )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="with --budgets: overhead.py's 'all on one key' (the policy's 20 patterns too)",
+    )
     args = parser.parse_args()
     args.served = {"a": 0, "b": 0}  # requests each side answered, warm-ups included
     wrk = ensure_wrk()
@@ -299,7 +308,14 @@ def main() -> None:
                 databases += [pg_db] if pg_db else []
                 where = tmp / f"run{run}" / name
                 sides[name] = _side(
-                    where, name, codes[name], yamls[name], upstream.url, pg_db, args.budgets
+                    where,
+                    name,
+                    codes[name],
+                    yamls[name],
+                    upstream.url,
+                    pg_db,
+                    args.budgets,
+                    args.whole,
                 )
             try:
                 for body in bodies:

@@ -8,7 +8,11 @@ package (``aiohttp``, ``uvicorn``, ``sluice.core``, ...; ``builtins`` are C func
 from any of them). cProfile slows everything several times over: read the counts, and the
 times only as shares.
 
-    .venv/bin/python bench/call_profile.py [--body small] [--budgets] [--seconds 8]
+    .venv/bin/python bench/call_profile.py [--body small] [--key whole] [--seconds 8] [--top 40]
+
+``--key``: plain (auth + ledger), budgets (2 budgets + rpm) or whole (#12's full pipeline:
+policy, 2 budgets and a rate limit on one key). ``--top N`` also lists Sluice's N functions
+and C calls (from any package) with the most calls per request.
 
 Not a test: CI never runs it.
 """
@@ -28,7 +32,15 @@ from pathlib import Path
 
 from bodies import body_cases
 from loadgen import ensure_wrk, write_wrk_script
-from overhead import LOADGEN_CPU, PROXY_CPU, mint_budget_key, mint_key, sluice_cmd, write_config
+from overhead import (
+    LOADGEN_CPU,
+    PROXY_CPU,
+    mint_budget_key,
+    mint_key,
+    mint_whole_key,
+    sluice_cmd,
+    write_config,
+)
 from procs import Proc, free_port, start, start_upstream
 
 BENCH = Path(__file__).resolve().parent
@@ -46,6 +58,9 @@ runpy.run_path(target, run_name="__main__")
 """
 # One ClientResponse per relayed request in both proxies: the request count.
 _PER_REQUEST = ("aiohttp/client_reqrep.py", "__init__", 1)
+
+
+_MINTERS = {"plain": mint_key, "budgets": mint_budget_key, "whole": mint_whole_key}
 
 
 def _package(filename: str) -> str:
@@ -102,7 +117,8 @@ def _start(name: str, target: list[str], tmp: Path, health: str | None) -> Proc:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--body", default="small", choices=("small", "cc76k", "cc124k"))
-    parser.add_argument("--budgets", action="store_true", help="Sluice's key: 2 budgets + rpm")
+    parser.add_argument("--key", default="plain", choices=sorted(_MINTERS))
+    parser.add_argument("--top", type=int, default=0, help="list Sluice's N busiest functions")
     parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args()
     wrk = ensure_wrk()
@@ -115,7 +131,7 @@ def main() -> None:
     try:
         upstream.wait_ready()
         cfg = write_config(tmp, upstream.url)
-        key = mint_budget_key(cfg) if args.budgets else mint_key(cfg)
+        key = _MINTERS[args.key](cfg)
         case = next(c for c in body_cases(key) if c.name == args.body)
         script = write_wrk_script(case.json, tmp)
         bare = [str(BENCH / "bare_relay.py"), "--upstream", upstream.url]
@@ -128,6 +144,8 @@ def main() -> None:
             proc.stop()
             results[name] = summarize(tmp / f"{name}.prof")
         _report(results, args.body)
+        if args.top:
+            _top_functions(tmp / "sluice.prof", results["sluice"][0], args.top)
     finally:
         for proc in procs:
             proc.stop()
@@ -151,6 +169,24 @@ def _report(results: dict[str, tuple[int, dict[str, tuple[float, float]]]], body
         calls = sum(c for c, _ in per.values())
         own = sum(u for _, u in per.values())
         print(f"\n{side}: {requests:,} requests profiled, {calls:.0f} calls, {own:.0f} µs each")
+
+
+def _where(filename: str) -> str:
+    return "C" if filename == "~" else filename.split("/sluice/")[-1]
+
+
+def _top_functions(path: Path, requests: int, top: int) -> None:
+    stats: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    rows = [
+        (calls / requests, own_s / requests * 1e6, f"{_where(f)}:{line} {name}")
+        for (f, line, name), (_, calls, own_s, _, _) in stats.items()
+        if _package(f).startswith("sluice") or f == "~"
+    ]
+    rows.sort(reverse=True)
+    print(f"\nSluice's {top} busiest functions and C calls (calls per request, own µs)\n")
+    for calls, own, where in rows[:top]:
+        print(f"{calls:6.2f} {own:7.1f}  {where}")
 
 
 if __name__ == "__main__":

@@ -184,12 +184,12 @@ def mint_budget_key(cfg: Path, env: dict[str, str] | None = None) -> str:
     return key
 
 
-def mint_whole_key(cfg: Path) -> str:
+def mint_whole_key(cfg: Path, env: dict[str, str] | None = None) -> str:
     """Issue #12's "full pipeline" on one key: the budget key's principal and project (so the
     same two budgets apply; mint the budget key first), its rate limit, and the policy key's
-    patterns."""
+    patterns; ``env`` picks the code (a baseline's CLI)."""
     config = {**BUDGET_KEY_CONFIG, "policy_rules": POLICY_RULES}
-    return mint_key(cfg, "bench-whole", config, owner=(BUDGET_PRINCIPAL, BUDGET_PROJECT))
+    return mint_key(cfg, "bench-whole", config, env, (BUDGET_PRINCIPAL, BUDGET_PROJECT))
 
 
 def redis_flush() -> None:
