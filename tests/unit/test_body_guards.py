@@ -171,3 +171,33 @@ def test_bytes_that_are_not_utf8_in_a_nested_key_are_a_400(where: str) -> None:
         check_tools(ctx.body)
         last_message(ctx)
     assert "not valid JSON" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("no link here", False),
+        ("see https://example.com", True),
+        ("\\u0068ttps://example.com", True),  # an escape can spell the letters
+        ('line\\nbreak \\/ slash \\" quote', False),  # other escapes cannot
+    ],
+)
+def test_last_message_is_parsed_only_when_it_can_spell_the_letters(text: str, parsed: bool) -> None:
+    body = '{"model":"a","messages":[{"role":"user","content":"' + text + '"}]}'
+    ctx = ctx_for(body.encode())
+    peek_messages_body(ctx)
+    message = last_message(ctx, b"http")
+    assert (message is not None) is parsed
+    if parsed:
+        assert "ttps://example.com" in message["content"]
+    assert last_message(ctx) is not None  # without letters: always parsed
+
+
+def test_a_repeat_that_cannot_hold_the_letters_is_not_judged() -> None:
+    # No string in it can hold a URL under either reading: the URL scan reads nothing.
+    body = '{"model":"a","messages":[{"role":"user","content":"a","content":"b"}]}'
+    ctx = ctx_for(body.encode())
+    peek_messages_body(ctx)
+    assert last_message(ctx, b"http") is None
+    with pytest.raises(InvalidRequest):
+        last_message(ctx)

@@ -55,19 +55,30 @@ def _json_problems_are_400() -> Iterator[None]:
         raise too_deep() from exc
 
 
-def last_message(ctx: RequestContext) -> Any:
+def last_message(ctx: RequestContext, letters: bytes | None = None) -> Any:
     """The last message, parsed alone (the rest of the history stays raw bytes). A member
-    repeated anywhere inside it is refused: policy reads every string in it."""
+    repeated anywhere inside it is refused: policy reads every string in it.
+
+    With ``letters`` (ASCII letters, e.g. ``b"http"``): None, unparsed, when no string in the
+    message can contain them, whichever parser reads it (no repeat can matter then). Only a
+    ``\\u`` escape can spell a letter in JSON, so a message with neither the letters nor one
+    cannot: a URL policy's turns without ``http`` skip the parse and the repeat check."""
     if ctx.messages_raw is None:
         return None
     with _json_problems_are_400():
         items = raw_elements(ctx.messages_raw)
         if not items:
             return None
+        if letters is not None and not _may_spell(bytes(items[-1]), letters):
+            return None
         where = duplicate_path(items[-1], f"messages[{len(items) - 1}]")
     if where is not None:
         raise repeated(where)
     return loads(items[-1])
+
+
+def _may_spell(raw: bytes, letters: bytes) -> bool:
+    return letters in raw or b"\\u" in raw
 
 
 def loads(raw: msgspec.Raw) -> Any:

@@ -19,6 +19,7 @@ from sluice.errors import ToolNotAllowed, UrlNotAllowed
 from sluice.governance.virtual_key import VirtualKey
 
 _URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
+URL_LETTERS = b"http"  # every match of ``_URL`` holds them: text without them has no URL
 
 
 @dataclass(frozen=True, slots=True)

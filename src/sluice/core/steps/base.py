@@ -38,13 +38,18 @@ class SettleNothing:
 class Steps:
     def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = tuple(steps)
+        # Settled in reverse order; steps that hold nothing are left out once, here, not
+        # called for nothing on every request.
+        self.settlers = tuple(
+            step for step in reversed(self.steps) if type(step).settle is not SettleNothing.settle
+        )
 
     async def admit(self, ctx: RequestContext) -> None:
         for step in self.steps:
             await step.admit(ctx)
 
     def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
-        for step in reversed(self.steps):
+        for step in self.settlers:
             try:
                 step.settle(ctx, settlement)
             except Exception:  # one step's failure must not keep the others' holds

@@ -4,9 +4,9 @@ client going away, then peek the few fields the gateway needs from a parsed copy
 from __future__ import annotations
 
 from sluice.base.asgi import Receive
-from sluice.base.settlement import Settlement
 from sluice.core.context import RequestContext
 from sluice.core.peek import peek_messages_body
+from sluice.core.steps.base import SettleNothing
 from sluice.core.steps.identify import too_large
 
 
@@ -33,7 +33,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(parts)
 
 
-class ReadBody:
+class ReadBody(SettleNothing):  # the watch stops before settling (``Exchange.finish``)
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
@@ -45,6 +45,3 @@ class ReadBody:
         if ctx.door is not None:
             ctx.door.inbound(ctx)  # now a Messages request, whichever door it came by
         peek_messages_body(ctx)
-
-    def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
-        return None  # the watch stops before settling (``Pipeline.finish``)

@@ -14,7 +14,7 @@ from sluice.core.peek import check_tools, last_message, loads
 from sluice.core.steps.limits import Spawn
 from sluice.core.tool_guard import ToolGuard
 from sluice.errors import ModelNotAllowed
-from sluice.governance.policy import KeyPolicy, PolicyBook
+from sluice.governance.policy import URL_LETTERS, KeyPolicy, PolicyBook
 from sluice.governance.verdicts import Verdicts, conversation_fingerprint
 
 
@@ -34,8 +34,9 @@ class Policy:
                 meta={"model": ctx.model_requested, "rule": reason},
             )
         if policy.urls.active:
-            # Only this turn's message is scanned: parse it alone, not the whole history.
-            view: dict[str, Any] = {"messages": [last_message(ctx)]}
+            # Only this turn's message is scanned: parse it alone, not the whole history,
+            # and not at all when it cannot spell a URL (the scan looks for ``http``).
+            view: dict[str, Any] = {"messages": [last_message(ctx, URL_LETTERS)]}
             if ctx.mcp_servers_raw is not None:
                 view["mcp_servers"] = loads(ctx.mcp_servers_raw)
             policy.check_urls(view)
