@@ -29,7 +29,7 @@ class Step(Protocol):
 
 
 class SettleNothing:
-    """Mixin for steps that hold nothing past ``admit``."""
+    """Mixin for steps that hold nothing past ``admit`` (``Steps`` never settles them)."""
 
     def settle(self, ctx: RequestContext, settlement: Settlement) -> None:
         return None
@@ -38,11 +38,9 @@ class SettleNothing:
 class Steps:
     def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = tuple(steps)
-        # Settled in reverse order; steps that hold nothing are left out once, here, not
-        # called for nothing on every request.
-        self.settlers = tuple(
-            step for step in reversed(self.steps) if type(step).settle is not SettleNothing.settle
-        )
+        # Settled in reverse order; steps that hold nothing (``SettleNothing``) are left out
+        # once, here, not called for nothing on every request.
+        self.settlers = tuple(s for s in reversed(self.steps) if not isinstance(s, SettleNothing))
 
     async def admit(self, ctx: RequestContext) -> None:
         for step in self.steps:
