@@ -70,6 +70,36 @@ async def test_keys_roundtrip_and_changes(engine: AsyncEngine) -> None:
     assert (await cache.authenticate(minted.secret)).id == minted.key.id
 
 
+async def test_a_remembered_key_is_judged_again_once_it_changes(engine: AsyncEngine) -> None:
+    """Authentication remembers a verified key (no HMAC on a repeat) only while the key is
+    unchanged: after a rotation without grace, the old secret is refused even though it was
+    verified a moment ago; a previous secret in its grace period is accepted, never
+    remembered, and refused once the grace ends."""
+    clock = ManualClock()
+    repo = KeysRepo(engine)
+    admin = KeyAdmin(repo, b"k", clock)
+    minted = await admin.create(name="a")
+    cache = KeyCache(repo, b"k", clock, refresh_s=1.0)
+    first = await cache.identify(minted.secret)
+    assert await cache.identify(minted.secret) is first  # the remembered object
+    with pytest.raises(Exception, match="Invalid API key"):
+        await cache.identify(minted.secret[:-1] + ("A" if minted.secret[-1] != "A" else "B"))
+
+    rotated = await admin.rotate(minted.key.id, grace_s=0)
+    await cache.reload()
+    with pytest.raises(Exception, match="Invalid API key"):
+        await cache.identify(minted.secret)
+    assert (await cache.identify(rotated.secret)).id == minted.key.id
+
+    again = await admin.rotate(minted.key.id, grace_s=60)
+    await cache.reload()
+    assert (await cache.identify(rotated.secret)).id == minted.key.id  # in its grace
+    assert (await cache.identify(again.secret)).id == minted.key.id
+    clock.advance(61)
+    with pytest.raises(Exception, match="Invalid API key"):
+        await cache.identify(rotated.secret)
+
+
 async def test_ledger_group_commit_shares_transactions(engine: AsyncEngine) -> None:
     """Durable acknowledgement: 200 requests finishing together each wait for their row's
     commit, sharing a few transactions; one that is cancelled (its client left) neither

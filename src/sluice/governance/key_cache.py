@@ -28,6 +28,7 @@ log = logging.getLogger("sluice.keys")
 _NEGATIVE_TTL_MS = 2_000  # an unknown id is asked of the DB at most this often
 _NEGATIVE_MAX = 10_000  # unknown ids remembered; junk ids must not grow memory
 _FULL_RESYNC_EVERY = 30  # polls; covers clock skew larger than the overlap margin
+_VERIFIED_MAX = 4_096  # presented keys remembered as verified; forgotten all at once when full
 
 
 class KeyRefused(InvalidApiKey):
@@ -75,6 +76,12 @@ class KeyCache:
         # first-use load that overlaps a reload is not cached (it may predate the change).
         self._refresh_lock = asyncio.Lock()
         self._generation = 0
+        # Presented key -> the cached key object whose current secret it matched. A repeat
+        # skips the shape check and the HMAC (a fifth of authentication's CPU) for as long as
+        # that object is the cached one: any change to the key (rotation, revocation, a
+        # reload) replaces the object. Only verified keys get in, so junk cannot grow it;
+        # they are held as the request path holds them anyway, never logged or stored.
+        self._verified: dict[str, VirtualKey] = {}
 
     async def authenticate(self, presented: str | None) -> VirtualKey:
         key = await self.identify(presented)
@@ -90,6 +97,9 @@ class KeyCache:
                 "or `x-api-key`.",
                 ["export ANTHROPIC_AUTH_TOKEN=<virtual key> before starting claude"],
             )
+        known = self._verified.get(presented)
+        if known is not None and self._keys.get(known.id) is known:
+            return known
         parsed = vk_format.parse_key(presented)
         if parsed is None:
             raise _invalid("malformed")
@@ -100,15 +110,23 @@ class KeyCache:
             raise _invalid("mismatch")
         now = self._clock.now_ms()
         presented_hash = self._hash(presented)
-        if not vk_format.hashes_match(presented_hash, key.key_hash):
-            in_grace = key.previous_valid_until is not None and now < key.previous_valid_until
-            if not (
-                in_grace
-                and key.previous_key_hash
-                and vk_format.hashes_match(presented_hash, key.previous_key_hash)
-            ):
-                raise _invalid("mismatch")
+        if vk_format.hashes_match(presented_hash, key.key_hash):
+            self._remember(presented, key)
+            return key
+        # A previous secret is never remembered: its grace period ends by the clock.
+        in_grace = key.previous_valid_until is not None and now < key.previous_valid_until
+        if not (
+            in_grace
+            and key.previous_key_hash
+            and vk_format.hashes_match(presented_hash, key.previous_key_hash)
+        ):
+            raise _invalid("mismatch")
         return key
+
+    def _remember(self, presented: str, key: VirtualKey) -> None:
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[presented] = key
 
     def check_usable(self, key: VirtualKey) -> None:
         """Refuse a known key that is revoked, disabled or expired."""
