@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, NamedTuple, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -33,6 +33,7 @@ from sluice.telemetry.labels import (
     bounded,
     status_label,
 )
+from sluice.telemetry.tally import CounterTable, HistogramTable
 
 log = logging.getLogger("sluice.metrics")
 
@@ -54,13 +55,13 @@ class LedgerQueue(Protocol):
 
 
 class _ModelChildren(NamedTuple):
-    """Children bound for one (provider, model); built once, then reused by every request."""
+    """Rows bound for one (provider, model); built once, then reused by every request."""
 
-    tokens: tuple[Any, Any, Any, Any]  # in TOKEN_KINDS order
-    cost: Any
-    unpriced: Any
-    upstream_latency: Any
-    ttft: Any
+    tokens: tuple[list[float], list[float], list[float], list[float]]  # TOKEN_KINDS order
+    cost: list[float]
+    unpriced: list[float]
+    upstream_latency: list[float]
+    ttft: list[float]
 
 
 class _QueueCollector(Collector):
@@ -123,45 +124,43 @@ class Metrics:
         self._not_streaming = nullcontext()
         self._queues = _QueueCollector()
         self.registry.register(self._queues)
-        self._by_request: dict[tuple[str, int, str, str, str], Any] = {}
+        self._by_request: dict[tuple[str, int, str, str, str], list[float]] = {}
         self._by_model: dict[tuple[str, str], _ModelChildren] = {}
 
     def _request_metrics(self, reg: CollectorRegistry) -> None:
-        self._requests = Counter(
+        """Every request adds to these: plain rows (telemetry/tally.py), not locked children."""
+        by_model = ("provider", "model")
+        self._requests = CounterTable(
             "sluice_requests",
             "Requests by route, HTTP status, provider, model and door (ingress).",
-            ["route", "status", "provider", "model", "ingress"],
-            registry=reg,
+            ("route", "status", "provider", "model", "ingress"),
         )
-        self._upstream_latency = Histogram(
+        self._upstream_latency = HistogramTable(
             "sluice_upstream_latency_seconds",
             "Time from request start to the upstream's response headers.",
-            ["provider", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
+            by_model,
+            LATENCY_BUCKETS,
         )
-        self._ttft = Histogram(
+        self._ttft = HistogramTable(
             "sluice_ttft_seconds",
             "Time from request start to the first content token.",
-            ["provider", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
+            by_model,
+            LATENCY_BUCKETS,
         )
-        self._tokens = Counter(
+        self._tokens = CounterTable(
             "sluice_tokens",
             "Tokens by kind: input (uncached), output, cache_read, cache_write.",
-            ["provider", "model", "kind"],
-            registry=reg,
+            (*by_model, "kind"),
         )
-        self._cost = Counter(
-            "sluice_cost_usd", "Priced cost in USD.", ["provider", "model"], registry=reg
-        )
-        self._unpriced = Counter(
+        self._cost = CounterTable("sluice_cost_usd", "Priced cost in USD.", by_model)
+        self._unpriced = CounterTable(
             "sluice_unpriced_requests",
             "Requests with usage but no known price (their cost is not in sluice_cost_usd).",
-            ["provider", "model"],
-            registry=reg,
+            by_model,
         )
+        tables = (self._requests, self._upstream_latency, self._ttft, self._tokens, self._cost)
+        for table in (*tables, self._unpriced):
+            reg.register(table)
 
     def _governance_metrics(self, reg: CollectorRegistry) -> None:
         self._budget_blocks = Counter(
@@ -220,14 +219,12 @@ class Metrics:
         model = self.models.model(settled)
         # ingress: four fixed values (anthropic, bedrock, vertex, openai), set by the route.
         key = (settled.endpoint, settled.status, provider, model, settled.ingress)
-        child = self._by_request.get(key)
-        if child is None:
+        row = self._by_request.get(key)
+        if row is None:
             status = status_label(settled.status)
-            child = self._requests.labels(
-                settled.endpoint, status, provider, model, settled.ingress
-            )
-            self._by_request[key] = child
-        child.inc()
+            row = self._requests.row(settled.endpoint, status, provider, model, settled.ingress)
+            self._by_request[key] = row
+        row[0] += 1
         if self._key_requests is not None and settled.vk_id is not None:
             self._per_key(settled.vk_id, settled.status, settled.cost_micros)
         self._blocks(settled)
@@ -251,29 +248,24 @@ class Metrics:
         elif settled.auth_failure_reason is not None:
             self._auth_failed(settled.auth_failure_reason)
 
-    @staticmethod
-    def _upstream(bound: _ModelChildren, settled: Settlement) -> None:
+    def _upstream(self, bound: _ModelChildren, settled: Settlement) -> None:
         """Latencies, tokens and cost of a routed request."""
         if (latency := settled.upstream_latency_ms) is not None:
-            bound.upstream_latency.observe(latency / 1000)
+            self._upstream_latency.observe(bound.upstream_latency, latency / 1000)
         if (ttft := settled.ttft_ms) is not None:
-            bound.ttft.observe(ttft / 1000)
+            self._ttft.observe(bound.ttft, ttft / 1000)
         if not settled.usage_seen:
             return
-        counts = (
-            settled.input_tokens,
-            settled.output_tokens,
-            settled.cache_read_tokens,
-            settled.cache_creation_tokens,
-        )
-        for counter, amount in zip(bound.tokens, counts, strict=True):
-            if amount:
-                counter.inc(amount)
+        tokens = bound.tokens
+        tokens[0][0] += settled.input_tokens
+        tokens[1][0] += settled.output_tokens
+        tokens[2][0] += settled.cache_read_tokens
+        tokens[3][0] += settled.cache_creation_tokens
         cost = settled.cost_micros
         if cost is None:
-            bound.unpriced.inc()
-        elif cost:
-            bound.cost.inc(cost / 1_000_000)
+            bound.unpriced[0] += 1
+        else:
+            bound.cost[0] += cost / 1_000_000
 
     def refused(self, err: GatewayError) -> None:
         """A refusal on a route without a settlement (/v1/models): rate limits carry their
@@ -314,7 +306,7 @@ class Metrics:
         async def counted(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status = status_label(message["status"])
-                self._requests.labels(route, status, "", "", "anthropic").inc()
+                self._requests.row(route, status, "", "", "anthropic")[0] += 1
             await send(message)
 
         return counted
@@ -338,17 +330,18 @@ class Metrics:
         self._queues.export = stats
 
     def _bind(self, provider: str, model: str) -> _ModelChildren:
+        tokens = self._tokens
         bound = _ModelChildren(
             tokens=(
-                self._tokens.labels(provider, model, "input"),
-                self._tokens.labels(provider, model, "output"),
-                self._tokens.labels(provider, model, "cache_read"),
-                self._tokens.labels(provider, model, "cache_write"),
+                tokens.row(provider, model, "input"),
+                tokens.row(provider, model, "output"),
+                tokens.row(provider, model, "cache_read"),
+                tokens.row(provider, model, "cache_write"),
             ),
-            cost=self._cost.labels(provider, model),
-            unpriced=self._unpriced.labels(provider, model),
-            upstream_latency=self._upstream_latency.labels(provider, model),
-            ttft=self._ttft.labels(provider, model),
+            cost=self._cost.row(provider, model),
+            unpriced=self._unpriced.row(provider, model),
+            upstream_latency=self._upstream_latency.row(provider, model),
+            ttft=self._ttft.row(provider, model),
         )
         self._by_model[(provider, model)] = bound
         return bound
