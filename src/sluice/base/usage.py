@@ -9,10 +9,6 @@ from typing import Any
 import orjson
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 @dataclass(slots=True)
 class Usage:
     """``input_tokens`` excludes cached tokens, as on Anthropic's wire."""
@@ -27,23 +23,24 @@ class Usage:
 
     def apply(self, usage: Any) -> None:
         """Overwrite with every field present. ``message_delta.usage`` holds cumulative totals
-        for the whole message, so values replace earlier ones and are never added."""
+        for the whole message, so values replace earlier ones and are never added. Only an
+        ``int`` counts (``type(v) is int``, inline on every response: not a bool)."""
         if not isinstance(usage, dict):
             return
         self.seen = True
-        if (v := _int(usage.get("input_tokens"))) is not None:
+        if type(v := usage.get("input_tokens")) is int:
             self.input_tokens = v
-        if (v := _int(usage.get("output_tokens"))) is not None:
+        if type(v := usage.get("output_tokens")) is int:
             self.output_tokens = v
-        if (v := _int(usage.get("cache_read_input_tokens"))) is not None:
+        if type(v := usage.get("cache_read_input_tokens")) is int:
             self.cache_read_tokens = v
-        if (v := _int(usage.get("cache_creation_input_tokens"))) is not None:
+        if type(v := usage.get("cache_creation_input_tokens")) is int:
             self.cache_creation_tokens = v
         split = usage.get("cache_creation")
         if isinstance(split, dict):
-            if (v := _int(split.get("ephemeral_5m_input_tokens"))) is not None:
+            if type(v := split.get("ephemeral_5m_input_tokens")) is int:
                 self.cache_creation_5m_tokens = v
-            if (v := _int(split.get("ephemeral_1h_input_tokens"))) is not None:
+            if type(v := split.get("ephemeral_1h_input_tokens")) is int:
                 self.cache_creation_1h_tokens = v
 
     @property

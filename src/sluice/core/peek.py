@@ -43,16 +43,20 @@ def too_deep() -> InvalidRequest:
     )
 
 
-@contextmanager
-def _json_problems_are_400() -> Iterator[None]:
+def _as_400(exc: msgspec.DecodeError | RecursionError) -> InvalidRequest:
     """Nested members were skipped by the first pass, not decoded: their keys and strings may
     still be bytes that are not UTF-8, and they may nest past the parser's limit."""
+    if isinstance(exc, RecursionError):
+        return too_deep()
+    return InvalidRequest(f"The request body is not valid JSON: {exc}")
+
+
+@contextmanager
+def _json_problems_are_400() -> Iterator[None]:
     try:
         yield
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise too_deep() from exc
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _as_400(exc) from exc
 
 
 def last_message(ctx: RequestContext, letters: bytes | None = None) -> Any:
@@ -65,13 +69,15 @@ def last_message(ctx: RequestContext, letters: bytes | None = None) -> Any:
     cannot: a URL policy's turns without ``http`` skip the parse and the repeat check."""
     if ctx.messages_raw is None:
         return None
-    with _json_problems_are_400():
+    try:  # a plain try, not _json_problems_are_400(): this runs on every request
         items = raw_elements(ctx.messages_raw)
         if not items:
             return None
         if letters is not None and not _may_spell(bytes(items[-1]), letters):
             return None
         where = duplicate_path(items[-1], f"messages[{len(items) - 1}]")
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _as_400(exc) from exc
     if where is not None:
         raise repeated(where)
     return loads(items[-1])
@@ -174,10 +180,8 @@ def peek_messages_body(ctx: RequestContext) -> None:
         raise InvalidRequest("`messages`: field required (an array of messages).", param="messages")
     try:  # a plain try, not _json_problems_are_400(): this runs on every request
         _check_nested(members)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise too_deep() from exc
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _as_400(exc) from exc
     ctx.messages_raw = messages
     ctx.mcp_servers_raw = members.get("mcp_servers")
     ctx.model_requested = model

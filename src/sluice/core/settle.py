@@ -10,8 +10,21 @@ from sluice.errors import GatewayError
 from sluice.pricing import Pricing
 
 
+class _NoKey:
+    """Who a request tied to no key stands for: nobody (every field None)."""
+
+    id = principal = project = team = organization = display_prefix = None
+
+
+_NO_KEY = _NoKey()
+
+
 def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else max(0, round(seconds * 1000))
+
+
+def _since(started: float, at: float | None) -> int | None:
+    return None if at is None else _ms(at - started)
 
 
 def settle_request(
@@ -25,12 +38,17 @@ def settle_request(
     """``finished``: monotonic seconds; ``refusal``: the error the request was refused with."""
     usage = ctx.facts.usage
     cost, counted = _spend(ctx, pricing)
-    first_token = ctx.facts.first_token_at
     dimension, reason = (None, None) if refusal is None else _refusal_detail(refusal)
+    key = ctx.key or _NO_KEY  # who it stands for, as the ledger keeps it (never the key)
     return Settlement(
         request_id=ctx.request_id,
         created_at=ctx.started_ms,
-        **_who(ctx),
+        vk_id=key.id,
+        principal=key.principal,
+        project=key.project,
+        team=key.team,
+        organization=key.organization,
+        key_prefix=key.display_prefix,
         session_id=ctx.session_id,
         endpoint=ctx.endpoint,
         provider=ctx.provider_id,
@@ -48,10 +66,8 @@ def settle_request(
         cache_creation_5m_tokens=usage.cache_creation_5m_tokens,
         cache_creation_1h_tokens=usage.cache_creation_1h_tokens,
         upstream_request_id=ctx.upstream_request_id,
-        upstream_latency_ms=_ms(
-            None if ctx.upstream_headers_at is None else ctx.upstream_headers_at - ctx.started
-        ),
-        ttft_ms=_ms(None if first_token is None else first_token - ctx.started),
+        upstream_latency_ms=_since(ctx.started, ctx.upstream_headers_at),
+        ttft_ms=_since(ctx.started, ctx.facts.first_token_at),
         duration_ms=_ms(finished - ctx.started) or 0,
         client_disconnected=ctx.client_disconnected,
         attempts=ctx.attempts,
@@ -59,7 +75,9 @@ def settle_request(
         policy_violation=ctx.policy_violation,
         cost_micros=cost,
         budget_micros=counted,
-        **_hints(ctx),
+        request_class=ctx.request_class,  # Claude Code's gateway hints
+        agent_id=ctx.agent_id,
+        parent_agent_id=ctx.parent_agent_id,
         ingress=ctx.ingress,
         provider_kind=ctx.provider_kind,
         model_declared=ctx.model_known or _key_alias(ctx),
@@ -69,30 +87,6 @@ def settle_request(
         rate_limit_dimension=dimension,
         auth_failure_reason=reason,
     )
-
-
-def _who(ctx: RequestContext) -> dict[str, str | None]:
-    """The key and who it stands for, as the ledger keeps them (never the key itself)."""
-    key = ctx.key
-    if key is None:
-        return {}
-    return {
-        "vk_id": key.id,
-        "principal": key.principal,
-        "project": key.project,
-        "team": key.team,
-        "organization": key.organization,
-        "key_prefix": key.display_prefix,
-    }
-
-
-def _hints(ctx: RequestContext) -> dict[str, str | None]:
-    """Claude Code's gateway hints, as the ledger keeps them."""
-    return {
-        "request_class": ctx.request_class,
-        "agent_id": ctx.agent_id,
-        "parent_agent_id": ctx.parent_agent_id,
-    }
 
 
 def _spend(ctx: RequestContext, pricing: Pricing) -> tuple[int | None, int]:

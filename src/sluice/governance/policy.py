@@ -9,7 +9,7 @@ are compiled once per key revision.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.base.patterns import MAX_MATCHED_CHARS, Pattern, PatternError, compile_pattern
@@ -29,6 +29,11 @@ class Rules:
     deny: tuple[Pattern, ...]
 
     broken: str | None = None  # a stored pattern RE2 cannot compile: refuse everything
+    # Read several times a request: computed once (``__post_init__``), not a property.
+    active: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "active", bool(self.allow or self.deny or self.broken))
 
     @classmethod
     def compile(cls, dimension: str, rules: AllowDeny) -> Rules:
@@ -40,10 +45,6 @@ class Rules:
             )
         except PatternError as exc:  # saved before patterns were RE2: fail closed
             return cls(dimension, (), (), f"policy_rules.{dimension}: {exc}; update the key")
-
-    @property
-    def active(self) -> bool:
-        return bool(self.allow or self.deny or self.broken)
 
     def violation(self, value: str) -> str | None:
         """Why ``value`` is refused (the rule, for messages and the ledger), or None."""

@@ -36,10 +36,12 @@ class Policy:
         if policy.urls.active:
             # Only this turn's message is scanned: parse it alone, not the whole history,
             # and not at all when it cannot spell a URL (the scan looks for ``http``).
-            view: dict[str, Any] = {"messages": [last_message(ctx, URL_LETTERS)]}
-            if ctx.mcp_servers_raw is not None:
-                view["mcp_servers"] = loads(ctx.mcp_servers_raw)
-            policy.check_urls(view)
+            message = last_message(ctx, URL_LETTERS)
+            if message is not None or ctx.mcp_servers_raw is not None:
+                view: dict[str, Any] = {"messages": [message]}
+                if ctx.mcp_servers_raw is not None:
+                    view["mcp_servers"] = loads(ctx.mcp_servers_raw)
+                policy.check_urls(view)
         if policy.guards_tools:
             _check_declared_tools(ctx, policy)
             if ctx.endpoint == "messages":
