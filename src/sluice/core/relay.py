@@ -7,7 +7,6 @@ upstream failure becomes an Anthropic ``event: error`` frame and the stream ends
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Protocol
 
@@ -82,11 +81,13 @@ async def _relay_whole(
     if upstream.status < 400:
         message = None
         if _is_json(upstream.content_type):
-            with contextlib.suppress(orjson.JSONDecodeError, TranslationError):
+            try:  # not contextlib.suppress: no context manager object on every response
                 message = orjson.loads(body)
                 if upstream.shape == "openai":  # the raw lane: read a translated copy
                     message = openai_to_anthropic_message(message, model=ctx.model_sent or "")
                 ctx.facts.apply_message(message)
+            except (orjson.JSONDecodeError, TranslationError):
+                pass
         verdict = guard.check_message(message) if guard is not None else None
         if verdict is not None:
             # The usage was consumed and is recorded; the answer itself is withheld.

@@ -67,6 +67,10 @@ class Router:
         # Projects with credentials of their own: project -> the providers, those overridden
         # replaced by the project's instance (server/project_providers.py swaps it whole).
         self.by_project: dict[str, dict[str, Provider]] = {}
+        # key id -> (the key object, the providers dict, its allowed providers): a request
+        # asks two or three times, and the answer holds while neither object is replaced
+        # (a key change replaces the key object; a project's credentials, its whole dict).
+        self._allowed: dict[str, tuple[VirtualKey, dict[str, Provider], list[Provider]]] = {}
 
     def providers_of(self, key: VirtualKey | None) -> dict[str, Provider]:
         """The providers a key's requests go to: its project's, else the server's (one dict
@@ -76,10 +80,18 @@ class Router:
         return self.by_project.get(key.project, self.providers)
 
     def allowed_for(self, key: VirtualKey | None) -> list[Provider]:
-        """The key's ``providers_allowed`` (null: all), in config order."""
-        allowed = key.config.providers_allowed if key else None
+        """The key's ``providers_allowed`` (null: all), in config order. Callers must not
+        change the list: it is shared while the key and its providers stay the same."""
         providers = self.providers_of(key)
-        return [p for pid, p in providers.items() if allowed is None or pid in allowed]
+        if key is None:
+            return list(providers.values())
+        known = self._allowed.get(key.id)
+        if known is not None and known[0] is key and known[1] is providers:
+            return known[2]
+        allowed = key.config.providers_allowed
+        found = [p for pid, p in providers.items() if allowed is None or pid in allowed]
+        self._allowed[key.id] = (key, providers, found)
+        return found
 
     def pick(self, ctx: RequestContext) -> Provider:
         """The provider resolution chose; a provider outside the key's list is never used."""

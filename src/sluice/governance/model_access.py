@@ -38,6 +38,6 @@ def model_permitted(key: VirtualKey, model: str) -> bool:
     if cfg.models_allowed is not None and not matches_allowed(model, cfg.models_allowed):
         return False
     rules = cfg.policy_rules.models
-    if any(_matches(p, model, True) for p in rules.deny):
+    if rules.deny and any(_matches(p, model, True) for p in rules.deny):
         return False
     return not rules.allow or any(_matches(p, model, False) for p in rules.allow)

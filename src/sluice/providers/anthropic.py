@@ -85,7 +85,7 @@ class AnthropicProvider:
         return relayed(
             resp,
             self.id,
-            downstream_headers(resp.headers.items()),
+            downstream_headers(resp.raw_headers),
             resp.headers.get("request-id"),
             idle_s=self._config.stream_idle_timeout_s,
         )

@@ -35,18 +35,18 @@ _DROP_UPSTREAM = frozenset(
 # upstream request id (returned as ``upstream-request-id``; ``request-id`` is ours).
 _DROP_DOWNSTREAM = frozenset(
     {
-        "content-length",
-        "content-encoding",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "date",
-        "server",
-        "set-cookie",
-        "request-id",
-        "x-request-id",
-        "trailer",
-        "upgrade",
+        b"content-length",
+        b"content-encoding",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"date",
+        b"server",
+        b"set-cookie",
+        b"request-id",
+        b"x-request-id",
+        b"trailer",
+        b"upgrade",
     }
 )
 
@@ -83,18 +83,19 @@ def retry_after_seconds(value: str, now: float | None = None) -> str | None:
     return str(max(0, math.ceil(when - (time.time() if now is None else now))))
 
 
-def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+def downstream_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """End-to-end response headers as the upstream sent them (``x-should-retry`` and
-    ``anthropic-ratelimit-unified-*`` untouched), with ``retry-after`` in integer seconds."""
+    ``anthropic-ratelimit-unified-*`` untouched), with ``retry-after`` in integer seconds.
+    Raw pairs (aiohttp's ``raw_headers``): no decoding and re-encoding of every header."""
     out: list[tuple[bytes, bytes]] = []
     for name, value in upstream:
         lname = name.lower()
         if lname in _DROP_DOWNSTREAM:
             continue
-        if lname == "retry-after":
-            seconds = retry_after_seconds(value)
+        if lname == b"retry-after":
+            seconds = retry_after_seconds(value.decode("latin-1"))
             if seconds is None:
                 continue
-            value = seconds
-        out.append((lname.encode("latin-1"), value.encode("latin-1")))
+            value = seconds.encode("ascii")
+        out.append((lname, value))
     return out

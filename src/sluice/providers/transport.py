@@ -120,7 +120,10 @@ async def read_body(resp: aiohttp.ClientResponse, provider_id: str) -> bytes:
 
 
 def kept_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
-    return downstream_headers((name, value) for name in _KEPT if (value := resp.headers.get(name)))
+    kept = ((name, value) for name in _KEPT if (value := resp.headers.get(name)))
+    return downstream_headers(
+        (name.encode("ascii"), value.encode("latin-1")) for name, value in kept
+    )
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[bool], None]:
