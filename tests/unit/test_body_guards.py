@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sluice.base.json_spans import duplicate_member
+from sluice.base.json_spans import duplicate_member, may_spell, spellings
 from sluice.base.text import MAX_IDENTIFIER_CHARS
 from sluice.core.body_edit import strip_cache_control
 from sluice.core.context import RequestContext
@@ -179,6 +181,8 @@ def test_bytes_that_are_not_utf8_in_a_nested_key_are_a_400(where: str) -> None:
         ("no link here", False),
         ("see https://example.com", True),
         ("\\u0068ttps://example.com", True),  # an escape can spell the letters
+        ("h\\u0074tps://example.com", True),
+        ("caf\\u00e9 \\u2019 no link", False),  # an escape of another character cannot
         ('line\\nbreak \\/ slash \\" quote', False),  # other escapes cannot
     ],
 )
@@ -186,7 +190,7 @@ def test_last_message_is_parsed_only_when_it_can_spell_the_letters(text: str, pa
     body = '{"model":"a","messages":[{"role":"user","content":"' + text + '"}]}'
     ctx = ctx_for(body.encode())
     peek_messages_body(ctx)
-    message = last_message(ctx, b"http")
+    message = last_message(ctx, spellings(b"http"))
     assert (message is not None) is parsed
     if parsed:
         assert "ttps://example.com" in message["content"]
@@ -198,6 +202,29 @@ def test_a_repeat_that_cannot_hold_the_letters_is_not_judged() -> None:
     body = '{"model":"a","messages":[{"role":"user","content":"a","content":"b"}]}'
     ctx = ctx_for(body.encode())
     peek_messages_body(ctx)
-    assert last_message(ctx, b"http") is None
+    assert last_message(ctx, spellings(b"http")) is None
     with pytest.raises(InvalidRequest):
         last_message(ctx)
+
+
+_CHARS = st.text(alphabet=st.sampled_from('htpHTPs:/ é\\"\n'), max_size=15)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CHARS, _CHARS, st.data())
+def test_text_that_holds_the_letters_is_always_spelled(
+    before: str, after: str, data: st.DataObject
+) -> None:
+    # However the JSON spells each character (as is, or as a \u escape in either case),
+    # text holding "http" is never judged unable to hold it.
+    text = before + "http" + after
+    spelled = []
+    for char in text:
+        if data.draw(st.booleans()):
+            form = "\\u%04x" if data.draw(st.booleans()) else "\\u%04X"
+            spelled.append(form % ord(char))
+        else:
+            spelled.append(json.dumps(char)[1:-1])
+    raw = ('"' + "".join(spelled) + '"').encode()
+    assert json.loads(raw) == text
+    assert may_spell(raw, spellings(b"http"))

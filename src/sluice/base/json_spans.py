@@ -269,3 +269,17 @@ def find_unique_member(text: str, start: int, key: str) -> Member | None:
                 raise DuplicateMember(key)
             found = member
     return found
+
+
+def spellings(letters: bytes) -> tuple[bytes, ...]:
+    """How raw JSON can spell any of ``letters`` (ASCII) inside a string: ``letters`` as they
+    are, or a ``\\u`` escape of one of them (either hex case). No other escape yields a
+    letter, so raw bytes holding none of these hold no decoded string containing ``letters``
+    (an escaped backslash before ``u0068`` only makes this say maybe)."""
+    escapes = {(b"\\u%04" + case) % letter for letter in set(letters) for case in (b"x", b"X")}
+    return (letters, *sorted(escapes))
+
+
+def may_spell(raw: bytes, spelled: tuple[bytes, ...]) -> bool:
+    """Whether a string in the JSON ``raw`` may contain the letters ``spelled`` came from."""
+    return any(s in raw for s in spelled)

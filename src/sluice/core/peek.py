@@ -20,7 +20,13 @@ from typing import Any, TypeGuard
 import msgspec
 import orjson
 
-from sluice.base.json_spans import duplicate_member, duplicate_path, raw_elements, raw_members
+from sluice.base.json_spans import (
+    duplicate_member,
+    duplicate_path,
+    may_spell,
+    raw_elements,
+    raw_members,
+)
 from sluice.base.text import MAX_IDENTIFIER_CHARS, echo
 from sluice.core.context import RequestContext
 from sluice.errors import InvalidRequest
@@ -59,21 +65,20 @@ def _json_problems_are_400() -> Iterator[None]:
         raise _as_400(exc) from exc
 
 
-def last_message(ctx: RequestContext, letters: bytes | None = None) -> Any:
+def last_message(ctx: RequestContext, spelled: tuple[bytes, ...] | None = None) -> Any:
     """The last message, parsed alone (the rest of the history stays raw bytes). A member
     repeated anywhere inside it is refused: policy reads every string in it.
 
-    With ``letters`` (ASCII letters, e.g. ``b"http"``): None, unparsed, when no string in the
-    message can contain them, whichever parser reads it (no repeat can matter then). Only a
-    ``\\u`` escape can spell a letter in JSON, so a message with neither the letters nor one
-    cannot: a URL policy's turns without ``http`` skip the parse and the repeat check."""
+    With ``spelled`` (``json_spans.spellings(b"http")``): None, unparsed, when no string in
+    the message can contain those letters, whichever parser reads it (no repeat can matter
+    then): a URL policy's turns that cannot spell ``http`` skip the parse and the check."""
     if ctx.messages_raw is None:
         return None
     try:  # a plain try, not _json_problems_are_400(): this runs on every request
         items = raw_elements(ctx.messages_raw)
         if not items:
             return None
-        if letters is not None and not _may_spell(bytes(items[-1]), letters):
+        if spelled is not None and not may_spell(bytes(items[-1]), spelled):
             return None
         where = duplicate_path(items[-1], f"messages[{len(items) - 1}]")
     except (msgspec.DecodeError, RecursionError) as exc:
@@ -81,10 +86,6 @@ def last_message(ctx: RequestContext, letters: bytes | None = None) -> Any:
     if where is not None:
         raise repeated(where)
     return loads(items[-1])
-
-
-def _may_spell(raw: bytes, letters: bytes) -> bool:
-    return letters in raw or b"\\u" in raw
 
 
 def loads(raw: msgspec.Raw) -> Any:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice.base.json_spans import spellings
 from sluice.base.patterns import MAX_MATCHED_CHARS, Pattern, PatternError, compile_pattern
 from sluice.base.text import echo
 from sluice.config.vk import AllowDeny, VirtualKeyConfig
@@ -19,7 +20,8 @@ from sluice.errors import ToolNotAllowed, UrlNotAllowed
 from sluice.governance.virtual_key import VirtualKey
 
 _URL = re.compile(r"https?://[^\s\"'<>\\)\]}]+")
-URL_LETTERS = b"http"  # every match of ``_URL`` holds them: text without them has no URL
+# Every match of ``_URL`` holds "http": raw JSON that cannot spell it holds no URL.
+URL_SPELLINGS = spellings(b"http")
 
 
 @dataclass(frozen=True, slots=True)

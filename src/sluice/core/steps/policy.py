@@ -14,7 +14,7 @@ from sluice.core.peek import check_tools, last_message, loads
 from sluice.core.steps.limits import Spawn
 from sluice.core.tool_guard import ToolGuard
 from sluice.errors import ModelNotAllowed
-from sluice.governance.policy import URL_LETTERS, KeyPolicy, PolicyBook
+from sluice.governance.policy import URL_SPELLINGS, KeyPolicy, PolicyBook
 from sluice.governance.verdicts import Verdicts, conversation_fingerprint
 
 
@@ -36,7 +36,7 @@ class Policy:
         if policy.urls.active:
             # Only this turn's message is scanned: parse it alone, not the whole history,
             # and not at all when it cannot spell a URL (the scan looks for ``http``).
-            message = last_message(ctx, URL_LETTERS)
+            message = last_message(ctx, URL_SPELLINGS)
             if message is not None or ctx.mcp_servers_raw is not None:
                 view: dict[str, Any] = {"messages": [message]}
                 if ctx.mcp_servers_raw is not None:
