@@ -11,6 +11,7 @@ from __future__ import annotations
 import json.decoder
 import re
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import msgspec
 
@@ -271,15 +272,25 @@ def find_unique_member(text: str, start: int, key: str) -> Member | None:
     return found
 
 
-def spellings(letters: bytes) -> tuple[bytes, ...]:
-    """How raw JSON can spell any of ``letters`` (ASCII) inside a string: ``letters`` as they
-    are, or a ``\\u`` escape of one of them (either hex case). No other escape yields a
+class Spellings(NamedTuple):
+    """How raw JSON can spell any of some ASCII ``letters`` inside a string (``spellings``)."""
+
+    letters: bytes
+    escapes: tuple[bytes, ...]  # the \\u escape of each letter, in either hex case
+
+
+def spellings(letters: bytes) -> Spellings:
+    """``letters`` as they are, or a ``\\u`` escape of one of them: no other escape yields a
     letter, so raw bytes holding none of these hold no decoded string containing ``letters``
-    (an escaped backslash before ``u0068`` only makes this say maybe)."""
-    escapes = {(b"\\u%04" + case) % letter for letter in set(letters) for case in (b"x", b"X")}
-    return (letters, *sorted(escapes))
+    (an escaped backslash before ``u0068`` only makes ``may_spell`` say maybe)."""
+    assert letters.isascii()
+    escapes = {(b"\\u%04" + case) % c for c in set(letters) for case in (b"x", b"X")}
+    return Spellings(letters, tuple(sorted(escapes)))
 
 
-def may_spell(raw: bytes, spelled: tuple[bytes, ...]) -> bool:
-    """Whether a string in the JSON ``raw`` may contain the letters ``spelled`` came from."""
-    return any(s in raw for s in spelled)
+def may_spell(raw: bytes, spelled: Spellings) -> bool:
+    """Whether a string in the JSON ``raw`` may contain ``spelled.letters``. Each test is one
+    C scan of ``raw``; most text has no ``\\u00`` escape at all (every ASCII one starts so)."""
+    if spelled.letters in raw:
+        return True
+    return b"\\u00" in raw and any(e in raw for e in spelled.escapes)

@@ -21,6 +21,7 @@ import msgspec
 import orjson
 
 from sluice.base.json_spans import (
+    Spellings,
     duplicate_member,
     duplicate_path,
     may_spell,
@@ -65,7 +66,7 @@ def _json_problems_are_400() -> Iterator[None]:
         raise _as_400(exc) from exc
 
 
-def last_message(ctx: RequestContext, spelled: tuple[bytes, ...] | None = None) -> Any:
+def last_message(ctx: RequestContext, spelled: Spellings | None = None) -> Any:
     """The last message, parsed alone (the rest of the history stays raw bytes). A member
     repeated anywhere inside it is refused: policy reads every string in it.
 
