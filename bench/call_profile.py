@@ -60,7 +60,12 @@ runpy.run_path(target, run_name="__main__")
 _PER_REQUEST = ("aiohttp/client_reqrep.py", "__init__", 1)
 
 
-_MINTERS = {"plain": mint_key, "budgets": mint_budget_key, "whole": mint_whole_key}
+def _mint_whole(cfg: Path) -> str:
+    mint_budget_key(cfg)  # the budgets the whole key's principal and project fall under
+    return mint_whole_key(cfg)
+
+
+_MINTERS = {"plain": mint_key, "budgets": mint_budget_key, "whole": _mint_whole}
 
 
 def _package(filename: str) -> str:

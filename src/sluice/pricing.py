@@ -38,6 +38,9 @@ _SCALE_DIGITS = 12
 _SCALE = 1_000_000_000_000  # 10 ** _SCALE_DIGITS
 
 
+_UNKNOWN = object()  # not in the price cache (None there: a model with no known price)
+
+
 def _scaled(rate: Decimal) -> int | None:
     """``rate`` in 10^-12 units when that is exact, else None."""
     value = rate.scaleb(_SCALE_DIGITS)
@@ -205,9 +208,10 @@ class Pricing:
 
     def _lookup(self, provider_kind: str, model: str) -> Rates | TieredRates | ModelPrice | None:
         key = (provider_kind, model)
-        if key in self._cache:
+        cached = self._cache.get(key, _UNKNOWN)
+        if cached is not _UNKNOWN:  # one lookup, not two: this runs twice a request
             self._cache.move_to_end(key)
-            return self._cache[key]
+            return cached  # type: ignore[return-value]
         found: Rates | TieredRates | ModelPrice | None = self._overrides.get(model)
         if found is None:
             try:

@@ -159,11 +159,14 @@ class BudgetGate:
         )
         return self._pricing.budget_micros(provider_kind, model, estimate)
 
+    def _counter_of(self, budget: Budget, now_ms: int) -> CounterKey:
+        return budget.id, max(self._window_start(budget.window, now_ms), budget.reset_at)
+
     async def _counter(self, budget: Budget, now_ms: int) -> CounterKey:
-        start = self._window_start(budget.window, now_ms)
-        counter = (budget.id, max(start, budget.reset_at))
+        counter = self._counter_of(budget, now_ms)
         if counter in self._seeded:
             return counter
+        start = self._window_start(budget.window, now_ms)
         if not await self.counters.seeded(counter):
             lock = self._seed_locks.setdefault(counter, asyncio.Lock())
             async with lock:
@@ -193,7 +196,12 @@ class BudgetGate:
 
     async def _admit(self, request_id: str, budgets: list[Budget], worst_micros: int) -> Admitted:
         now = self._clock.now_ms()
-        pairs = [(b, await self._counter(b, now)) for b in budgets]
+        pairs = []
+        for budget in budgets:  # a counter known seeded costs no coroutine (most requests)
+            counter = self._counter_of(budget, now)
+            if counter not in self._seeded:
+                counter = await self._counter(budget, now)
+            pairs.append((budget, counter))
         asks = [
             Ask(counter, worst_micros, b.limit_micros if b.on_breach == "block" else None)
             for b, counter in pairs
