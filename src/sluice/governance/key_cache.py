@@ -77,10 +77,10 @@ class KeyCache:
         self._refresh_lock = asyncio.Lock()
         self._generation = 0
         # Presented key -> the cached key object whose current secret it matched. A repeat
-        # skips the shape check and the HMAC (a fifth of authentication's CPU) for as long as
-        # that object is the cached one: any change to the key (rotation, revocation, a
-        # reload) replaces the object. Only verified keys get in, so junk cannot grow it;
-        # they are held as the request path holds them anyway, never logged or stored.
+        # skips the shape check and the HMAC for as long as that object is the cached one:
+        # any change to the key (rotation, revocation, a reload) replaces the object. Only
+        # verified keys get in, so junk cannot grow it; they are held as the request path
+        # holds them anyway, never logged or stored.
         self._verified: dict[str, VirtualKey] = {}
 
     async def authenticate(self, presented: str | None) -> VirtualKey:
