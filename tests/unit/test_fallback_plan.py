@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from sluice.config.models import CircuitBreakerConfig
-from sluice.config.vk import FallbackConfig
+from sluice.config.vk import FallbackConfig, VirtualKeyConfig
 from sluice.core.breaker import OPEN, CircuitBreaker
 from sluice.core.context import RequestContext
 from sluice.core.fallback import FallbackSender
 from sluice.core.router import SINGLE, ChainPolicy, Plan, Router
+from sluice.governance.virtual_key import VirtualKey
 from sluice.providers.base import ModelInfo, UpstreamRequest, UpstreamResponse
 from sluice.providers.transport import whole_response
 
@@ -86,3 +89,17 @@ def test_the_router_plans_single_providers_chains_and_counters() -> None:
     assert router.plan(_ctx("count_tokens")) is None  # nobody counts: the caller estimates
     b.counts = True
     assert router.plan(_ctx("count_tokens")) == Plan((b,), SINGLE)
+
+
+def test_allowed_providers_follow_a_changed_key_and_a_swapped_project() -> None:
+    """The allowed list is remembered per key object: a key change (a new object, as every
+    reload makes) and a project's providers swapped whole are both seen at once."""
+    a, b = Scripted("a", 200), Scripted("b", 200)
+    router = Router({"a": a, "b": b})
+    key = VirtualKey("k1", "n", "live", "p", "h", "active", 0, 0, project="proj")
+    assert [p.id for p in router.allowed_for(key)] == ["a", "b"]
+    narrowed = dataclasses.replace(key, config=VirtualKeyConfig(providers_allowed=["b"]))
+    assert [p.id for p in router.allowed_for(narrowed)] == ["b"]
+    own_b = Scripted("b", 200)
+    router.by_project = {"proj": {"a": a, "b": own_b}}
+    assert router.allowed_for(narrowed) == [own_b]
