@@ -377,9 +377,11 @@ async def test_traceparent_error_attributes_and_retention(
         headers = {k: v for k, v in sent if k.lower() not in SKIP_HEADERS}
         headers["Authorization"] = f"Bearer {gw.key}"
         headers["traceparent"] = f"00-{caller_trace}-{caller_span}-01"
+        # A repeated header: its first value is the one read.
+        repeated = [*headers.items(), ("traceparent", f"00-{'1' * 32}-{'2' * 16}-01")]
         async with (
             aiohttp.ClientSession() as session,
-            session.post(f"{gw.url}/v1/messages", data=body, headers=headers) as resp,
+            session.post(f"{gw.url}/v1/messages", data=body, headers=repeated) as resp,
         ):
             await resp.read()
             assert resp.status == 529

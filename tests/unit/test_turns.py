@@ -111,6 +111,22 @@ def test_tool_result_only_last_message_continues_the_turn() -> None:
     assert len({opening.root_span_id, opening.chat_span_id, step2.tool_span_id("t1")}) == 3
 
 
+def test_a_messages_role_is_read_whole_whatever_comes_first() -> None:
+    """A message that opens like a user message goes straight to the full decode; there a
+    later duplicate "role" still wins, so it is not taken for the user's (and one whose role
+    is not its first member is read like any other)."""
+    history = [user("first"), {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}]
+    canonical = detect_turn(raw([*history, user("second")]), "s", "r")
+    assert canonical.opening_index == 2
+    encoded = orjson.dumps(history)[:-1]
+    second = orjson.dumps(user("second")["content"]).decode()
+    reordered = msgspec.Raw(encoded + f',{{"content":{second},"role":"user"}}]'.encode())
+    assert detect_turn(reordered, "s", "r") == canonical
+    duplicate = f',{{"role":"user","content":{second},"role":"assistant"}}]'.encode()
+    relabelled = detect_turn(msgspec.Raw(encoded + duplicate), "s", "r")
+    assert relabelled.opening_index == 0 and relabelled.opens
+
+
 def test_same_history_in_another_session_is_another_trace() -> None:
     history = raw([user("hello")])
     assert detect_turn(history, "s1", "r").trace_id != detect_turn(history, "s2", "r").trace_id
