@@ -180,9 +180,9 @@ def _message(item: msgspec.Raw, role: str | None = None) -> _Message:
         if role is None:
             return _MESSAGE.decode(item)
         prefix = _ROLE_PREFIX.get(role)
-        if prefix is None or memoryview(item)[: len(prefix)] != prefix:
-            if _ROLE.decode(item).role != role:
-                return _Message()
+        opens_as_role = prefix is not None and memoryview(item)[: len(prefix)] == prefix
+        if not opens_as_role and _ROLE.decode(item).role != role:
+            return _Message()
         message = _MESSAGE.decode(item)
         return message if message.role == role else _Message()
     except msgspec.DecodeError:
