@@ -169,22 +169,12 @@ _CACHE_CONTROL = re.compile(
 )
 
 
-# How Claude Code and the SDKs open a message of each role: such an item goes straight to the
-# full decode, which checks the role again (a later duplicate "role" would win there).
-_ROLE_PREFIX = {role: b'{"role":"' + role.encode() + b'"' for role in ("user", "assistant")}
-
-
 def _message(item: msgspec.Raw, role: str | None = None) -> _Message:
     """The message, or an empty one when it is not a message object or not of ``role``."""
     try:
-        if role is None:
-            return _MESSAGE.decode(item)
-        prefix = _ROLE_PREFIX.get(role)
-        opens_as_role = prefix is not None and memoryview(item)[: len(prefix)] == prefix
-        if not opens_as_role and _ROLE.decode(item).role != role:
+        if role is not None and _ROLE.decode(item).role != role:
             return _Message()
-        message = _MESSAGE.decode(item)
-        return message if message.role == role else _Message()
+        return _MESSAGE.decode(item)
     except msgspec.DecodeError:
         return _Message()
 
