@@ -217,14 +217,33 @@ def start_upstream(cpu: int | None, log_dir: Path) -> Proc:
     return start("upstream", [sys.executable, str(script), "--port", str(port)], port, cpu, log_dir)
 
 
-def process_cpu_s(pid: int) -> float:
-    """A process's user + system CPU seconds from /proc; 0 once it is gone."""
+def _stat_cpu_s(path: str) -> float:
+    """User + system CPU seconds from a ``/proc`` stat file; 0 once it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(path).read_text()
     except FileNotFoundError:
         return 0.0
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def process_cpu_s(pid: int) -> float:
+    """A process's user + system CPU seconds from /proc; 0 once it is gone."""
+    return _stat_cpu_s(f"/proc/{pid}/stat")
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of ``pid``, keyed ``tid name`` (``main`` for its first)."""
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        path = f"/proc/{pid}/task/{tid}/stat"
+        try:
+            raw = Path(path).read_text()
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+        name = "main" if int(tid) == pid else raw[raw.index("(") + 1 : raw.rindex(")")]
+        out[f"{tid} {name}"] = _stat_cpu_s(path)
+    return out
 
 
 def settled_cpu_s(

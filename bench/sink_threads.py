@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,23 +28,9 @@ from pathlib import Path
 from bodies import body_cases
 from loadgen import ensure_wrk, run_wrk, write_wrk_script
 from overhead import LOADGEN_CPU, PROXY_CPU, mint_key, sluice_cmd, write_config
-from procs import Proc, free_port, process_cpu_s, start, start_upstream
+from procs import Proc, free_port, process_cpu_s, start, start_upstream, thread_cpu_s
 
 BENCH = Path(__file__).resolve().parent
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds of each thread of ``pid``, keyed ``tid name`` (``main`` for its first)."""
-    out: dict[str, float] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            raw = f.read()
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        label = "main" if int(tid) == pid else name
-        out[f"{tid} {label}"] = (int(fields[11]) + int(fields[12])) / _CLK_TCK
-    return out
 
 
 def python_thread_names(pid: int) -> dict[str, str]:

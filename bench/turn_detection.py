@@ -14,8 +14,8 @@ other benchmarks send have 2-4 messages; a long Claude Code session sends hundre
 
 Each side runs in its own process with its own code (``git archive REV src``, or the working
 tree's ``src/``), three times, alternating; a case reports its best timing. Both sides must
-find the same turn. On this VM identical code measured 0.70-1.0 on the captured turns in one
-run: read differences under ~30 % on the small cases as noise.
+find the same turn. On this VM identical code measured 0.70-1.62 on the captured turns in a
+run: on the small cases only a difference repeated across runs means anything.
 
     .venv/bin/python bench/turn_detection.py --against f985a7f
 
@@ -32,8 +32,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures" / "claude-code"
+from bodies import FIXTURES
+from overhead import REPO, extract_src
+
 LOOPS = ((10, 2000), (20, 2000), (50, 10_000), (200, 5000))  # (steps, tool result bytes)
 
 _TIMER = r"""
@@ -94,8 +95,9 @@ def _time(src: Path) -> dict[str, dict[str, object]]:
 def _best(runs: list[dict[str, dict[str, object]]]) -> dict[str, dict[str, object]]:
     """Per case, the run with the lowest time."""
     return {
-        name: min((run[name] for run in runs), key=lambda c: float(c["us"])) for name in runs[0]
-    }  # type: ignore[arg-type]
+        name: min((run[name] for run in runs), key=lambda c: float(str(c["us"])))
+        for name in runs[0]
+    }
 
 
 def main() -> None:
@@ -103,9 +105,7 @@ def main() -> None:
     parser.add_argument("--against", required=True, help="the revision to compare with")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            f"git -C {REPO} archive {args.against} src | tar -x -C {tmp}", shell=True, check=True
-        )
+        extract_src(args.against, Path(tmp))
         runs = [(_time(Path(tmp) / "src"), _time(REPO / "src")) for _ in range(3)]
     before = _best([b for b, _ in runs])
     after = _best([a for _, a in runs])
@@ -115,7 +115,7 @@ def main() -> None:
         then = before[name]
         if then["turn"] != now["turn"]:
             raise SystemExit(f"{name}: the two revisions find different turns")
-        ratio = float(now["us"]) / float(then["us"])  # type: ignore[arg-type]
+        ratio = float(str(now["us"])) / float(str(then["us"]))
         print(f"| {name} | {now['bytes']:,} | {then['us']:,.1f} | {now['us']:,.1f} | {ratio:.2f} |")
 
 

@@ -112,9 +112,8 @@ def test_tool_result_only_last_message_continues_the_turn() -> None:
 
 
 def test_a_messages_role_is_read_whole_whatever_comes_first() -> None:
-    """A message that opens like a user message goes straight to the full decode; there a
-    later duplicate "role" still wins, so it is not taken for the user's (and one whose role
-    is not its first member is read like any other)."""
+    """A message's role is its whole object's: one whose "role" is not its first member is
+    read like any other, and a later duplicate "role" wins over one that opens it."""
     history = [user("first"), {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}]
     canonical = detect_turn(raw([*history, user("second")]), "s", "r")
     assert canonical.opening_index == 2

@@ -94,9 +94,8 @@ class Telemetry:
 
     def _turn_of(self, ctx: RequestContext) -> tuple[Turn, str | None, str] | Literal[False]:
         """(turn, session, agent), or False when the messages cannot be read."""
-        # Names come lower-cased (ASGI), as the peek assumes. Built in C, reversed so that
-        # a repeated header's first value wins: a Python loop over Claude Code's ~20 headers
-        # cost more than everything read from them.
+        # Names come lower-cased (ASGI), as the peek assumes. One C pass, reversed so that a
+        # repeated header's first value wins (readers only .get() the names they know).
         headers = dict(reversed(ctx.headers))
         session = session_of(ctx.session_id, headers)
         now = time.monotonic()
