@@ -3,13 +3,19 @@ prometheus_client's locked Counter and Histogram would for the same observations
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import queue
 import re
+import sys
 import threading
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from sluice.telemetry import tally
 from sluice.telemetry.tally import CounterTable, HistogramTable
 
 BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
@@ -84,3 +90,57 @@ def test_a_scrape_in_another_thread_reads_while_rows_are_added() -> None:
         reader.join()
     assert errors == []
     assert 'z_total{n="19999"} 1.0' in generate_latest(registry).decode()
+
+
+def test_a_row_added_while_a_collection_interrupts_the_copy_waits_for_it() -> None:
+    """A garbage collection that starts inside ``collect``'s copy of the rows can run code
+    that hands the GIL to the loop (as a finalizer does): the loop adding a row then must
+    not change the dict under the copy. A gc callback stands in for that finalizer: each of
+    the first few collections that start in the table's own frame lets the writer thread add
+    a row, and waits up to half a second for it."""
+    registry = CollectorRegistry()
+    counter = CounterTable("w", "W.", ("n",))
+    registry.register(counter)
+    # More rows than CPython keeps spare pairs (2,000): the copy must allocate fresh ones.
+    for n in range(5_000):
+        counter.row(str(n))[0] += 1
+    asks: queue.Queue[int | None] = queue.Queue()
+    done: queue.Queue[int] = queue.Queue()
+    fired: list[int] = []
+    scraper = threading.get_ident()
+
+    def interrupt(phase: str, info: dict[str, Any]) -> None:
+        # The frame the collection started in is the table's own, not one it called: a C
+        # call there allocated (the copy, or the family before it).
+        code = sys._getframe(1).f_code
+        if (
+            phase == "start"
+            and len(fired) < 4
+            and threading.get_ident() == scraper
+            and code.co_filename == tally.__file__
+        ):
+            fired.append(len(fired))
+            asks.put(fired[-1])
+            with contextlib.suppress(queue.Empty):  # the writer waits for the copy to end
+                done.get(timeout=0.5)
+
+    def writer() -> None:
+        while (n := asks.get()) is not None:
+            counter.row(f"late{n}")[0] += 1
+            done.put(n)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    threshold = gc.get_threshold()
+    gc.callbacks.append(interrupt)
+    gc.set_threshold(1)
+    try:
+        generate_latest(registry)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(interrupt)
+        asks.put(None)
+        thread.join()
+    assert len(fired) >= 2
+    scraped = generate_latest(registry).decode()
+    assert all(f'w_total{{n="late{n}"}} 1.0' in scraped for n in fired)
