@@ -10,7 +10,10 @@ other benchmarks send have 2-4 messages; a long Claude Code session sends hundre
 - the request that opens the next turn after it (a fresh prompt: the walk stops at once);
 - a long session: 40 earlier turns of 5 such steps, then a turn 5 steps in (the walk crosses
   10 messages of ~400);
-- the two captured tool-loop turns.
+- the two captured tool-loop turns;
+- where the tree has ``history.Recall`` (a gateway remembers where a long conversation's turn
+  opened): each tool loop again, as the next request of a conversation the process saw
+  (``..., recalled``), compared with the other side's whole read of the same history.
 
 Each side runs in its own process with its own code (``git archive REV src``, or the working
 tree's ``src/``), three times, alternating; a case reports its best timing. Both sides must
@@ -41,6 +44,10 @@ _TIMER = r"""
 import json, sys, timeit
 import msgspec, orjson
 from sluice.telemetry.turns import detect_turn
+try:
+    from sluice.telemetry.history import Recall
+except ImportError:  # a revision from before it
+    Recall = None
 
 def loop(steps, size, prompt="go", start=0):
     msgs = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
@@ -53,11 +60,16 @@ def loop(steps, size, prompt="go", start=0):
     return msgs
 
 cases = {}
+recalled = {}
 for steps, size in json.loads(sys.argv[1]):
     history = loop(steps, size)
     nxt = [{"role": "assistant", "content": [{"type": "text", "text": "done"}]},
            {"role": "user", "content": [{"type": "text", "text": "next"}]}]
     cases[f"tool loop, {steps} steps of {size} B"] = orjson.dumps(history)
+    if Recall is not None:  # the previous request (one step less), seen by this process
+        seen = Recall()
+        detect_turn(msgspec.Raw(orjson.dumps(history[:-2])), "s", "r", recall=seen)
+        recalled[f"tool loop, {steps} steps of {size} B, recalled"] = seen.learnt
     cases[f"the next prompt after {steps} steps"] = orjson.dumps(history + nxt)
 session = []
 for turn in range(40):
@@ -69,12 +81,16 @@ for path in json.loads(sys.argv[2]):
     with open(path) as f:
         messages = json.load(f)["body"]["messages"]
     cases["captured: " + path.rsplit("/", 1)[-1]] = orjson.dumps(messages)
+for name, known in recalled.items():
+    cases[name] = cases[name.removesuffix(", recalled")]
 out = {}
 for name, encoded in cases.items():
     raw = msgspec.Raw(encoded)
     number = max(20, int(400_000 / len(encoded)))
-    best = min(timeit.repeat(lambda: detect_turn(raw, "s", "r"), number=number, repeat=7))
-    turn = detect_turn(raw, "s", "r")
+    known = recalled.get(name)
+    call = lambda: detect_turn(raw, "s", "r", **({"recall": Recall(known)} if known else {}))
+    best = min(timeit.repeat(call, number=number, repeat=7))
+    turn = call()
     out[name] = {"bytes": len(encoded), "us": best / number * 1e6,
                  "turn": [turn.trace_id, turn.opening_index, turn.opens, turn.message_count]}
 print(json.dumps(out))
@@ -112,7 +128,7 @@ def main() -> None:
     print(f"| history | bytes | {args.against} µs | this tree µs | after / before |")
     print("|---|---|---|---|---|")
     for name, now in after.items():
-        then = before[name]
+        then = before.get(name) or before[name.removesuffix(", recalled")]
         if then["turn"] != now["turn"]:
             raise SystemExit(f"{name}: the two revisions find different turns")
         ratio = float(str(now["us"])) / float(str(then["us"]))

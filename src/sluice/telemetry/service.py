@@ -24,6 +24,7 @@ from sluice.base.text import MAX_IDENTIFIER_CHARS
 from sluice.config.models import TracingConfig
 from sluice.core.context import RequestContext
 from sluice.store.traces_repo import TracesRepo
+from sluice.telemetry.history import Opening, Recall
 from sluice.telemetry.request_headers import (
     agent_name,
     parse_tool_durations,
@@ -34,11 +35,15 @@ from sluice.telemetry.side_calls import SessionPrompts
 from sluice.telemetry.sink import SpanSink
 from sluice.telemetry.spans import Finished
 from sluice.telemetry.subagents import SubagentLinks
+from sluice.telemetry.ttl_lru import TtlLru
 from sluice.telemetry.turns import NO_HINTS, Hints, Turn, detect_turn
 
 log = logging.getLogger("sluice.telemetry")
 
 _PRUNE_EVERY_S = 3600.0
+# Below this many bytes of messages a history is read whole faster than an opening is
+# recalled and checked (turns.py, ``Opening``).
+_RECALL_FROM_BYTES = 32_768
 
 
 def _hints(ctx: RequestContext, headers: dict[bytes, bytes]) -> Hints:
@@ -83,6 +88,8 @@ class Telemetry:
         self._sink = SpanSink(cfg, database_url, os.environ if env is None else env)
         self._subagents = SubagentLinks()  # hint-less subagents' parents (this process's)
         self._prompts = SessionPrompts()  # sessions' latest prompt ids (side calls without)
+        # Per conversation (session, agent, request class): where its turn opened last time.
+        self._openings: TtlLru[tuple[str, str, str], Opening] = TtlLru(10_000, 3600.0)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
@@ -107,9 +114,16 @@ class Telemetry:
             parent = None
             if session is not None and hints.prompt_id is None:
                 parent = self._subagents.link(session, ctx.agent_id, ctx.messages_raw, now)
+            conversation = self._conversation(ctx, session)
+            recall = None
+            if conversation is not None:
+                recall = Recall(self._openings.get(conversation, now))
             turn = detect_turn(
-                ctx.messages_raw, session, ctx.request_id, caller, hints, parent, ctx.agent_id
-            )
+                ctx.messages_raw, session, ctx.request_id, caller, hints, parent, ctx.agent_id,
+                recall,
+            )  # fmt: skip
+            if conversation is not None and recall is not None and recall.learnt is not None:
+                self._openings.put(conversation, recall.learnt, now)
             if session is not None:
                 self._subagents.observe(session, turn, ctx.facts.tool_calls or (), now)
         except Exception:  # a body the upstream accepted but turns cannot read: no trace
@@ -117,6 +131,13 @@ class Telemetry:
             return False
         kind = parent.agent_type if parent is not None else None
         return turn, session, _agent(ctx, headers, parent is not None, kind)
+
+    @staticmethod
+    def _conversation(ctx: RequestContext, session: str | None) -> tuple[str, str, str] | None:
+        """The key a long history's opening is remembered by (none for a short one)."""
+        if session is None or len(ctx.messages_raw) < _RECALL_FROM_BYTES:
+            return None
+        return session, ctx.agent_id or "", ctx.request_class or ""
 
     def record(self, ctx: RequestContext, settled: Settlement) -> None:
         """Queue a finished request (identified key, Messages endpoint) for tracing.

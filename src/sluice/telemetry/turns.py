@@ -20,13 +20,14 @@ whatever the CLI does to the message's shape. Within it, a subagent
 parent agent's root, in the same trace; compaction and auxiliary calls
 (``x-claude-code-request-class``) are chat spans of the turn that never open one.
 
-Pure functions only: no IO, no clock.
+Reading the history (which message opened the turn; the few fields of a message it needs; a
+conversation's recalled opening, so a long turn is not read whole by every request of it) is
+``telemetry.history``. Pure functions only: no IO, no clock.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -34,8 +35,16 @@ from typing import Any
 import msgspec
 import orjson
 
+from sluice.telemetry.history import (
+    Message,
+    Recall,
+    find_opening,
+    find_tool_use,
+    message_at,
+    normalized_content,
+)
+
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
-_REMINDER = "<system-reminder>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,101 +146,6 @@ def span_id(key: bytes, *parts: bytes) -> int:
     return int.from_bytes(digest, "big") or 1  # 0 is the invalid span id
 
 
-class _Block(msgspec.Struct):
-    """The few fields of a content block that turns need; the rest is skipped unparsed."""
-
-    type: str = ""
-    text: Any = None
-    id: Any = None
-    name: Any = None
-    input: msgspec.Raw = msgspec.Raw(b"null")
-    tool_use_id: Any = None
-    is_error: Any = None
-    content: msgspec.Raw = msgspec.Raw(b"null")
-    source: msgspec.Raw = msgspec.Raw(b"null")  # images and documents
-
-
-class _Message(msgspec.Struct):
-    role: str = ""
-    content: str | list[_Block] = ""
-
-
-class _Role(msgspec.Struct):
-    role: str = ""
-
-
-_MESSAGE = msgspec.json.Decoder(_Message)
-_ROLE = msgspec.json.Decoder(_Role)  # skips the content unbuilt: most messages stop here
-# cache_control markers move between requests; a content hash must not see them. JSON strings
-# escape their quotes, so this cannot match inside a text.
-_CACHE_CONTROL = re.compile(
-    rb',\s*"cache_control"\s*:\s*\{[^{}]*\}|"cache_control"\s*:\s*\{[^{}]*\}\s*,?'
-)
-
-
-def _message(item: msgspec.Raw, role: str | None = None) -> _Message:
-    """The message, or an empty one when it is not a message object or not of ``role``."""
-    try:
-        if role is not None and _ROLE.decode(item).role != role:
-            return _Message()
-        return _MESSAGE.decode(item)
-    except msgspec.DecodeError:
-        return _Message()
-
-
-def normalized_content(message: _Message) -> bytes:
-    """The message's content in one canonical byte form: a string is one text block; a block is
-    its type and its text, or its other parts as compact JSON with ``cache_control`` removed."""
-    content = message.content
-    if isinstance(content, str):
-        return b"text\x1f" + content.encode()
-    parts: list[bytes] = []
-    for block in content:
-        if block.type == "text":
-            parts.append(b"text\x1f" + str(block.text or "").encode())
-            continue
-        fields = (block.id, block.name, block.tool_use_id, block.is_error)
-        raw = b"\x1f".join(
-            (bytes(block.input), bytes(block.content), bytes(block.source), orjson.dumps(fields))
-        )
-        if b'"cache_control"' in raw:
-            raw = _CACHE_CONTROL.sub(b"", raw)
-        parts.append(block.type.encode() + b"\x1f" + raw)
-    return b"\x1e".join(parts)
-
-
-def _has_user_text(message: _Message) -> bool:
-    """User text, an image or a document; not tool results, nor the ``<system-reminder>`` text
-    blocks Claude Code attaches to tool results."""
-    content = message.content
-    if isinstance(content, str):
-        return not content.lstrip().startswith(_REMINDER)
-    for block in content:
-        if block.type == "text":
-            if not str(block.text or "").lstrip().startswith(_REMINDER):
-                return True
-        elif block.type != "tool_result":
-            return True
-    return False
-
-
-def _find_tool_use(
-    items: list[msgspec.Raw], before: int, wanted: set[str]
-) -> dict[str, tuple[int, str, bytes]]:
-    """tool_use id -> (index of the assistant message holding it, tool name, input JSON)."""
-    found: dict[str, tuple[int, str, bytes]] = {}
-    for index in range(before - 1, -1, -1):
-        message = _message(items[index], "assistant")
-        if message.role != "assistant" or isinstance(message.content, str):
-            continue
-        for block in message.content:
-            if block.id in wanted:
-                found[block.id] = (index, str(block.name or ""), bytes(block.input))
-        if len(found) == len(wanted):
-            break
-    return found
-
-
 def detect_turn(
     messages_raw: Any,
     session: str | None,
@@ -240,18 +154,20 @@ def detect_turn(
     hints: Hints = NO_HINTS,
     parent: ParentLink | None = None,
     agent_id: str | None = None,
+    recall: Recall | None = None,
 ) -> Turn:
     """The turn this request belongs to. Without a session every request is its own turn.
-    ``parent``: the turn that started this subagent (no hints: ``telemetry.subagents``)."""
+    ``parent``: the turn that started this subagent (no hints: ``telemetry.subagents``);
+    ``recall``: where this conversation's turn opened last time (the module's notes)."""
     items = _RAW_LIST.decode(messages_raw) if messages_raw is not None else []
     count = len(items)
     if session is None or not items:
         key = hashlib.blake2b(b"sluice-request\0" + request_id.encode(), digest_size=32).digest()
         return _turn(key, traceparent, opens=True, opening=max(count - 1, 0), count=count)
     if hints.prompt_id:
-        return _hinted_turn(items, session, hints, traceparent)
-    opening, opened_by, last_user, last_user_index = _opening(items)
-    normalized = normalized_content(opened_by or _message(items[opening]))
+        return _hinted_turn(items, session, hints, traceparent, recall)
+    opening, opened_by, last_user, last_user_index = find_opening(items, recall)
+    normalized = normalized_content(opened_by or message_at(items[opening]))
     key = hashlib.blake2b(
         b"\0".join((b"sluice-turn", session.encode(), str(opening).encode(), normalized)),
         digest_size=32,
@@ -263,23 +179,6 @@ def detect_turn(
         key = hashlib.blake2b(parent.turn_key + b"\0agent\0" + name, digest_size=32).digest()
         return Turn(key, parent.trace_id, parent.root_span_id, opens, opening, count, results)
     return _turn(key, traceparent, opens=opens, opening=opening, count=count, results=results)
-
-
-def _opening(items: list[msgspec.Raw]) -> tuple[int, _Message | None, _Message | None, int]:
-    """(index of the message that opened the turn, that message as decoded here, the last user
-    message, its index). With no user text in the history (truncated), the first message
-    opened it (not decoded here: None)."""
-    last_user: _Message | None = None
-    last_user_index = -1
-    for index in range(len(items) - 1, -1, -1):
-        message = _message(items[index], "user")
-        if message.role != "user":
-            continue
-        if last_user is None:
-            last_user, last_user_index = message, index
-        if _has_user_text(message):
-            return index, message, last_user, last_user_index
-    return 0, None, last_user, last_user_index
 
 
 def _prompt_key(session: str, prompt_id: str, agent_id: str | None) -> bytes:
@@ -296,10 +195,11 @@ def _hinted_turn(
     session: str,
     hints: Hints,
     traceparent: tuple[int, int] | None,
+    recall: Recall | None,
 ) -> Turn:
     """The turn named by the prompt id: immune to how the CLI shapes the opening message."""
     assert hints.prompt_id is not None
-    opening, _, last_user, last_user_index = _opening(items)
+    opening, _, last_user, last_user_index = find_opening(items, recall)
     side = hints.request_class in SIDE_CLASSES
     agent = None if side else hints.agent_id
     key = _prompt_key(session, hints.prompt_id, agent)
@@ -323,13 +223,13 @@ def _hinted_turn(
 
 
 def _tool_results(
-    items: list[msgspec.Raw], opens: bool, last_user: _Message | None, last_user_index: int
+    items: list[msgspec.Raw], opens: bool, last_user: Message | None, last_user_index: int
 ) -> tuple[ToolResult, ...]:
     """The tool results this request brings back, joined to the calls that asked for them."""
     results: tuple[ToolResult, ...] = ()
     if not opens and last_user is not None and not isinstance(last_user.content, str):
         returned = [b for b in last_user.content if b.type == "tool_result"]
-        calls = _find_tool_use(items, last_user_index, {str(b.tool_use_id) for b in returned})
+        calls = find_tool_use(items, last_user_index, {str(b.tool_use_id) for b in returned})
         results = tuple(
             ToolResult(
                 str(b.tool_use_id),
