@@ -47,7 +47,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bodies import BodyCase, body_cases, rekey
+from bodies import BodyCase, body_cases, long_turn_case, rekey
 from loadgen import ensure_wrk, write_wrk_script
 from overhead import (
     LOADGEN_CPU,
@@ -113,7 +113,7 @@ def _side(
     serve = [*sluice_cmd(), "serve", "--config", str(cfg), "--port", str(port)]
     proc = start(f"sluice-{name}", serve, port, PROXY_CPU, where, env=env)
     proc.wait_ready("/healthz")
-    return proc, [rekey(c, key, name) for c in body_cases(key)]
+    return proc, [rekey(c, key, name) for c in (*body_cases(key), long_turn_case(key))]
 
 
 def _descendants(pid: int) -> list[int]:
@@ -220,7 +220,9 @@ def main() -> None:
     parser.add_argument("--b", required=True, help="a revision, or WT")
     parser.add_argument("--a-yaml", default="", help="extra sluice.yaml for A")
     parser.add_argument("--b-yaml", default="", help="extra sluice.yaml for B")
-    parser.add_argument("--bodies", default="small,cc76k,cc124k")
+    parser.add_argument(
+        "--bodies", default="small,cc76k,cc124k", help="of those, and cc-long (bodies.py)"
+    )
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument(
         "--runs", type=int, default=1, help="fresh gateways this many times (order alternates)"

@@ -70,6 +70,31 @@ def body_cases(api_key: str) -> list[BodyCase]:
     ]
 
 
+def long_turn_case(api_key: str, steps: int = 100, result_bytes: int = 5000) -> BodyCase:
+    """The 76 KB request's headers, system prompt and tools, 100 steps into a tool loop
+    (~620 KB; ``cc-long``): each step an assistant ``tool_use`` and a user ``tool_result``
+    of 5 KB, the cache marker on the last. Every request of it is the same one, the next
+    request of a long turn, as a gateway that saw the one before sees it."""
+    record = json.loads((FIXTURES / "10-tool-loop-turn1.json").read_text())
+    body = dict(record["body"])
+    messages: list[dict[str, Any]] = [body["messages"][0]]
+    for n in range(steps):
+        use = {"type": "tool_use", "id": f"toolu_{n:04d}", "name": "Read", "input": {"n": n}}
+        text = {"type": "text", "text": "Reading the next file. " * 8}
+        messages.append({"role": "assistant", "content": [text, use]})
+        result = {
+            "type": "tool_result",
+            "tool_use_id": f"toolu_{n:04d}",
+            "content": "x" * result_bytes,
+        }
+        messages.append({"role": "user", "content": [result]})
+    messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+    body["messages"] = messages
+    headers = [(k, v) for k, v in record["headers"] if k.lower() not in _DROP]
+    headers.append(("x-api-key", api_key))
+    return _case("cc-long", "Claude Code 100-step tool loop", record["path"], body, headers)
+
+
 def rekey(case: BodyCase, api_key: str, tag: str) -> BodyCase:
     """The same bodies sent with another virtual key; workload names get ``-tag`` (wrk scripts)."""
 

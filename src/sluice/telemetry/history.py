@@ -148,14 +148,16 @@ def find_opening(
     message, its index). With no user text in the history (truncated), the first message
     opened it (not decoded here: None). ``recall``: the conversation's previous opening, which
     spares reading what that request had (see the module's notes); this one's is left in it."""
-    known = recall.known if recall is not None else None
+    if recall is None:
+        found = _walk(items, len(items), 0, None, -1)
+        return found if found[0] >= 0 else (0, *found[1:])
+    known = recall.known
     found = _walk(items, len(items), _stop(items, known), None, -1)
     if found[0] < 0 and known is not None:
         found = _resume(items, known, found[2], found[3])
-    if recall is not None:
-        at, count = max(found[0], 0), len(items)
-        recall.learnt = Opening(at, count, _between(items, at + 1, count - 1))
-    return (max(found[0], 0), *found[1:])
+    at, count = max(found[0], 0), len(items)
+    recall.learnt = Opening(at, count, _between(items, at + 1, count - 1))
+    return found if found[0] >= 0 else (0, *found[1:])
 
 
 def _stop(items: list[msgspec.Raw], known: Opening | None) -> int:
