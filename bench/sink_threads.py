@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bodies import body_cases
+from bodies import body_cases, long_turn_case
 from loadgen import ensure_wrk, run_wrk, write_wrk_script
 from overhead import LOADGEN_CPU, PROXY_CPU, mint_key, sluice_cmd, write_config
 from procs import Proc, free_port, process_cpu_s, start, start_upstream, thread_cpu_s
@@ -60,7 +60,7 @@ def sink_pid(gateway: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--body", default="cc76k", choices=("small", "cc76k", "cc124k"))
+    parser.add_argument("--body", default="cc76k", choices=("small", "cc76k", "cc124k", "cc-long"))
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--sse", action="store_true", help="the streaming request, not JSON")
     parser.add_argument("--py-spy", type=Path, help="also record both processes here")
@@ -93,7 +93,7 @@ def main() -> None:
         )
         procs.append(gateway)
         gateway.wait_ready()
-        case = {c.name: c for c in body_cases(key)}[args.body]
+        case = {c.name: c for c in (*body_cases(key), long_turn_case(key))}[args.body]
         work = case.sse if args.sse else case.json
         script = write_wrk_script(work, tmp)
         # Warm up until the sink has started (it imports the SDK) and taken batches.
