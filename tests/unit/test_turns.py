@@ -175,6 +175,9 @@ def test_session_sources_in_order() -> None:
     assert session_of(None, {b"x-session-affinity": b"aff", b"session-id": b"sid"}) == "aff"
     assert session_of(None, {b"session-id": b"sid"}) == "sid"
     assert session_of(None, {}) is None
+    # Every value is the client's: a huge header is cut as the peek cuts Claude Code's own
+    # (the session keys per-process tables).
+    assert session_of(None, {b"session-id": b"s" * 70_000}) == "s" * 200
     # A metadata.user_id that is not a JSON object is no session.
     ctx = _ctx([], {**body, "metadata": {"user_id": "plain-user"}})
     assert ctx.session_id is None

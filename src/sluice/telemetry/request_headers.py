@@ -5,6 +5,8 @@ each is bounded or validated here.
 
 from __future__ import annotations
 
+from sluice.base.text import MAX_IDENTIFIER_CHARS
+
 _MAX_DURATIONS = 64
 
 
@@ -29,7 +31,7 @@ def session_of(peeked: str | None, headers: dict[bytes, bytes]) -> str | None:
     for name in (b"x-session-affinity", b"session-id"):
         value = headers.get(name)
         if value:
-            return value.decode("latin-1")
+            return value[:MAX_IDENTIFIER_CHARS].decode("latin-1")  # as the peek cuts its own
     return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -89,7 +90,7 @@ class Telemetry:
         self._subagents = SubagentLinks()  # hint-less subagents' parents (this process's)
         self._prompts = SessionPrompts()  # sessions' latest prompt ids (side calls without)
         # Per conversation (session, agent, request class): where its turn opened last time.
-        self._openings: TtlLru[tuple[str, str, str], Opening] = TtlLru(10_000, 3600.0)
+        self._openings: TtlLru[bytes, Opening] = TtlLru(10_000, 3600.0)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
@@ -133,11 +134,13 @@ class Telemetry:
         return turn, session, _agent(ctx, headers, parent is not None, kind)
 
     @staticmethod
-    def _conversation(ctx: RequestContext, session: str | None) -> tuple[str, str, str] | None:
-        """The key a long history's opening is remembered by (none for a short one)."""
+    def _conversation(ctx: RequestContext, session: str | None) -> bytes | None:
+        """The key a long history's opening is remembered by (none for a short one): a digest,
+        since a session header other than Claude Code's is not capped."""
         if session is None or len(ctx.messages_raw) < _RECALL_FROM_BYTES:
             return None
-        return session, ctx.agent_id or "", ctx.request_class or ""
+        name = "\0".join((session, ctx.agent_id or "", ctx.request_class or ""))
+        return hashlib.blake2b(name.encode(errors="replace"), digest_size=16).digest()
 
     def record(self, ctx: RequestContext, settled: Settlement) -> None:
         """Queue a finished request (identified key, Messages endpoint) for tracing.
