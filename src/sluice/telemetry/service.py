@@ -43,7 +43,7 @@ log = logging.getLogger("sluice.telemetry")
 
 _PRUNE_EVERY_S = 3600.0
 # Below this many bytes of messages a history is read whole faster than an opening is
-# recalled and checked (turns.py, ``Opening``).
+# recalled and checked (telemetry/history.py).
 _RECALL_FROM_BYTES = 32_768
 
 
@@ -116,14 +116,12 @@ class Telemetry:
             if session is not None and hints.prompt_id is None:
                 parent = self._subagents.link(session, ctx.agent_id, ctx.messages_raw, now)
             conversation = self._conversation(ctx, session)
-            recall = None
-            if conversation is not None:
-                recall = Recall(self._openings.get(conversation, now))
+            recall = Recall(self._openings.get(conversation, now)) if conversation else None
             turn = detect_turn(
                 ctx.messages_raw, session, ctx.request_id, caller, hints, parent, ctx.agent_id,
                 recall,
             )  # fmt: skip
-            if conversation is not None and recall is not None and recall.learnt is not None:
+            if conversation and recall and recall.learnt:
                 self._openings.put(conversation, recall.learnt, now)
             if session is not None:
                 self._subagents.observe(session, turn, ctx.facts.tool_calls or (), now)
@@ -136,7 +134,7 @@ class Telemetry:
     @staticmethod
     def _conversation(ctx: RequestContext, session: str | None) -> bytes | None:
         """The key a long history's opening is remembered by (none for a short one): a digest,
-        since a session header other than Claude Code's is not capped."""
+        16 bytes an entry whatever the names' lengths."""
         if session is None or len(ctx.messages_raw) < _RECALL_FROM_BYTES:
             return None
         name = "\0".join((session, ctx.agent_id or "", ctx.request_class or ""))
