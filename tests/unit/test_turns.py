@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sluice.core.context import RequestContext
-from sluice.core.peek import peek_messages_body
+from sluice.core.peek import last_message, peek_messages_body
 from sluice.telemetry.request_headers import (
     agent_name,
     parse_tool_durations,
@@ -159,6 +159,25 @@ def _ctx(headers: list[tuple[bytes, bytes]], body: dict[str, Any]) -> RequestCon
     ctx.body = orjson.dumps(body)
     peek_messages_body(ctx)
     return ctx
+
+
+def test_the_messages_are_split_once_a_request_for_policy_and_tracing() -> None:
+    """URL policy's last-message read and turn detection share one split of ``messages``
+    (on a long history it costs as much as the body peek), and a turn found from the split
+    elements is the turn found from the raw array."""
+    messages = [user("fix it"), assistant_tool("toolu_1"), tool_result("toolu_1")]
+    ctx = _ctx([], {"model": "m", "messages": messages})
+    items = ctx.message_items()
+    assert len(items) == 3 and ctx.message_items() is items
+    assert last_message(ctx) == orjson.loads(bytes(items[-1]))
+    assert ctx.message_items() is items
+    from_items = detect_turn(items, SESSION, "r")
+    from_raw = detect_turn(ctx.messages_raw, SESSION, "r")
+    assert (from_items.turn_key, from_items.tool_results) == (
+        from_raw.turn_key,
+        from_raw.tool_results,
+    )
+    assert from_items.message_count == 3 and not from_items.opens
 
 
 def test_session_sources_in_order() -> None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from sluice.base.asgi import Receive, Send
+from sluice.base.json_spans import raw_elements
 from sluice.base.settlement import Settlement
 from sluice.base.usage import ResponseFacts
 from sluice.core.disconnect import DisconnectWatch
@@ -80,6 +81,7 @@ class RequestContext:
     facts: ResponseFacts = field(default_factory=ResponseFacts.empty)
     parsed: dict[str, Any] | None = None
     messages_raw: Any = None  # the `messages` array as raw JSON (msgspec.Raw), unparsed
+    message_list: list[Any] | None = None  # its elements, raw, on first use (message_items)
     mcp_servers_raw: Any = None  # `mcp_servers` as raw JSON when the body has it
     policy_violation: str | None = None  # the rule that refused or cut this request
     fingerprint: bytes | None = None  # model + messages hash (tool verdict lookups)
@@ -115,6 +117,15 @@ class RequestContext:
                 raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
             self.parsed = parsed if isinstance(parsed, dict) else {}
         return self.parsed
+
+    def message_items(self) -> list[Any]:
+        """``messages_raw`` split into its elements (raw JSON), once a request: URL policy
+        reads the last one and tracing walks back from it, and on a long history the split is
+        a scan as long as the body peek's own."""
+        if self.message_list is None:
+            raw = self.messages_raw
+            self.message_list = raw_elements(raw) if raw is not None else []
+        return self.message_list
 
     def client_gone(self) -> None:
         self.client_disconnected = True

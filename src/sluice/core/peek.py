@@ -76,7 +76,7 @@ def last_message(ctx: RequestContext, spelled: Spellings | None = None) -> Any:
     if ctx.messages_raw is None:
         return None
     try:  # a plain try, not _json_problems_are_400(): this runs on every request
-        items = raw_elements(ctx.messages_raw)
+        items = ctx.message_items()
         if not items:
             return None
         if spelled is not None and not may_spell(bytes(items[-1]), spelled):

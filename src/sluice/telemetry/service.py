@@ -118,7 +118,7 @@ class Telemetry:
             conversation = self._conversation(ctx, session)
             recall = Recall(self._openings.get(conversation, now)) if conversation else None
             turn = detect_turn(
-                ctx.messages_raw, session, ctx.request_id, caller, hints, parent, ctx.agent_id,
+                ctx.message_items(), session, ctx.request_id, caller, hints, parent, ctx.agent_id,
                 recall,
             )  # fmt: skip
             if conversation and recall and recall.learnt:

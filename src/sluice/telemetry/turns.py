@@ -157,9 +157,13 @@ def detect_turn(
     recall: Recall | None = None,
 ) -> Turn:
     """The turn this request belongs to. Without a session every request is its own turn.
+    ``messages_raw``: the ``messages`` array as raw JSON, or its elements already split.
     ``parent``: the turn that started this subagent (no hints: ``telemetry.subagents``);
     ``recall``: where this conversation's turn opened last time (the module's notes)."""
-    items = _RAW_LIST.decode(messages_raw) if messages_raw is not None else []
+    if isinstance(messages_raw, list):  # already split (``RequestContext.message_items``)
+        items = messages_raw
+    else:
+        items = _RAW_LIST.decode(messages_raw) if messages_raw is not None else []
     count = len(items)
     if session is None or not items:
         key = hashlib.blake2b(b"sluice-request\0" + request_id.encode(), digest_size=32).digest()
