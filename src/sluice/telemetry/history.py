@@ -152,9 +152,10 @@ def find_opening(
         found = _walk(items, len(items), 0, None, -1)
         return found if found[0] >= 0 else (0, *found[1:])
     known = recall.known
-    found = _walk(items, len(items), _stop(items, known), None, -1)
-    if found[0] < 0 and known is not None:
-        found = _resume(items, known, found[2], found[3])
+    stop = _stop(items, known)
+    found = _walk(items, len(items), stop, None, -1)
+    if found[0] < 0 and known is not None and stop > 0:
+        found = _resume(items, known, stop, found[2], found[3])
     at, count = max(found[0], 0), len(items)
     recall.learnt = Opening(at, count, _between(items, at + 1, count - 1))
     return found if found[0] >= 0 else (0, *found[1:])
@@ -169,14 +170,15 @@ def _stop(items: list[msgspec.Raw], known: Opening | None) -> int:
 
 
 def _resume(
-    items: list[msgspec.Raw], known: Opening, last_user: Message | None, last_user_index: int
+    items: list[msgspec.Raw],
+    known: Opening,
+    stop: int,
+    last_user: Message | None,
+    last_user_index: int,
 ) -> tuple[int, Message | None, Message | None, int]:
-    """No user text since the previous request's last message: its opening still opens the
-    turn when the messages between have the lengths they had and it still has user text;
-    else the walk goes on back."""
-    stop = _stop(items, known)
-    if stop == 0:
-        return -1, None, last_user, last_user_index  # the walk was whole
+    """No user text from ``stop`` (the previous request's last message) on: its opening still
+    opens the turn when the messages between have the lengths they had and it still has user
+    text; else the walk goes on back."""
     if last_user is not None and _between(items, known.index + 1, stop) == known.between:
         message = message_at(items[known.index], "user")
         if message.role == "user" and has_user_text(message):
@@ -191,7 +193,7 @@ def _walk(
     last_user: Message | None,
     last_user_index: int,
 ) -> tuple[int, Message | None, Message | None, int]:
-    """``_opening``'s walk back over ``items[stop:start]``: the opening's index is -1 when
+    """``find_opening``'s walk back over ``items[stop:start]``: the opening's index is -1 when
     none of them has user text."""
     for index in range(start - 1, stop - 1, -1):
         message = message_at(items[index], "user")
