@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -21,16 +20,15 @@ from typer.testing import CliRunner
 
 from sluice.cli.main import app as cli_app
 from sluice.config.vk import VirtualKeyConfig
-from sluice.telemetry import Telemetry
 from sluice.testing import FakeAnthropic, FakeUsage, Fault, Reply, Scenario, TextBlock
 from sluice.testing.scenarios import ToolUseBlock
+from tracing_support import SKIP_HEADERS, post_messages, send, telemetry, tracing_yaml
 
 from otlp_receiver import OtlpReceiver
 from support import SECRET, Gateway, fixture_request, start_gateway
 
 SESSION = "7c04dda7-18fb-47f7-8946-fcc37dbc4279"
 TOOL_ID = "toolu_mock_4c9d3a5da2be40e3"  # the id in the captured turn-2 tool_result
-SKIP_HEADERS = {"authorization", "host", "content-length", "connection", "accept-encoding"}
 USAGE_1 = FakeUsage(
     input_tokens=40, output_tokens=30, cache_read_input_tokens=1000, cache_creation_5m=200
 )
@@ -43,33 +41,6 @@ def tool_loop_script() -> list[Scenario]:
         Scenario(Reply(blocks=[TextBlock("I'll run it."), tool], usage=USAGE_1)),
         Scenario(Reply(blocks=[TextBlock("Done.")], usage=USAGE_2)),
     ]
-
-
-def tracing_yaml(endpoint: str, extra: str = "") -> str:
-    return (
-        "tracing:\n  enabled: true\n"
-        f"  otlp_endpoint: {endpoint}\n  flush_interval_ms: 20\n"
-        "  headers: {authorization: Bearer otlp-secret-token}\n" + extra
-    )
-
-
-async def send(gw: Gateway, fixture: str, key: str | None = None, **headers: str) -> str:
-    """POST a captured Claude Code request; return the gateway's request id."""
-    sent, body = fixture_request(fixture)
-    out = {k: v for k, v in sent if k.lower() not in SKIP_HEADERS}
-    out["Authorization"] = f"Bearer {key or gw.key}"
-    out.update(headers)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{gw.url}/v1/messages?beta=true", data=body, headers=out) as resp,
-    ):
-        await resp.read()
-        assert resp.status == 200, await resp.text()
-        return resp.headers["request-id"]
-
-
-def telemetry(gw: Gateway) -> Telemetry:
-    return gw.server.app.services.telemetry
 
 
 @pytest.fixture
@@ -145,7 +116,7 @@ async def test_one_replica_times_the_tool_and_fills_the_store_and_cli(
             {"role": "assistant", "content": [{"type": "text", "text": "Done."}]},
             {"role": "user", "content": [{"type": "text", "text": "thanks, and now?"}]},
         ]
-        third = await _post_messages(gw, history)
+        third = await post_messages(gw, history)
         await telemetry(gw).flush()
         await receiver.wait_for(6)
         rows = {r["request_id"]: r for r in await gw.ledger_rows()}
@@ -212,21 +183,6 @@ def _cli(*args: str) -> str:
     result = CliRunner().invoke(cli_app, list(args))
     assert result.exit_code == 0, result.output
     return result.stdout
-
-
-async def _post_messages(gw: Gateway, messages: list[Any], key: str | None = None) -> str:
-    sent, body = fixture_request("10-tool-loop-turn1.json")
-    document = json.loads(body)
-    document["messages"] = messages
-    headers = {k: v for k, v in sent if k.lower() not in SKIP_HEADERS}
-    headers["Authorization"] = f"Bearer {key or gw.key}"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{gw.url}/v1/messages", json=document, headers=headers) as resp,
-    ):
-        await resp.read()
-        assert resp.status == 200, await resp.text()
-        return resp.headers["request-id"]
 
 
 async def test_project_override_routes_and_key_config_forbids_content(

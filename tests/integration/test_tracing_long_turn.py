@@ -11,22 +11,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from sluice.telemetry.service import Telemetry
 from sluice.testing import FakeAnthropic
+from tracing_support import post_messages, telemetry, tracing_yaml
 
 from otlp_receiver import OtlpReceiver
-from support import Gateway, fixture_request, start_gateway
+from support import start_gateway
 
-SESSION = "0d6c9d39-long-turn"
+SESSION = {"X-Claude-Code-Session-Id": "0d6c9d39-long-turn"}
 STEPS = 24  # 2 KB a tool result: the last requests carry ~60 KB of messages
-SKIP_HEADERS = {"authorization", "host", "content-length", "connection", "accept-encoding"}
-
-
-def tracing_yaml(endpoint: str) -> str:
-    return f"tracing:\n  enabled: true\n  otlp_endpoint: {endpoint}\n  flush_interval_ms: 20\n"
 
 
 @pytest.fixture
@@ -55,26 +49,6 @@ def history(steps: int, rewrite: bool = False) -> list[dict[str, Any]]:
     return messages
 
 
-async def post(gw: Gateway, messages: list[dict[str, Any]], key: str) -> str:
-    sent, body = fixture_request("10-tool-loop-turn1.json")
-    document = json.loads(body)
-    document["messages"] = messages
-    headers = {k: v for k, v in sent if k.lower() not in SKIP_HEADERS}
-    headers["Authorization"] = f"Bearer {key}"
-    headers["X-Claude-Code-Session-Id"] = SESSION
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{gw.url}/v1/messages", json=document, headers=headers) as resp,
-    ):
-        await resp.read()
-        assert resp.status == 200, await resp.text()
-        return resp.headers["request-id"]
-
-
-def telemetry(gw: Gateway) -> Telemetry:
-    return gw.server.app.services.telemetry
-
-
 async def test_every_request_of_a_long_turn_on_either_replica_is_one_trace(
     fake: FakeAnthropic, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
@@ -82,10 +56,11 @@ async def test_every_request_of_a_long_turn_on_either_replica_is_one_trace(
     b = await start_gateway(tmp_path / "b.db", fake.url, tracing_yaml(receiver.url))
     try:
         for steps in range(STEPS + 1):
-            await post(a, history(steps), a.key)
-        recalled = await post(a, history(STEPS + 1, rewrite=True), a.key)
-        read_whole = await post(b, history(STEPS + 1, rewrite=True), b.key)  # b: first sight
-        from_b = await post(b, history(STEPS + 1), b.key)
+            await post_messages(a, history(steps), **SESSION)
+        recalled = await post_messages(a, history(STEPS + 1, rewrite=True), **SESSION)
+        # b's first sight of the conversation: it reads the rewrite whole.
+        read_whole = await post_messages(b, history(STEPS + 1, rewrite=True), **SESSION)
+        from_b = await post_messages(b, history(STEPS + 1), **SESSION)
         await telemetry(a).flush()
         await telemetry(b).flush()
         await receiver.wait_for(STEPS + 6)

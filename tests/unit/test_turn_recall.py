@@ -66,6 +66,16 @@ def both(history: list[dict[str, Any]], recall: Recall, hints: Hints | None = No
     return whole
 
 
+def seen_loop(steps: int) -> tuple[list[dict[str, Any]], Recall]:
+    """A prompt and ``steps`` tool calls, as a process that has just seen it remembers it."""
+    recall = Recall()
+    history = [prompt("go")]
+    for n in range(steps):
+        history += [call(n), result(n)]
+    both(history, recall)
+    return history, recall
+
+
 def test_a_long_tool_loop_then_the_next_prompt_are_found_as_a_whole_read_finds_them() -> None:
     recall = Recall()
     history = [prompt("fix the build")]
@@ -86,11 +96,7 @@ def test_what_the_previous_request_had_is_not_read_again() -> None:
     """The one change recall does not see, as the module says: a message in the middle
     rewritten to user text of the same length. That it goes unseen shows the middle is not
     read; a whole read (a process that never saw the conversation) does see it."""
-    recall = Recall()
-    history = [prompt("go")]
-    for n in range(10):
-        history += [call(n), result(n)]
-    both(history, recall)
+    history, recall = seen_loop(10)
     rewritten = list(history)
     original = orjson.dumps(history[6])
     text = {"role": "user", "content": [{"type": "text", "text": "z"}]}
@@ -105,22 +111,14 @@ def test_what_the_previous_request_had_is_not_read_again() -> None:
 
 
 def test_a_middle_message_that_changes_length_is_read_again() -> None:
-    recall = Recall()
-    history = [prompt("go")]
-    for n in range(10):
-        history += [call(n), result(n)]
-    both(history, recall)
+    history, recall = seen_loop(10)
     history[6] = prompt("an edit that adds user text")
     history += [call(10), result(10)]
     assert both(history, recall).opening_index == 6
 
 
 def test_a_shorter_or_rewritten_history_is_read_whole() -> None:
-    recall = Recall()
-    history = [prompt("go")]
-    for n in range(10):
-        history += [call(n), result(n)]
-    both(history, recall)
+    history, recall = seen_loop(10)
     # Compaction: a summary and fewer messages, then a rewind to an earlier point.
     compacted = [prompt("summary of the work so far"), call(50), result(50)]
     assert both(compacted, recall).opening_index == 0
